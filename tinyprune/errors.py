@@ -1,0 +1,40 @@
+"""Error types, one per exit code of the product contract (SPEC.md).
+
+Every user-facing failure is raised as a subclass of :class:`TinypruneError` whose message is one
+line naming the file, layer or field at fault and what to do.  The CLI prints the message and exits
+with ``exit_code``; no traceback is shown for these.
+"""
+
+from __future__ import annotations
+
+
+class TinypruneError(Exception):
+    """Base class: a failure the user can act on. ``exit_code`` follows SPEC.md."""
+
+    exit_code = 1
+
+
+class CheckFailed(TinypruneError):
+    """Exit 1: a budget, an accuracy or a bit-exactness check failed, or the image does not fit."""
+
+    exit_code = 1
+
+
+class EmulationError(CheckFailed):
+    """Exit 1: the firmware faulted, hung or overflowed its stack on the emulated board."""
+
+
+class UsageError(TinypruneError):
+    """Exit 2: bad input or usage (missing file, corrupt model, unknown board, bad option)."""
+
+    exit_code = 2
+
+
+class UnsupportedError(UsageError):
+    """Exit 2: an op or a layer tinyprune cannot handle; the message names it and lists what is supported."""
+
+
+class ToolMissing(TinypruneError):
+    """Exit 3: a required external tool is missing; the message says how to install it."""
+
+    exit_code = 3

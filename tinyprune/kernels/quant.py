@@ -1,0 +1,44 @@
+"""Quantization arithmetic done at generation time, bit-exact with TFLite Micro's Prepare code."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def tflite_round(x: float) -> int:
+    """std::round: half away from zero."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM QuantizeMultiplier: ``real ~= multiplier * 2^(shift - 31)``, multiplier in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = tflite_round(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return int(q_fixed), int(shift)
+
+
+def activation_range(activation: str, scale: float, zero_point: int, dtype_min: int = -128,
+                     dtype_max: int = 127) -> tuple[int, int]:
+    """TFLM CalculateActivationRangeQuantized for a fused activation name."""
+
+    def q(v: float) -> int:  # float32 division, as TFLM computes it
+        return zero_point + tflite_round(float(np.float32(v) / np.float32(scale)))
+
+    if activation == "NONE":
+        return dtype_min, dtype_max
+    if activation == "RELU":
+        return max(dtype_min, q(0.0)), dtype_max
+    if activation == "RELU6":
+        return max(dtype_min, q(0.0)), min(dtype_max, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(dtype_min, q(-1.0)), min(dtype_max, q(1.0))
+    raise ValueError(f"fused activation {activation} has no integer range")
