@@ -1,0 +1,40 @@
+# tinyprune: `make demo` and `make test` install what they need (apt packages when missing, a
+# .venv in the repo) and are idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tinyprune-installed
+SYSTAMP := $(VENV)/.system-checked
+
+.PHONY: setup system demo test test-fast bench lint clean
+
+setup: $(STAMP) system
+
+system:
+	@bash scripts/setup_system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/tinyprune build --board nucleo_f746 \
+	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz \
+	    --prune-channels 0.5 --out build/demo
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not e2e"
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+lint: setup
+	$(BIN)/ruff check tinyprune tests bench
+
+clean:
+	rm -rf build dist *.egg-info

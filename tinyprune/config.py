@@ -1,0 +1,151 @@
+"""Build options from the command line and ``tinyprune.toml`` (command line wins), validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinyprune.errors import UsageError
+
+EMULATORS = ("unicorn", "qemu", "renode", "none")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)i?[bB]?\s*$")
+
+
+def parse_size(value: int | str, where: str) -> int:
+    """65536, "64K", "64KiB", "1M" -> bytes. ``where`` names the field for the error."""
+    if isinstance(value, bool):
+        raise UsageError(f"{where}: expected a size like 65536, \"64K\" or \"1M\", received {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise UsageError(f"{where}: expected a size >= 0, received {value}")
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise UsageError(f"{where}: expected a size like 65536, \"64K\" or \"1M\", received {value!r}")
+    scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits a build must meet (any subset); a broken one makes the build exit 1."""
+
+    flash: int | None = None
+    ram: int | None = None
+    latency_ms: float | None = None
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``tinyprune build`` takes. Paths are as the user gave them."""
+
+    board: str = ""
+    model: Path | None = None
+    data: Path | None = None
+    out: Path | None = None
+    prune_channels: float | None = None
+    prune_criterion: str = "l1"
+    emulator: str = "unicorn"
+    samples: int = 20
+    stack_bytes: int = 8192
+    trust_model: bool = False
+    seed: int = 0
+    budgets: Budgets = field(default_factory=Budgets)
+
+    def output_dir(self) -> Path:
+        if self.out is not None:
+            return self.out
+        stem = self.model.stem if self.model is not None else "model"
+        return Path("build") / f"{stem}-{self.board}"
+
+
+_TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
+        "stack": "size", "trust_model": bool, "seed": int}
+_PRUNE = {"channels": float, "criterion": str}
+_BUDGETS = {"flash": "size", "ram": "size", "latency_ms": float, "min_accuracy": float,
+            "max_accuracy_drop": float}
+
+
+def _typed(value: Any, kind: Any, where: str) -> Any:
+    if kind == "size":
+        return parse_size(value, where)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"{where}: expected {kind.__name__}, received {value!r}")
+    return value
+
+
+def _section(table: dict[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in table.items():
+        if key not in spec:
+            raise UsageError(f"{where}.{key}: unknown field; expected one of: {', '.join(spec)}")
+        out[key] = _typed(value, spec[key], f"{where}.{key}")
+    return out
+
+
+def load_project_file(path: Path) -> dict[str, Any]:
+    """Reads ``tinyprune.toml`` into flat option names; relative paths resolve from its folder."""
+    if not path.is_file():
+        raise UsageError(f"{path}: config file not found")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    known = {**{k: None for k in _TOP}, "prune": None, "budgets": None, "sparsify": None}
+    for key in doc:
+        if key not in known:
+            raise UsageError(f"{path}: unknown field '{key}'; expected one of: {', '.join(known)}")
+    tables = {k: doc.get(k, {}) for k in ("prune", "budgets", "sparsify")}
+    for k, v in tables.items():
+        if not isinstance(v, dict):
+            raise UsageError(f"{path}: [{k}] must be a table")
+    if tables["sparsify"]:
+        raise UsageError(f"{path}: [sparsify] (block-sparse pruning) is not available in this "
+                         "version yet; remove the table")
+    top = _section({k: v for k, v in doc.items() if k in _TOP}, _TOP, str(path))
+    for key in ("model", "data", "out"):
+        if key in top and not top[key].is_absolute():
+            top[key] = path.parent / top[key]
+    if "stack" in top:
+        top["stack_bytes"] = top.pop("stack")
+    prune = _section(tables["prune"], _PRUNE, f"{path} [prune]")
+    top.update({f"prune_{k}": v for k, v in prune.items()})
+    top["budgets"] = Budgets(**_section(tables["budgets"], _BUDGETS, f"{path} [budgets]"))
+    return top
+
+
+def resolve(cli: dict[str, Any], config: Path | None) -> BuildOptions:
+    """Merges project-file values with command-line values (non-None wins) and validates."""
+    values: dict[str, Any] = load_project_file(config) if config is not None else {}
+    budgets = values.pop("budgets", Budgets())
+    cli_budgets = {k: v for k, v in cli.pop("budgets", {}).items() if v is not None}
+    values.update({k: v for k, v in cli.items() if v is not None})
+    opts = BuildOptions(**values, budgets=dataclasses.replace(budgets, **cli_budgets))
+    validate(opts)
+    return opts
+
+
+def validate(opts: BuildOptions) -> None:
+    if not opts.board:
+        raise UsageError("no board given: pass --board NAME (see 'tinyprune boards') "
+                         "or set board in tinyprune.toml")
+    if opts.model is None:
+        raise UsageError("no model given: pass --model FILE or set model in tinyprune.toml")
+    if opts.emulator not in EMULATORS:
+        raise UsageError(f"--emulator: expected one of {', '.join(EMULATORS)}, "
+                         f"received {opts.emulator!r}")
+    if opts.samples < 1:
+        raise UsageError(f"--samples: expected at least 1, received {opts.samples}")
+    if opts.prune_channels is not None and not 0.0 <= opts.prune_channels < 1.0:
+        raise UsageError(f"--prune-channels: expected a fraction in [0, 1), "
+                         f"received {opts.prune_channels}")

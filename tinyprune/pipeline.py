@@ -1,0 +1,257 @@
+"""The stages of ``tinyprune build``, each a function from the previous stage's artifact.
+
+``api.build`` strings them together; they are kept here, small and separate, so tests and other
+commands (``codegen``, ``run``, ``check``) reuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyprune import __version__, verify
+from tinyprune.codegen import CProject, generate
+from tinyprune.config import BuildOptions
+from tinyprune.errors import CheckFailed, UsageError
+from tinyprune.ir import Graph, read_tflite
+from tinyprune.plan import Plan, plan
+
+log = logging.getLogger("tinyprune")
+
+MAX_EVAL_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The model side of a build: what was loaded, pruned, quantized and what it is checked on."""
+
+    source: Path
+    kind: str
+    tflite: bytes = field(repr=False)
+    graph: Graph = field(repr=False)
+    eval_inputs: np.ndarray = field(repr=False)  # raw input rows for the host check
+    eval_labels: np.ndarray | None = field(repr=False)  # None without data
+    fw_inputs: np.ndarray = field(repr=False)  # the first rows, run on the firmware
+    float_accuracy: float | None
+    params_before: int | None
+    params_after: int | None
+    macs_before: int | None
+    prune: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    comparison: verify.Comparison
+    int8_reference_accuracy: float | None
+    firmware_accuracy: float | None
+    reference: np.ndarray = field(repr=False)
+    dsp_bit_exact: bool
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    emulator: str
+    comparison: verify.Comparison | None
+    instructions: int | None
+    cycles: int | None
+    cycles_are_estimate: bool
+    layer_cycles: list[int] | None
+    stack_peak: int | None
+
+
+def board_for(opts: BuildOptions):  # noqa: ANN201 - Board
+    from tinyprune.firmware.boards import load_board
+
+    return load_board(opts.board)
+
+
+def front_end(opts: BuildOptions, stage: Path, steps) -> FrontEnd:  # noqa: ANN001 - _Steps
+    """load -> (prune) -> quantize; picks the evaluation and firmware samples."""
+    from tinyprune.models.load import load_model
+    from tinyprune.models.stats import count_macs, count_params
+
+    assert opts.model is not None
+    with steps.step("load", str(opts.model.name)):
+        loaded = load_model(opts.model, trust_model=opts.trust_model)
+        data = _dataset(opts, loaded)
+    model = loaded.model
+    params_before = count_params(model) if model is not None else None
+    macs_before = count_macs(model) if model is not None else None
+    prune_info = None
+    with steps.step("prune", "(skipped)" if not opts.prune_channels else
+                    f"{opts.prune_channels:.0%} of channels, {opts.prune_criterion}"):
+        if opts.prune_channels:
+            model, prune_info = _prune(opts, loaded, data)
+    with steps.step("quantize", "(int8 .tflite given)" if model is None else ""):
+        tflite = loaded.tflite_bytes if model is None else _quantize(loaded, model, data)
+    (stage / "model_int8.tflite").write_bytes(tflite)
+    graph = read_tflite(tflite)
+    eval_inputs, labels = _eval_set(graph, data, opts)
+    float_acc = _float_accuracy(model, data) if model is not None and data is not None else None
+    return FrontEnd(
+        source=opts.model, kind=loaded.kind, tflite=tflite, graph=graph, eval_inputs=eval_inputs,
+        eval_labels=labels, fw_inputs=eval_inputs[:opts.samples], float_accuracy=float_acc,
+        params_before=params_before,
+        params_after=count_params(model) if model is not None else None,
+        macs_before=macs_before, prune=prune_info)
+
+
+def _dataset(opts: BuildOptions, loaded):  # noqa: ANN001, ANN202
+    if opts.data is None:
+        return None
+    from tinyprune.data import load_dataset
+
+    return load_dataset(opts.data, loaded.input_shape)
+
+
+def _prune(opts: BuildOptions, loaded, data):  # noqa: ANN001, ANN202
+    from tinyprune.prune import PruneConfig, prune
+
+    if loaded.model is None:
+        raise UsageError(f"{opts.model}: --prune-channels needs a Keras model; an int8 .tflite "
+                         "cannot be pruned (prune the Keras model, then convert)")
+    result = prune(loaded.model, PruneConfig(ratio=opts.prune_channels,
+                                             criterion=opts.prune_criterion), data=data)
+    return result.model, result.summary()
+
+
+def _quantize(loaded, model, data) -> bytes:  # noqa: ANN001
+    from tinyprune.quantize import quantize
+
+    return quantize(loaded, data, model=model)
+
+
+def _eval_set(graph: Graph, data, opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: ANN001
+    if data is None or data.x_test is None:
+        return verify.random_inputs(graph, opts.samples, seed=opts.seed), None
+    x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
+    return verify.encode_inputs(graph, x), np.asarray(y).reshape(-1)
+
+
+def _float_accuracy(model, data) -> float | None:  # noqa: ANN001
+    x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
+    pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
+    return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
+
+
+def make_plan(front: FrontEnd, board) -> Plan:  # noqa: ANN001
+    return plan(front.graph, dsp=board.dsp)
+
+
+def make_project(front: FrontEnd, planned: Plan, opts: BuildOptions, stage: Path) -> CProject:
+    return generate(planned, stage / "src", model_name=front.source.stem,
+                    source_name=front.source.name, samples=front.fw_inputs)
+
+
+def verify_on_host(front: FrontEnd, project: CProject, stage: Path) -> HostCheck:
+    """Host builds (portable and DSP-emulated paths) against the reference, on the eval set."""
+    work = stage / "host"
+    work.mkdir(exist_ok=True)
+    reference = verify.reference_outputs(front.tflite, front.graph, front.eval_inputs)
+    exe = verify.host_compile(project, work, dsp=False)
+    outputs = verify.host_outputs(exe, front.eval_inputs, project.output_bytes, work)
+    exe_dsp = verify.host_compile(project, work, dsp=True)
+    outputs_dsp = verify.host_outputs(exe_dsp, front.eval_inputs, project.output_bytes, work)
+    comparison = verify.compare(reference, outputs)
+    ref_acc = fw_acc = None
+    if front.eval_labels is not None:
+        ref_acc = verify.accuracy(front.graph, reference, front.eval_labels)
+        fw_acc = verify.accuracy(front.graph, outputs, front.eval_labels)
+    return HostCheck(comparison=comparison, int8_reference_accuracy=ref_acc,
+                     firmware_accuracy=fw_acc, reference=reference,
+                     dsp_bit_exact=verify.compare(reference, outputs_dsp).bit_exact)
+
+
+def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):  # noqa: ANN001, ANN201
+    from tinyprune.firmware import build_model_firmware
+
+    return build_model_firmware(project, board, stage / "firmware", stack_bytes=opts.stack_bytes)
+
+
+def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:  # noqa: ANN001
+    if opts.emulator == "none":
+        return RunOutcome("none", None, None, None, True, None, None)
+    from tinyprune.emulator import run_elf
+    from tinyprune.emulator.protocol import parse_results
+
+    result = run_elf(board, firmware.elf, backend=opts.emulator)
+    res = parse_results(result.uart)
+    if res.status != 0:
+        raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "
+                          f"arguments in layer {res.status - 1})")
+    n = len(res.outputs)
+    actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
+    reference = verify.reference_outputs(front.tflite, front.graph, front.fw_inputs[:n])
+    layer_cycles = [int(np.mean(c)) for c in zip(*res.layer_cycles, strict=True)]
+    return RunOutcome(
+        emulator=opts.emulator, comparison=verify.compare(reference, actual),
+        instructions=result.instructions // max(n, 1), cycles=int(np.mean(res.cycles)),
+        cycles_are_estimate=result.cycles_are_estimate, layer_cycles=layer_cycles,
+        stack_peak=res.stack_peak)
+
+
+def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, firmware,  # noqa: ANN001
+                    host: HostCheck, run: RunOutcome) -> dict[str, Any]:
+    from tinyprune.report import SCHEMA_VERSION, evaluate_budgets
+
+    weights = [c.values for c in planned.consts if c.ctype == "int8_t"]
+    total = sum(w.size for w in weights)
+    sparsity = float(sum(int(np.count_nonzero(w == 0)) for w in weights) / total) if total else 0.0
+    macs_after = sum(p.call.macs for p in planned.code_ops)
+    cmp = run.comparison if run.comparison is not None else host.comparison
+    mismatches = [m.__dict__ for m in cmp.mismatches]
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tinyprune_version": __version__,
+        "board": {"name": board.name, "cpu": board.core, "clock_hz": board.clock_hz,
+                  "flash_bytes": board.flash.length, "ram_bytes": board.ram.length},
+        "model": {"source": front.source.name, "kind": front.kind,
+                  "params_before": front.params_before, "params_after": front.params_after,
+                  "macs_before": front.macs_before or macs_after, "macs_after": macs_after,
+                  "sparsity": round(sparsity, 4), "pruning": front.prune},
+        "firmware": {"flash_used_bytes": firmware.flash_used_bytes,
+                     "ram_used_bytes": firmware.ram_used_bytes,
+                     "arena_bytes": planned.memory.arena_bytes + planned.memory.scratch_bytes,
+                     "stack_peak_bytes": run.stack_peak,
+                     "stack_reserved_bytes": firmware.stack_bytes,
+                     "samples_bytes": firmware.samples_bytes, "elf_sha256": firmware.elf_sha256},
+        "run": _run_section(run, board, cmp, host, mismatches),
+        "accuracy": {"float": front.float_accuracy, "int8_reference": host.int8_reference_accuracy,
+                     "firmware": host.firmware_accuracy,
+                     "test_samples": None if front.eval_labels is None else len(front.eval_labels)},
+        "layers": _layers(planned, run),
+    }
+    report["budgets"] = evaluate_budgets(opts.budgets, report)
+    report["ok"] = bool(report["run"]["bit_exact"] and host.comparison.bit_exact
+                        and host.dsp_bit_exact and all(b["ok"] for b in report["budgets"].values()))
+    return report
+
+
+def _run_section(run: RunOutcome, board, cmp: verify.Comparison, host: HostCheck,  # noqa: ANN001
+                 mismatches: list) -> dict[str, Any]:
+    latency = None if run.cycles is None else run.cycles / board.clock_hz * 1000.0
+    return {"emulator": run.emulator, "samples": cmp.samples,
+            "cycles_per_inference": run.cycles, "cycles_are_estimate": run.cycles_are_estimate,
+            "latency_ms_at_clock": latency,
+            "instructions_per_inference": run.instructions, "bit_exact": cmp.bit_exact,
+            "mismatches": mismatches,
+            "host": {"samples": host.comparison.samples, "bit_exact": host.comparison.bit_exact,
+                     "dsp_path_bit_exact": host.dsp_bit_exact}}
+
+
+def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:
+    out = []
+    for i, p in enumerate(planned.code_ops):
+        w = [planned.graph.tensor(t).data for t in p.op.inputs
+             if t >= 0 and planned.graph.tensor(t).is_const and planned.graph.tensor(t).dtype == "int8"]
+        nz = sum(int(np.count_nonzero(a == 0)) for a in w)
+        size = sum(a.size for a in w)
+        out.append({"name": p.op.name, "op": p.op.opcode, "kernel": p.call.kernel,
+                    "macs": p.call.macs, "weight_bytes": p.call.weight_bytes,
+                    "cycles": run.layer_cycles[i] if run.layer_cycles else None,
+                    "sparsity": round(nz / size, 4) if size else 0.0})
+    return out

@@ -1,0 +1,82 @@
+"""The report stage: ``report.json`` (versioned, SPEC.md keys), budgets, terminal summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tinyprune.config import Budgets
+
+SCHEMA_VERSION = 1
+
+
+def evaluate_budgets(budgets: Budgets, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each set budget -> {limit, actual, ok}. A figure that could not be measured fails it."""
+    fw, run, acc = report["firmware"], report["run"], report["accuracy"]
+    drop = None
+    if acc.get("float") is not None and acc.get("firmware") is not None:
+        drop = round(acc["float"] - acc["firmware"], 6)
+    checks = {
+        "flash": (budgets.flash, fw.get("flash_used_bytes"), "max"),
+        "ram": (budgets.ram, fw.get("ram_used_bytes"), "max"),
+        "latency_ms": (budgets.latency_ms, run.get("latency_ms_at_clock"), "max"),
+        "min_accuracy": (budgets.min_accuracy, acc.get("firmware"), "min"),
+        "max_accuracy_drop": (budgets.max_accuracy_drop, drop, "max"),
+    }
+    out = {}
+    for name, (limit, actual, kind) in checks.items():
+        if limit is None:
+            continue
+        ok = actual is not None and (actual <= limit if kind == "max" else actual >= limit)
+        out[name] = {"limit": limit, "actual": actual, "ok": bool(ok)}
+    return out
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> Path:
+    """Writes ``report.json`` atomically (a temporary file renamed into place)."""
+    path = out_dir / "report.json"
+    tmp = out_dir / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _fmt_int(v: Any) -> str:
+    return "-" if v is None else f"{int(v):,}"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A readable summary: headline figures, then a table per layer."""
+    b, m, fw, run, acc = (report[k] for k in ("board", "model", "firmware", "run", "accuracy"))
+    lines = [
+        f"board     {b['name']} ({b['cpu']}, {b['clock_hz'] / 1e6:.0f} MHz)",
+        f"model     {m['source']}: {_fmt_int(m['params_after'])} params, "
+        f"{_fmt_int(m['macs_after'])} MACs",
+        f"flash     {_fmt_int(fw['flash_used_bytes'])} of {_fmt_int(b['flash_bytes'])} bytes",
+        f"ram       {_fmt_int(fw['ram_used_bytes'])} of {_fmt_int(b['ram_bytes'])} bytes "
+        f"(arena {_fmt_int(fw['arena_bytes'])}, stack peak {_fmt_int(fw['stack_peak_bytes'])})",
+    ]
+    if run.get("emulator") not in (None, "none"):
+        est = " (estimate)" if run.get("cycles_are_estimate") else ""
+        lines.append(f"cycles    {_fmt_int(run['cycles_per_inference'])}{est} = "
+                     f"{run['latency_ms_at_clock']:.2f} ms at clock; "
+                     f"{_fmt_int(run['instructions_per_inference'])} instructions")
+    lines.append(f"bit-exact {run.get('bit_exact')} ({run.get('samples')} samples on "
+                 f"{run.get('emulator')}, {len(run.get('mismatches', []))} mismatches)")
+    fmt = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    lines.append(f"accuracy  float {fmt(acc.get('float'))}, int8 reference "
+                 f"{fmt(acc.get('int8_reference'))}, firmware {fmt(acc.get('firmware'))} "
+                 f"({acc.get('test_samples') or 0} test samples)")
+    lines.append("")
+    lines.append(f"{'#':>3}  {'layer':<24} {'op':<18} {'kernel':<26} {'MACs':>11} "
+                 f"{'weights':>9} {'cycles':>11}")
+    for i, layer in enumerate(report["layers"]):
+        lines.append(f"{i:>3}  {layer['name'][:24]:<24} {layer['op'][:18]:<18} "
+                     f"{layer['kernel'][:26]:<26} {_fmt_int(layer['macs']):>11} "
+                     f"{_fmt_int(layer['weight_bytes']):>9} {_fmt_int(layer['cycles']):>11}")
+    for name, bud in report["budgets"].items():
+        lines.append(f"budget {name}: limit {bud['limit']}, actual {bud['actual']} -> "
+                     f"{'ok' if bud['ok'] else 'BROKEN'}")
+    lines.append("result: " + ("OK" if report["ok"] else "FAILED"))
+    return lines
