@@ -167,9 +167,12 @@ def verify_on_host(front: FrontEnd, project: CProject, stage: Path) -> HostCheck
 
 
 def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):  # noqa: ANN001, ANN201
-    from tinyprune.firmware import build_model_firmware
+    """Harness + generated model + kernels -> ELF for the board (sizes checked against it)."""
+    from tinyprune.firmware.build import build_firmware, render_harness
 
-    return build_model_firmware(project, board, stage / "firmware", stack_bytes=opts.stack_bytes)
+    main_c = render_harness(project.directory / "main.c")
+    return build_firmware([*project.firmware_sources, main_c], list(project.include_dirs), board,
+                          stage / "firmware", stack_bytes=opts.stack_bytes, name="firmware")
 
 
 def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:  # noqa: ANN001
@@ -178,7 +181,8 @@ def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
     from tinyprune.emulator import run_elf
     from tinyprune.emulator.protocol import parse_results
 
-    result = run_elf(board, firmware.elf, backend=opts.emulator)
+    regions = ("tp_model_invoke",) if opts.emulator == "unicorn" else ()
+    result = run_elf(board, firmware.elf, backend=opts.emulator, regions=regions)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "
@@ -186,10 +190,14 @@ def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
     n = len(res.outputs)
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
     reference = verify.reference_outputs(front.tflite, front.graph, front.fw_inputs[:n])
-    layer_cycles = [int(np.mean(c)) for c in zip(*res.layer_cycles, strict=True)]
+    layer_cycles = [int(np.mean(c)) for c in zip(*(s.layer_cycles for s in res.samples),
+                                                     strict=True)]
+    invoke = result.regions.get("tp_model_invoke")
+    instructions = invoke.instructions // max(invoke.calls, 1) if invoke else None
+    cycles = res.total_cycles // max(n, 1) if opts.emulator == "unicorn" else None
     return RunOutcome(
         emulator=opts.emulator, comparison=verify.compare(reference, actual),
-        instructions=result.instructions // max(n, 1), cycles=int(np.mean(res.cycles)),
+        instructions=instructions, cycles=cycles,
         cycles_are_estimate=result.cycles_are_estimate, layer_cycles=layer_cycles,
         stack_peak=res.stack_peak)
 

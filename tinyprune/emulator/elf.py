@@ -1,0 +1,128 @@
+"""What the emulators need from an ELF: load segments, the vector table and function symbols."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from tinyprune.errors import UsageError
+from tinyprune.firmware.boards import Board
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Bytes to load at a physical (load) address."""
+
+    address: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    """A firmware ELF reduced to what the emulator uses."""
+
+    path: Path
+    segments: tuple[Segment, ...]
+    functions: dict[str, int]  # function name -> entry address (Thumb bit cleared)
+    symbols: dict[str, int]  # every named symbol -> value
+    _starts: tuple[int, ...]
+    _ends: tuple[int, ...]
+    _names: tuple[str, ...]
+
+    def function_at(self, address: int) -> str:
+        """Name of the function containing ``address``, or ``?`` when unknown."""
+        index = bisect.bisect_right(self._starts, address) - 1
+        if index >= 0 and address < self._ends[index]:
+            return self._names[index]
+        return "?"
+
+    def function_address(self, name: str) -> int:
+        """Entry address of function ``name``.
+
+        Raises:
+            UsageError: no such function; the message lists the closest names.
+        """
+        if name in self.functions:
+            return self.functions[name]
+        close = difflib.get_close_matches(name, self.functions, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"{self.path.name}: function {name!r} not found in the symbol table{hint}")
+
+
+def _function_table(
+    elffile: ELFFile,
+) -> tuple[dict[str, int], dict[str, int], list[tuple[int, int, str]]]:
+    functions: dict[str, int] = {}
+    symbols: dict[str, int] = {}
+    ranges: list[tuple[int, int, str]] = []
+    symtab = elffile.get_section_by_name(".symtab")
+    if symtab is None:
+        return functions, symbols, ranges
+    for sym in symtab.iter_symbols():
+        if not sym.name:
+            continue
+        symbols[sym.name] = sym["st_value"]
+        if sym["st_info"]["type"] == "STT_FUNC":
+            start = sym["st_value"] & ~1
+            functions.setdefault(sym.name, start)
+            ranges.append((start, start + max(sym["st_size"], 2), sym.name))
+    ranges.sort()
+    return functions, symbols, ranges
+
+
+def read_elf(path: str | Path) -> ElfImage:
+    """Read a 32-bit little-endian Arm ELF.
+
+    Raises:
+        UsageError: the file is missing or is not an Arm ELF.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            elffile = ELFFile(handle)
+            if elffile["e_machine"] != "EM_ARM" or elffile.elfclass != 32:
+                raise UsageError(
+                    f"{path}: expected a 32-bit Arm ELF, received {elffile['e_machine']}"
+                )
+            segments = tuple(
+                Segment(seg["p_paddr"], seg.data()[: seg["p_filesz"]])
+                for seg in elffile.iter_segments()
+                if seg["p_type"] == "PT_LOAD" and seg["p_filesz"] > 0
+            )
+            functions, symbols, ranges = _function_table(elffile)
+    except FileNotFoundError as exc:
+        raise UsageError(f"ELF file {path} not found") from exc
+    except ELFError as exc:
+        raise UsageError(f"{path}: not a valid ELF file ({exc})") from exc
+    return ElfImage(
+        path=path,
+        segments=segments,
+        functions=functions,
+        symbols=symbols,
+        _starts=tuple(r[0] for r in ranges),
+        _ends=tuple(r[1] for r in ranges),
+        _names=tuple(r[2] for r in ranges),
+    )
+
+
+def check_fits(image: ElfImage, board: Board) -> None:
+    """Every load segment must lie inside the board's flash or RAM.
+
+    Raises:
+        UsageError: a segment is outside the board's memory (built for another board?).
+    """
+    for seg in image.segments:
+        end = seg.address + len(seg.data)
+        inside = any(r.origin <= seg.address and end <= r.end for r in (board.flash, board.ram))
+        if not inside:
+            flash, ram = board.flash, board.ram
+            raise UsageError(
+                f"{image.path.name}: segment at 0x{seg.address:08x} ({len(seg.data)} bytes) lies "
+                f"outside board {board.name} (flash 0x{flash.origin:08x}-0x{flash.end:08x}, "
+                f"RAM 0x{ram.origin:08x}-0x{ram.end:08x}); was it built for this board?"
+            )

@@ -1,0 +1,356 @@
+"""Cross-compile firmware for a board: startup + linker script from the board, BSP, user sources.
+
+The result is the artifact that would be flashed: ``.elf`` (with a ``.map``), ``.bin`` and
+``.hex``, with sizes read back from the ELF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from elftools.elf.elffile import ELFFile
+
+import tinyprune
+from tinyprune.errors import CheckFailed, ToolMissing, UsageError
+from tinyprune.firmware.boards import Board
+from tinyprune.firmware.paths import data_dir, runtime_dir, templates_dir
+
+log = logging.getLogger(__name__)
+
+GCC = "arm-none-eabi-gcc"
+OBJCOPY = "arm-none-eabi-objcopy"
+INSTALL_HINT = (
+    "install it with `sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi`"
+    " or `make setup`"
+)
+SAMPLES_SECTION = ".tp_samples"
+_OVERFLOW_RE = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+_NOFIT_RE = re.compile(r"will not fit in region `(\w+)'")
+_SHF_ALLOC = 0x2
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A linked firmware image and its sizes.
+
+    Attributes:
+        flash_used_bytes: code, constants and the .data load image in flash, without the samples.
+        samples_bytes: the ``.tp_samples`` section (compiled-in inputs), in flash too.
+        ram_used_bytes: .data + .bss + the reserved stack.
+        flags: the compiler flags used (recorded because they swing performance).
+    """
+
+    board: str
+    elf: Path
+    bin: Path
+    hex: Path
+    map: Path
+    flash_used_bytes: int
+    samples_bytes: int
+    ram_used_bytes: int
+    stack_bytes: int
+    elf_sha256: str
+    flags: tuple[str, ...]
+
+
+def board_defines(board: Board) -> dict[str, str]:
+    """The ``-D`` macros through which the BSP and the harness learn about the board."""
+    defines = {
+        "TP_BOARD_NAME": f'"{board.name}"',
+        "TP_BOARD_CLOCK_HZ": f"{board.clock_hz}u",
+        "TP_CORE_" + board.core.upper().replace("-", "_"): "1",
+        "TP_HAS_FPU": "1" if board.has_fpu else "0",
+        "TP_USE_DSP": "1" if board.dsp else "0",
+        "TP_UART_BASE": f"0x{board.uart.base:08X}u",
+        "TP_UART_BAUD": f"{board.uart.baud}u",
+    }
+    uart = board.uart
+    if uart.tx_pin is not None and uart.rx_pin is not None:
+        defines |= {
+            "TP_UART_BUS_APB2": "1" if uart.bus == "apb2" else "0",
+            "TP_UART_ENABLE_BIT": f"{uart.enable_bit}u",
+            "TP_UART_TX_PORT": f"{uart.tx_pin.port}u",
+            "TP_UART_TX_PIN": f"{uart.tx_pin.number}u",
+            "TP_UART_RX_PORT": f"{uart.rx_pin.port}u",
+            "TP_UART_RX_PIN": f"{uart.rx_pin.number}u",
+            "TP_UART_AF": f"{uart.af}u",
+        }
+    return defines
+
+
+def bsp_sources(board: Board) -> list[Path]:
+    """The board-support C files for the board's family (plus the shared writers)."""
+    bsp = runtime_dir() / "bsp"
+    return sorted(bsp.glob("*.c")) + sorted((bsp / board.family).glob("*.c"))
+
+
+def bsp_include_dirs(board: Board) -> list[Path]:
+    """Include folders of the board support (``tp_bsp.h`` and the family headers)."""
+    bsp = runtime_dir() / "bsp"
+    return [bsp, bsp / board.family]
+
+
+def _jinja() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[Path, Path]:
+    """Write ``startup.c`` and ``linker.ld`` for the board into ``out_dir``."""
+    env = _jinja()
+    context = {
+        "version": tinyprune.__version__,
+        "board_name": board.name,
+        "core": board.core,
+        "has_fpu": board.has_fpu,
+        "flash_origin": f"0x{board.flash.origin:08X}",
+        "flash_length": f"0x{board.flash.length:X}",
+        "ram_origin": f"0x{board.ram.origin:08X}",
+        "ram_length": f"0x{board.ram.length:X}",
+        "stack_bytes": f"0x{stack_bytes:X}",
+    }
+    startup = out_dir / "startup.c"
+    linker = out_dir / "linker.ld"
+    startup.write_text(env.get_template("startup.c.j2").render(context), encoding="utf-8")
+    linker.write_text(env.get_template("linker.ld.j2").render(context), encoding="utf-8")
+    return startup, linker
+
+
+def render_harness(out_path: Path) -> Path:
+    """Write the firmware harness ``main.c`` (it includes the generated ``model.h``)."""
+    text = _jinja().get_template("main.c.j2").render(version=tinyprune.__version__)
+    out_path.write_text(text, encoding="utf-8")
+    return out_path
+
+
+def _require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolMissing(f"{name} not found; {INSTALL_HINT}")
+    return path
+
+
+def _prefix_maps(out_dir: Path, sources: Iterable[Path]) -> list[str]:
+    """``-ffile-prefix-map`` flags so that no absolute build path ends up in the ELF."""
+    maps = {out_dir.resolve(): ".", data_dir().resolve(): "tinyprune"}
+    for source in sources:
+        maps.setdefault(source.resolve().parent, "src")
+    ordered = sorted(maps.items(), key=lambda item: len(str(item[0])), reverse=True)
+    return [f"-ffile-prefix-map={old}={new}" for old, new in ordered]
+
+
+def _compile_flags(
+    board: Board, include_dirs: Sequence[Path], defines: Mapping[str, str], opt: str
+) -> list[str]:
+    flags = [
+        *board.cpu_flags,
+        opt,
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-g",
+        "-ffunction-sections",
+        "-fdata-sections",
+    ]
+    flags += [f"-D{key}={value}" for key, value in {**board_defines(board), **defines}.items()]
+    flags += [f"-I{folder}" for folder in include_dirs]
+    return flags
+
+
+def _first_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for marker in (" error: ", "undefined reference", "error"):
+        for line in lines:
+            if marker in line:
+                return line
+    return lines[0] if lines else "(no message)"
+
+
+def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    log.debug("running %s", " ".join(cmd))
+    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def _compile_all(
+    sources: Sequence[Path], flags: Sequence[str], obj_dir: Path, cwd: Path
+) -> list[Path]:
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    objects = [obj_dir / f"{index:03d}_{src.stem}.o" for index, src in enumerate(sources)]
+
+    def compile_one(pair: tuple[Path, Path]) -> subprocess.CompletedProcess[str]:
+        src, obj = pair
+        return _run([GCC, *flags, "-c", str(src), "-o", str(obj)], cwd)
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(compile_one, zip(sources, objects, strict=True)))
+    for src, result in zip(sources, results, strict=True):
+        if result.returncode != 0:
+            raise CheckFailed(f"compiling {src.name} failed: {_first_error(result.stderr)}")
+    return objects
+
+
+def _region_of(board: Board, name: str) -> tuple[str, int]:
+    region = board.flash if name.upper() == "FLASH" else board.ram
+    return name.upper(), region.length
+
+
+def _link_error(board: Board, stderr: str) -> CheckFailed:
+    match = _OVERFLOW_RE.search(stderr)
+    if match:
+        region, available = _region_of(board, match.group(1))
+        used = available + int(match.group(2))
+        return CheckFailed(
+            f"firmware does not fit board {board.name}: {region} needs {used} bytes, "
+            f"available {available} bytes"
+        )
+    match = _NOFIT_RE.search(stderr)
+    if match:
+        region, available = _region_of(board, match.group(1))
+        return CheckFailed(
+            f"firmware does not fit board {board.name}: {region} is {available} bytes "
+            f"({_first_error(stderr)})"
+        )
+    return CheckFailed(f"linking failed: {_first_error(stderr)}")
+
+
+def _link(
+    board: Board, objects: Sequence[Path], linker: Path, elf: Path, cwd: Path, opt: str
+) -> list[str]:
+    flags = [
+        *board.cpu_flags,
+        opt,
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-Wl,--gc-sections",
+        f"-Wl,-Map={elf.with_suffix('.map').name}",
+        "-T",
+        linker.name,
+    ]
+    result = _run([GCC, *flags, *[str(o) for o in objects], "-o", elf.name, "-lm"], cwd)
+    if result.returncode != 0:
+        raise _link_error(board, result.stderr)
+    return flags
+
+
+def _sizes(board: Board, elf: Path) -> tuple[int, int, int]:
+    """Return (flash bytes without samples, samples bytes, RAM bytes) from the section headers."""
+    flash = samples = ram = 0
+    with elf.open("rb") as handle:
+        elffile = ELFFile(handle)
+        load_of = _load_addresses(elffile)
+        for section in elffile.iter_sections():
+            if not section["sh_flags"] & _SHF_ALLOC or section["sh_size"] == 0:
+                continue
+            size, vma = section["sh_size"], section["sh_addr"]
+            lma = load_of.get(section.name, vma)
+            if section.name == SAMPLES_SECTION:
+                samples += size
+            elif board.flash.contains(lma) and section["sh_type"] != "SHT_NOBITS":
+                flash += size
+            if board.ram.contains(vma):
+                ram += size
+    return flash, samples, ram
+
+
+def _load_addresses(elffile: ELFFile) -> dict[str, int]:
+    """Map section name -> load address (LMA) through the program headers."""
+    result: dict[str, int] = {}
+    for segment in elffile.iter_segments():
+        if segment["p_type"] != "PT_LOAD":
+            continue
+        for section in elffile.iter_sections():
+            if segment.section_in_segment(section):
+                offset = section["sh_addr"] - segment["p_vaddr"]
+                result[section.name] = segment["p_paddr"] + offset
+    return result
+
+
+def _check_inputs(sources: Sequence[Path], stack_bytes: int) -> None:
+    for src in sources:
+        if not src.is_file():
+            raise UsageError(f"source file {src} not found")
+    if stack_bytes < 256 or stack_bytes % 8:
+        raise UsageError(f"stack size: expected a multiple of 8 >= 256, received {stack_bytes}")
+
+
+def build_firmware(
+    sources: Sequence[str | Path],
+    include_dirs: Sequence[str | Path],
+    board: Board,
+    out_dir: str | Path,
+    *,
+    defines: Mapping[str, str] | None = None,
+    opt: str = "-O2",
+    stack_bytes: int = 8192,
+    name: str = "firmware",
+) -> Firmware:
+    """Compile and link firmware for ``board`` into ``out_dir``.
+
+    The board's startup code, linker script and BSP are added to ``sources``.
+
+    Args:
+        sources: C files of the application (harness, model, kernels).
+        include_dirs: extra include folders (the BSP folders are added).
+        board: the target board.
+        out_dir: where objects, the ELF, ``.bin``, ``.hex`` and ``.map`` go.
+        defines: extra ``-D`` macros (name -> value).
+        opt: optimisation flag.
+        stack_bytes: stack reserved at the bottom of RAM.
+        name: file stem of the outputs.
+
+    Raises:
+        ToolMissing: arm-none-eabi-gcc is not installed.
+        CheckFailed: a compile error (first error line), or the image does not fit (used and
+            available bytes of the region).
+        UsageError: a source file is missing or the stack size is invalid.
+    """
+    _require_tool(GCC)
+    _require_tool(OBJCOPY)
+    src_paths = [Path(s).resolve() for s in sources]
+    _check_inputs(src_paths, stack_bytes)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    startup, linker = render_board_files(board, out, stack_bytes)
+    all_sources = [*src_paths, *bsp_sources(board), startup]
+    includes = [*(Path(d).resolve() for d in include_dirs), *bsp_include_dirs(board)]
+    cflags = _compile_flags(board, includes, defines or {}, opt) + _prefix_maps(out, all_sources)
+    objects = _compile_all(all_sources, cflags, out / "obj", out)
+    elf = out / f"{name}.elf"
+    ldflags = _link(board, objects, linker, elf, out, opt)
+    for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
+        result = _run([OBJCOPY, "-O", fmt, elf.name, elf.with_suffix(suffix).name], out)
+        if result.returncode != 0:
+            raise CheckFailed(f"objcopy failed: {_first_error(result.stderr)}")
+    flash, samples, ram = _sizes(board, elf)
+    log.info("built %s: flash %d B (+%d B samples), RAM %d B", elf.name, flash, samples, ram)
+    recorded = tuple(f for f in cflags if not f.startswith(("-I", "-ffile-prefix-map")))
+    return Firmware(
+        board=board.name,
+        elf=elf,
+        bin=elf.with_suffix(".bin"),
+        hex=elf.with_suffix(".hex"),
+        map=elf.with_suffix(".map"),
+        flash_used_bytes=flash,
+        samples_bytes=samples,
+        ram_used_bytes=ram,
+        stack_bytes=stack_bytes,
+        elf_sha256=hashlib.sha256(elf.read_bytes()).hexdigest(),
+        flags=recorded + tuple(f for f in ldflags if f not in recorded and "Map" not in f),
+    )

@@ -1,0 +1,40 @@
+"""Where the runtime C sources, templates and board files live.
+
+From a source checkout they sit next to the ``tinyprune`` package (``runtime/``, ``templates/``,
+``boards/`` at the repository root). An installed wheel carries them as
+``tinyprune/_data/{runtime,templates,boards}``. The packaged copy wins when both exist.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import tinyprune
+
+_PARTS = ("runtime", "templates", "boards")
+
+
+@lru_cache(maxsize=1)
+def data_dir() -> Path:
+    """Return the folder that holds ``runtime/``, ``templates/`` and ``boards/``."""
+    package = Path(tinyprune.__file__).resolve().parent
+    packaged = package / "_data"
+    if all((packaged / part).is_dir() for part in _PARTS):
+        return packaged
+    return package.parent
+
+
+def runtime_dir() -> Path:
+    """Return the folder of the C runtime (``include/``, ``kernels/``, ``bsp/``)."""
+    return data_dir() / "runtime"
+
+
+def templates_dir() -> Path:
+    """Return the folder of the Jinja templates."""
+    return data_dir() / "templates"
+
+
+def boards_dir() -> Path:
+    """Return the folder of the board files (``<name>.toml``)."""
+    return data_dir() / "boards"
