@@ -141,7 +141,8 @@ def _context(plan: Plan, env: jinja2.Environment, banner: str, model_name: str) 
 
 
 def _const_view(c) -> dict:  # noqa: ANN001 - ConstArray
-    return {"symbol": c.symbol, "ctype": c.ctype, "values": c.values, "body": c_values(c.values)}
+    return {"symbol": c.symbol, "ctype": c.ctype, "count": int(c.values.size),
+            "body": c_values(c.values)}
 
 
 def _check_ident(name: str) -> None:
