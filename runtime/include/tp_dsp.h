@@ -1,0 +1,148 @@
+/*
+ * tinyprune runtime: the Armv7E-M DSP instructions the kernels use, as inline functions.
+ *
+ * On a core with the DSP extension (__ARM_FEATURE_DSP) they map to the real instructions through
+ * arm_acle.h; everywhere else they are bit-exact C emulations, so the DSP path of every kernel
+ * (compiled with TP_USE_DSP=1) also builds and is tested on the host. Lanes follow the Arm
+ * convention: "bottom" is bits [15:0], "top" bits [31:16]; byte 0 is the lowest address.
+ *
+ * The unaligned readers use memcpy, which gcc turns into one LDR on cores that allow unaligned
+ * word access (Cortex-M3 and up) and which keeps strict aliasing rules intact.
+ */
+#ifndef TP_DSP_H
+#define TP_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
+#include <arm_acle.h>
+#define TP_DSP_NATIVE 1
+#else
+#define TP_DSP_NATIVE 0
+#endif
+
+#ifndef TP_USE_DSP
+#define TP_USE_DSP TP_DSP_NATIVE
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Rotate right by n (1..31); one ROR (or a rotated operand) on Arm. gcc 12 has no __ror. */
+static inline uint32_t tp_ror(uint32_t x, uint32_t n)
+{
+    return (x >> n) | (x << ((32U - n) & 31U));
+}
+
+/** Reads 4 int8 (any alignment) as one word: byte 0 in bits [7:0]. */
+static inline int32_t tp_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline int32_t tp_lo16(int32_t x) { return (int32_t)(int16_t)(uint16_t)((uint32_t)x & 0xFFFFU); }
+static inline int32_t tp_hi16(int32_t x) { return (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16); }
+static inline int32_t tp_pack16(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xFFFFU));
+}
+static inline int32_t tp_wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+#if TP_DSP_NATIVE
+
+/** SXTB16: sign-extends bytes 0 and 2 into the bottom and top halves. */
+static inline int32_t tp_sxtb16(int32_t x) { return __sxtb16(x); }
+/** SXTB16 with ROR #8: sign-extends bytes 1 and 3 into the bottom and top halves. */
+static inline int32_t tp_sxtb16_ror8(int32_t x)
+{
+#if defined(__GNUC__)
+    int32_t r; /* gcc 12 does not fold the rotation into SXTB16's operand by itself */
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return __sxtb16((int32_t)tp_ror((uint32_t)x, 8));
+#endif
+}
+/** SMLAD: acc + bottom(a)*bottom(b) + top(a)*top(b) (wraps modulo 2^32). */
+static inline int32_t tp_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+/** SMLABB: acc + bottom(a)*bottom(b). */
+static inline int32_t tp_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+/** SMLATT: acc + top(a)*top(b). */
+static inline int32_t tp_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+/** SADD16: lane-wise 16-bit add (wraps). */
+static inline int32_t tp_sadd16(int32_t a, int32_t b) { return __sadd16(a, b); }
+
+#else
+
+static inline int32_t tp_sxtb16(int32_t x)
+{
+    const uint32_t u = (uint32_t)x;
+    return tp_pack16((int32_t)(int8_t)(uint8_t)(u & 0xFFU), (int32_t)(int8_t)(uint8_t)((u >> 16) & 0xFFU));
+}
+static inline int32_t tp_sxtb16_ror8(int32_t x) { return tp_sxtb16((int32_t)tp_ror((uint32_t)x, 8)); }
+static inline int32_t tp_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t p = tp_wrap_add(tp_lo16(a) * tp_lo16(b), tp_hi16(a) * tp_hi16(b));
+    return tp_wrap_add(acc, p);
+}
+static inline int32_t tp_smlabb(int32_t a, int32_t b, int32_t acc) { return tp_wrap_add(acc, tp_lo16(a) * tp_lo16(b)); }
+static inline int32_t tp_smlatt(int32_t a, int32_t b, int32_t acc) { return tp_wrap_add(acc, tp_hi16(a) * tp_hi16(b)); }
+static inline int32_t tp_sadd16(int32_t a, int32_t b)
+{
+    return tp_pack16(tp_lo16(a) + tp_lo16(b), tp_hi16(a) + tp_hi16(b));
+}
+
+#endif /* TP_DSP_NATIVE */
+
+/* ---- requantization ------------------------------------------------------------------------- */
+
+/**
+ * tp_requantize (TFLM MultiplyByQuantizedMultiplier, double rounding) for multiplier >= 0, which
+ * every multiplier from QuantizeMultiplier is: the saturating case of the doubling high multiply
+ * (both operands INT32_MIN) cannot occur, and (x * m + 2^30) >> 31 with an arithmetic shift
+ * rounds exactly as gemmlowp's sign-dependent nudge with truncating division. One SMLAL and two
+ * shifts on Arm instead of a 64-bit add/adjust sequence; used by the conv and FC kernels.
+ */
+static inline int32_t tp_requantize_pos(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int64_t prod = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + (1LL << 30);
+    const int32_t high = (int32_t)(prod >> 31);
+    const int32_t mask = (int32_t)((1U << right) - 1U);
+    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+/* ---- building blocks shared by the DSP paths of the kernels ---------------------------------- */
+
+/**
+ * Widens the first n & ~3 of n int8 values to int16 and adds offset, two per word: each group
+ * [x0, x1, x2, x3] becomes the words [x0, x2] (at dst[0]) and [x1, x3] (at dst[1]), then dst
+ * advances by stride words. The two words pair lane for lane with tp_sxtb16(w) = [w0, w2] and
+ * tp_sxtb16_ror8(w) = [w1, w3] of a filter word w, so one SMLAD each gives the group's dot
+ * product. Returns dst past the last group. The last n % 4 values are left to the caller.
+ */
+static inline int32_t *tp_widen_s8x4_pairs(const int8_t *src, int32_t n, int32_t offset, int32_t *dst,
+                                           int32_t stride)
+{
+    const int32_t offset2 = tp_pack16(offset, offset);
+    for (int32_t g = n >> 2; g > 0; --g) {
+        const int32_t in = tp_read_s8x4(src);
+        dst[0] = tp_sadd16(tp_sxtb16(in), offset2);
+        dst[1] = tp_sadd16(tp_sxtb16_ror8(in), offset2);
+        src += 4;
+        dst += stride;
+    }
+    return dst;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TP_DSP_H */

@@ -1,0 +1,390 @@
+"""CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED kernels: bit-exact with TFLite Micro, both C paths.
+
+Each case is a one-layer Keras model converted to full-int8 TFLite; the tflite-micro interpreter
+gives the reference output, the IR reader and the handler code give the kernel arguments, and
+the C kernel (portable and DSP-emulated builds) must match with tolerance 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import subprocess
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kernel_host as kh
+import numpy as np
+import pytest
+from conftest import convert_int8
+
+from tinyprune.errors import UnsupportedError
+from tinyprune.ir import Graph, Op, fold_constants, read_tflite
+from tinyprune.kernels.base import handler_for
+from tinyprune.kernels.conv import ConvArgs, conv_args, conv_scratch_bytes, depthwise_args
+from tinyprune.kernels.fully_connected import FcArgs, fc_args, fc_scratch_bytes
+
+SOURCES = ("tp_conv_s8.c", "tp_depthwise_conv_s8.c", "tp_fully_connected_s8.c")
+SAMPLES = 3
+
+
+# ---- ctypes mirrors of tp_nn_conv.h / tp_nn_fc.h ---------------------------------------------
+
+class ConvParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("stride", kh.Tile), ("padding", kh.Tile), ("dilation", kh.Tile),
+                ("activation", kh.Activation)]
+
+
+class DwConvParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("ch_mult", ctypes.c_int32), ("stride", kh.Tile), ("padding", kh.Tile),
+                ("dilation", kh.Tile), ("activation", kh.Activation)]
+
+
+class FcParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("activation", kh.Activation)]
+
+
+@pytest.fixture(scope="session")
+def libs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, ctypes.CDLL]:
+    cache = tmp_path_factory.mktemp("kernels")
+    return {dsp: kh.build_kernels(SOURCES, {"TP_USE_DSP": int(dsp)}, cache)
+            for dsp in (False, True)}
+
+
+# ---- calling the kernels -----------------------------------------------------------------------
+
+def _window_params(a: ConvArgs) -> dict[str, Any]:
+    return {"input_offset": a.input_offset, "output_offset": a.output_offset,
+            "stride": kh.Tile(*a.stride), "padding": kh.Tile(*a.padding),
+            "dilation": kh.Tile(*a.dilation), "activation": kh.Activation(a.act_min, a.act_max)}
+
+
+def run_window(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
+    """Runs tp_conv_s8 or tp_depthwise_conv_s8 on one input; checks the scratch size formula."""
+    name = "tp_depthwise_conv_s8" if a.depthwise else "tp_conv_s8"
+    if a.depthwise:
+        params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **_window_params(a))
+    else:
+        params = ConvParams(**_window_params(a))
+    in_d, f_d, out_d = kh.dims(a.input_shape), kh.dims(a.filter_shape), kh.dims(a.output_shape)
+    size_fn = getattr(lib, f"{name}_get_buffer_size")
+    size = size_fn(ctypes.byref(in_d), ctypes.byref(f_d))
+    assert size == (0 if a.depthwise else conv_scratch_bytes(a.filter_shape, dsp))
+    ctx, _buf = kh.scratch(size)
+    quant, _keep = kh.per_channel(a.multiplier, a.shift)
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(a.weights)
+    out = np.zeros(a.output_shape, dtype=np.int8)
+    status = getattr(lib, name)(
+        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
+        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(a.bias, ctypes.c_int32),
+        ctypes.byref(out_d), kh.ptr(out))
+    assert status == kh.TP_OK
+    return out
+
+
+def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
+    """Runs the per-tensor or per-channel fully connected kernel on one input."""
+    f_d = kh.dims((a.out_features, 1, 1, a.in_features))
+    size = lib.tp_fully_connected_s8_get_buffer_size(ctypes.byref(f_d))
+    assert size == fc_scratch_bytes(a.in_features, dsp)
+    ctx, _buf = kh.scratch(size)
+    params = FcParams(a.input_offset, a.output_offset, kh.Activation(a.act_min, a.act_max))
+    if a.per_channel:
+        quant, _keep = kh.per_channel(a.multiplier, a.shift)
+    else:
+        quant = kh.PerTensorQuant(int(a.multiplier[0]), int(a.shift[0]))
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(a.weights)
+    out = np.zeros((a.rows, a.out_features), dtype=np.int8)
+    in_d, out_d = kh.dims((a.rows, 1, 1, a.in_features)), kh.dims((a.rows, 1, 1, a.out_features))
+    status = getattr(lib, a.kernel)(
+        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
+        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(a.bias, ctypes.c_int32),
+        ctypes.byref(out_d), kh.ptr(out))
+    assert status == kh.TP_OK
+    return out
+
+
+# ---- the models --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    input_shape: tuple[int, ...]
+    layer: Callable[[], Any]  # returns a fresh Keras layer
+    opcode: str
+    activation: str = "NONE"
+    per_channel_dense: bool = True
+    dilation: int = 1  # patched into the flatbuffer (the converter splits dilated convs up)
+
+
+def _init() -> dict[str, Any]:
+    import keras
+
+    return {"bias_initializer": keras.initializers.RandomUniform(-0.3, 0.3)}
+
+
+def _conv(*args: Any, **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.Conv2D(*args, **{**_init(), **kw})
+    return make
+
+
+def _dw(*args: Any, **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.DepthwiseConv2D(*args, **{**_init(), **kw})
+    return make
+
+
+def _dense(*args: Any, **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.Dense(*args, **{**_init(), **kw})
+    return make
+
+
+CASES = [
+    Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU"),
+    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D"),
+    Case("conv3x3_same_cin3", (7, 7, 3), _conv(5, 3, padding="same"), "CONV_2D"),
+    Case("conv3x3_s2_same_relu6", (8, 8, 4), _conv(8, 3, strides=2, padding="same",
+                                                   activation="relu6"), "CONV_2D", "RELU6"),
+    Case("conv3x3_s2_valid_nobias", (9, 9, 5), _conv(6, 3, strides=2, use_bias=False),
+         "CONV_2D"),
+    Case("conv5x5_same_relu", (10, 10, 4), _conv(7, 5, padding="same", activation="relu"),
+         "CONV_2D", "RELU"),
+    Case("conv10x4_kws", (49, 10, 1), _conv(16, (10, 4), strides=2, padding="same",
+                                            activation="relu"), "CONV_2D", "RELU"),
+    Case("conv3x3_dilation2", (9, 9, 4), _conv(4, 3, padding="same"), "CONV_2D", dilation=2),
+    Case("conv3x1_stride_hw", (8, 9, 6), _conv(5, (3, 1), strides=(1, 2)), "CONV_2D"),
+    Case("dw3x3_same_relu", (8, 8, 8), _dw(3, padding="same", activation="relu"),
+         "DEPTHWISE_CONV_2D", "RELU"),
+    Case("dw3x3_s2_c6_relu6", (9, 9, 6), _dw(3, strides=2, padding="same", activation="relu6"),
+         "DEPTHWISE_CONV_2D", "RELU6"),
+    Case("dw3x3_mult2_valid", (7, 7, 3), _dw(3, depth_multiplier=2), "DEPTHWISE_CONV_2D"),
+    Case("dw5x5_dilation2_c5", (11, 11, 5), _dw(5, padding="same"), "DEPTHWISE_CONV_2D",
+         dilation=2),
+    Case("dw3x1_s21_nobias", (8, 8, 4), _dw((3, 1), strides=(2, 1), use_bias=False),
+         "DEPTHWISE_CONV_2D"),
+    Case("fc_per_tensor", (64,), _dense(10), "FULLY_CONNECTED", per_channel_dense=False),
+    Case("fc_per_channel_relu", (37,), _dense(13, activation="relu"), "FULLY_CONNECTED", "RELU"),
+    Case("fc_nobias_relu6", (40,), _dense(7, use_bias=False, activation="relu6"),
+         "FULLY_CONNECTED", "RELU6", per_channel_dense=False),
+]
+
+
+CASE = {c.id: c for c in CASES}
+
+
+def _convert(case: Case) -> bytes:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(zlib.crc32(case.id.encode()))
+    model = keras.Sequential([keras.Input(case.input_shape), case.layer()])
+    if case.per_channel_dense:
+        return convert_int8(model, case.input_shape)
+    orig = tf.lite.TFLiteConverter.from_keras_model
+
+    def per_tensor(m: Any) -> Any:
+        conv = orig(m)
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+        return conv
+
+    tf.lite.TFLiteConverter.from_keras_model = per_tensor
+    try:
+        return convert_int8(model, case.input_shape)
+    finally:
+        tf.lite.TFLiteConverter.from_keras_model = orig
+
+
+def with_dilation(tflite: bytes, factor: int) -> bytes:
+    """The model with the dilation of its first op set to factor (SAME padding: same shapes)."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    opts = model.subgraphs[0].operators[0].builtinOptions
+    opts.dilationWFactor = opts.dilationHFactor = factor
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+_MODELS: dict[str, bytes] = {}
+
+
+def model_bytes(case: Case) -> bytes:
+    if case.id not in _MODELS:
+        tflite = _convert(case)
+        _MODELS[case.id] = tflite if case.dilation == 1 else with_dilation(tflite, case.dilation)
+    return _MODELS[case.id]
+
+
+def reference(tflite: bytes, inputs: np.ndarray) -> list[np.ndarray]:
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(tflite)
+    outs = []
+    for x in inputs:
+        interp.set_input(x[None], 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0)))
+    return outs
+
+
+def _single_op(graph: Graph, case: Case) -> Op:
+    """The case's op; anything else in the graph may only be a reshape (pure data movement)."""
+    codes = [op.opcode for op in graph.ops]
+    assert codes.count(case.opcode) == 1 and set(codes) <= {case.opcode, "RESHAPE"}, codes
+    op = next(op for op in graph.ops if op.opcode == case.opcode)
+    assert op.options.get("fused_activation_function", "NONE") == case.activation
+    assert op.options.get("dilation_w_factor", 1) == case.dilation
+    return op
+
+
+def _args(graph: Graph, op: Op) -> ConvArgs | FcArgs:
+    handler_for(op).check(op, graph)
+    if op.opcode == "FULLY_CONNECTED":
+        return fc_args(op, graph)
+    return depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
+    tflite = model_bytes(case)
+    graph = fold_constants(read_tflite(tflite))
+    op = _single_op(graph, case)
+    args = _args(graph, op)
+    if case.opcode == "FULLY_CONNECTED":
+        assert isinstance(args, FcArgs) and args.per_channel == case.per_channel_dense
+    rng = np.random.default_rng(7)
+    inputs = rng.integers(-128, 128, (SAMPLES, *case.input_shape), dtype=np.int8)
+    expected = reference(tflite, inputs)
+    for dsp in (False, True):
+        for x, want in zip(inputs, expected, strict=True):
+            if isinstance(args, FcArgs):
+                got = run_fc(libs[dsp], args, x, dsp)
+            else:
+                got = run_window(libs[dsp], args, x[None], dsp)
+            assert np.array_equal(got.reshape(want.shape), want), f"dsp={dsp}"
+
+
+# ---- handler behaviour ------------------------------------------------------------------------
+
+class FakeCtx:
+    """A LowerContext that records constants."""
+
+    def __init__(self, dsp: bool) -> None:
+        self.dsp = dsp
+        self.consts: dict[str, tuple[np.ndarray, str]] = {}
+
+    def act(self, tensor_index: int) -> str:
+        return f"act{tensor_index}"
+
+    def const(self, hint: str, values: np.ndarray, ctype: str) -> str:
+        sym = f"c{len(self.consts)}"
+        self.consts[sym] = (np.asarray(values), ctype)
+        return sym
+
+    @property
+    def scratch(self) -> str:
+        return "scratch_buf"
+
+
+def _render_and_compile(case: Case, dsp: bool, tmp_path: Path) -> None:
+    from tinyprune.codegen import environment
+
+    graph = read_tflite(model_bytes(case))
+    op = graph.ops[0]
+    ctx = FakeCtx(dsp)
+    call = handler_for(op).lower(op, graph, ctx)
+    assert call.macs > 0 and call.weight_bytes >= graph.tensor(op.inputs[1]).size
+    code = environment().get_template(call.template).render(**call.params)
+    decls = [f"static const {t} {s}[{max(v.size, 1)}];" for s, (v, t) in ctx.consts.items()]
+    acts = {*op.inputs[:1], *op.outputs}
+    src = "\n".join([
+        '#include "tp_nn_conv.h"', '#include "tp_nn_fc.h"', *decls,
+        *(f"static int8_t act{i}[{graph.tensor(i).size}];" for i in acts),
+        f"static int32_t scratch_buf[{max(call.scratch_bytes // 4, 1)}];",
+        "int layer(void);", "int layer(void)", "{", "    tp_status status;", code,
+        "    return (int)status;", "}", ""])
+    path = tmp_path / f"{case.id}.c"
+    path.write_text(src)
+    cmd = [kh.compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+           f"-I{kh.RUNTIME / 'include'}", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr + src
+
+
+@pytest.mark.parametrize("case", [CASE["conv3x3_same_cin3"], CASE["dw3x3_mult2_valid"],
+                                  CASE["fc_per_tensor"], CASE["fc_per_channel_relu"]],
+                         ids=["conv", "depthwise", "fc_per_tensor", "fc_per_channel"])
+def test_templates_render_and_compile(case: Case, tmp_path: Path) -> None:
+    for dsp in (False, True):
+        _render_and_compile(case, dsp, tmp_path)
+
+
+def test_lower_registers_weights_and_scratch() -> None:
+    case = CASE["conv3x3_s2_same_relu6"]
+    graph = read_tflite(model_bytes(case))
+    op = graph.ops[0]
+    ctx = FakeCtx(dsp=True)
+    call = handler_for(op).lower(op, graph, ctx)
+    assert call.kernel == "tp_conv_s8" and call.sources == ("tp_conv_s8.c",)
+    assert call.scratch_bytes == 2 * 3 * 3 * 4 * 2
+    assert call.macs == 4 * 4 * 8 * 3 * 3 * 4
+    ctypes_of = {ctype for _, ctype in ctx.consts.values()}
+    assert ctypes_of == {"int8_t", "int32_t"}
+    assert call.params["pad_w"] == 0 and call.params["pad_h"] == 0  # 8 -> 4 with stride 2: 1 total
+    assert call.params["act_min"] >= -128 and "relu6" in call.params["label"]
+
+
+def test_int16_activations_are_refused() -> None:
+    graph = read_tflite(model_bytes(CASE["conv1x1"]))
+    op = graph.ops[0]
+    x = graph.tensor(op.inputs[0])
+    tensors = list(graph.tensors)
+    tensors[x.index] = dataclasses.replace(x, dtype="int16")
+    bad = dataclasses.replace(graph, tensors=tuple(tensors))
+    with pytest.raises(UnsupportedError, match=rf"layer '{op.name}'.*int16"):
+        handler_for(op).check(op, bad)
+
+
+def test_small_scratch_is_an_error(libs: dict[bool, ctypes.CDLL]) -> None:
+    graph = read_tflite(model_bytes(CASE["conv1x1"]))
+    a = conv_args(graph.ops[0], graph)
+    assert isinstance(a, ConvArgs)
+    ctx, _buf = kh.scratch(conv_scratch_bytes(a.filter_shape, True) - 4)
+    quant, _keep = kh.per_channel(a.multiplier, a.shift)
+    out = np.zeros(a.output_shape, dtype=np.int8)
+    x = np.zeros(a.input_shape, dtype=np.int8)
+    w = np.ascontiguousarray(a.weights)
+    status = libs[True].tp_conv_s8(
+        ctypes.byref(ctx), ctypes.byref(ConvParams(**_window_params(a))), ctypes.byref(quant),
+        ctypes.byref(kh.dims(a.input_shape)), kh.ptr(x), ctypes.byref(kh.dims(a.filter_shape)),
+        kh.ptr(w), None, None, ctypes.byref(kh.dims(a.output_shape)), kh.ptr(out))
+    assert status == kh.TP_ERR_ARG
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+def test_fc_batch_rows_equal_single_rows(dsp: bool, libs: dict[bool, ctypes.CDLL]) -> None:
+    """N input rows in one call give the rows of N single-row calls (checked against TFLM above)."""
+    graph = read_tflite(model_bytes(CASE["fc_per_channel_relu"]))
+    one = fc_args(graph.ops[0], graph)
+    rows = dataclasses.replace(one, rows=5)
+    x = np.random.default_rng(3).integers(-128, 128, (5, one.in_features), dtype=np.int8)
+    got = run_fc(libs[dsp], rows, x, dsp)
+    want = np.concatenate([run_fc(libs[dsp], one, r, dsp) for r in x])
+    assert np.array_equal(got, want)

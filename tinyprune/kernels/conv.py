@@ -1,0 +1,296 @@
+"""CONV_2D and DEPTHWISE_CONV_2D -> ``tp_conv_s8`` / ``tp_depthwise_conv_s8``.
+
+The numbers are computed exactly as TFLite Micro's Prepare does (``conv_common.cc``,
+``depthwise_conv_common.cc``, ``kernel_util.cc``, ``padding.h``); the pure functions
+:func:`conv_args` and :func:`depthwise_args` return them so tests can drive the C kernels directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyprune.errors import UnsupportedError
+from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.kernels.base import KernelCall, LowerContext, register
+from tinyprune.kernels.quant import activation_range, quantize_multiplier
+
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+@dataclass(frozen=True)
+class ConvArgs:
+    """Everything ``tp_conv_s8`` / ``tp_depthwise_conv_s8`` take besides the activation buffers.
+
+    Shapes are NHWC 4-tuples; the filter shape is [C_OUT, KH, KW, C_IN] for conv and
+    [1, KH, KW, C_OUT] for depthwise. ``stride``, ``padding`` and ``dilation`` are (w, h) pairs.
+    """
+
+    input_shape: tuple[int, int, int, int]
+    filter_shape: tuple[int, int, int, int]
+    output_shape: tuple[int, int, int, int]
+    input_offset: int
+    output_offset: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [C_OUT]
+    shift: np.ndarray  # int32 [C_OUT]
+    weights: np.ndarray  # int8, filter_shape
+    bias: np.ndarray | None  # int32 [C_OUT]
+    ch_mult: int = 1
+    depthwise: bool = False
+
+    @property
+    def macs(self) -> int:
+        n, oh, ow, oc = self.output_shape
+        _, kh, kw, kc = self.filter_shape
+        return n * oh * ow * oc * kh * kw * (1 if self.depthwise else kc)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Flash bytes: weights, bias, multipliers and shifts."""
+        bias = 0 if self.bias is None else self.bias.size * 4
+        return self.weights.size + bias + 8 * self.multiplier.size
+
+
+def out_size(padding: str, image: int, filt: int, stride: int, dilation: int) -> int:
+    """TFLM ComputeOutSize (GetWindowedOutputSize)."""
+    effective = (filt - 1) * dilation + 1
+    if padding == "SAME":
+        return (image + stride - 1) // stride
+    return (image + stride - effective) // stride
+
+
+def pad_before(stride: int, dilation: int, image: int, filt: int, out: int) -> int:
+    """TFLM ComputePaddingWithOffset: padding before the first row / column (total // 2)."""
+    effective = (filt - 1) * dilation + 1
+    total = max((out - 1) * stride + effective - image, 0)
+    return total // 2
+
+
+def channel_multipliers(input_scale: float, filter_scales: tuple[float, ...], output_scale: float,
+                        channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) as TFLM PopulateConvolutionQuantizationParams (in double).
+
+    A per-tensor filter scale is broadcast to every channel.
+    """
+    mult = np.zeros(channels, dtype=np.int32)
+    shift = np.zeros(channels, dtype=np.int32)
+    for i in range(channels):
+        scale = filter_scales[i] if len(filter_scales) > 1 else filter_scales[0]
+        real = float(np.float64(input_scale) * np.float64(scale) / np.float64(output_scale))
+        mult[i], shift[i] = quantize_multiplier(real)
+    return mult, shift
+
+
+def _padding_values(op: Op, in_shape: tuple[int, ...], kh: int, kw: int) -> tuple[
+        tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(stride, dilation, padding, out size), each (w, h), as TFLM Prepare computes them."""
+    o = op.options
+    stride = (int(o.get("stride_w", 1)), int(o.get("stride_h", 1)))
+    dilation = (int(o.get("dilation_w_factor", 1)), int(o.get("dilation_h_factor", 1)))
+    pad = str(o.get("padding", "VALID"))
+    ow = out_size(pad, in_shape[2], kw, stride[0], dilation[0])
+    oh = out_size(pad, in_shape[1], kh, stride[1], dilation[1])
+    padding = (pad_before(stride[0], dilation[0], in_shape[2], kw, ow),
+               pad_before(stride[1], dilation[1], in_shape[1], kh, oh))
+    return stride, dilation, padding, (ow, oh)
+
+
+def _common_args(op: Op, graph: Graph, channels: int, ch_mult: int) -> ConvArgs:
+    x, w, b = _inputs(op, graph)
+    y = graph.tensor(op.outputs[0])
+    assert x.quant and w.quant and y.quant
+    kh, kw = w.shape[1], w.shape[2]
+    stride, dilation, padding, _ = _padding_values(op, x.shape, kh, kw)
+    mult, shift = channel_multipliers(x.scale, w.quant.scale, y.scale, channels)
+    act = str(op.options.get("fused_activation_function", "NONE"))
+    lo, hi = activation_range(act, y.scale, y.zero_point)
+    return ConvArgs(
+        input_shape=_nhwc(x), filter_shape=_nhwc(w), output_shape=_nhwc(y),
+        input_offset=-x.zero_point, output_offset=y.zero_point, stride=stride, padding=padding,
+        dilation=dilation, act_min=lo, act_max=hi, multiplier=mult, shift=shift,
+        weights=np.asarray(w.data, dtype=np.int8),
+        bias=None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1),
+        ch_mult=ch_mult, depthwise=op.opcode == "DEPTHWISE_CONV_2D")
+
+
+def conv_args(op: Op, graph: Graph) -> ConvArgs:
+    """The arguments of ``tp_conv_s8`` for a CONV_2D op (checked with :meth:`ConvHandler.check`)."""
+    return _common_args(op, graph, graph.tensor(op.inputs[1]).shape[0], ch_mult=1)
+
+
+def depthwise_args(op: Op, graph: Graph) -> ConvArgs:
+    """The arguments of ``tp_depthwise_conv_s8`` for a DEPTHWISE_CONV_2D op."""
+    x, w = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    return _common_args(op, graph, w.shape[3], ch_mult=w.shape[3] // x.shape[3])
+
+
+def conv_scratch_bytes(filter_shape: tuple[int, ...], dsp: bool) -> int:
+    """tp_conv_s8_get_buffer_size: two int16 im2col columns on the DSP path, else 0."""
+    _, kh, kw, c = filter_shape
+    return 2 * kh * kw * c * 2 if dsp else 0
+
+
+def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
+    s = (1,) * (4 - len(t.shape)) + tuple(int(v) for v in t.shape)
+    return s[0], s[1], s[2], s[3]
+
+
+def _inputs(op: Op, graph: Graph) -> tuple[Tensor, Tensor, Tensor | None]:
+    ins = graph.op_inputs(op)
+    x, w = ins[0], ins[1]
+    assert x is not None and w is not None
+    return x, w, ins[2] if len(ins) > 2 else None
+
+
+def _dims(shape: tuple[int, ...]) -> dict[str, int]:
+    s = (1,) * (4 - len(shape)) + tuple(int(v) for v in shape)
+    return {"n": s[0], "h": s[1], "w": s[2], "c": s[3]}
+
+
+def _fail(op: Op, reason: str) -> UnsupportedError:
+    return UnsupportedError(f"layer '{op.name}': {op.opcode} {reason}")
+
+
+def check_int8_tensors(op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor) -> None:
+    """The checks CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED share (dtypes, quantization)."""
+    if x.dtype == "int16" or y.dtype == "int16":
+        raise _fail(op, "with int16 activations (16x8 quantization) is not supported; "
+                        "expected int8, received int16")
+    if x.dtype != "int8" or y.dtype != "int8":
+        raise _fail(op, f"expected int8 input and output, received {x.dtype} -> {y.dtype}")
+    if w.dtype != "int8" or not w.is_const:
+        kind = "constant" if w.is_const else "non-constant"
+        raise _fail(op, f"expected constant int8 weights, received {kind} {w.dtype}")
+    if b is not None and (b.dtype != "int32" or not b.is_const):
+        raise _fail(op, f"expected a constant int32 bias, received {b.dtype}")
+    for t in (x, w, y):
+        if t.quant is None:
+            raise _fail(op, f"expected quantized tensors, tensor '{t.name}' has no quantization")
+    assert x.quant and y.quant and w.quant
+    if len(x.quant.scale) != 1 or len(y.quant.scale) != 1:
+        raise _fail(op, "expected per-tensor quantized activations, received per-channel")
+    if any(z != 0 for z in w.quant.zero_point):
+        raise _fail(op, "expected symmetric int8 weights (zero point 0), received zero point "
+                        f"{max(w.quant.zero_point, key=abs)}")
+    act = op.options.get("fused_activation_function", "NONE")
+    if act not in ACTIVATIONS:
+        raise _fail(op, f"fused activation: expected one of {', '.join(ACTIVATIONS)}, "
+                        f"received {act}")
+
+
+def _check_window(op: Op, graph: Graph, channels: int, quant_axis: int) -> None:
+    x, w, b = _inputs(op, graph)
+    y = graph.tensor(op.outputs[0])
+    check_int8_tensors(op, x, w, b, y)
+    if not (len(x.shape) == len(w.shape) == len(y.shape) == 4):
+        raise _fail(op, f"expected 4-D tensors, received input {list(x.shape)}, filter "
+                        f"{list(w.shape)}, output {list(y.shape)}")
+    o = op.options
+    if o.get("padding", "VALID") not in ("SAME", "VALID"):
+        raise _fail(op, f"padding: expected SAME or VALID, received {o.get('padding')}")
+    steps = [int(o.get(k, 1)) for k in ("stride_w", "stride_h", "dilation_w_factor",
+                                         "dilation_h_factor")]
+    if min(steps) < 1:
+        raise _fail(op, f"expected strides and dilations >= 1, received {steps}")
+    assert w.quant
+    if w.quant.per_channel and (len(w.quant.scale) != channels or w.quant.axis != quant_axis):
+        raise _fail(op, f"expected {channels} filter scales on axis {quant_axis}, received "
+                        f"{len(w.quant.scale)} on axis {w.quant.axis}")
+    if b is not None and b.size != channels:
+        raise _fail(op, f"expected {channels} bias values, received {b.size}")
+    _, _, _, (ow, oh) = _padding_values(op, x.shape, w.shape[1], w.shape[2])
+    if (y.shape[0], y.shape[1], y.shape[2], y.shape[3]) != (x.shape[0], oh, ow, channels):
+        raise _fail(op, f"output shape: expected {[x.shape[0], oh, ow, channels]}, received "
+                        f"{list(y.shape)}")
+
+
+def _lower(op: Op, ctx: LowerContext, args: ConvArgs, kernel: str, scratch_bytes: int,
+           label: str) -> KernelCall:
+    hint = op.name
+    params = {
+        "input": ctx.act(op.inputs[0]),
+        "output": ctx.act(op.outputs[0]),
+        "filter": ctx.const(f"{hint}_w", args.weights, "int8_t"),
+        "bias": "NULL" if args.bias is None else ctx.const(f"{hint}_b", args.bias, "int32_t"),
+        "multiplier": ctx.const(f"{hint}_mult", args.multiplier, "int32_t"),
+        "shift": ctx.const(f"{hint}_shift", args.shift, "int32_t"),
+        "input_dims": _dims(args.input_shape),
+        "filter_dims": _dims(args.filter_shape),
+        "bias_dims": _dims((args.output_shape[3],)),
+        "output_dims": _dims(args.output_shape),
+        "input_offset": args.input_offset,
+        "output_offset": args.output_offset,
+        "ch_mult": args.ch_mult,
+        "stride_w": args.stride[0], "stride_h": args.stride[1],
+        "pad_w": args.padding[0], "pad_h": args.padding[1],
+        "dilation_w": args.dilation[0], "dilation_h": args.dilation[1],
+        "act_min": args.act_min, "act_max": args.act_max,
+        "scratch": ctx.scratch if scratch_bytes else "NULL",
+        "scratch_bytes": scratch_bytes,
+        "label": label,
+    }
+    stem = kernel.removeprefix("tp_").removesuffix("_s8")
+    return KernelCall(kernel=kernel, sources=(f"{kernel}.c",), template=f"ops/{stem}_s8.c.j2",
+                      params=params, scratch_bytes=scratch_bytes, macs=args.macs,
+                      weight_bytes=args.weight_bytes)
+
+
+def _label(kind: str, op: Op, args: ConvArgs) -> str:
+    _, kh, kw, _ = args.filter_shape
+    pad = str(op.options.get("padding", "VALID")).lower()
+    act = str(op.options.get("fused_activation_function", "NONE")).lower()
+    dil = f" d{args.dilation[0]}x{args.dilation[1]}" if args.dilation != (1, 1) else ""
+    mult = f" x{args.ch_mult}" if args.depthwise and args.ch_mult > 1 else ""
+    return (f"{kind} {kh}x{kw}/{args.stride[0]}x{args.stride[1]}{dil} {pad} "
+            f"{args.input_shape[3]}->{args.output_shape[3]}{mult}"
+            + ("" if act == "none" else f" {act}"))
+
+
+class ConvHandler:
+    """CONV_2D (groups = 1) -> tp_conv_s8."""
+
+    opcodes = ("CONV_2D",)
+
+    def check(self, op: Op, graph: Graph) -> None:
+        x, w, _ = _inputs(op, graph)
+        if len(x.shape) == len(w.shape) == 4 and w.shape[3] != x.shape[3]:
+            raise _fail(op, f"grouped convolution is not supported: filter depth {w.shape[3]}, "
+                            f"input channels {x.shape[3]}")
+        _check_window(op, graph, channels=w.shape[0], quant_axis=0)
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        args = conv_args(op, graph)
+        return _lower(op, ctx, args, "tp_conv_s8", conv_scratch_bytes(args.filter_shape, ctx.dsp),
+                      _label("conv", op, args))
+
+
+class DepthwiseConvHandler:
+    """DEPTHWISE_CONV_2D (any depth multiplier) -> tp_depthwise_conv_s8."""
+
+    opcodes = ("DEPTHWISE_CONV_2D",)
+
+    def check(self, op: Op, graph: Graph) -> None:
+        x, w, _ = _inputs(op, graph)
+        if len(x.shape) == len(w.shape) == 4:
+            if w.shape[0] != 1 or w.shape[3] % x.shape[3] != 0:
+                raise _fail(op, f"expected a filter [1, KH, KW, C_IN * multiplier], received "
+                                f"{list(w.shape)} for {x.shape[3]} input channels")
+            mult = int(op.options.get("depth_multiplier", 0) or 0)
+            if mult and mult != w.shape[3] // x.shape[3]:
+                raise _fail(op, f"depth_multiplier: expected {w.shape[3] // x.shape[3]} from the "
+                                f"shapes, received {mult}")
+        _check_window(op, graph, channels=w.shape[3], quant_axis=3)
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        args = depthwise_args(op, graph)
+        return _lower(op, ctx, args, "tp_depthwise_conv_s8", 0, _label("dwconv", op, args))
+
+
+register(ConvHandler())
+register(DepthwiseConvHandler())

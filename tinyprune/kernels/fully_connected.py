@@ -1,0 +1,155 @@
+"""FULLY_CONNECTED -> ``tp_fully_connected_s8`` / ``tp_fully_connected_per_channel_s8``.
+
+Numbers as TFLite Micro's ``fully_connected_common.cc`` computes them: per-channel multipliers from
+double products of the float32 scales, the per-tensor one from their float32 product
+(``GetQuantizedConvolutionMultipler``). :func:`fc_args` returns them for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyprune.errors import UnsupportedError
+from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.kernels.base import KernelCall, LowerContext, register
+from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors
+from tinyprune.kernels.quant import activation_range, quantize_multiplier
+
+
+@dataclass(frozen=True)
+class FcArgs:
+    """Everything the fully connected kernels take besides the activation buffers."""
+
+    rows: int  # batch rows N (input size / IN)
+    in_features: int
+    out_features: int
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+    per_channel: bool
+    multiplier: np.ndarray  # int32 [1] (per tensor) or [OUT]
+    shift: np.ndarray  # int32, same length
+    weights: np.ndarray  # int8 [OUT, IN]
+    bias: np.ndarray | None  # int32 [OUT]
+
+    @property
+    def kernel(self) -> str:
+        return "tp_fully_connected_per_channel_s8" if self.per_channel else "tp_fully_connected_s8"
+
+    @property
+    def macs(self) -> int:
+        return self.rows * self.in_features * self.out_features
+
+    @property
+    def weight_bytes(self) -> int:
+        bias = 0 if self.bias is None else self.bias.size * 4
+        quant = 8 * self.multiplier.size if self.per_channel else 0
+        return self.weights.size + bias + quant
+
+
+def tensor_multiplier(input_scale: float, filter_scale: float,
+                      output_scale: float) -> tuple[int, int]:
+    """TFLM GetQuantizedConvolutionMultipler: float32 product of the scales, divided in double."""
+    product = np.float64(np.float32(input_scale) * np.float32(filter_scale))
+    return quantize_multiplier(float(product / np.float64(output_scale)))
+
+
+def fc_scratch_bytes(in_features: int, dsp: bool) -> int:
+    """tp_fully_connected_s8_get_buffer_size: one int16 input row on the DSP path, else 0."""
+    return 2 * in_features if dsp else 0
+
+
+def fc_args(op: Op, graph: Graph) -> FcArgs:
+    """The kernel arguments of a FULLY_CONNECTED op (checked by the handler's ``check``)."""
+    x, w, b = _inputs(op, graph)
+    y = graph.tensor(op.outputs[0])
+    assert x.quant and w.quant and y.quant and w.data is not None
+    out_f, in_f = int(w.shape[0]), int(w.shape[1])
+    if w.quant.per_channel:
+        mult, shift = channel_multipliers(x.scale, w.quant.scale, y.scale, out_f)
+    else:
+        m, s = tensor_multiplier(x.scale, w.quant.scale[0], y.scale)
+        mult, shift = np.array([m], dtype=np.int32), np.array([s], dtype=np.int32)
+    act = str(op.options.get("fused_activation_function", "NONE"))
+    lo, hi = activation_range(act, y.scale, y.zero_point)
+    return FcArgs(
+        rows=x.size // in_f, in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
+        output_offset=y.zero_point, act_min=lo, act_max=hi, per_channel=w.quant.per_channel,
+        multiplier=mult, shift=shift, weights=np.asarray(w.data, dtype=np.int8),
+        bias=None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1))
+
+
+def _inputs(op: Op, graph: Graph) -> tuple[Tensor, Tensor, Tensor | None]:
+    ins = graph.op_inputs(op)
+    x, w = ins[0], ins[1]
+    assert x is not None and w is not None
+    return x, w, ins[2] if len(ins) > 2 else None
+
+
+def _fail(op: Op, reason: str) -> UnsupportedError:
+    return UnsupportedError(f"layer '{op.name}': {op.opcode} {reason}")
+
+
+class FullyConnectedHandler:
+    """FULLY_CONNECTED with int8 weights, per-tensor or per-channel."""
+
+    opcodes = ("FULLY_CONNECTED",)
+
+    def check(self, op: Op, graph: Graph) -> None:
+        x, w, b = _inputs(op, graph)
+        y = graph.tensor(op.outputs[0])
+        check_int8_tensors(op, x, w, b, y)
+        fmt = op.options.get("weights_format", 0)
+        if fmt not in (0, "DEFAULT"):
+            raise _fail(op, f"weights_format: expected DEFAULT, received {fmt}")
+        if len(w.shape) != 2:
+            raise _fail(op, f"expected 2-D weights [OUT, IN], received {list(w.shape)}")
+        out_f, in_f = w.shape
+        if x.size % in_f or y.size != (x.size // in_f) * out_f:
+            raise _fail(op, f"shapes: input {list(x.shape)} and output {list(y.shape)} do not fit "
+                            f"weights [{out_f}, {in_f}]")
+        assert w.quant
+        if w.quant.per_channel and (len(w.quant.scale) != out_f or w.quant.axis != 0):
+            raise _fail(op, f"expected {out_f} weight scales on axis 0, received "
+                            f"{len(w.quant.scale)} on axis {w.quant.axis}")
+        if b is not None and b.size != out_f:
+            raise _fail(op, f"expected {out_f} bias values, received {b.size}")
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        a = fc_args(op, graph)
+        scratch_bytes = fc_scratch_bytes(a.in_features, ctx.dsp)
+        if a.per_channel:
+            quant_type = "tp_per_channel_quant"
+            mult = ctx.const(f"{op.name}_mult", a.multiplier, "int32_t")
+            shift = ctx.const(f"{op.name}_shift", a.shift, "int32_t")
+        else:
+            quant_type, mult, shift = "tp_per_tensor_quant", str(a.multiplier[0]), str(a.shift[0])
+        act = str(op.options.get("fused_activation_function", "NONE")).lower()
+        params = {
+            "kernel": a.kernel,
+            "input": ctx.act(op.inputs[0]),
+            "output": ctx.act(op.outputs[0]),
+            "filter": ctx.const(f"{op.name}_w", a.weights, "int8_t"),
+            "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
+            "quant_type": quant_type, "multiplier": mult, "shift": shift,
+            "input_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.in_features},
+            "filter_dims": {"n": a.out_features, "h": 1, "w": 1, "c": a.in_features},
+            "bias_dims": {"n": 1, "h": 1, "w": 1, "c": a.out_features},
+            "output_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.out_features},
+            "input_offset": a.input_offset, "output_offset": a.output_offset,
+            "act_min": a.act_min, "act_max": a.act_max,
+            "scratch": ctx.scratch if scratch_bytes else "NULL",
+            "scratch_bytes": scratch_bytes,
+            "label": (f"fc {a.in_features}->{a.out_features}"
+                      f"{' per-channel' if a.per_channel else ''}"
+                      f"{'' if act == 'none' else ' ' + act}"),
+        }
+        return KernelCall(kernel=a.kernel, sources=("tp_fully_connected_s8.c",),
+                          template="ops/fully_connected_s8.c.j2", params=params,
+                          scratch_bytes=scratch_bytes, macs=a.macs, weight_bytes=a.weight_bytes)
+
+
+register(FullyConnectedHandler())
