@@ -106,7 +106,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         with steps.step("codegen"):
             project = pipeline.make_project(front, planned, opts, stage)
         with steps.step("verify on host", f"({len(front.eval_inputs)} samples)"):
-            host = pipeline.verify_on_host(front, project, stage)
+            host = pipeline.verify_on_host(front, project, stage, dsp=board.dsp)
         with steps.step("build firmware", f"for {board.name}"):
             firmware = pipeline.make_firmware(project, board, opts, stage)
         with steps.step("run on emulator", opts.emulator):

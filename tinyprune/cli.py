@@ -42,6 +42,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="remove this fraction of conv/dense channels before quantizing (e.g. 0.5)")
     p.add_argument("--prune-criterion", choices=("l1", "l2", "bn", "random", "taylor"),
                    help="channel importance for --prune-channels (default l1)")
+    p.add_argument("--finetune-epochs", type=int, metavar="N",
+                   help="fine-tune N epochs after pruning (default 10 when --data has x_train)")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none = build only)")
     p.add_argument("--samples", type=int, help="samples run on the firmware and compared "
@@ -66,7 +68,8 @@ def _build_options(args: argparse.Namespace):  # noqa: ANN202 - BuildOptions
     if config is None and Path("tinyprune.toml").is_file():
         config = Path("tinyprune.toml")
     cli = {k: getattr(args, k) for k in ("board", "model", "data", "out", "prune_channels",
-                                         "prune_criterion", "emulator", "samples", "trust_model")}
+                                         "prune_criterion", "finetune_epochs", "emulator", "samples",
+                                         "trust_model")}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
     cli["budgets"] = {

@@ -51,6 +51,7 @@ class BuildOptions:
     out: Path | None = None
     prune_channels: float | None = None
     prune_criterion: str = "l1"
+    finetune_epochs: int | None = None
     emulator: str = "unicorn"
     samples: int = 20
     stack_bytes: int = 8192
@@ -67,7 +68,7 @@ class BuildOptions:
 
 _TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
         "stack": "size", "trust_model": bool, "seed": int}
-_PRUNE = {"channels": float, "criterion": str}
+_PRUNE = {"channels": float, "criterion": str, "finetune_epochs": int}
 _BUDGETS = {"flash": "size", "ram": "size", "latency_ms": float, "min_accuracy": float,
             "max_accuracy_drop": float}
 
@@ -119,6 +120,8 @@ def load_project_file(path: Path) -> dict[str, Any]:
     if "stack" in top:
         top["stack_bytes"] = top.pop("stack")
     prune = _section(tables["prune"], _PRUNE, f"{path} [prune]")
+    if "finetune_epochs" in prune:
+        top["finetune_epochs"] = prune.pop("finetune_epochs")
     top.update({f"prune_{k}": v for k, v in prune.items()})
     top["budgets"] = Budgets(**_section(tables["budgets"], _BUDGETS, f"{path} [budgets]"))
     return top

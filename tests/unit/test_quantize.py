@@ -1,0 +1,132 @@
+"""Full-integer int8 quantization: tensor types, per-channel weights, determinism, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyprune.data import Dataset, load_dataset
+from tinyprune.errors import UnsupportedError, UsageError
+from tinyprune.ir import Graph, read_tflite
+from tinyprune.models import LoadedModel, load_model, wrap_model
+from tinyprune.models._backend import keras_module
+from tinyprune.models.zoo import ZOO
+from tinyprune.quantize import calibration_inputs, quantize
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "digits"
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[LoadedModel, Dataset]:
+    loaded = load_model(EXAMPLE / "digits_cnn.keras")
+    return loaded, load_dataset(EXAMPLE / "digits.npz", loaded.input_shape)
+
+
+@pytest.fixture(scope="module")
+def digits_int8(digits: tuple[LoadedModel, Dataset]) -> bytes:
+    return quantize(digits[0], digits[1], samples=100)
+
+
+@pytest.fixture(scope="module")
+def tf_keras_int8() -> bytes:
+    return quantize(wrap_model(ZOO["digits"]("tf_keras", seed=2)), None, samples=20)
+
+
+@pytest.fixture(params=["digits_int8", "tf_keras_int8"])
+def graph(request: pytest.FixtureRequest) -> Graph:
+    """The int8 model of each flavor, read with the IR reader."""
+    return read_tflite(request.getfixturevalue(request.param))
+
+
+def test_int8_inputs_outputs(graph: Graph) -> None:
+    for index in [*graph.inputs, *graph.outputs]:
+        tensor = graph.tensor(index)
+        assert tensor.dtype == "int8"
+        assert tensor.quant is not None and not tensor.quant.per_channel
+
+
+def test_conv_weights_per_channel(graph: Graph) -> None:
+    convs = [op for op in graph.ops if op.opcode == "CONV_2D"]
+    assert len(convs) == 3
+    for op in convs:
+        _, weights, bias = graph.op_inputs(op)
+        assert weights is not None and bias is not None
+        assert (weights.dtype, bias.dtype) == ("int8", "int32")
+        assert weights.quant is not None and weights.quant.axis == 0
+        assert len(weights.quant.scale) == weights.shape[0] > 1
+
+
+def test_only_int8_builtin_ops(graph: Graph) -> None:
+    assert {op.opcode for op in graph.ops} <= {
+        "CONV_2D",
+        "MAX_POOL_2D",
+        "MEAN",
+        "FULLY_CONNECTED",
+        "SOFTMAX",
+    }
+
+
+def test_deterministic(digits: tuple[LoadedModel, Dataset], digits_int8: bytes) -> None:
+    assert quantize(digits[0], digits[1], samples=100) == digits_int8
+
+
+def test_int8_accuracy_close_to_float(
+    digits: tuple[LoadedModel, Dataset], digits_int8: bytes
+) -> None:
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(digits_int8)
+    details = interpreter.get_input_details(0)["quantization_parameters"]
+    scale, zero = float(details["scales"][0]), int(details["zero_points"][0])
+    data = digits[1]
+    hits = 0
+    for x, y in zip(data.x_test[:100], data.y_test[:100], strict=True):
+        q = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)[np.newaxis]
+        interpreter.set_input(q, 0)
+        interpreter.invoke()
+        hits += int(np.argmax(interpreter.get_output(0)) == y)
+    assert hits >= 95
+
+
+def test_calibration_sources(digits: tuple[LoadedModel, Dataset]) -> None:
+    loaded, data = digits
+    picked = calibration_inputs(loaded, data, 50)
+    assert picked.shape == (50, 8, 8, 1)
+    assert all(any(np.array_equal(p, x) for x in data.x_train) for p in picked[:5])
+    test_only = Dataset(None, None, data.x_test, data.y_test, data.source)
+    assert calibration_inputs(loaded, test_only, 10000).shape == data.x_test.shape
+    random = calibration_inputs(loaded, None, 7)
+    assert random.shape == (7, 8, 8, 1)
+    np.testing.assert_array_equal(random, calibration_inputs(loaded, None, 7))
+
+
+def test_lstm_refused_with_layer_named() -> None:
+    lib = keras_module("keras3")
+    inputs = lib.Input((10, 4), name="input")
+    x = lib.layers.LSTM(8, name="lstm")(inputs)
+    model = lib.Model(inputs, lib.layers.Dense(3, name="fc")(x), name="rnn")
+    with pytest.raises(UnsupportedError) as info:
+        quantize(wrap_model(model, "rnn.keras"), None, samples=4)
+    message = str(info.value)
+    assert info.value.exit_code == 2
+    assert message.startswith("model 'rnn.keras': layer 'lstm' (LSTM) cannot be converted")
+    assert "supported layer types: " in message and "Conv2D" in message and "\n" not in message
+
+
+def test_tflite_passes_through(tmp_path: Path, tf_keras_int8: bytes) -> None:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf_keras_int8)
+    assert quantize(load_model(path), None) == tf_keras_int8
+
+
+def test_bad_samples(digits: tuple[LoadedModel, Dataset]) -> None:
+    with pytest.raises(UsageError, match="samples >= 1"):
+        quantize(digits[0], digits[1], samples=0)
+
+
+def test_model_override_converts_the_given_model(digits: tuple[LoadedModel, Dataset]) -> None:
+    other = ZOO["digits"]("keras3", seed=9)
+    expected = quantize(wrap_model(other, digits[0].path), digits[1], samples=10)
+    assert quantize(digits[0], digits[1], samples=10, model=other) == expected

@@ -1,0 +1,223 @@
+"""Post-training full-integer int8 quantization of a Keras model to a TFLite flatbuffer.
+
+TensorFlow's converter, with default optimizations, per-channel weights, only int8 builtin ops and
+int8 inputs and outputs. Calibration uses up to ``samples`` inputs from the training data (else the
+test data, else seeded random inputs). The converter's console noise goes to the debug log. The
+same model and data give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from tinyprune.data import Dataset, random_inputs
+from tinyprune.errors import UnsupportedError, UsageError
+from tinyprune.models._backend import tf
+from tinyprune.models.load import LoadedModel, wrap_model
+from tinyprune.models.stats import iter_layers
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SEED = 0
+# Keras layer types known to convert to int8 TFLite builtins (TF 2.21).
+SUPPORTED_LAYERS = (
+    "Activation",
+    "Add",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "BatchNormalization",
+    "Concatenate",
+    "Conv1D",
+    "Conv2D",
+    "Dense",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "Dropout",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "InputLayer",
+    "LeakyReLU",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "Multiply",
+    "ReLU",
+    "Reshape",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Softmax",
+    "Subtract",
+    "UpSampling2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+)
+# Layer types that the converter cannot lower to int8 builtins (TensorList / stateful ops).
+_KNOWN_UNCONVERTIBLE = frozenset(
+    {
+        "LSTM",
+        "GRU",
+        "SimpleRNN",
+        "RNN",
+        "Bidirectional",
+        "ConvLSTM1D",
+        "ConvLSTM2D",
+        "ConvLSTM3D",
+        "TimeDistributed",
+    }
+)
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[io.StringIO]:
+    """Capture everything written to stdout/stderr, Python and C++ alike (fd level)."""
+    captured = io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            captured.write(sink.read().decode(errors="replace"))
+
+
+def calibration_inputs(loaded: LoadedModel, data: Dataset | None, samples: int) -> np.ndarray:
+    """The inputs used to calibrate activation ranges: a seeded subset of the data, or random."""
+    pool = None
+    if data is not None:
+        pool = data.x_train if data.x_train is not None else data.x_test
+    if pool is None:
+        log.info("no data: calibrating %s on %d seeded random inputs", loaded.name, samples)
+        return random_inputs(loaded.input_shape, samples, CALIBRATION_SEED)
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    picked = np.sort(rng.permutation(len(pool))[: min(samples, len(pool))])
+    return pool[picked]
+
+
+def _representative(inputs: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    def generate() -> Iterator[list[np.ndarray]]:
+        for sample in inputs:
+            yield [sample[np.newaxis].astype(np.float32)]
+
+    return generate
+
+
+def _converter(model: Any, inputs: np.ndarray) -> Any:
+    lite = tf().lite
+    converter = lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(inputs)
+    converter.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf().int8
+    converter.inference_output_type = tf().int8
+    return converter
+
+
+def _culprit(model: Any, message: str) -> Any | None:
+    """The layer most likely to have made the converter fail, by type and by name."""
+    layers = list(iter_layers(model))
+    for layer in layers:
+        if type(layer).__name__ in _KNOWN_UNCONVERTIBLE:
+            return layer
+    unknown = [layer for layer in layers if type(layer).__name__ not in SUPPORTED_LAYERS]
+    for layer in unknown:
+        if f"/{layer.name}/" in message or f"/{layer.name}_1/" in message:
+            return layer
+    return unknown[0] if unknown else None
+
+
+def _conversion_error(loaded: LoadedModel, exc: Exception) -> UnsupportedError:
+    message = str(exc)
+    layer = _culprit(loaded.model, message)
+    if layer is None:
+        first = next(
+            (ln.strip() for ln in message.splitlines() if "error" in ln.lower()),
+            message.strip().splitlines()[0] if message.strip() else type(exc).__name__,
+        )
+        return UnsupportedError(
+            f"model '{loaded.path}': the TFLite converter could not convert "
+            f"it to int8 builtins: {first[:300]}"
+        )
+    return UnsupportedError(
+        f"model '{loaded.path}': layer '{layer.name}' ({type(layer).__name__}) cannot be "
+        f"converted to int8 TFLite builtins; supported layer types: {', '.join(SUPPORTED_LAYERS)}"
+    )
+
+
+def quantize(
+    loaded: LoadedModel, data: Dataset | None, *, samples: int = 200, model: Any | None = None
+) -> bytes:
+    """Convert a Keras model to a full-integer int8 TFLite flatbuffer.
+
+    Args:
+        loaded: the model (either Keras flavor). An int8 ``.tflite`` model is returned unchanged.
+        data: calibration data (train, else test), or None for seeded random inputs.
+        samples: at most this many calibration inputs.
+        model: a Keras model to convert instead of ``loaded.model`` (e.g. the pruned one);
+            messages still name ``loaded.path``.
+
+    Returns:
+        The ``.tflite`` bytes: int8 input and output tensors, int8 per-channel weights, int32
+        biases, int8 builtin ops only.
+
+    Raises:
+        UnsupportedError: a layer cannot be converted to int8 builtins (the message names it).
+        UsageError: samples < 1, or the model has more than one input.
+    """
+    if model is not None:
+        loaded = dataclasses.replace(wrap_model(model, loaded.path), path=loaded.path)
+    if not loaded.is_keras:
+        log.info("%s is already int8 TFLite: quantization skipped", loaded.path)
+        return bytes(loaded.tflite_bytes or b"")
+    if samples < 1:
+        raise UsageError(f"expected samples >= 1, received: samples={samples}")
+    if len(loaded.input_shapes) != 1:
+        raise UsageError(
+            f"model '{loaded.path}': expected one input, received {len(loaded.input_shapes)}"
+        )
+    inputs = calibration_inputs(loaded, data, samples)
+    result = _convert(loaded, inputs)
+    log.info(
+        "quantized %s to int8 TFLite (%d bytes, %d calibration inputs)",
+        loaded.path,
+        len(result),
+        len(inputs),
+    )
+    return result
+
+
+def _convert(loaded: LoadedModel, inputs: np.ndarray) -> bytes:
+    with _captured_output() as noise:
+        try:
+            result = _converter(loaded.model, inputs).convert()
+        except Exception as exc:  # ConverterError and friends: find the layer at fault
+            error: Exception | None = exc
+        else:
+            error = None
+    log.debug("converter output for %s:\n%s", loaded.path, noise.getvalue())
+    if error is not None:
+        raise _conversion_error(loaded, error) from None
+    return bytes(result)
