@@ -87,12 +87,28 @@ def _builtin_names(flavor: Flavor) -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
+def _is_builtin_function(name: str, flavor: Flavor) -> bool:
+    """A function saved by name is built in when Keras resolves it without custom objects.
+
+    Name lists are not enough: tf_keras resolves ``"relu6"`` although ``activations`` does not
+    export it. Resolving by name only looks up Keras' own registry, so it runs no model code.
+    """
+    if name in _builtin_names(flavor):
+        return True
+    try:
+        keras_module(flavor).activations.get(name)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _is_builtin(entry: dict[str, Any], flavor: Flavor) -> bool:
     class_name = str(entry.get("class_name"))
     if class_name in _SERIALIZATION_MARKERS:
         return True
     if class_name == "function":  # a function by name: built-in only if Keras has it
-        return str(entry.get("config")) in _builtin_names(flavor)
+        return _is_builtin_function(str(entry.get("config")), flavor)
     module = entry.get("module")
     if module is not None and not str(module).startswith("keras"):
         return False
@@ -129,7 +145,7 @@ def _walk(node: Any, layer: str, flavor: Flavor) -> Iterator[UnsafeObject]:
         return
     for key in _FUNCTION_KEYS:  # functions saved by name, e.g. activation="my_act"
         value = node.get(key)
-        if isinstance(value, str) and value not in _builtin_names(flavor):
+        if isinstance(value, str) and not _is_builtin_function(value, flavor):
             yield UnsafeObject(layer, "function", value)
             return
     for key, value in node.items():

@@ -1,0 +1,274 @@
+"""`tinyprune build` end to end: real converter, cross compiler, emulator and TFLM oracle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyprune.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "examples" / "digits"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                       reason="arm-none-eabi-gcc not installed (make setup installs it)"),
+]
+
+
+def build(*args: str) -> int:
+    return main(["build", *args])
+
+
+def report_of(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+SPEC_KEYS = {
+    "board": {"name", "cpu", "clock_hz", "flash_bytes", "ram_bytes"},
+    "model": {"source", "params_before", "params_after", "macs_before", "macs_after", "sparsity"},
+    "firmware": {"flash_used_bytes", "ram_used_bytes", "arena_bytes", "stack_peak_bytes",
+                 "elf_sha256"},
+    "run": {"emulator", "samples", "cycles_per_inference", "cycles_are_estimate",
+            "latency_ms_at_clock", "instructions_per_inference", "bit_exact", "mismatches"},
+    "accuracy": {"float", "int8_reference", "firmware", "test_samples"},
+}
+
+
+def test_demo_build_with_pruning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    rc = build("--board", "nucleo_f746", "--model", str(DIGITS / "digits_cnn.keras"),
+               "--data", str(DIGITS / "digits.npz"), "--prune-channels", "0.5",
+               "--finetune-epochs", "3", "--out", str(out), "--samples", "8")
+    r = report_of(out)
+    assert rc == 0, capsys.readouterr().err
+    for section, keys in SPEC_KEYS.items():
+        assert keys <= set(r[section]), section
+    assert {"schema_version", "tinyprune_version", "layers", "budgets", "ok"} <= set(r)
+    assert r["ok"] and r["run"]["bit_exact"] and r["run"]["host"]["bit_exact"]
+    assert r["run"]["samples"] == 8 and r["run"]["mismatches"] == []
+    assert r["run"]["host"]["dsp_path_bit_exact"] is True
+    assert r["model"]["params_after"] < r["model"]["params_before"]
+    assert r["model"]["macs_after"] < r["model"]["macs_before"]
+    assert 0 < r["firmware"]["flash_used_bytes"] < r["board"]["flash_bytes"]
+    assert 0 < r["firmware"]["stack_peak_bytes"] < r["firmware"]["stack_reserved_bytes"]
+    assert r["run"]["cycles_per_inference"] > sum(1 for _ in r["layers"])
+    assert sum(layer["cycles"] for layer in r["layers"]) <= r["run"]["cycles_per_inference"]
+    # Host build equals the reference, so int8-reference and firmware accuracy are the same.
+    assert r["accuracy"]["firmware"] == r["accuracy"]["int8_reference"] > 0.5
+    assert r["accuracy"]["test_samples"] == 450
+    assert not (out / ".partial").exists()
+    assert {"report.json", "model_int8.tflite", "src", "firmware"} <= {p.name for p in out.iterdir()}
+    printed = capsys.readouterr().out
+    assert "bit-exact True" in printed and "tp_conv_s8" in printed
+
+
+def _functional_tf_keras():
+    import tf_keras as k
+
+    inp = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    a = k.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    b = k.layers.Conv2D(8, 1)(x)
+    x = k.layers.Add()([a, b])
+    x = k.layers.AveragePooling2D()(x)
+    y = k.layers.Conv2D(4, 1, activation="relu")(x)
+    x = k.layers.Concatenate()([x, y])
+    x = k.layers.ZeroPadding2D(1)(x)
+    x = k.layers.Conv2D(6, 3, strides=2)(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    out = k.layers.Dense(3, activation="sigmoid")(x)
+    return k.Model(inp, out)
+
+
+def _sequential_tf_keras_1d():
+    import tf_keras as k
+
+    return k.Sequential([
+        k.layers.Input((40, 3)),
+        k.layers.Conv1D(8, 5, activation="relu"),
+        k.layers.MaxPooling1D(2),
+        k.layers.Conv1D(12, 3, padding="same", activation="relu"),
+        k.layers.Flatten(),
+        k.layers.Dense(16, activation="relu"),
+        k.layers.Dense(5, activation="softmax"),
+    ])
+
+
+def _functional_keras3():
+    import keras
+
+    inp = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(6, 3, activation="relu")(inp)
+    y = keras.layers.Multiply()([x, x])
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x))
+
+
+@pytest.mark.parametrize(("builder", "suffix"), [
+    (_functional_tf_keras, ".h5"),
+    (_sequential_tf_keras_1d, ".keras"),
+    (_functional_keras3, ".keras"),
+])
+def test_untuned_models_are_bit_exact(builder, suffix: str, tmp_path: Path) -> None:
+    from tinyprune.models.load import save_model
+
+    path = save_model(builder(), tmp_path / f"model{suffix}")
+    out = tmp_path / "out"
+    assert build("--board", "nucleo_f746", "--model", str(path), "--out", str(out),
+                 "--samples", "4") == 0
+    r = report_of(out)
+    assert r["run"]["bit_exact"] and r["run"]["samples"] == 4
+    assert r["accuracy"]["firmware"] is None  # no data: random inputs, no accuracy
+
+
+def test_tflite_input_skips_quantize_and_qemu_cross_check(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert build("--board", "mps2_an500", "--model", str(DIGITS / "digits_cnn.keras"),
+                 "--out", str(first), "--samples", "2", "--emulator", "qemu") == 0
+    r = report_of(first)
+    assert r["run"]["emulator"] == "qemu" and r["run"]["bit_exact"]
+    tfl = tmp_path / "digits_int8.tflite"
+    tfl.write_bytes((first / "model_int8.tflite").read_bytes())
+    second = tmp_path / "second"
+    assert build("--board", "nucleo_f746", "--model", str(tfl), "--out", str(second),
+                 "--samples", "2") == 0
+    r2 = report_of(second)
+    assert r2["model"]["source"] == "digits_int8.tflite" and r2["run"]["bit_exact"]
+    assert r2["model"]["params_before"] is None
+
+
+def test_budget_broken_exits_1_with_report(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b"
+    rc = build("--board", "nucleo_f746", "--model", str(DIGITS / "digits_cnn.keras"),
+               "--out", str(out), "--samples", "2", "--flash-budget", "4K", "--ram-budget", "1M")
+    assert rc == 1
+    r = report_of(out)
+    assert r["ok"] is False
+    assert r["budgets"]["flash"]["ok"] is False and r["budgets"]["flash"]["limit"] == 4096
+    assert r["budgets"]["ram"]["ok"] is True
+    assert "budget broken: flash" in capsys.readouterr().err
+
+
+def _error(capsys, *args: str) -> tuple[int, str]:
+    rc = main(list(args))
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def _bad_npz(tmp_path: Path) -> Path:
+    p = tmp_path / "bad.npz"
+    np.savez(p, x_test=np.zeros((5, 9, 9, 1), np.float32), y_test=np.zeros(5, np.int64))
+    return p
+
+
+def _corrupt(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize(("case", "code", "needle"), [
+    ("missing model", 2, "nope.keras"),
+    ("corrupt tflite", 2, "broken.tflite"),
+    ("corrupt keras", 2, "broken.keras"),
+    ("wrong board", 2, "board 'nucleo_f999' not found"),
+    ("dataset shape", 2, "bad.npz"),
+    ("bad budget", 2, "--flash-budget"),
+    ("unknown option", 2, "unrecognized arguments"),
+])
+def test_bad_inputs(case: str, code: int, needle: str, tmp_path: Path, capsys) -> None:
+    model = str(DIGITS / "digits_cnn.keras")
+    args = {
+        "missing model": ["--model", str(tmp_path / "nope.keras")],
+        "corrupt tflite": ["--model", str(_corrupt(tmp_path, "broken.tflite", b"\0\0\0\0TFL3" + b"\1" * 64))],
+        "corrupt keras": ["--model", str(_corrupt(tmp_path, "broken.keras", b"PK\3\4garbage"))],
+        "wrong board": ["--model", model, "--board", "nucleo_f999"],
+        "dataset shape": ["--model", model, "--data", str(_bad_npz(tmp_path))],
+        "bad budget": ["--model", model, "--flash-budget", "lots"],
+        "unknown option": ["--model", model, "--frobnicate"],
+    }[case]
+    if "--board" not in args:
+        args += ["--board", "nucleo_f746"]
+    out = tmp_path / "out"
+    rc, err = _error(capsys, "build", *args, "--out", str(out))
+    assert rc == code, err
+    assert needle in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "report.json").exists()
+
+
+def test_unsupported_op_names_op_and_layer(tmp_path: Path, capsys) -> None:
+    import keras
+
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="hidden"),
+                          keras.layers.Activation("tanh", name="squash")])
+    path = tmp_path / "tanh.keras"
+    m.save(path)
+    rc, err = _error(capsys, "build", "--board", "nucleo_f746", "--model", str(path),
+                     "--out", str(tmp_path / "o"))
+    assert rc == 2 and "TANH" in err and "squash" in err and "supported ops" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_lstm_is_refused_naming_the_layer(tmp_path: Path, capsys) -> None:
+    import keras
+
+    m = keras.Sequential([keras.Input((10, 4)), keras.layers.LSTM(8, name="rnn"),
+                          keras.layers.Dense(2)])
+    path = tmp_path / "lstm.keras"
+    m.save(path)
+    rc, err = _error(capsys, "build", "--board", "nucleo_f746", "--model", str(path),
+                     "--out", str(tmp_path / "o"))
+    assert rc == 2 and "rnn" in err and "LSTM" in err
+
+
+def test_model_too_big_for_board(tmp_path: Path, capsys) -> None:
+    import keras
+
+    m = keras.Sequential([keras.Input((720,)), keras.layers.Dense(720), keras.layers.Dense(10)])
+    path = tmp_path / "big.keras"
+    m.save(path)
+    rc, err = _error(capsys, "build", "--board", "nucleo_f401re", "--model", str(path),
+                     "--out", str(tmp_path / "o"), "--samples", "1")
+    assert rc == 1, err
+    assert "FLASH" in err.upper() and "524288" in err.replace(",", "")
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_missing_toolchain_exits_3(tmp_path: Path, capsys, monkeypatch) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("cc", "gcc"):
+        if shutil.which(tool):
+            os.symlink(shutil.which(tool), bindir / tool)
+    monkeypatch.setenv("PATH", str(bindir))
+    out = tmp_path / "o"
+    rc, err = _error(capsys, "build", "--board", "nucleo_f746", "--model",
+                     str(DIGITS / "digits_cnn.keras"), "--out", str(out), "--samples", "1")
+    assert rc == 3, err
+    assert "arm-none-eabi-gcc" in err and "apt-get install" in err
+    assert not out.exists()  # created by this run, removed again: nothing half-written
+
+
+def test_run_command_profiles_regions(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    assert build("--board", "nucleo_f746", "--model", str(DIGITS / "digits_cnn.keras"),
+                 "--out", str(out), "--samples", "2") == 0
+    capsys.readouterr()
+    rc = main(["run", "--board", "nucleo_f746", "--elf", str(out / "firmware" / "firmware.elf"),
+               "--region", "tp_model_invoke", "--region", "tp_conv_s8"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "region tp_model_invoke: 2 calls" in text
+    assert "@tp end status=0" in text
+    calls = int(text.split("region tp_conv_s8: ")[1].split(" calls")[0])
+    assert calls == 2 * sum(1 for layer in report_of(out)["layers"] if layer["kernel"] == "tp_conv_s8")

@@ -1,0 +1,259 @@
+"""Small model builders for tests, in both Keras flavors.
+
+Every builder takes the flavor's module (``keras`` or ``tf_keras``) as ``k`` and returns a built
+model. Activations are zero-preserving (ReLU, ReLU6, linear) wherever a coupled channel flows, so
+the zero-channel equivalence tests hold exactly. ``COUPLINGS`` maps a coupling name to a builder
+that exercises it; ``ARCHITECTURES`` lists the larger example networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+Builder = Callable[[ModuleType], Any]
+
+
+def digits_cnn(k: ModuleType, sequential: bool = True) -> Any:
+    """The demo network: Conv2D/BN/ReLU/pool/Conv2D/BN/ReLU/GAP/Dense on 8x8 digits."""
+    layers = [
+        k.layers.Conv2D(8, 3, padding="same"), k.layers.BatchNormalization(), k.layers.ReLU(),
+        k.layers.MaxPooling2D(), k.layers.Conv2D(16, 3, padding="same"),
+        k.layers.BatchNormalization(), k.layers.ReLU(), k.layers.GlobalAveragePooling2D(),
+        k.layers.Dense(10, activation="softmax"),
+    ]
+    if sequential:
+        return k.Sequential([k.Input((8, 8, 1)), *layers], name="digits")
+    x = inp = k.Input((8, 8, 1))
+    for layer in layers:
+        x = layer(x)
+    return k.Model(inp, x, name="digits_functional")
+
+
+def _conv_bn(k: ModuleType, x: Any, filters: int, kernel: int = 3, strides: int = 1) -> Any:
+    x = k.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+    x = k.layers.BatchNormalization()(x)
+    return k.layers.ReLU(6.0)(x)
+
+
+def _inverted_residual(k: ModuleType, x: Any, expand: int, out: int, strides: int) -> Any:
+    channels = x.shape[-1]
+    y = _conv_bn(k, x, channels * expand, 1)
+    y = k.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(y)
+    y = k.layers.BatchNormalization()(y)
+    y = k.layers.ReLU(6.0)(y)
+    y = k.layers.Conv2D(out, 1, use_bias=False)(y)
+    y = k.layers.BatchNormalization()(y)
+    if strides == 1 and channels == out:
+        y = k.layers.Add()([x, y])
+    return y
+
+
+def mobilenet_v2(k: ModuleType) -> Any:
+    """MobileNetV2-style: stem, inverted residual blocks with Add, GAP, classifier."""
+    inp = k.Input((16, 16, 3))
+    x = _conv_bn(k, inp, 8, strides=2)
+    x = _inverted_residual(k, x, 2, 8, 1)
+    x = _inverted_residual(k, x, 2, 12, 2)
+    x = _inverted_residual(k, x, 2, 12, 1)
+    x = _conv_bn(k, x, 16, 1)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    return k.Model(inp, k.layers.Dense(4, activation="softmax")(x), name="mobilenet_v2_tiny")
+
+
+def _fire(k: ModuleType, x: Any, squeeze: int, expand: int) -> Any:
+    s = k.layers.Conv2D(squeeze, 1, activation="relu")(x)
+    e1 = k.layers.Conv2D(expand, 1, activation="relu")(s)
+    e3 = k.layers.Conv2D(expand, 3, padding="same", activation="relu")(s)
+    return k.layers.Concatenate()([e1, e3])
+
+
+def squeezenet(k: ModuleType) -> Any:
+    """SqueezeNet-style: fire modules (squeeze, two expands joined by Concatenate)."""
+    inp = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(12, 3, strides=2, padding="same", activation="relu")(inp)
+    x = _fire(k, x, 4, 8)
+    x = k.layers.MaxPooling2D()(x)
+    x = _fire(k, x, 6, 12)
+    x = k.layers.Conv2D(5, 1)(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    return k.Model(inp, k.layers.Activation("softmax")(x), name="squeezenet_tiny")
+
+
+def conv1d_series(k: ModuleType) -> Any:
+    """Time-series classifier: Conv1D/BN/ReLU/pool, separable and depthwise 1D, GAP, Dense."""
+    inp = k.Input((32, 3))
+    x = k.layers.Conv1D(8, 5, padding="same")(inp)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.ReLU()(x)
+    x = k.layers.MaxPooling1D()(x)
+    x = k.layers.SeparableConv1D(12, 3, padding="same", activation="relu")(x)
+    x = k.layers.Conv1D(12, 3, padding="same", activation="relu")(x)
+    x = k.layers.GlobalAveragePooling1D()(x)
+    return k.Model(inp, k.layers.Dense(3, activation="softmax")(x), name="conv1d_series")
+
+
+def mlp(k: ModuleType) -> Any:
+    """Multi-layer perceptron with dropout (Sequential)."""
+    return k.Sequential([
+        k.Input((20,)), k.layers.Dense(32, activation="relu"), k.layers.Dropout(0.2),
+        k.layers.Dense(16, activation="relu"), k.layers.Dense(4, activation="softmax"),
+    ], name="mlp")
+
+
+# ---- one model per coupling ---------------------------------------------------------------
+
+def _head(k: ModuleType, x: Any) -> Any:
+    return k.layers.Dense(3)(k.layers.GlobalAveragePooling2D()(x))
+
+
+def _stem(k: ModuleType, shape: tuple[int, ...] = (8, 8, 2)) -> tuple[Any, Any]:
+    inp = k.Input(shape)
+    return inp, k.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+
+
+def merge(name: str) -> Builder:
+    """A residual pair of branches joined by the merge layer ``name``."""
+
+    def build(k: ModuleType) -> Any:
+        inp, x = _stem(k)
+        a = k.layers.Conv2D(8, 3, padding="same")(x)
+        b = k.layers.Conv2D(8, 1)(x)
+        y = getattr(k.layers, name)()([a, b])
+        y = k.layers.Conv2D(6, 1, activation="relu")(y)
+        return k.Model(inp, _head(k, y), name=f"merge_{name.lower()}")
+
+    return build
+
+
+def _chain(*make: Callable[[ModuleType], Any], shape: tuple[int, ...] = (8, 8, 2),
+           head: bool = True) -> Builder:
+    def build(k: ModuleType) -> Any:
+        inp, x = _stem(k, shape)
+        for fn in make:
+            x = fn(k)(x)
+        return k.Model(inp, _head(k, x) if head else x)
+
+    return build
+
+
+def depthwise_multiplier(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.Conv2D(6, 1, activation="relu")(x)
+    return k.Model(inp, _head(k, x))
+
+
+def separable(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.SeparableConv2D(8, 3, depth_multiplier=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2D(6, 1)(x)
+    return k.Model(inp, _head(k, x))
+
+
+def concatenate(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    a = k.layers.Conv2D(4, 1, activation="relu")(x)
+    b = k.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = k.layers.Concatenate()([a, x, b])
+    y = k.layers.Conv2D(6, 1)(y)
+    return k.Model(inp, _head(k, y))
+
+
+def flatten_dense(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.MaxPooling2D()(x)
+    x = k.layers.Flatten()(x)
+    x = k.layers.Dense(8, activation="relu")(x)
+    return k.Model(inp, k.layers.Dense(3)(x))
+
+
+def reshape_dense(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.AveragePooling2D(2)(x)
+    x = k.layers.Reshape((-1,))(x)
+    return k.Model(inp, k.layers.Dense(3)(k.layers.Dense(8, activation="relu")(x)))
+
+
+def reshape_keep_channels(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.Reshape((64, 8))(x)
+    x = k.layers.Conv1D(8, 3, padding="same", activation="relu")(x)
+    x = k.layers.GlobalMaxPooling1D()(x)
+    return k.Model(inp, k.layers.Dense(3)(x))
+
+
+def squeeze_excite(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    s = k.layers.GlobalAveragePooling2D()(x)
+    s = k.layers.Dense(4, activation="relu")(s)
+    s = k.layers.Dense(8, activation="sigmoid")(s)
+    x = k.layers.Multiply()([x, k.layers.Reshape((1, 1, 8))(s)])
+    return k.Model(inp, _head(k, k.layers.Conv2D(6, 1)(x)))
+
+
+def nested(k: ModuleType) -> Any:
+    block = k.Sequential([
+        k.Input((8, 8, 8)), k.layers.Conv2D(8, 3, padding="same"),
+        k.layers.BatchNormalization(), k.layers.ReLU(),
+    ], name="block")
+    inp, x = _stem(k)
+    x = block(x)
+    x = k.layers.Conv2D(6, 1)(x)
+    return k.Model(inp, _head(k, x))
+
+
+def spatial_ops(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    x = k.layers.ZeroPadding2D(1)(x)
+    x = k.layers.Cropping2D(1)(x)
+    x = k.layers.UpSampling2D()(x)
+    x = k.layers.SpatialDropout2D(0.1)(x)
+    x = k.layers.AveragePooling2D(2)(x)
+    x = k.layers.Conv2D(6, 3, padding="same")(x)
+    x = k.layers.GlobalMaxPooling2D()(x)
+    return k.Model(inp, k.layers.Dense(3)(x))
+
+
+def concat_then_add(k: ModuleType) -> Any:
+    inp, x = _stem(k)
+    a = k.layers.Conv2D(4, 1)(x)
+    b = k.layers.Conv2D(4, 1)(x)
+    y = k.layers.Concatenate()([a, b])
+    z = k.layers.Add()([y, k.layers.Conv2D(8, 1)(x)])
+    return k.Model(inp, _head(k, k.layers.Conv2D(6, 1)(z)))
+
+
+def conv1d(k: ModuleType) -> Any:
+    return conv1d_series(k)
+
+
+COUPLINGS: dict[str, Builder] = {
+    **{f"merge_{n.lower()}": merge(n)
+       for n in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
+    "sequential_cnn": digits_cnn,
+    "functional_cnn": lambda k: digits_cnn(k, sequential=False),
+    "depthwise_multiplier": depthwise_multiplier,
+    "separable": separable,
+    "concatenate": concatenate,
+    "concat_then_add": concat_then_add,
+    "flatten_dense": flatten_dense,
+    "reshape_dense": reshape_dense,
+    "reshape_keep_channels": reshape_keep_channels,
+    "squeeze_excite": squeeze_excite,
+    "nested": nested,
+    "spatial_ops": spatial_ops,
+    "conv1d": conv1d,
+    "mlp": mlp,
+}
+
+ARCHITECTURES: dict[str, Builder] = {
+    "mobilenet_v2": mobilenet_v2,
+    "squeezenet": squeezenet,
+    "conv1d_series": conv1d_series,
+    "mlp": mlp,
+    "digits_cnn": digits_cnn,
+}
