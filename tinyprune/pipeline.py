@@ -18,6 +18,7 @@ from tinyprune.codegen import CProject, generate
 from tinyprune.config import BuildOptions
 from tinyprune.errors import CheckFailed, UsageError
 from tinyprune.ir import Graph, read_tflite
+from tinyprune.ir.reader import keras_layer_names
 from tinyprune.plan import Plan, plan
 
 log = logging.getLogger("tinyprune")
@@ -65,9 +66,41 @@ class RunOutcome:
 
 
 def board_for(opts: BuildOptions):  # noqa: ANN201 - Board
+    """The board, after checking that the tools this build needs are installed."""
     from tinyprune.firmware.boards import load_board
 
-    return load_board(opts.board)
+    board = load_board(opts.board)
+    preflight(opts, board)
+    return board
+
+
+def preflight(opts: BuildOptions, board) -> None:  # noqa: ANN001
+    """Fails fast (exit 3, with the install command) when a required tool is missing."""
+    import os
+    import shutil
+
+    from tinyprune.errors import ToolMissing
+    from tinyprune.firmware.build import INSTALL_HINT
+
+    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-objcopy"):
+        if shutil.which(tool) is None:
+            raise ToolMissing(f"{tool} not found; {INSTALL_HINT}")
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise ToolMissing(f"host C compiler '{cc}' not found (used to check the generated code "
+                          "on the whole test set); install it with 'sudo apt-get install gcc'")
+    if opts.emulator == "qemu" and shutil.which("qemu-system-arm") is None:
+        raise ToolMissing("qemu-system-arm not found; install it with "
+                          "'sudo apt-get install qemu-system-arm' (or run make setup)")
+    if opts.emulator == "renode":
+        if shutil.which("renode") is None:
+            raise ToolMissing("renode not found; Renode is not in Debian or PyPI: install it from "
+                              "https://renode.io, or use --emulator unicorn (the default)")
+        raise UsageError("--emulator renode: running on Renode is not supported yet; use "
+                         "--emulator unicorn or qemu")
+    if opts.emulator not in ("none", *board.emulator.backends):
+        raise UsageError(f"--emulator {opts.emulator}: board {board.name} supports "
+                         f"{', '.join(board.emulator.backends)} (or none)")
 
 
 def front_end(opts: BuildOptions, stage: Path, steps) -> FrontEnd:  # noqa: ANN001 - _Steps
@@ -91,6 +124,8 @@ def front_end(opts: BuildOptions, stage: Path, steps) -> FrontEnd:  # noqa: ANN0
         tflite = loaded.tflite_bytes if model is None else _quantize(loaded, model, data)
     (stage / "model_int8.tflite").write_bytes(tflite)
     graph = read_tflite(tflite)
+    if model is not None:
+        graph = keras_layer_names(graph, [layer.name for layer in model.layers])
     eval_inputs, labels = _eval_set(graph, data, opts)
     float_acc = _float_accuracy(model, data) if model is not None and data is not None else None
     return FrontEnd(

@@ -203,11 +203,13 @@ def _both(board_name: str, elf: Path) -> tuple[RunResult, RunResult]:
 @needs_qemu
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
 @pytest.mark.parametrize(("semihosting", "reason"), [("0", "end-line"), ("1", "exit")])
+@pytest.mark.parametrize("rounds", ["40u", "200u"])
 def test_qemu_instruction_count_matches_unicorn(
-    board_name: str, semihosting: str, reason: str, tmp_path: Path
+    board_name: str, semihosting: str, reason: str, rounds: str, tmp_path: Path
 ) -> None:
     fw = build_fixture(
-        "crosscheck/crosscheck.c", board_name, tmp_path, TP_EXIT_SEMIHOSTING=semihosting
+        "crosscheck/crosscheck.c", board_name, tmp_path, TP_EXIT_SEMIHOSTING=semihosting,
+        TP_ROUNDS=rounds,
     )
     uni, qemu = _both(board_name, fw.elf)
     assert qemu.backend == "qemu" and uni.backend == "unicorn"

@@ -58,3 +58,20 @@ def test_it_block_counts_every_instruction() -> None:
 )
 def test_idle_detection(code: str, idle: bool) -> None:
     assert block_cost(bytes.fromhex(code), 0x300).idle is idle
+
+
+def _trace(pcs: list[int]) -> bytes:
+    return b"".join(b"Trace 0: 0x7f00 [00800408/%08x/00000010/ff020201] f\n" % pc for pc in pcs)
+
+
+def test_qemu_trace_budget_boundary_duplicate_counts_once() -> None:
+    from tinyprune.emulator.qemu_backend import _Pricer, _TraceCounter
+
+    # movs r0, #0 ; adds r0, #1 ; b . (0x0, 0x2, 0x4), Thumb encodings
+    pricer = _Pricer({0: bytes.fromhex("00200130fee7")})
+    counter = _TraceCounter(pricer)
+    counter.feed(_trace([0x0, 0x2, 0x2, 0x4]))  # 0x2 logged twice at a budget boundary
+    assert counter.instructions == 3 and not counter.idle
+    counter.feed(_trace([0x4, 0x4, 0x4]))  # the `b .` idle loop
+    assert counter.idle
+    assert counter.instructions == 2  # the idle loop itself is not counted, as on unicorn

@@ -5,7 +5,7 @@ translation block per instruction (``-singlestep``), every execution logged (``-
 into a FIFO that is counted as it streams. Under ``-icount`` an instruction that touches a device
 in mid-block is rewound and executed again; the log says so (``cpu_io_recompile: rewound``) and
 the first, abandoned execution is not counted. The run ends at the firmware's idle loop (the same
-instruction twice in a row), at a semihosting exit, or past the instruction limit. Cycles are
+instruction three times in a row; twice is an -icount budget boundary), at a semihosting exit, or past the instruction limit. Cycles are
 priced from the traced PCs with the same model as the unicorn backend.
 """
 
@@ -77,6 +77,7 @@ class _TraceCounter:
     _prev_pc: int = -1
     _next_pc: int = -1
     _undo: tuple[int, int, int] = (-1, -1, 0)
+    _repeats: int = 0
 
     def feed(self, data: bytes) -> None:
         data = self._tail + data
@@ -96,10 +97,17 @@ class _TraceCounter:
                 self._undo_last()  # the rewound execution did not complete
                 continue
             pc = int(match.group(1), 16)
-            if pc == self._prev_pc:  # the same instruction twice in a row: a `b .` idle loop
-                self.idle = True
-                self._undo_last()  # its first pass is not counted (as on unicorn)
-                return
+            if pc == self._prev_pc:
+                # -icount runs in budgets of 0xffff instructions; the block at a budget boundary
+                # is logged once when it is entered and abandoned, and again when it runs. So
+                # twice in a row is one execution; three times is a `b .` idle loop.
+                self._repeats += 1
+                if self._repeats >= 2:
+                    self.idle = True
+                    self._undo_last()  # the idle loop's first pass is not counted (as on unicorn)
+                    return
+                continue
+            self._repeats = 0
             size, cost = self.pricer.cost(pc)
             if self._next_pc not in (-1, pc):
                 cost += TAKEN_BRANCH_PENALTY

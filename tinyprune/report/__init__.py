@@ -57,7 +57,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"ram       {_fmt_int(fw['ram_used_bytes'])} of {_fmt_int(b['ram_bytes'])} bytes "
         f"(arena {_fmt_int(fw['arena_bytes'])}, stack peak {_fmt_int(fw['stack_peak_bytes'])})",
     ]
-    if run.get("emulator") not in (None, "none"):
+    if run.get("cycles_per_inference") is None and run.get("emulator") not in (None, "none"):
+        lines.append(f"cycles    not measured on {run['emulator']} (it has no DWT cycle counter); "
+                     "use --emulator unicorn for cycle estimates")
+    elif run.get("emulator") not in (None, "none"):
         est = " (estimate)" if run.get("cycles_are_estimate") else ""
         lines.append(f"cycles    {_fmt_int(run['cycles_per_inference'])}{est} = "
                      f"{run['latency_ms_at_clock']:.2f} ms at clock; "
@@ -69,11 +72,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                  f"{fmt(acc.get('int8_reference'))}, firmware {fmt(acc.get('firmware'))} "
                  f"({acc.get('test_samples') or 0} test samples)")
     lines.append("")
-    lines.append(f"{'#':>3}  {'layer':<24} {'op':<18} {'kernel':<26} {'MACs':>11} "
+    lines.append(f"{'#':>3}  {'layer':<24} {'op':<18} {'kernel':<34} {'MACs':>11} "
                  f"{'weights':>9} {'cycles':>11}")
     for i, layer in enumerate(report["layers"]):
         lines.append(f"{i:>3}  {layer['name'][:24]:<24} {layer['op'][:18]:<18} "
-                     f"{layer['kernel'][:26]:<26} {_fmt_int(layer['macs']):>11} "
+                     f"{layer['kernel'][:34]:<34} {_fmt_int(layer['macs']):>11} "
                      f"{_fmt_int(layer['weight_bytes']):>9} {_fmt_int(layer['cycles']):>11}")
     for name, bud in report["budgets"].items():
         lines.append(f"budget {name}: limit {bud['limit']}, actual {bud['actual']} -> "
