@@ -100,7 +100,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     board = pipeline.board_for(opts)
     out = opts.output_dir()
     with _staging(out) as stage:
-        front = pipeline.front_end(opts, stage, steps)
+        front = pipeline.front_end(opts, stage, steps, board)
         with steps.step("plan"):
             planned = pipeline.make_plan(front, board)
         with steps.step("codegen"):

@@ -38,8 +38,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="output folder (default build/<model-stem>-<board>/); "
                    "nothing is written outside it")
     p.add_argument("--config", type=Path, help="project file (default ./tinyprune.toml if present)")
-    p.add_argument("--prune-channels", type=float, metavar="R",
-                   help="remove this fraction of conv/dense channels before quantizing (e.g. 0.5)")
+    p.add_argument("--prune-channels", metavar="R|auto",
+                   help="remove this fraction of conv/dense channels before quantizing (e.g. 0.5); "
+                   "auto: the smallest fraction whose firmware meets the flash/RAM/latency budgets")
     p.add_argument("--prune-criterion", choices=("l1", "l2", "bn", "random", "taylor"),
                    help="channel importance for --prune-channels (default l1)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
@@ -62,11 +63,13 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
 
 
 def _build_options(args: argparse.Namespace):  # noqa: ANN202 - BuildOptions
-    from tinyprune.config import parse_size, resolve
+    from tinyprune.config import parse_ratio, parse_size, resolve
 
     config = args.config
     if config is None and Path("tinyprune.toml").is_file():
         config = Path("tinyprune.toml")
+    if args.prune_channels is not None:
+        args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     cli = {k: getattr(args, k) for k in ("board", "model", "data", "out", "prune_channels",
                                          "prune_criterion", "finetune_epochs", "emulator", "samples",
                                          "trust_model")}

@@ -49,7 +49,7 @@ class BuildOptions:
     model: Path | None = None
     data: Path | None = None
     out: Path | None = None
-    prune_channels: float | None = None
+    prune_channels: float | str | None = None  # a fraction, or "auto" (search to the budgets)
     prune_criterion: str = "l1"
     finetune_epochs: int | None = None
     emulator: str = "unicorn"
@@ -68,14 +68,29 @@ class BuildOptions:
 
 _TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
         "stack": "size", "trust_model": bool, "seed": int}
-_PRUNE = {"channels": float, "criterion": str, "finetune_epochs": int}
+_PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
 _BUDGETS = {"flash": "size", "ram": "size", "latency_ms": float, "min_accuracy": float,
             "max_accuracy_drop": float}
+
+
+def parse_ratio(value: Any, where: str) -> float | str:
+    """A channel fraction in [0, 1) or "auto"."""
+    if value == "auto":
+        return "auto"
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        ratio = -1.0
+    if isinstance(value, bool) or not 0.0 <= ratio < 1.0:
+        raise UsageError(f"{where}: expected a fraction in [0, 1) or \"auto\", received {value!r}")
+    return ratio
 
 
 def _typed(value: Any, kind: Any, where: str) -> Any:
     if kind == "size":
         return parse_size(value, where)
+    if kind == "ratio":
+        return parse_ratio(value, where)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is Path and isinstance(value, str):
@@ -149,6 +164,5 @@ def validate(opts: BuildOptions) -> None:
                          f"received {opts.emulator!r}")
     if opts.samples < 1:
         raise UsageError(f"--samples: expected at least 1, received {opts.samples}")
-    if opts.prune_channels is not None and not 0.0 <= opts.prune_channels < 1.0:
-        raise UsageError(f"--prune-channels: expected a fraction in [0, 1), "
-                         f"received {opts.prune_channels}")
+    if opts.prune_channels is not None:
+        parse_ratio(opts.prune_channels, "--prune-channels")

@@ -103,7 +103,7 @@ def preflight(opts: BuildOptions, board) -> None:  # noqa: ANN001
                          f"{', '.join(board.emulator.backends)} (or none)")
 
 
-def front_end(opts: BuildOptions, stage: Path, steps) -> FrontEnd:  # noqa: ANN001 - _Steps
+def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:  # noqa: ANN001
     """load -> (prune) -> quantize; picks the evaluation and firmware samples."""
     from tinyprune.models.load import load_model
     from tinyprune.models.stats import count_macs, count_params
@@ -116,10 +116,12 @@ def front_end(opts: BuildOptions, stage: Path, steps) -> FrontEnd:  # noqa: ANN0
     params_before = count_params(model) if model is not None else None
     macs_before = count_macs(model) if model is not None else None
     prune_info = None
-    with steps.step("prune", "(skipped)" if not opts.prune_channels else
-                    f"{opts.prune_channels:.0%} of channels, {opts.prune_criterion}"):
+    with steps.step("prune", _prune_label(opts)):
         if opts.prune_channels:
-            model, prune_info = _prune(opts, loaded, data)
+            model, prune_info = _prune(opts, loaded, data, board, stage)
+            if opts.prune_channels == "auto" and prune_info is not None:
+                steps.progress(f"      chose to remove {prune_info['ratio']:.1%} of channels "
+                               f"({prune_info['reason']})")
     with steps.step("quantize", "(int8 .tflite given)" if model is None else ""):
         tflite = loaded.tflite_bytes if model is None else _quantize(loaded, model, data)
     (stage / "model_int8.tflite").write_bytes(tflite)
@@ -144,7 +146,16 @@ def _dataset(opts: BuildOptions, loaded):  # noqa: ANN001, ANN202
     return load_dataset(opts.data, loaded.input_shape)
 
 
-def _prune(opts: BuildOptions, loaded, data):  # noqa: ANN001, ANN202
+def _prune_label(opts: BuildOptions) -> str:
+    if not opts.prune_channels:
+        return "(skipped)"
+    what = ("auto: searching the ratio that meets the budgets" if opts.prune_channels == "auto"
+            else f"{opts.prune_channels:.0%} of channels")
+    return f"{what}, {opts.prune_criterion}"
+
+
+def _prune(opts: BuildOptions, loaded, data, board, stage: Path):  # noqa: ANN001, ANN202
+    from tinyprune.fit import prune_to_budgets
     from tinyprune.prune import FineTune, PruneConfig, prune
 
     if loaded.model is None:
@@ -156,8 +167,12 @@ def _prune(opts: BuildOptions, loaded, data):  # noqa: ANN001, ANN202
     if epochs and not trainable:
         raise UsageError(f"--finetune-epochs {epochs}: fine-tuning needs training data; pass "
                          "--data with x_train and y_train")
+    finetune = FineTune(epochs=epochs, lr_schedule="cosine") if epochs else None
+    if opts.prune_channels == "auto":
+        return prune_to_budgets(loaded, data, board, opts.budgets, criterion=opts.prune_criterion,
+                                finetune=finetune, work=stage / "search")
     config = PruneConfig(ratio=opts.prune_channels, criterion=opts.prune_criterion,
-                         finetune=FineTune(epochs=epochs, lr_schedule="cosine") if epochs else None)
+                         finetune=finetune)
     result = prune(loaded.model, config, data=data)
     return result.model, result.summary()
 

@@ -292,3 +292,33 @@ def test_run_command_profiles_regions(tmp_path: Path, capsys) -> None:
     assert "@tp end status=0" in text
     calls = int(text.split(f"region {kernel}: ")[1].split(" calls")[0])
     assert calls == 2 * sum(1 for layer in layers if layer["kernel"] == kernel)
+
+
+def test_prune_auto_meets_flash_budget(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "auto"
+    rc = build("--board", "nucleo_f746", "--model", str(DIGITS / "digits_cnn.keras"),
+               "--data", str(DIGITS / "digits.npz"), "--prune-channels", "auto",
+               "--flash-budget", "20K", "--finetune-epochs", "2", "--out", str(out),
+               "--samples", "2")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    r = report_of(out)
+    assert r["budgets"]["flash"]["ok"] and r["firmware"]["flash_used_bytes"] <= 20 * 1024
+    ratio = r["model"]["pruning"]["ratio"]
+    assert 0.0 < ratio < 0.9
+    assert f"chose to remove {ratio:.1%} of channels" in err
+    assert r["run"]["bit_exact"]
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (["--prune-channels", "auto"], 2, "--flash-budget"),
+    (["--prune-channels", "auto", "--flash-budget", "2K"], 1, "cannot be met"),
+    (["--prune-channels", "1.5"], 2, "--prune-channels"),
+])
+def test_prune_auto_errors(args: list[str], code: int, needle: str, tmp_path: Path,
+                           capsys) -> None:
+    out = tmp_path / "o"
+    rc, err = _error(capsys, "build", "--board", "nucleo_f746", "--model",
+                     str(DIGITS / "digits_cnn.keras"), "--out", str(out), *args)
+    assert rc == code and needle in err, err
+    assert not (out / "report.json").exists()

@@ -1,0 +1,143 @@
+"""Prune to a budget: search the channel ratio whose firmware meets flash, RAM and latency limits.
+
+The pruning engine estimates weight and activation bytes from the Keras graph; the firmware adds
+code, quantization tables and the stack. So each candidate is measured for real (quantize, plan,
+codegen, cross-compile, and for a latency budget one inference on the emulator), and the engine's
+target is corrected by the measured difference until the firmware fits (a few rounds).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyprune.config import Budgets
+from tinyprune.errors import CheckFailed, UsageError
+
+log = logging.getLogger("tinyprune")
+
+ROUNDS = 4
+MARGIN = 0.98  # aim 2% under a limit: the measured size moves a little with the channel counts
+
+
+@dataclass(frozen=True)
+class Measured:
+    flash: int
+    ram: int
+    latency_ms: float | None
+    weight_bytes: int
+    arena_bytes: int
+    macs: int
+
+
+def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path,
+            latency: bool) -> Measured:
+    """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it."""
+    from tinyprune.codegen import generate
+    from tinyprune.firmware.build import build_firmware, render_harness
+    from tinyprune.ir import read_tflite
+    from tinyprune.plan import plan
+    from tinyprune.quantize import quantize
+    from tinyprune.verify import random_inputs
+
+    try:
+        graph = read_tflite(quantize(loaded, data, model=model, samples=32))
+        planned = plan(graph, dsp=board.dsp)
+        project = generate(planned, work / "src", model_name="search", source_name="search",
+                           samples=random_inputs(graph, 1))
+        main_c = render_harness(project.directory / "main.c")
+        try:
+            fw = build_firmware([*project.firmware_sources, main_c], list(project.include_dirs),
+                                board, work / "fw", name="search")
+        except CheckFailed as exc:  # too big for the board: measured size is in the map
+            log.debug("candidate does not fit the board: %s", exc)
+            return Measured(board.flash.length + 1, board.ram.length + 1, None,
+                            planned.weight_bytes, planned.memory.arena_bytes,
+                            sum(p.call.macs for p in planned.code_ops))
+        latency_ms = _latency(fw, board) if latency else None
+        return Measured(fw.flash_used_bytes, fw.ram_used_bytes, latency_ms, planned.weight_bytes,
+                        planned.memory.arena_bytes, sum(p.call.macs for p in planned.code_ops))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _latency(fw: Any, board: Any) -> float:
+    from tinyprune.emulator import run_elf
+    from tinyprune.emulator.protocol import parse_results
+
+    res = parse_results(run_elf(board, fw.elf, backend="unicorn").uart)
+    return res.total_cycles / max(len(res.samples), 1) / board.clock_hz * 1e3
+
+
+def broken(budgets: Budgets, m: Measured) -> list[str]:
+    out = []
+    if budgets.flash is not None and m.flash > budgets.flash:
+        out.append(f"flash {m.flash:,} > {budgets.flash:,} bytes")
+    if budgets.ram is not None and m.ram > budgets.ram:
+        out.append(f"RAM {m.ram:,} > {budgets.ram:,} bytes")
+    if budgets.latency_ms is not None and m.latency_ms is not None and \
+            m.latency_ms > budgets.latency_ms:
+        out.append(f"latency {m.latency_ms:.2f} > {budgets.latency_ms} ms")
+    return out
+
+
+def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
+             prev: dict[str, int | None]) -> dict[str, int | None]:
+    """Engine targets for the next round from the last measurement of a candidate."""
+    t: dict[str, int | None] = {"target_flash": None, "target_ram": None, "target_macs": None}
+    if budgets.flash is not None:
+        overhead = m.flash - est_flash
+        t["target_flash"] = int((budgets.flash - overhead) * MARGIN)
+        if prev.get("target_flash") is not None and m.flash > budgets.flash:
+            t["target_flash"] = min(t["target_flash"], int(prev["target_flash"] * MARGIN))
+    if budgets.ram is not None:
+        overhead = m.ram - est_ram
+        t["target_ram"] = int((budgets.ram - overhead) * MARGIN)
+    if budgets.latency_ms is not None and m.latency_ms:
+        t["target_macs"] = int(m.macs * budgets.latency_ms / m.latency_ms * MARGIN)
+    for key, value in t.items():
+        if value is not None and value <= 0:
+            raise CheckFailed(f"budgets cannot be met by pruning: the firmware without any "
+                              f"weights already needs more ({key.removeprefix('target_')})")
+    return t
+
+
+def prune_to_budgets(loaded: Any, data: Any, board: Any, budgets: Budgets, *, criterion: str,
+                     finetune: Any, work: Path) -> tuple[Any, dict[str, Any] | None]:
+    """Returns the least-pruned model whose firmware meets the budgets, and the prune summary.
+
+    Raises:
+        UsageError: no flash, RAM or latency budget is set.
+        CheckFailed: no ratio meets the budgets.
+    """
+    from tinyprune.prune import PruneConfig, prune
+
+    if budgets.flash is None and budgets.ram is None and budgets.latency_ms is None:
+        raise UsageError("--prune-channels auto: set a --flash-budget, --ram-budget or "
+                         "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
+    latency = budgets.latency_ms is not None
+    m = measure(loaded.model, loaded, data, board, work / "r0", latency)
+    if not broken(budgets, m):
+        log.info("the unpruned model meets the budgets; nothing pruned")
+        return loaded.model, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"}
+    est_flash, est_ram, targets = m.weight_bytes, m.arena_bytes, {}
+    for rnd in range(1, ROUNDS + 1):
+        targets = _targets(budgets, m, est_flash, est_ram, targets)
+        config = PruneConfig(criterion=criterion, **targets)
+        result = prune(loaded.model, config, data=data)
+        m = measure(result.model, loaded, data, board, work / f"r{rnd}", latency)
+        est_flash, est_ram = result.flash_after, result.ram_after
+        log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
+        if not broken(budgets, m):
+            final = prune(loaded.model, PruneConfig(ratio=result.ratio, criterion=criterion,
+                                                    finetune=finetune), data=data)
+            summary = final.summary()
+            summary["reason"] = "searched to meet " + ", ".join(
+                k for k in ("flash", "ram", "latency_ms") if getattr(budgets, k) is not None)
+            return final.model, summary
+    raise CheckFailed("no pruning ratio meets the budgets after "
+                      f"{ROUNDS} rounds: {'; '.join(broken(budgets, m))}; relax a budget or "
+                      "choose a smaller model")
