@@ -24,6 +24,9 @@ EPILOG = """exit codes: 0 ok, 1 a budget / accuracy / bit-exactness check failed
 Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data.npz"""
 
 
+CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
@@ -41,7 +44,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune-channels", metavar="R|auto",
                    help="remove this fraction of conv/dense channels before quantizing (e.g. 0.5); "
                    "auto: the smallest fraction whose firmware meets the flash/RAM/latency budgets")
-    p.add_argument("--prune-criterion", choices=("l1", "l2", "bn", "random", "taylor"),
+    p.add_argument("--prune-criterion", choices=CRITERIA,
                    help="channel importance for --prune-channels (default l1)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 10 when --data has x_train)")
@@ -158,6 +161,40 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from tinyprune.data import load_dataset
+    from tinyprune.models.load import load_model, save_model
+    from tinyprune.prune import FineTune, PruneConfig, prune
+
+    loaded = load_model(args.model, trust_model=args.trust_model)
+    if loaded.model is None:
+        raise UsageError(f"{args.model}: an int8 .tflite cannot be pruned; give the Keras model")
+    data = load_dataset(args.data, loaded.input_shape) if args.data else None
+    finetune = FineTune(epochs=args.finetune_epochs, lr_schedule="cosine") \
+        if args.finetune_epochs else None
+    result = prune(loaded.model, PruneConfig(
+        ratio=args.channels, criterion=args.criterion, scope=args.scope,
+        round_to=args.round_to, min_channels=args.min_channels, compensate=args.compensate,
+        finetune=finetune, target_params=args.target_params, target_macs=args.target_macs),
+        data=data)
+    out = args.out or args.model.with_name(f"{args.model.stem}_pruned{args.model.suffix or '.keras'}")
+    save_model(result.model, out)
+    print(f"{'layer':<24} {'channels':>13} {'params':>17} {'MACs':>23}")
+    for x in result.layers:
+        print(f"{x.name[:24]:<24} {x.channels_before:>6} -> {x.channels_after:<4} "
+              f"{x.params_before:>7,} -> {x.params_after:<7,} "
+              f"{x.macs_before:>10,} -> {x.macs_after:<10,}")
+    for b in result.barriers:
+        print(f"barrier: {b.__dict__}")
+    print(f"ratio {result.ratio:.3f}: params {result.params_before:,} -> {result.params_after:,}, "
+          f"MACs {result.macs_before:,} -> {result.macs_after:,}")
+    acc = result.accuracy.__dict__
+    if any(v is not None for v in acc.values()):
+        print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_codegen(args: argparse.Namespace) -> int:
     from tinyprune.codegen import generate
     from tinyprune.firmware.boards import load_board
@@ -221,6 +258,27 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output .tflite (default <model>_int8.tflite)")
     p.add_argument("--trust-model", action="store_true")
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("prune", help="structural pruning: remove conv/dense channels, save the "
+                       "smaller Keras model", description="Remove whole channels (filters) from a "
+                       "Keras model, coupled channels together (residuals, depthwise, concat), "
+                       "and save the smaller model in the same Keras flavor.")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, help=".npz for data-driven criteria, compensation, "
+                   "fine-tuning and accuracy")
+    p.add_argument("--out", type=Path, help="pruned model file (default <model>_pruned.keras)")
+    p.add_argument("--channels", type=float, default=0.5, help="fraction removed (default 0.5)")
+    p.add_argument("--criterion", default="l1", choices=CRITERIA,
+                   help="channel importance (default l1; taylor, fisher, snip need --data)")
+    p.add_argument("--scope", choices=("local", "global"), default="local")
+    p.add_argument("--round-to", type=int, default=4, help="channel counts rounded to a multiple")
+    p.add_argument("--min-channels", type=int, default=4)
+    p.add_argument("--compensate", action="store_true",
+                   help="refit the next layers by least squares on calibration activations")
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--target-params", type=int, help="search the ratio reaching this many params")
+    p.add_argument("--target-macs", type=int, help="search the ratio reaching this many MACs")
+    p.add_argument("--trust-model", action="store_true")
+    p.set_defaults(func=cmd_prune)
     p = sub.add_parser("codegen", help="int8 .tflite -> C project (model.c, weights.c)")
     p.add_argument("--board", required=True)
     p.add_argument("--model", type=Path, required=True, help="an int8 .tflite")

@@ -1,0 +1,76 @@
+"""CLI commands that need no cross compiler: help, boards, prune, report, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tinyprune.cli import main, make_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "examples" / "digits"
+
+
+def test_every_command_has_help(capsys) -> None:
+    sub = next(a for a in make_parser()._actions if a.dest == "command")
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        assert "usage: tinyprune " + name in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys) -> None:
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_boards_lists_the_board_files(capsys) -> None:
+    assert main(["boards"]) == 0
+    text = capsys.readouterr().out
+    for name in ("nucleo_f746", "nucleo_f401re", "mps2_an500"):
+        assert name in text
+    assert "STM32F746ZG" in text and "1024 KiB" in text
+
+
+def test_prune_command_writes_smaller_model(tmp_path: Path, capsys) -> None:
+    from tinyprune.models.load import load_model
+
+    out = tmp_path / "small.keras"
+    assert main(["prune", "--model", str(DIGITS / "digits_cnn.keras"), "--channels", "0.5",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "conv2" in text and "32 -> 16" in text
+    assert load_model(out).params < load_model(DIGITS / "digits_cnn.keras").params
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["prune", "--model", "missing.keras"], "missing.keras"),
+    (["prune", "--model", "x.keras", "--criterion", "magic"], "invalid choice"),
+    (["report", "nowhere"], "no report.json"),
+    (["build", "--board", "nucleo_f746"], "no model given"),
+    (["run", "--board", "nucleo_f746", "--elf", "none.elf"], "none.elf"),
+    (["codegen", "--board", "nucleo_f999", "--model", "m.tflite"], "nucleo_f999"),
+])
+def test_usage_errors_exit_2_with_one_line(args: list[str], needle: str, capsys,
+                                            tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and err.startswith("tinyprune: error:")
+
+
+def test_report_command_reprints_summary(tmp_path: Path, capsys) -> None:
+    report = {
+        "board": {"name": "b", "cpu": "cortex-m7", "clock_hz": 216e6, "flash_bytes": 1, "ram_bytes": 1},
+        "model": {"source": "m.keras", "params_after": 10, "macs_after": 20},
+        "firmware": {"flash_used_bytes": 1, "ram_used_bytes": 1, "arena_bytes": 1,
+                     "stack_peak_bytes": 1},
+        "run": {"emulator": "none", "bit_exact": True, "samples": 1, "mismatches": []},
+        "accuracy": {}, "layers": [], "budgets": {}, "ok": False,
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert main(["report", str(tmp_path)]) == 1  # a failed build's report keeps exit 1
+    assert "result: FAILED" in capsys.readouterr().out
