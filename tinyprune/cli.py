@@ -36,7 +36,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", help="target board, e.g. nucleo_f746 (list: tinyprune boards)")
     p.add_argument("--model", type=Path, help="Keras model (.keras, .h5, SavedModel folder) "
                    "or an int8 .tflite")
-    p.add_argument("--data", type=Path, help=".npz with x_train, y_train, x_test, y_test (or x, y); "
+    p.add_argument("--data", type=Path,
+                   help=".npz with x_train, y_train, x_test, y_test (or x, y); "
                    "without it, seeded random inputs are used and no accuracy is reported")
     p.add_argument("--out", type=Path, help="output folder (default build/<model-stem>-<board>/); "
                    "nothing is written outside it")
@@ -65,7 +66,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
 
 
-def _build_options(args: argparse.Namespace):  # noqa: ANN202 - BuildOptions
+def _build_options(args: argparse.Namespace):
     from tinyprune.config import parse_ratio, parse_size, resolve
 
     config = args.config
@@ -73,9 +74,9 @@ def _build_options(args: argparse.Namespace):  # noqa: ANN202 - BuildOptions
         config = Path("tinyprune.toml")
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
-    cli = {k: getattr(args, k) for k in ("board", "model", "data", "out", "prune_channels",
-                                         "prune_criterion", "finetune_epochs", "emulator", "samples",
-                                         "trust_model")}
+    names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
+             "finetune_epochs", "emulator", "samples", "trust_model")
+    cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
     cli["budgets"] = {
@@ -177,7 +178,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         round_to=args.round_to, min_channels=args.min_channels, compensate=args.compensate,
         finetune=finetune, target_params=args.target_params, target_macs=args.target_macs),
         data=data)
-    out = args.out or args.model.with_name(f"{args.model.stem}_pruned{args.model.suffix or '.keras'}")
+    suffix = args.model.suffix or ".keras"
+    out = args.out or args.model.with_name(f"{args.model.stem}_pruned{suffix}")
     save_model(result.model, out)
     print(f"{'layer':<24} {'channels':>13} {'params':>17} {'MACs':>23}")
     for x in result.layers:
@@ -310,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinyprune: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+    except Exception as exc:
         if debug:
             raise
         print(f"tinyprune: internal error: {type(exc).__name__}: {exc} (this is a bug in "

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from tinyprune.errors import UsageError
 
 EMULATORS = ("unicorn", "qemu", "renode", "none")
+SIZE_HELP = 'expected a size like 65536, "64K" or "1M"'
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)i?[bB]?\s*$")
 
 
 def parse_size(value: int | str, where: str) -> int:
     """65536, "64K", "64KiB", "1M" -> bytes. ``where`` names the field for the error."""
     if isinstance(value, bool):
-        raise UsageError(f"{where}: expected a size like 65536, \"64K\" or \"1M\", received {value!r}")
+        raise UsageError(f"{where}: {SIZE_HELP}, received {value!r}")
     if isinstance(value, int):
         if value < 0:
             raise UsageError(f"{where}: expected a size >= 0, received {value}")
         return value
     m = _SIZE.match(str(value))
     if not m:
-        raise UsageError(f"{where}: expected a size like 65536, \"64K\" or \"1M\", received {value!r}")
+        raise UsageError(f"{where}: {SIZE_HELP}, received {value!r}")
     scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
     return int(float(m.group(1)) * scale)
 

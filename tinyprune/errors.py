@@ -31,7 +31,10 @@ class UsageError(TinypruneError):
 
 
 class UnsupportedError(UsageError):
-    """Exit 2: an op or a layer tinyprune cannot handle; the message names it and lists what is supported."""
+    """Exit 2: an op or a layer tinyprune cannot handle.
+
+    The message names it and lists what is supported.
+    """
 
 
 class ToolMissing(TinypruneError):

@@ -65,7 +65,7 @@ class RunOutcome:
     stack_peak: int | None
 
 
-def board_for(opts: BuildOptions):  # noqa: ANN201 - Board
+def board_for(opts: BuildOptions):
     """The board, after checking that the tools this build needs are installed."""
     from tinyprune.firmware.boards import load_board
 
@@ -74,7 +74,7 @@ def board_for(opts: BuildOptions):  # noqa: ANN201 - Board
     return board
 
 
-def preflight(opts: BuildOptions, board) -> None:  # noqa: ANN001
+def preflight(opts: BuildOptions, board) -> None:
     """Fails fast (exit 3, with the install command) when a required tool is missing."""
     import os
     import shutil
@@ -103,7 +103,7 @@ def preflight(opts: BuildOptions, board) -> None:  # noqa: ANN001
                          f"{', '.join(board.emulator.backends)} (or none)")
 
 
-def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:  # noqa: ANN001
+def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:
     """load -> (prune) -> quantize; picks the evaluation and firmware samples."""
     from tinyprune.models.load import load_model
     from tinyprune.models.stats import count_macs, count_params
@@ -138,7 +138,7 @@ def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:  # noq
         macs_before=macs_before, prune=prune_info)
 
 
-def _dataset(opts: BuildOptions, loaded):  # noqa: ANN001, ANN202
+def _dataset(opts: BuildOptions, loaded):
     if opts.data is None:
         return None
     from tinyprune.data import load_dataset
@@ -154,7 +154,7 @@ def _prune_label(opts: BuildOptions) -> str:
     return f"{what}, {opts.prune_criterion}"
 
 
-def _prune(opts: BuildOptions, loaded, data, board, stage: Path):  # noqa: ANN001, ANN202
+def _prune(opts: BuildOptions, loaded, data, board, stage: Path):
     from tinyprune.fit import prune_to_budgets
     from tinyprune.prune import FineTune, PruneConfig, prune
 
@@ -177,26 +177,26 @@ def _prune(opts: BuildOptions, loaded, data, board, stage: Path):  # noqa: ANN00
     return result.model, result.summary()
 
 
-def _quantize(loaded, model, data) -> bytes:  # noqa: ANN001
+def _quantize(loaded, model, data) -> bytes:
     from tinyprune.quantize import quantize
 
     return quantize(loaded, data, model=model)
 
 
-def _eval_set(graph: Graph, data, opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: ANN001
+def _eval_set(graph: Graph, data, opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:
     if data is None or data.x_test is None:
         return verify.random_inputs(graph, opts.samples, seed=opts.seed), None
     x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
     return verify.encode_inputs(graph, x), np.asarray(y).reshape(-1)
 
 
-def _float_accuracy(model, data) -> float | None:  # noqa: ANN001
+def _float_accuracy(model, data) -> float | None:
     x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
     pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
-def make_plan(front: FrontEnd, board) -> Plan:  # noqa: ANN001
+def make_plan(front: FrontEnd, board) -> Plan:
     return plan(front.graph, dsp=board.dsp)
 
 
@@ -228,7 +228,7 @@ def verify_on_host(front: FrontEnd, project: CProject, stage: Path, dsp: bool) -
                      dsp_bit_exact=dsp_exact)
 
 
-def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):  # noqa: ANN001, ANN201
+def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):
     """Harness + generated model + kernels -> ELF for the board (sizes checked against it)."""
     from tinyprune.firmware.build import build_firmware, render_harness
 
@@ -237,7 +237,7 @@ def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):  #
                           stage / "firmware", stack_bytes=opts.stack_bytes, name="firmware")
 
 
-def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:  # noqa: ANN001
+def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
     if opts.emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
     from tinyprune.emulator import run_elf
@@ -264,7 +264,7 @@ def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
         stack_peak=res.stack_peak)
 
 
-def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, firmware,  # noqa: ANN001
+def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, firmware,
                     host: HostCheck, run: RunOutcome) -> dict[str, Any]:
     from tinyprune.report import SCHEMA_VERSION, evaluate_budgets
 
@@ -296,12 +296,13 @@ def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, f
         "layers": _layers(planned, run),
     }
     report["budgets"] = evaluate_budgets(opts.budgets, report)
+    budgets_ok = all(b["ok"] for b in report["budgets"].values())
     report["ok"] = bool(report["run"]["bit_exact"] and host.comparison.bit_exact
-                        and host.dsp_bit_exact is not False and all(b["ok"] for b in report["budgets"].values()))
+                        and host.dsp_bit_exact is not False and budgets_ok)
     return report
 
 
-def _run_section(run: RunOutcome, board, cmp: verify.Comparison, host: HostCheck,  # noqa: ANN001
+def _run_section(run: RunOutcome, board, cmp: verify.Comparison, host: HostCheck,
                  mismatches: list) -> dict[str, Any]:
     latency = None if run.cycles is None else run.cycles / board.clock_hz * 1000.0
     return {"emulator": run.emulator, "samples": cmp.samples,
@@ -316,8 +317,8 @@ def _run_section(run: RunOutcome, board, cmp: verify.Comparison, host: HostCheck
 def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:
     out = []
     for i, p in enumerate(planned.code_ops):
-        w = [planned.graph.tensor(t).data for t in p.op.inputs
-             if t >= 0 and planned.graph.tensor(t).is_const and planned.graph.tensor(t).dtype == "int8"]
+        consts = [planned.graph.tensor(t) for t in p.op.inputs if t >= 0]
+        w = [t.data for t in consts if t.data is not None and t.dtype == "int8"]
         nz = sum(int(np.count_nonzero(a == 0)) for a in w)
         size = sum(a.size for a in w)
         out.append({"name": p.op.name, "op": p.op.opcode, "kernel": p.call.kernel,

@@ -104,18 +104,28 @@ static inline int32_t tp_sadd16(int32_t a, int32_t b)
  * tp_requantize (TFLM MultiplyByQuantizedMultiplier, double rounding) for multiplier >= 0, which
  * every multiplier from QuantizeMultiplier is: the saturating case of the doubling high multiply
  * (both operands INT32_MIN) cannot occur, and (x * m + 2^30) >> 31 with an arithmetic shift
- * rounds exactly as gemmlowp's sign-dependent nudge with truncating division. One SMLAL and two
- * shifts on Arm instead of a 64-bit add/adjust sequence; used by the conv and FC kernels.
+ * rounds exactly as gemmlowp's sign-dependent nudge with truncating division. The rounding
+ * division by 2^right is written without branches: with rem = high & mask and threshold =
+ * mask / 2 + (high < 0), (threshold - rem) >> 31 is -1 exactly when rem > threshold (both lie in
+ * [0, 2^30], so the difference cannot overflow). About 17 instructions on Arm (one SMLAL), no
+ * branch; used by the conv and FC kernels.
  */
 static inline int32_t tp_requantize_pos(int32_t x, int32_t multiplier, int32_t shift)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t left = shift & ~(shift >> 31); /* max(shift, 0) */
+    const int32_t right = left - shift;          /* max(-shift, 0) */
     const int64_t prod = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + (1LL << 30);
     const int32_t high = (int32_t)(prod >> 31);
     const int32_t mask = (int32_t)((1U << right) - 1U);
-    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
-    return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+    const int32_t threshold = (mask >> 1) - (high >> 31);
+    return (high >> right) - ((threshold - (high & mask)) >> 31);
+}
+
+/** Clamps x to [lo, hi] (two compares, no branch on Arm). */
+static inline int32_t tp_clamp(int32_t x, int32_t lo, int32_t hi)
+{
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
 }
 
 /* ---- building blocks shared by the DSP paths of the kernels ---------------------------------- */
@@ -139,6 +149,42 @@ static inline int32_t *tp_widen_s8x4_pairs(const int8_t *src, int32_t n, int32_t
         dst += stride;
     }
     return dst;
+}
+
+/**
+ * Raw int8 dot products of two rows (w and w + w_step: weights) and two columns (x and
+ * x + x_step: inputs) over groups * 4 values read four at a time (any alignment), no offsets:
+ * acc[0] += w0.x0, acc[1] += w0.x1, acc[2] += w1.x0, acc[3] += w1.x1.
+ * Per four values: four word loads, eight SXTB16 and eight SMLAD for 16 MACs; two pointers, two
+ * steps and an end pointer keep the loop inside the registers of a Cortex-M (no spill with
+ * gcc 12 -O2). The sums wrap modulo 2^32 like SMLAD (and TFLM's int32 accumulators in practice).
+ */
+static inline void tp_dot_s8_2x2(const int8_t *w, int32_t w_step, const int8_t *x, int32_t x_step,
+                                 int32_t groups, int32_t acc[4])
+{
+    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
+    const int8_t *end = w + 4 * groups;
+    while (w != end) {
+        const int32_t xa = tp_read_s8x4(x), xb = tp_read_s8x4(x + x_step);
+        const int32_t xae = tp_sxtb16(xa), xao = tp_sxtb16_ror8(xa);
+        const int32_t xbe = tp_sxtb16(xb), xbo = tp_sxtb16_ror8(xb);
+        const int32_t wa = tp_read_s8x4(w);
+        int32_t t = tp_sxtb16(wa);
+        s00 = tp_smlad(t, xae, s00);
+        s01 = tp_smlad(t, xbe, s01);
+        t = tp_sxtb16_ror8(wa);
+        s00 = tp_smlad(t, xao, s00);
+        s01 = tp_smlad(t, xbo, s01);
+        const int32_t wb = tp_read_s8x4(w + w_step);
+        t = tp_sxtb16(wb);
+        s10 = tp_smlad(t, xae, s10);
+        s11 = tp_smlad(t, xbe, s11);
+        t = tp_sxtb16_ror8(wb);
+        s10 = tp_smlad(t, xao, s10);
+        s11 = tp_smlad(t, xbo, s11);
+        w += 4, x += 4;
+    }
+    acc[0] = s00, acc[1] = s01, acc[2] = s10, acc[3] = s11;
 }
 
 #ifdef __cplusplus

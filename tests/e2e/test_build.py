@@ -64,7 +64,8 @@ def test_demo_build_with_pruning(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert r["accuracy"]["firmware"] == r["accuracy"]["int8_reference"] > 0.5
     assert r["accuracy"]["test_samples"] == 450
     assert not (out / ".partial").exists()
-    assert {"report.json", "model_int8.tflite", "src", "firmware"} <= {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()}
+    assert {"report.json", "model_int8.tflite", "src", "firmware"} <= names
     printed = capsys.readouterr().out
     assert "bit-exact True" in printed
     assert all(layer["kernel"] in printed for layer in r["layers"])
@@ -194,7 +195,8 @@ def test_bad_inputs(case: str, code: int, needle: str, tmp_path: Path, capsys) -
     model = str(DIGITS / "digits_cnn.keras")
     args = {
         "missing model": ["--model", str(tmp_path / "nope.keras")],
-        "corrupt tflite": ["--model", str(_corrupt(tmp_path, "broken.tflite", b"\0\0\0\0TFL3" + b"\1" * 64))],
+        "corrupt tflite": ["--model", str(_corrupt(tmp_path, "broken.tflite",
+                                                   b"\0\0\0\0TFL3" + b"\1" * 64))],
         "corrupt keras": ["--model", str(_corrupt(tmp_path, "broken.keras", b"PK\3\4garbage"))],
         "wrong board": ["--model", model, "--board", "nucleo_f999"],
         "dataset shape": ["--model", model, "--data", str(_bad_npz(tmp_path))],

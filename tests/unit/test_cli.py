@@ -64,7 +64,8 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], needle: str, capsys,
 
 def test_report_command_reprints_summary(tmp_path: Path, capsys) -> None:
     report = {
-        "board": {"name": "b", "cpu": "cortex-m7", "clock_hz": 216e6, "flash_bytes": 1, "ram_bytes": 1},
+        "board": {"name": "b", "cpu": "cortex-m7", "clock_hz": 216e6, "flash_bytes": 1,
+                  "ram_bytes": 1},
         "model": {"source": "m.keras", "params_after": 10, "macs_after": 20},
         "firmware": {"flash_used_bytes": 1, "ram_used_bytes": 1, "arena_bytes": 1,
                      "stack_peak_bytes": 1},

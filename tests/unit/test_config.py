@@ -20,7 +20,7 @@ def test_sizes(value, expected: int) -> None:
 
 @pytest.mark.parametrize("value", ["64Q", "", "K", -1, True, "1G"])
 def test_bad_sizes_name_the_field(value) -> None:
-    with pytest.raises(UsageError, match="budgets.flash"):
+    with pytest.raises(UsageError, match=r"budgets\.flash"):
         parse_size(value, "budgets.flash")
 
 

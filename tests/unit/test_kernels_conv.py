@@ -23,10 +23,20 @@ from conftest import convert_int8
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir import Graph, Op, fold_constants, read_tflite
 from tinyprune.kernels.base import handler_for
-from tinyprune.kernels.conv import ConvArgs, conv_args, conv_scratch_bytes, depthwise_args
+from tinyprune.kernels.conv import (
+    CONV_KERNELS,
+    DEPTHWISE_KERNELS,
+    ConvArgs,
+    ConvKernel,
+    choose_kernel,
+    conv_args,
+    conv_scratch_bytes,
+    depthwise_args,
+)
 from tinyprune.kernels.fully_connected import FcArgs, fc_args, fc_scratch_bytes
 
-SOURCES = ("tp_conv_s8.c", "tp_depthwise_conv_s8.c", "tp_fully_connected_s8.c")
+SOURCES = ("tp_conv_s8.c", "tp_conv_1x1_s8.c", "tp_conv_packed_s8.c", "tp_depthwise_conv_s8.c",
+           "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
 SAMPLES = 3
 
 
@@ -64,25 +74,26 @@ def _window_params(a: ConvArgs) -> dict[str, Any]:
             "dilation": kh.Tile(*a.dilation), "activation": kh.Activation(a.act_min, a.act_max)}
 
 
-def run_window(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
-    """Runs tp_conv_s8 or tp_depthwise_conv_s8 on one input; checks the scratch size formula."""
-    name = "tp_depthwise_conv_s8" if a.depthwise else "tp_conv_s8"
+def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
+               dsp: bool) -> np.ndarray:
+    """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
+    ones in ``a``); checks its scratch size against the Python formula."""
     if a.depthwise:
         params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **_window_params(a))
     else:
         params = ConvParams(**_window_params(a))
+    k = kernel.prepare(a)
     in_d, f_d, out_d = kh.dims(a.input_shape), kh.dims(a.filter_shape), kh.dims(a.output_shape)
-    size_fn = getattr(lib, f"{name}_get_buffer_size")
-    size = size_fn(ctypes.byref(in_d), ctypes.byref(f_d))
-    assert size == (0 if a.depthwise else conv_scratch_bytes(a.filter_shape, dsp))
+    size = getattr(lib, f"{kernel.name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
+    assert size == kernel.scratch(a, dsp)
     ctx, _buf = kh.scratch(size)
-    quant, _keep = kh.per_channel(a.multiplier, a.shift)
+    quant, _keep = kh.per_channel(k.multiplier, k.shift)
     x = np.ascontiguousarray(x, dtype=np.int8)
-    w = np.ascontiguousarray(a.weights)
+    w = np.ascontiguousarray(k.weights)
     out = np.zeros(a.output_shape, dtype=np.int8)
-    status = getattr(lib, name)(
+    status = getattr(lib, kernel.name)(
         ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
-        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(a.bias, ctypes.c_int32),
+        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(k.bias, ctypes.c_int32),
         ctypes.byref(out_d), kh.ptr(out))
     assert status == kh.TP_OK
     return out
@@ -122,6 +133,7 @@ class Case:
     activation: str = "NONE"
     per_channel_dense: bool = True
     dilation: int = 1  # patched into the flatbuffer (the converter splits dilated convs up)
+    kernel: str = ""  # the kernel the handler must choose ("" for FULLY_CONNECTED)
 
 
 def _init() -> dict[str, Any]:
@@ -155,28 +167,52 @@ def _dense(*args: Any, **kw: Any) -> Callable[[], Any]:
 
 
 CASES = [
-    Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU"),
-    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D"),
-    Case("conv3x3_same_cin3", (7, 7, 3), _conv(5, 3, padding="same"), "CONV_2D"),
+    Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU",
+         kernel="tp_conv_1x1_s8"),
+    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_s8"),
+    Case("conv1x1_cin7_odd_pixels", (5, 5, 7), _conv(9, 1, use_bias=False), "CONV_2D",
+         kernel="tp_conv_1x1_s8"),
+    Case("conv1x1_s2_cin6", (7, 7, 6), _conv(5, 1, strides=2, activation="relu"), "CONV_2D",
+         "RELU", kernel="tp_conv_1x1_s8"),
+    Case("conv1x1_same_s2_cin4", (6, 6, 4), _conv(4, 1, strides=2, padding="same"), "CONV_2D",
+         kernel="tp_conv_1x1_s8"),
+    Case("conv3x3_same_cin3", (7, 7, 3), _conv(5, 3, padding="same"), "CONV_2D",
+         kernel="tp_conv_packed_s8"),
+    Case("conv3x3_s2_same_cin3_first", (9, 9, 3), _conv(8, 3, strides=2, padding="same",
+                                                        activation="relu"), "CONV_2D", "RELU",
+         kernel="tp_conv_packed_s8"),
     Case("conv3x3_s2_same_relu6", (8, 8, 4), _conv(8, 3, strides=2, padding="same",
-                                                   activation="relu6"), "CONV_2D", "RELU6"),
+                                                   activation="relu6"), "CONV_2D", "RELU6",
+         kernel="tp_conv_s8"),
     Case("conv3x3_s2_valid_nobias", (9, 9, 5), _conv(6, 3, strides=2, use_bias=False),
-         "CONV_2D"),
+         "CONV_2D", kernel="tp_conv_packed_s8"),
     Case("conv5x5_same_relu", (10, 10, 4), _conv(7, 5, padding="same", activation="relu"),
-         "CONV_2D", "RELU"),
+         "CONV_2D", "RELU", kernel="tp_conv_s8"),
     Case("conv10x4_kws", (49, 10, 1), _conv(16, (10, 4), strides=2, padding="same",
-                                            activation="relu"), "CONV_2D", "RELU"),
-    Case("conv3x3_dilation2", (9, 9, 4), _conv(4, 3, padding="same"), "CONV_2D", dilation=2),
-    Case("conv3x1_stride_hw", (8, 9, 6), _conv(5, (3, 1), strides=(1, 2)), "CONV_2D"),
+                                            activation="relu"), "CONV_2D", "RELU",
+         kernel="tp_conv_packed_s8"),
+    Case("conv3x3_dilation2", (9, 9, 4), _conv(4, 3, padding="same"), "CONV_2D", dilation=2,
+         kernel="tp_conv_s8"),
+    Case("conv3x1_stride_hw", (8, 9, 6), _conv(5, (3, 1), strides=(1, 2)), "CONV_2D",
+         kernel="tp_conv_packed_s8"),
     Case("dw3x3_same_relu", (8, 8, 8), _dw(3, padding="same", activation="relu"),
-         "DEPTHWISE_CONV_2D", "RELU"),
+         "DEPTHWISE_CONV_2D", "RELU", kernel="tp_depthwise_conv_3x3_s8"),
     Case("dw3x3_s2_c6_relu6", (9, 9, 6), _dw(3, strides=2, padding="same", activation="relu6"),
-         "DEPTHWISE_CONV_2D", "RELU6"),
-    Case("dw3x3_mult2_valid", (7, 7, 3), _dw(3, depth_multiplier=2), "DEPTHWISE_CONV_2D"),
+         "DEPTHWISE_CONV_2D", "RELU6", kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_c7_dilation2", (9, 8, 7), _dw(3, padding="same"), "DEPTHWISE_CONV_2D",
+         dilation=2, kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_c3_valid_nobias", (6, 5, 3), _dw(3, use_bias=False), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_tiny_image_c12", (3, 2, 12), _dw(3, padding="same", activation="relu"),
+         "DEPTHWISE_CONV_2D", "RELU", kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_s2_valid_c16", (10, 7, 16), _dw(3, strides=2), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_mult2_valid", (7, 7, 3), _dw(3, depth_multiplier=2), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_s8"),
     Case("dw5x5_dilation2_c5", (11, 11, 5), _dw(5, padding="same"), "DEPTHWISE_CONV_2D",
-         dilation=2),
+         dilation=2, kernel="tp_depthwise_conv_s8"),
     Case("dw3x1_s21_nobias", (8, 8, 4), _dw((3, 1), strides=(2, 1), use_bias=False),
-         "DEPTHWISE_CONV_2D"),
+         "DEPTHWISE_CONV_2D", kernel="tp_depthwise_conv_s8"),
     Case("fc_per_tensor", (64,), _dense(10), "FULLY_CONNECTED", per_channel_dense=False),
     Case("fc_per_channel_relu", (37,), _dense(13, activation="relu"), "FULLY_CONNECTED", "RELU"),
     Case("fc_nobias_relu6", (40,), _dense(7, use_bias=False, activation="relu6"),
@@ -263,22 +299,43 @@ def _args(graph: Graph, op: Op) -> ConvArgs | FcArgs:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
+    """Every kernel that accepts the layer (not only the chosen one), both C paths."""
     tflite = model_bytes(case)
     graph = fold_constants(read_tflite(tflite))
     op = _single_op(graph, case)
     args = _args(graph, op)
     if case.opcode == "FULLY_CONNECTED":
         assert isinstance(args, FcArgs) and args.per_channel == case.per_channel_dense
+    else:
+        assert isinstance(args, ConvArgs) and choose_kernel(args).name == case.kernel
     rng = np.random.default_rng(7)
     inputs = rng.integers(-128, 128, (SAMPLES, *case.input_shape), dtype=np.int8)
     expected = reference(tflite, inputs)
     for dsp in (False, True):
         for x, want in zip(inputs, expected, strict=True):
             if isinstance(args, FcArgs):
-                got = run_fc(libs[dsp], args, x, dsp)
+                got = {args.kernel: run_fc(libs[dsp], args, x, dsp)}
             else:
-                got = run_window(libs[dsp], args, x[None], dsp)
-            assert np.array_equal(got.reshape(want.shape), want), f"dsp={dsp}"
+                kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
+                got = {k.name: run_window(libs[dsp], k, args, x[None], dsp)
+                       for k in kernels if k.applies(args)}
+            for name, out in got.items():
+                assert np.array_equal(out.reshape(want.shape), want), f"{name} dsp={dsp}"
+
+
+def test_folded_bias_past_int32_falls_back() -> None:
+    graph = read_tflite(model_bytes(CASE["conv1x1"]))
+    a = conv_args(graph.ops[0], graph)
+    assert choose_kernel(a).name == "tp_conv_1x1_s8"
+    big = np.full(a.output_shape[3], 2**31 - 1, dtype=np.int32)
+    low = np.full(a.output_shape[3], -(2**31), dtype=np.int32)
+    assert choose_kernel(dataclasses.replace(a, bias=big, input_offset=128)).name == "tp_conv_s8"
+    assert choose_kernel(dataclasses.replace(a, bias=low, input_offset=-127)).name == "tp_conv_s8"
+    graph = read_tflite(model_bytes(CASE["dw3x3_same_relu"]))
+    d = depthwise_args(graph.ops[0], graph)
+    huge = dataclasses.replace(d, bias=np.full(d.output_shape[3], 2**31 - 1, dtype=np.int32),
+                               input_offset=128, weights=np.full_like(d.weights, 127))
+    assert choose_kernel(huge).name == "tp_depthwise_conv_s8"
 
 
 # ---- handler behaviour ------------------------------------------------------------------------
@@ -328,9 +385,11 @@ def _render_and_compile(case: Case, dsp: bool, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr + src
 
 
-@pytest.mark.parametrize("case", [CASE["conv3x3_same_cin3"], CASE["dw3x3_mult2_valid"],
+@pytest.mark.parametrize("case", [CASE["conv3x3_same_cin3"], CASE["conv1x1"],
+                                  CASE["dw3x3_mult2_valid"], CASE["dw3x3_same_relu"],
                                   CASE["fc_per_tensor"], CASE["fc_per_channel_relu"]],
-                         ids=["conv", "depthwise", "fc_per_tensor", "fc_per_channel"])
+                         ids=["conv_packed", "conv_1x1", "depthwise", "depthwise_3x3",
+                              "fc_per_tensor", "fc_per_channel"])
 def test_templates_render_and_compile(case: Case, tmp_path: Path) -> None:
     for dsp in (False, True):
         _render_and_compile(case, dsp, tmp_path)
@@ -344,11 +403,25 @@ def test_lower_registers_weights_and_scratch() -> None:
     call = handler_for(op).lower(op, graph, ctx)
     assert call.kernel == "tp_conv_s8" and call.sources == ("tp_conv_s8.c",)
     assert call.scratch_bytes == 2 * 3 * 3 * 4 * 2
+    assert call.params["kernel"] == call.kernel
     assert call.macs == 4 * 4 * 8 * 3 * 3 * 4
     ctypes_of = {ctype for _, ctype in ctx.consts.values()}
     assert ctypes_of == {"int8_t", "int32_t"}
     assert call.params["pad_w"] == 0 and call.params["pad_h"] == 0  # 8 -> 4 with stride 2: 1 total
     assert call.params["act_min"] >= -128 and "relu6" in call.params["label"]
+
+
+def test_lower_packed_conv_folds_bias_and_pads_filter() -> None:
+    case = CASE["conv3x3_same_cin3"]
+    graph = read_tflite(model_bytes(case))
+    op = graph.ops[0]
+    ctx = FakeCtx(dsp=True)
+    call = handler_for(op).lower(op, graph, ctx)
+    assert call.kernel == call.params["kernel"] == "tp_conv_packed_s8"
+    assert call.sources == ("tp_conv_packed_s8.c", "tp_conv_1x1_s8.c")
+    assert call.scratch_bytes == 4 * 28  # four int8 columns of 27 values padded to 28
+    weights, _ = ctx.consts[call.params["filter"]]
+    assert weights.shape == (5, 28) and not weights[:, 27].any()
 
 
 def test_int16_activations_are_refused() -> None:

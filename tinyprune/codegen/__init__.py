@@ -140,7 +140,7 @@ def _context(plan: Plan, env: jinja2.Environment, banner: str, model_name: str) 
     }
 
 
-def _const_view(c) -> dict:  # noqa: ANN001 - ConstArray
+def _const_view(c) -> dict:
     return {"symbol": c.symbol, "ctype": c.ctype, "count": int(c.values.size),
             "body": c_values(c.values)}
 

@@ -5,7 +5,8 @@ translation block per instruction (``-singlestep``), every execution logged (``-
 into a FIFO that is counted as it streams. Under ``-icount`` an instruction that touches a device
 in mid-block is rewound and executed again; the log says so (``cpu_io_recompile: rewound``) and
 the first, abandoned execution is not counted. The run ends at the firmware's idle loop (the same
-instruction three times in a row; twice is an -icount budget boundary), at a semihosting exit, or past the instruction limit. Cycles are
+instruction three times in a row; twice is an -icount budget boundary), at a semihosting exit, or
+past the instruction limit. Cycles are
 priced from the traced PCs with the same model as the unicorn backend.
 """
 

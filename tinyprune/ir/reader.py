@@ -63,14 +63,14 @@ def read_tflite(source: str | Path | bytes) -> Graph:
     schema = _schema()
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
-        raise UsageError(f"{label}: corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:
+        raise _corrupt(label, exc) from None
     try:
         return _to_graph(model, schema, label, path)
     except UsageError:
         raise
     except (IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{label}: corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+        raise _corrupt(label, exc) from None
 
 
 def _to_graph(model: Any, schema: Any, label: str, path: Path | None) -> Graph:
@@ -90,7 +90,12 @@ def _to_graph(model: Any, schema: Any, label: str, path: Path | None) -> Graph:
     return Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs, source=path)
 
 
-def _indices(values: Any, n: int, label: str, what: str, allow_missing: bool = False) -> tuple[int, ...]:
+def _corrupt(label: str, exc: Exception) -> UsageError:
+    return UsageError(f"{label}: corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})")
+
+
+def _indices(values: Any, n: int, label: str, what: str,
+             allow_missing: bool = False) -> tuple[int, ...]:
     out = tuple(int(v) for v in (values if values is not None else []))
     for v in out:
         if not (0 <= v < n or (allow_missing and v == -1)):
@@ -108,7 +113,8 @@ def _opcode_name(code: Any, schema: Any) -> str:
     return name
 
 
-def _tensor(index: int, t: Any, buffers: list[Any], *, buf_label: str, schema: Any, raw: Any) -> Tensor:
+def _tensor(index: int, t: Any, buffers: list[Any], *, buf_label: str, schema: Any,
+            raw: Any) -> Tensor:
     dtype = _enum_names(schema.TensorType).get(int(t.type), f"type{t.type}").lower()
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"tensor{index}")

@@ -50,7 +50,7 @@ class LowerContext(Protocol):
     dsp: bool  # the target has the DSP extension (SMLAD/SXTB16); kernels take their DSP path
 
     def act(self, tensor_index: int) -> str:
-        """C expression (pointer) for an activation tensor in the arena, e.g. ``(tp_arena + 1024)``."""
+        """C expression (pointer) of an activation tensor in the arena, e.g. ``TP_T12``."""
         ...
 
     def const(self, hint: str, values: np.ndarray, ctype: str) -> str:

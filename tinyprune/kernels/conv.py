@@ -1,13 +1,20 @@
-"""CONV_2D and DEPTHWISE_CONV_2D -> ``tp_conv_s8`` / ``tp_depthwise_conv_s8``.
+"""CONV_2D and DEPTHWISE_CONV_2D -> the fastest C kernel that accepts the layer.
 
 The numbers are computed exactly as TFLite Micro's Prepare does (``conv_common.cc``,
 ``depthwise_conv_common.cc``, ``kernel_util.cc``, ``padding.h``); the pure functions
 :func:`conv_args` and :func:`depthwise_args` return them so tests can drive the C kernels directly.
+
+Kernel choice: :data:`CONV_KERNELS` and :data:`DEPTHWISE_KERNELS` list the kernels of each op,
+fastest first; :func:`choose_kernel` takes the first whose ``applies`` accepts the layer, and its
+``prepare`` turns the TFLM arguments into what that kernel takes (input offset folded into the
+bias, filter regrouped or padded). The general kernels (``tp_conv_s8``, ``tp_depthwise_conv_s8``)
+accept everything and stay last. docs/kernels.md says when each one is chosen and why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,6 +143,124 @@ def conv_scratch_bytes(filter_shape: tuple[int, ...], dsp: bool) -> int:
     return 2 * kh * kw * c * 2 if dsp else 0
 
 
+# ---- kernel choice ----------------------------------------------------------------------------
+
+PACKED_COLS = 4  # TP_CONV_PACKED_COLS in tp_nn_conv.h
+
+
+@dataclass(frozen=True)
+class ConvKernel:
+    """One C kernel of CONV_2D or DEPTHWISE_CONV_2D.
+
+    Attributes:
+        name: the C function, e.g. ``"tp_conv_1x1_s8"``.
+        sources: the C files under ``runtime/kernels/`` it needs.
+        applies: True when the kernel accepts the layer (its :class:`ConvArgs` as TFLM has them).
+        prepare: the arguments the kernel takes (folded bias, regrouped filter) from the TFLM
+            ones; only called when ``applies`` is True.
+        scratch: its ``_get_buffer_size`` (args, dsp) -> bytes.
+    """
+
+    name: str
+    sources: tuple[str, ...]
+    applies: Callable[[ConvArgs], bool]
+    prepare: Callable[[ConvArgs], ConvArgs]
+    scratch: Callable[[ConvArgs, bool], int]
+
+
+def folded_bias(a: ConvArgs) -> np.ndarray | None:
+    """bias + input_offset * (sum of each output channel's filter values), or None past int32.
+
+    The specialised kernels take this bias and multiply raw int8 inputs (tp_nn_conv.h).
+    """
+    w = a.weights.astype(np.int64)
+    if a.depthwise:
+        sums = w.reshape(-1, w.shape[-1]).sum(axis=0)
+    else:
+        sums = w.reshape(w.shape[0], -1).sum(axis=1)
+    bias = np.zeros(sums.shape, np.int64) if a.bias is None else a.bias.astype(np.int64)
+    folded = bias + a.input_offset * sums
+    if folded.min() < -(2**31) or folded.max() >= 2**31:
+        return None
+    return folded.astype(np.int32)
+
+
+def _with_folded_bias(a: ConvArgs) -> ConvArgs:
+    folded = folded_bias(a)
+    assert folded is not None
+    return replace(a, bias=folded)
+
+
+ONE_BY_ONE_MAX_CIN = 8
+"""tp_conv_1x1_s8 is chosen up to this C_IN: measured faster than tp_conv_s8 at 8 (0.093 vs
+0.086 MACs/cycle), equal at 16 and slower at 64 (0.313 vs 0.335; bench/results/kernels.md)."""
+
+
+def _is_1x1(a: ConvArgs) -> bool:
+    return (a.filter_shape[1:3] == (1, 1) and a.padding == (0, 0)
+            and a.input_shape[3] <= ONE_BY_ONE_MAX_CIN and folded_bias(a) is not None)
+
+
+def _is_packable(a: ConvArgs) -> bool:
+    """C_IN % 4 != 0, where tp_conv_s8 gathers bytes one by one: measured 0.147 vs 0.098
+    MACs/cycle (3->8 3x3/2) and 0.230 vs 0.217 (1->64 10x4/2); with C_IN % 4 == 0 tp_conv_s8 is
+    faster (0.376 vs 0.349 on 3x3 16->16)."""
+    return a.input_shape[3] % 4 != 0 and folded_bias(a) is not None
+
+
+def _packed_depth(a: ConvArgs) -> int:
+    _, kh, kw, c = a.filter_shape
+    return (kh * kw * c + 3) // 4 * 4
+
+
+def _prepare_packed(a: ConvArgs) -> ConvArgs:
+    """Folded bias; filter rows [C_OUT, KH * KW * C_IN] padded with zeros to a multiple of 4."""
+    rows = a.weights.reshape(a.filter_shape[0], -1)
+    padded = np.zeros((rows.shape[0], _packed_depth(a)), np.int8)
+    padded[:, :rows.shape[1]] = rows
+    return replace(_with_folded_bias(a), weights=padded)
+
+
+def _is_dw3x3(a: ConvArgs) -> bool:
+    return a.ch_mult == 1 and a.filter_shape[1:3] == (3, 3) and folded_bias(a) is not None
+
+
+def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
+    """Folded bias; filter [1, 3, 3, C] regrouped as [C / 4][9][4] + [9][C % 4]."""
+    c = a.filter_shape[3]
+    w = a.weights.reshape(9, c)
+    full = c // 4 * 4
+    groups = w[:, :full].reshape(9, c // 4, 4).transpose(1, 0, 2).reshape(-1)
+    regrouped = np.concatenate([groups, w[:, full:].reshape(-1)]).astype(np.int8)
+    return replace(_with_folded_bias(a), weights=regrouped)
+
+
+CONV_KERNELS: tuple[ConvKernel, ...] = (
+    ConvKernel("tp_conv_1x1_s8", ("tp_conv_1x1_s8.c",), _is_1x1, _with_folded_bias,
+               lambda a, dsp: 0),
+    ConvKernel("tp_conv_packed_s8", ("tp_conv_packed_s8.c", "tp_conv_1x1_s8.c"),
+               _is_packable, _prepare_packed,
+               lambda a, dsp: PACKED_COLS * _packed_depth(a)),
+    ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
+               lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
+)
+"""CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer)."""
+
+DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
+    ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
+               _prepare_dw3x3, lambda a, dsp: (a.input_shape[3] + 3) // 4 * 4),
+    ConvKernel("tp_depthwise_conv_s8", ("tp_depthwise_conv_s8.c",), lambda a: True,
+               lambda a: a, lambda a, dsp: 0),
+)
+"""DEPTHWISE_CONV_2D kernels, fastest first (the general tp_depthwise_conv_s8 accepts all)."""
+
+
+def choose_kernel(args: ConvArgs) -> ConvKernel:
+    """The first kernel of the op's list that accepts the layer."""
+    kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
+    return next(k for k in kernels if k.applies(args))
+
+
 def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
     s = (1,) * (4 - len(t.shape)) + tuple(int(v) for v in t.shape)
     return s[0], s[1], s[2], s[3]
@@ -210,8 +335,10 @@ def _check_window(op: Op, graph: Graph, channels: int, quant_axis: int) -> None:
                         f"{list(y.shape)}")
 
 
-def _lower(op: Op, ctx: LowerContext, args: ConvArgs, kernel: str, scratch_bytes: int,
-           label: str) -> KernelCall:
+def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> KernelCall:
+    kernel = choose_kernel(tflm_args)
+    args = kernel.prepare(tflm_args)
+    scratch_bytes = kernel.scratch(tflm_args, ctx.dsp)
     hint = op.name
     params = {
         "input": ctx.act(op.inputs[0]),
@@ -234,9 +361,10 @@ def _lower(op: Op, ctx: LowerContext, args: ConvArgs, kernel: str, scratch_bytes
         "scratch": ctx.scratch if scratch_bytes else "NULL",
         "scratch_bytes": scratch_bytes,
         "label": label,
+        "kernel": kernel.name,
     }
-    stem = kernel.removeprefix("tp_").removesuffix("_s8")
-    return KernelCall(kernel=kernel, sources=(f"{kernel}.c",), template=f"ops/{stem}_s8.c.j2",
+    template = "ops/depthwise_conv_s8.c.j2" if args.depthwise else "ops/conv_s8.c.j2"
+    return KernelCall(kernel=kernel.name, sources=kernel.sources, template=template,
                       params=params, scratch_bytes=scratch_bytes, macs=args.macs,
                       weight_bytes=args.weight_bytes)
 
@@ -253,7 +381,7 @@ def _label(kind: str, op: Op, args: ConvArgs) -> str:
 
 
 class ConvHandler:
-    """CONV_2D (groups = 1) -> tp_conv_s8."""
+    """CONV_2D (groups = 1) -> the first of :data:`CONV_KERNELS` that accepts it."""
 
     opcodes = ("CONV_2D",)
 
@@ -266,12 +394,11 @@ class ConvHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         args = conv_args(op, graph)
-        return _lower(op, ctx, args, "tp_conv_s8", conv_scratch_bytes(args.filter_shape, ctx.dsp),
-                      _label("conv", op, args))
+        return _lower(op, ctx, args, _label("conv", op, args))
 
 
 class DepthwiseConvHandler:
-    """DEPTHWISE_CONV_2D (any depth multiplier) -> tp_depthwise_conv_s8."""
+    """DEPTHWISE_CONV_2D (any depth multiplier) -> the first of :data:`DEPTHWISE_KERNELS`."""
 
     opcodes = ("DEPTHWISE_CONV_2D",)
 
@@ -289,7 +416,7 @@ class DepthwiseConvHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         args = depthwise_args(op, graph)
-        return _lower(op, ctx, args, "tp_depthwise_conv_s8", 0, _label("dwconv", op, args))
+        return _lower(op, ctx, args, _label("dwconv", op, args))
 
 
 register(ConvHandler())

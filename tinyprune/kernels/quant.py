@@ -13,7 +13,10 @@ def tflite_round(x: float) -> int:
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM QuantizeMultiplier: ``real ~= multiplier * 2^(shift - 31)``, multiplier in [2^30, 2^31)."""
+    """TFLM QuantizeMultiplier: ``real ~= multiplier * 2^(shift - 31)``.
+
+    The multiplier lies in [2^30, 2^31).
+    """
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)

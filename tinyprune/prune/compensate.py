@@ -6,6 +6,11 @@ output in the model before the cut (as in ThiNet / He et al. 2017):
 ``min ||[X_pruned, 1] [W; b] - (X_before W_before + b_before)||^2 + ridge``. Convolutions are
 unrolled into patches (``tf.image.extract_patches``). Shared layers, grouped and causal
 convolutions are left as they are.
+
+Layers are refit in topological order, in waves: a layer's pruned-model input is computed after
+every refit layer upstream of it has been refit, so a refit never targets activations that an
+earlier refit then changes (refitting a chain from one pass of activations fits each later layer
+to inputs it never sees). Layers that do not depend on each other share a pass.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from tinyprune.models._backend import keras_module
 from tinyprune.models._backend import tf as tf_module
 from tinyprune.prune.data import Dataset
 from tinyprune.prune.rebuild import rebuild
-from tinyprune.prune.trace import FlatNode
+from tinyprune.prune.trace import FlatGraph, FlatNode
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,30 @@ def _refit(
     layer.set_weights(new_weights)
 
 
+def _ancestors(graph: FlatGraph) -> dict[int, set[int]]:
+    """Node index -> indices of every node upstream of it (nodes are in topological order)."""
+    out: dict[int, set[int]] = {}
+    for node in graph.nodes:
+        up: set[int] = set()
+        for ref in node.inputs:
+            up.add(ref.node)
+            up |= out[ref.node]
+        out[node.index] = up
+    return out
+
+
+def _waves(graph: FlatGraph, nodes: list[FlatNode]) -> list[list[FlatNode]]:
+    """Split ``nodes`` (topological order) into runs where no node is downstream of another."""
+    ancestors = _ancestors(graph)
+    waves: list[list[FlatNode]] = []
+    for node in nodes:
+        if waves and not any(n.index in ancestors[node.index] for n in waves[-1]):
+            waves[-1].append(node)
+        else:
+            waves.append([node])
+    return waves
+
+
 def compensate(
     before: Any, pruned: Any, plan: Any, data: Dataset | None, *, samples: int = 256,
     seed: int = 0,
@@ -112,7 +141,7 @@ def compensate(
         seed: seed of the row subsampling.
 
     Returns:
-        The names of the refit layers.
+        The names of the refit layers, in the order they were refit.
 
     Raises:
         UsageError: no data.
@@ -124,13 +153,15 @@ def compensate(
     if not nodes:
         return []
     x = np.asarray(data.x_fit[:samples])
-    flat_before = rebuild(plan.dep, {})
     flavor = plan.dep.graph.flavor
     names = [n.name for n in nodes]
-    ins_before = _layer_inputs(flat_before, names, x, flavor)
-    ins_after = _layer_inputs(pruned, names, x, flavor)
-    for node, xb, xa in zip(nodes, ins_before, ins_after, strict=True):
-        kept_out = plan.dep.layer_keep(node, plan.keep).out
-        _refit(node, xb, xa, pruned.get_layer(node.name), kept_out, seed)
+    ins_before = dict(zip(names, _layer_inputs(rebuild(plan.dep, {}), names, x, flavor),
+                          strict=True))
+    for wave in _waves(plan.dep.graph, nodes):
+        wave_names = [n.name for n in wave]
+        ins_after = _layer_inputs(pruned, wave_names, x, flavor)
+        for node, xa in zip(wave, ins_after, strict=True):
+            kept_out = plan.dep.layer_keep(node, plan.keep).out
+            _refit(node, ins_before[node.name], xa, pruned.get_layer(node.name), kept_out, seed)
     log.info("compensated %s", ", ".join(names))
     return names
