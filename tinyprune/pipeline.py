@@ -7,6 +7,9 @@ commands (``codegen``, ``run``, ``check``) reuse them.
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ log = logging.getLogger("tinyprune")
 
 MAX_EVAL_SAMPLES = 2000
 DEFAULT_FINETUNE_EPOCHS = 10
+MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,9 @@ def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
     from tinyprune.emulator.protocol import parse_results
 
     regions = ("tp_model_invoke",) if opts.emulator == "unicorn" else ()
-    result = run_elf(board, firmware.elf, backend=opts.emulator, regions=regions)
+    with _sample_progress(len(front.fw_inputs), opts.emulator) as on_line:
+        result = run_elf(board, firmware.elf, backend=opts.emulator, regions=regions,
+                         on_line=on_line, max_instructions=MAX_INSTRUCTIONS)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "
@@ -262,6 +268,18 @@ def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
         instructions=instructions, cycles=cycles,
         cycles_are_estimate=result.cycles_are_estimate, layer_cycles=layer_cycles,
         stack_peak=res.stack_peak)
+
+
+@contextmanager
+def _sample_progress(samples: int, emulator: str) -> Iterator[Callable[[str], None] | None]:
+    """A progress bar over the samples the firmware reports (on a terminal, unicorn only)."""
+    if emulator != "unicorn" or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=samples, desc="      samples", unit="inference", leave=False) as bar:
+        yield lambda line: bar.update(1) if line.startswith("@tp out ") else None
 
 
 def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, firmware,

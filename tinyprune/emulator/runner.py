@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tinyprune.emulator.elf import read_elf
@@ -22,6 +22,7 @@ def run_elf(
     regions: Sequence[str] = (),
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     stop_on_end_line: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run any ELF built for ``board`` on an emulator, from reset until it ends.
 
@@ -37,6 +38,7 @@ def run_elf(
             unicorn only.
         max_instructions: the run fails past this many instructions.
         stop_on_end_line: stop at the ``@tp end`` line (else run until exit or idle).
+        on_line: called with each UART line as it is printed (unicorn; e.g. for progress).
 
     Raises:
         UsageError: unknown backend, backend not available for the board, unknown region.
@@ -53,6 +55,7 @@ def run_elf(
             regions=regions,
             max_instructions=max_instructions,
             stop_on_end_line=stop_on_end_line,
+            on_line=on_line,
         )
     if backend == "qemu":
         from tinyprune.emulator.qemu_backend import run_qemu

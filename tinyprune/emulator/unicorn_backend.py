@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import unicorn as uc_mod
@@ -70,8 +70,10 @@ class _Run:
         regions: Sequence[str],
         max_instructions: int,
         stop_on_end_line: bool,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.board, self.image = board, image
+        self.on_line = on_line
         self.max_instructions = max_instructions
         self.stop_on_end_line = stop_on_end_line
         self.instructions = 0
@@ -143,6 +145,8 @@ class _Run:
             return
         line = self.uart[self.line_start :].decode("ascii", "replace").strip()
         self.line_start = len(self.uart)
+        if self.on_line is not None:
+            self.on_line(line)
         match = _END_RE.match(line)
         if match and self.end_status is None:
             self.end_status = int(match.group(1))
@@ -318,10 +322,11 @@ def run_unicorn(
     regions: Sequence[str] = (),
     max_instructions: int = 500_000_000,
     stop_on_end_line: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run ``image`` on unicorn for ``board``; see :func:`tinyprune.emulator.run_elf`."""
     check_fits(image, board)
-    run = _Run(board, image, regions, max_instructions, stop_on_end_line)
+    run = _Run(board, image, regions, max_instructions, stop_on_end_line, on_line)
     result = run.run()
     log.info(
         "unicorn: %s after %d instructions, %d cycles (estimate)",
