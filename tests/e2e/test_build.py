@@ -118,6 +118,7 @@ def _functional_keras3():
 @pytest.mark.parametrize(("builder", "suffix"), [
     (_functional_tf_keras, ".h5"),
     (_sequential_tf_keras_1d, ".keras"),
+    (_sequential_tf_keras_1d, ""),  # a SavedModel folder
     (_functional_keras3, ".keras"),
 ])
 def test_untuned_models_are_bit_exact(builder, suffix: str, tmp_path: Path) -> None:
@@ -146,6 +147,23 @@ def test_tflite_input_skips_quantize_and_qemu_cross_check(tmp_path: Path) -> Non
     r2 = report_of(second)
     assert r2["model"]["source"] == "digits_int8.tflite" and r2["run"]["bit_exact"]
     assert r2["model"]["params_before"] is None
+
+
+def test_mlperf_kws_from_its_tflite(tmp_path: Path) -> None:
+    """A reference architecture given as an int8 .tflite (what many users already have)."""
+    from tests_support import int8_tflite_of
+
+    from tinyprune.models.zoo import ZOO
+
+    tfl = tmp_path / "kws_int8.tflite"
+    tfl.write_bytes(int8_tflite_of(ZOO["kws"]()))
+    out = tmp_path / "kws"
+    assert build("--board", "nucleo_f746", "--model", str(tfl), "--out", str(out),
+                 "--samples", "2") == 0
+    r = report_of(out)
+    assert r["run"]["bit_exact"] and r["model"]["macs_after"] == 2_656_768
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"} <= {
+        layer["op"] for layer in r["layers"]}
 
 
 def test_budget_broken_exits_1_with_report(tmp_path: Path, capsys) -> None:

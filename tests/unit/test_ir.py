@@ -73,3 +73,19 @@ def test_random_garbage_after_header_never_crashes(flatten_model_tflite: bytes) 
 )
 def test_layer_names(tensor: str, expected: str) -> None:
     assert layer_name(tensor, "fallback") == expected
+
+
+def test_old_models_with_deprecated_builtin_code(flatten_model_tflite: bytes) -> None:
+    """MLPerf Tiny's files keep the op code in deprecated_builtin_code only: read the larger."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatten_model_tflite, 0))
+    for code in model.operatorCodes:
+        code.deprecatedBuiltinCode = min(int(code.builtinCode), 127)
+        code.builtinCode = 0  # ADD, as old writers left it
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    old = read_tflite(bytes(builder.Output()))
+    new = read_tflite(flatten_model_tflite)
+    assert [op.opcode for op in old.ops] == [op.opcode for op in new.ops]
