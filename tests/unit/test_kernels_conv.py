@@ -361,7 +361,7 @@ class FakeCtx:
 
 
 def _render_and_compile(case: Case, dsp: bool, tmp_path: Path) -> None:
-    from tinyprune.codegen import environment
+    from tinyprune.firmware.paths import template_environment as environment
 
     graph = read_tflite(model_bytes(case))
     op = graph.ops[0]

@@ -296,12 +296,9 @@ def _compile(code: str, dsp: int, cache: Path) -> ctypes.CDLL:
 
 @pytest.fixture(scope="session")
 def lowered() -> dict[str, Lowered | Exception]:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
+    from tinyprune.firmware.paths import template_environment
+
+    env = template_environment()
     out: dict[str, Lowered | Exception] = {}
     for case in CASES:
         try:

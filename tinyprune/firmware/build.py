@@ -17,13 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 from elftools.elf.elffile import ELFFile
 
 import tinyprune
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
-from tinyprune.firmware.paths import data_dir, runtime_dir, templates_dir
+from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +99,9 @@ def bsp_include_dirs(board: Board) -> list[Path]:
     return [bsp, bsp / board.family]
 
 
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[Path, Path]:
     """Write ``startup.c`` and ``linker.ld`` for the board into ``out_dir``."""
-    env = _jinja()
+    env = template_environment()
     context = {
         "version": tinyprune.__version__,
         "board_name": board.name,
@@ -133,7 +122,7 @@ def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[P
 
 def render_harness(out_path: Path) -> Path:
     """Write the firmware harness ``main.c`` (it includes the generated ``model.h``)."""
-    text = _jinja().get_template("main.c.j2").render(version=tinyprune.__version__)
+    text = template_environment().get_template("main.c.j2").render(version=tinyprune.__version__)
     out_path.write_text(text, encoding="utf-8")
     return out_path
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import jinja2
+
 import tinyprune
 
 _PARTS = ("runtime", "templates", "boards")
@@ -38,3 +40,16 @@ def templates_dir() -> Path:
 def boards_dir() -> Path:
     """Return the folder of the board files (``<name>.toml``)."""
     return data_dir() / "boards"
+
+
+def template_environment() -> jinja2.Environment:
+    """The Jinja environment of every generated file: ``StrictUndefined`` (a missing value is an
+    error, never an empty string), no autoescape, block whitespace trimmed."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
