@@ -80,7 +80,8 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> Comparison:
     return Comparison(samples=len(expected), mismatches=tuple(mismatches))
 
 
-def host_compile(project: CProject, out: Path, *, dsp: bool = False) -> Path:
+def host_compile(project: CProject, out: Path, *, dsp: bool = False,
+                 extra_flags: tuple[str, ...] = ()) -> Path:
     """Compiles the generated model + kernels + host harness with the host C compiler.
 
     With ``dsp=True`` the kernels' DSP path is compiled with the C emulation of the intrinsics,
@@ -92,6 +93,7 @@ def host_compile(project: CProject, out: Path, *, dsp: bool = False) -> Path:
                           "'sudo apt-get install gcc' or set CC")
     exe = out / ("host_model_dsp" if dsp else "host_model")
     cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-DTP_USE_DSP={int(dsp)}",
+           *extra_flags,
            *[f"-I{d}" for d in project.include_dirs], *map(str, project.model_sources),
            *map(str, project.kernel_sources), str(project.host_main), "-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
