@@ -7,7 +7,6 @@ report that looks like a success (a stale ``report.json`` from an earlier run is
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -17,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tinyprune import __version__
 from tinyprune.config import BuildOptions
 from tinyprune.errors import UsageError
 
@@ -117,15 +113,3 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
 
             write_report(report, stage)
     return BuildResult(report=report, out_dir=out)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def version() -> str:
-    return __version__
-
-
-def as_uint8_rows(values: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(values).view(np.uint8).reshape(len(values), -1)

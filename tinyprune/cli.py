@@ -157,6 +157,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, loaded.input_shape) if args.data else None
     out = args.out or args.model.with_name(args.model.stem + "_int8.tflite")
     tflite = loaded.tflite_bytes if loaded.model is None else quantize(loaded, data)
+    assert tflite is not None
     out.write_bytes(tflite)
     print(f"wrote {out} ({len(tflite):,} bytes)")
     return 0

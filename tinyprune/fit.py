@@ -89,10 +89,11 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
     """Engine targets for the next round from the last measurement of a candidate."""
     t: dict[str, int | None] = {"target_flash": None, "target_ram": None, "target_macs": None}
     if budgets.flash is not None:
-        overhead = m.flash - est_flash
-        t["target_flash"] = int((budgets.flash - overhead) * MARGIN)
-        if prev.get("target_flash") is not None and m.flash > budgets.flash:
-            t["target_flash"] = min(t["target_flash"], int(prev["target_flash"] * MARGIN))
+        target = int((budgets.flash - (m.flash - est_flash)) * MARGIN)
+        last = prev.get("target_flash")
+        if last is not None and m.flash > budgets.flash:  # still too big: shrink further
+            target = min(target, int(last * MARGIN))
+        t["target_flash"] = target
     if budgets.ram is not None:
         overhead = m.ram - est_ram
         t["target_ram"] = int((budgets.ram - overhead) * MARGIN)
@@ -123,10 +124,12 @@ def prune_to_budgets(loaded: Any, data: Any, board: Any, budgets: Budgets, *, cr
     if not broken(budgets, m):
         log.info("the unpruned model meets the budgets; nothing pruned")
         return loaded.model, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"}
-    est_flash, est_ram, targets = m.weight_bytes, m.arena_bytes, {}
+    est_flash, est_ram = m.weight_bytes, m.arena_bytes
+    targets: dict[str, int | None] = {}
     for rnd in range(1, ROUNDS + 1):
         targets = _targets(budgets, m, est_flash, est_ram, targets)
-        config = PruneConfig(criterion=criterion, **targets)
+        config = PruneConfig(criterion=criterion, target_flash=targets["target_flash"],
+                             target_ram=targets["target_ram"], target_macs=targets["target_macs"])
         result = prune(loaded.model, config, data=data)
         m = measure(result.model, loaded, data, board, work / f"r{rnd}", latency)
         est_flash, est_ram = result.flash_after, result.ram_after

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,12 @@ from tinyprune.errors import CheckFailed, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
 from tinyprune.plan import Plan, plan
+
+if TYPE_CHECKING:
+    from tinyprune.api import _Steps
+    from tinyprune.data import Dataset
+    from tinyprune.firmware import Board, Firmware
+    from tinyprune.models.load import LoadedModel
 
 log = logging.getLogger("tinyprune")
 
@@ -69,7 +75,7 @@ class RunOutcome:
     stack_peak: int | None
 
 
-def board_for(opts: BuildOptions):
+def board_for(opts: BuildOptions) -> Board:
     """The board, after checking that the tools this build needs are installed."""
     from tinyprune.firmware.boards import load_board
 
@@ -78,7 +84,7 @@ def board_for(opts: BuildOptions):
     return board
 
 
-def preflight(opts: BuildOptions, board) -> None:
+def preflight(opts: BuildOptions, board: Board) -> None:
     """Fails fast (exit 3, with the install command) when a required tool is missing."""
     import os
     import shutil
@@ -107,7 +113,7 @@ def preflight(opts: BuildOptions, board) -> None:
                          f"{', '.join(board.emulator.backends)} (or none)")
 
 
-def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:
+def front_end(opts: BuildOptions, stage: Path, steps: _Steps, board: Board) -> FrontEnd:
     """load -> (prune) -> quantize; picks the evaluation and firmware samples."""
     from tinyprune.models.load import load_model
     from tinyprune.models.stats import count_macs, count_params
@@ -128,6 +134,7 @@ def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:
                                f"({prune_info['reason']})")
     with steps.step("quantize", "(int8 .tflite given)" if model is None else ""):
         tflite = loaded.tflite_bytes if model is None else _quantize(loaded, model, data)
+    assert tflite is not None, "a model without Keras object carries its .tflite bytes"
     (stage / "model_int8.tflite").write_bytes(tflite)
     graph = read_tflite(tflite)
     if model is not None:
@@ -142,7 +149,7 @@ def front_end(opts: BuildOptions, stage: Path, steps, board) -> FrontEnd:
         macs_before=macs_before, prune=prune_info)
 
 
-def _dataset(opts: BuildOptions, loaded):
+def _dataset(opts: BuildOptions, loaded: LoadedModel) -> Dataset | None:
     if opts.data is None:
         return None
     from tinyprune.data import load_dataset
@@ -158,7 +165,8 @@ def _prune_label(opts: BuildOptions) -> str:
     return f"{what}, {opts.prune_criterion}"
 
 
-def _prune(opts: BuildOptions, loaded, data, board, stage: Path):
+def _prune(opts: BuildOptions, loaded: LoadedModel, data: Dataset | None, board: Board,
+           stage: Path) -> tuple[Any, dict[str, Any] | None]:
     from tinyprune.fit import prune_to_budgets
     from tinyprune.prune import FineTune, PruneConfig, prune
 
@@ -175,32 +183,34 @@ def _prune(opts: BuildOptions, loaded, data, board, stage: Path):
     if opts.prune_channels == "auto":
         return prune_to_budgets(loaded, data, board, opts.budgets, criterion=opts.prune_criterion,
                                 finetune=finetune, work=stage / "search")
+    assert isinstance(opts.prune_channels, float)
     config = PruneConfig(ratio=opts.prune_channels, criterion=opts.prune_criterion,
                          finetune=finetune)
     result = prune(loaded.model, config, data=data)
     return result.model, result.summary()
 
 
-def _quantize(loaded, model, data) -> bytes:
+def _quantize(loaded: LoadedModel, model: Any, data: Dataset | None) -> bytes:
     from tinyprune.quantize import quantize
 
     return quantize(loaded, data, model=model)
 
 
-def _eval_set(graph: Graph, data, opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:
+def _eval_set(graph: Graph, data: Dataset | None,
+              opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:
     if data is None or data.x_test is None:
         return verify.random_inputs(graph, opts.samples, seed=opts.seed), None
     x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
     return verify.encode_inputs(graph, x), np.asarray(y).reshape(-1)
 
 
-def _float_accuracy(model, data) -> float | None:
+def _float_accuracy(model: Any, data: Dataset) -> float | None:
     x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
     pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
-def make_plan(front: FrontEnd, board) -> Plan:
+def make_plan(front: FrontEnd, board: Board) -> Plan:
     return plan(front.graph, dsp=board.dsp)
 
 
@@ -232,7 +242,8 @@ def verify_on_host(front: FrontEnd, project: CProject, stage: Path, dsp: bool) -
                      dsp_bit_exact=dsp_exact)
 
 
-def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):
+def make_firmware(project: CProject, board: Board, opts: BuildOptions,
+                  stage: Path) -> Firmware:
     """Harness + generated model + kernels -> ELF for the board (sizes checked against it)."""
     from tinyprune.firmware.build import build_firmware, render_harness
 
@@ -241,7 +252,8 @@ def make_firmware(project: CProject, board, opts: BuildOptions, stage: Path):
                           stage / "firmware", stack_bytes=opts.stack_bytes, name="firmware")
 
 
-def emulate(front: FrontEnd, firmware, board, opts: BuildOptions) -> RunOutcome:
+def emulate(front: FrontEnd, firmware: Firmware, board: Board,
+            opts: BuildOptions) -> RunOutcome:
     if opts.emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
     from tinyprune.emulator import run_elf
@@ -282,8 +294,8 @@ def _sample_progress(samples: int, emulator: str) -> Iterator[Callable[[str], No
         yield lambda line: bar.update(1) if line.startswith("@tp out ") else None
 
 
-def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, firmware,
-                    host: HostCheck, run: RunOutcome) -> dict[str, Any]:
+def assemble_report(opts: BuildOptions, board: Board, front: FrontEnd, planned: Plan,
+                    firmware: Firmware, host: HostCheck, run: RunOutcome) -> dict[str, Any]:
     from tinyprune.report import SCHEMA_VERSION, evaluate_budgets
 
     weights = [c.values for c in planned.consts if c.ctype == "int8_t"]
@@ -320,7 +332,7 @@ def assemble_report(opts: BuildOptions, board, front: FrontEnd, planned: Plan, f
     return report
 
 
-def _run_section(run: RunOutcome, board, cmp: verify.Comparison, host: HostCheck,
+def _run_section(run: RunOutcome, board: Board, cmp: verify.Comparison, host: HostCheck,
                  mismatches: list) -> dict[str, Any]:
     latency = None if run.cycles is None else run.cycles / board.clock_hz * 1000.0
     return {"emulator": run.emulator, "samples": cmp.samples,

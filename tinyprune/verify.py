@@ -21,6 +21,8 @@ from tinyprune.ir.graph import Graph
 
 _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
        "float32": np.float32}
+_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+          "int32": (-(2**31), 2**31 - 1)}
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,8 @@ def encode_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
     if t.dtype == "float32":
         q = x
     else:
-        info = np.iinfo(_NP[t.dtype])
-        q = np.clip(np.round(x / t.scale) + t.zero_point, info.min, info.max).astype(_NP[t.dtype])
+        lo, hi = _RANGE[t.dtype]
+        q = np.clip(np.round(x / t.scale) + t.zero_point, lo, hi).astype(_NP[t.dtype])
     return np.frombuffer(np.ascontiguousarray(q).tobytes(), dtype=np.uint8).reshape(len(x), -1)
 
 
@@ -152,8 +154,7 @@ def random_inputs(graph: Graph, n: int, seed: int = 0) -> np.ndarray:
             if t.dtype == "float32":
                 parts.append(rng.standard_normal(t.size).astype(np.float32).tobytes())
             else:
-                info = np.iinfo(_NP[t.dtype])
-                parts.append(rng.integers(info.min, info.max + 1, t.size).astype(_NP[t.dtype])
-                             .tobytes())
+                lo, hi = _RANGE[t.dtype]
+                parts.append(rng.integers(lo, hi + 1, t.size).astype(_NP[t.dtype]).tobytes())
         rows.append(np.frombuffer(b"".join(parts), dtype=np.uint8))
     return np.stack(rows)

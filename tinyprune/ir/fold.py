@@ -42,17 +42,20 @@ def _strided_slice(op: Op, ins: list[Tensor | None]) -> np.ndarray | None:
     return np.asarray(x[tuple(slices)])
 
 
+def _const_datas(ins: list[Tensor | None]) -> list[np.ndarray] | None:
+    """The constant values of all inputs, or None when one is missing or not constant."""
+    datas = [t.data for t in ins if t is not None and t.data is not None]
+    return datas if len(datas) == len(ins) else None
+
+
 def _pack(op: Op, ins: list[Tensor | None]) -> np.ndarray | None:
-    datas = [t.data for t in ins if t is not None]
-    if len(datas) != len(ins) or any(d is None for d in datas):
-        return None
-    return np.stack(datas, axis=int(op.options.get("axis", 0)))
+    datas = _const_datas(ins)
+    return None if datas is None else np.stack(datas, axis=int(op.options.get("axis", 0)))
 
 
 def _concat(op: Op, ins: list[Tensor | None]) -> np.ndarray | None:
-    datas = [t.data for t in ins if t is not None]
-    if len(datas) != len(ins) or any(d is None for d in datas) or any(
-            t is not None and t.quant is not None for t in ins):
+    datas = _const_datas(ins)
+    if datas is None or any(t is not None and t.quant is not None for t in ins):
         return None
     return np.concatenate(datas, axis=int(op.options.get("axis", 0)))
 

@@ -133,7 +133,7 @@ def _tensor(index: int, t: Any, buffers: list[Any], *, buf_label: str, schema: A
                          f"but the model has {len(buffers)} buffers")
     buf = buffers[t.buffer]
     raw_bytes = None if buf is None else buf.data
-    if raw_bytes is None and buf is not None and getattr(buf, "size", 0):
+    if raw_bytes is None and buf is not None and int(getattr(buf, "size", 0) or 0) > 0:
         raise UsageError(f"{buf_label}: tensor '{name}' keeps its data outside the flatbuffer "
                          "(models over 2 GB are not supported)")
     if raw_bytes is not None and len(raw_bytes) > 0:
@@ -141,7 +141,7 @@ def _tensor(index: int, t: Any, buffers: list[Any], *, buf_label: str, schema: A
             raise UsageError(f"{buf_label}: constant tensor '{name}' has type {dtype}; "
                              f"supported: {', '.join(_NP_DTYPES)}")
         expected = int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[dtype]
-        arr = np.frombuffer(bytes(raw_bytes), dtype=_NP_DTYPES[dtype])
+        arr: np.ndarray = np.frombuffer(bytes(raw_bytes), dtype=_NP_DTYPES[dtype])
         if arr.nbytes != expected:
             raise UsageError(f"{buf_label}: tensor '{name}' holds {arr.nbytes} bytes, "
                              f"expected {expected} for shape {list(shape)} of {dtype}")
