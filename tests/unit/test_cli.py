@@ -75,3 +75,26 @@ def test_report_command_reprints_summary(tmp_path: Path, capsys) -> None:
     (tmp_path / "report.json").write_text(json.dumps(report))
     assert main(["report", str(tmp_path)]) == 1  # a failed build's report keeps exit 1
     assert "result: FAILED" in capsys.readouterr().out
+
+
+def test_report_shows_pruning(tmp_path: Path, capsys) -> None:
+    from tinyprune.report import summary_lines
+
+    report = json.loads(json.dumps({
+        "board": {"name": "b", "cpu": "m7", "clock_hz": 1e6, "flash_bytes": 1, "ram_bytes": 1},
+        "model": {"source": "m", "params_after": 1, "macs_after": 1, "pruning": {
+            "ratio": 0.5, "criterion": "l1", "params_before": 100, "params_after": 40,
+            "macs_before": 1000, "macs_after": 400,
+            "accuracy": {"before": 0.99, "after_prune": 0.5, "after_finetune": 0.98},
+            "layers": [{"name": "conv2", "channels_before": 32, "channels_after": 16,
+                        "params_before": 9, "params_after": 4},
+                       {"name": "bn", "channels_before": 32, "channels_after": 16,
+                        "params_before": 0, "params_after": 0}]}},
+        "firmware": {"flash_used_bytes": 1, "ram_used_bytes": 1, "arena_bytes": 1,
+                     "stack_peak_bytes": 1},
+        "run": {"emulator": "none", "bit_exact": True, "samples": 1, "mismatches": []},
+        "accuracy": {}, "layers": [], "budgets": {}, "ok": True}))
+    text = "\n".join(summary_lines(report))
+    assert "50.0% of channels (l1): params 100 -> 40, MACs 1,000 -> 400" in text
+    assert "after fine-tune 98.00%" in text
+    assert "channels: conv2 32->16" in text and "bn 32" not in text

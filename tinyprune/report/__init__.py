@@ -46,6 +46,29 @@ def _fmt_int(v: Any) -> str:
     return "-" if v is None else f"{int(v):,}"
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _pruning_lines(p: dict[str, Any] | None) -> list[str]:
+    """Pruning: ratio, totals, accuracy at each stage, channels of the layers that changed."""
+    if not p or "params_before" not in p:
+        return [] if not p else [f"pruning   {p.get('reason', 'none')}"]
+    acc = p.get("accuracy") or {}
+    lines = [f"pruning   {p['ratio']:.1%} of channels ({p['criterion']}): params "
+             f"{_fmt_int(p['params_before'])} -> {_fmt_int(p['params_after'])}, MACs "
+             f"{_fmt_int(p['macs_before'])} -> {_fmt_int(p['macs_after'])}"
+             + (f"; {p['reason']}" if p.get("reason") else ""),
+             f"          accuracy before {_pct(acc.get('before'))}, after pruning "
+             f"{_pct(acc.get('after_prune'))}, after fine-tune {_pct(acc.get('after_finetune'))}"]
+    changed = [x for x in p.get("layers", []) if x["channels_before"] != x["channels_after"]
+               and x["params_before"]]
+    if changed:
+        lines.append("          channels: " + ", ".join(
+            f"{x['name']} {x['channels_before']}->{x['channels_after']}" for x in changed))
+    return lines
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A readable summary: headline figures, then a table per layer."""
     b, m, fw, run, acc = (report[k] for k in ("board", "model", "firmware", "run", "accuracy"))
@@ -67,10 +90,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"{_fmt_int(run['instructions_per_inference'])} instructions")
     lines.append(f"bit-exact {run.get('bit_exact')} ({run.get('samples')} samples on "
                  f"{run.get('emulator')}, {len(run.get('mismatches', []))} mismatches)")
-    fmt = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-    lines.append(f"accuracy  float {fmt(acc.get('float'))}, int8 reference "
-                 f"{fmt(acc.get('int8_reference'))}, firmware {fmt(acc.get('firmware'))} "
+    lines.append(f"accuracy  float {_pct(acc.get('float'))}, int8 reference "
+                 f"{_pct(acc.get('int8_reference'))}, firmware {_pct(acc.get('firmware'))} "
                  f"({acc.get('test_samples') or 0} test samples)")
+    lines += _pruning_lines(m.get("pruning"))
     lines.append("")
     lines.append(f"{'#':>3}  {'layer':<24} {'op':<18} {'kernel':<34} {'MACs':>11} "
                  f"{'weights':>9} {'cycles':>11}")
