@@ -161,6 +161,34 @@ tp_status tp_conv_packed_s8(const tp_context *ctx, const tp_conv_params *conv_pa
 int32_t tp_conv_packed_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
 
 /**
+ * CONV_2D, any filter, stride, padding and dilation, with interleaved filter row pairs: the
+ * window of each output pixel is gathered as raw int8 (padding as the input zero point; a 1x1
+ * window with C_IN % 4 == 0 is read in place) and, on the DSP path, widened to int16 into one of
+ * two interleaved columns; each pair of output channels then runs over both columns with three
+ * LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in tp_dsp.h). Arguments as
+ * tp_conv_s8, with the folded bias.
+ *
+ * Filter layout (from [C_OUT, KH, KW, C_IN], by the generator): each row is the KH * KW * C_IN
+ * values followed by zeros up to n4 (rounded up to a multiple of 4); C_OUT is padded to an even
+ * count with a zero row; pair p (channels 2p and 2p + 1) is stored as, for each group g of four
+ * values, the word of row 2p then the word of row 2p + 1: 2 * n4 bytes per pair, 4-byte
+ * aligned. filter_dims still describes the unpadded filter (C_OUT, KH, KW, C_IN). bias (the
+ * folded one) holds C_OUT values. Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned.
+ *
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small or the shapes disagree.
+ */
+tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                 const tp_per_channel_quant *quant_params,
+                                 const tp_dims *input_dims, const int8_t *input,
+                                 const tp_dims *filter_dims, const int8_t *filter,
+                                 const tp_dims *bias_dims, const int32_t *bias,
+                                 const tp_dims *output_dims, int8_t *output);
+
+/** Scratch bytes tp_conv_interleaved_s8 needs: 5 * n4 (DSP path), n4 (portable path). */
+int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
+                                               const tp_dims *filter_dims);
+
+/**
  * DEPTHWISE_CONV_2D with a 3x3 filter and depth multiplier 1 (any stride, padding, dilation).
  * Arguments as tp_depthwise_conv_s8, with the folded bias.
  *

@@ -5,8 +5,9 @@
  * The two public kernels are thin entry points over one row loop (shared here rather than
  * exported across files); they differ only in where the multiplier of output o comes from.
  * DSP path: the input row is widened once into the scratch (int16, offset added, groups of four
- * reordered, see tp_widen_s8_reordered), then two filter rows at a time: per four inputs, one
- * word of each row, two SXTB16 each and four SMLAD.
+ * reordered, see tp_widen_s8x4_pairs), then four filter rows at a time (two, then one, for the
+ * last OUT % 4): per four inputs, one LDRD of the widened input, one word of each row, two
+ * SXTB16 each and eight SMLAD for 16 MACs.
  */
 #include "tp_nn_fc.h"
 #include "tp_nn_support.h"
@@ -54,6 +55,41 @@ static void dot_rows2(const int8_t *w, const int32_t *x, const int8_t *in, int32
     acc[0] = a0, acc[1] = a1;
 }
 
+/* Rows w + i * n, i = 0..3, times the input (x and in as dot_rows2): acc[i] += row i . input. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void dot_rows4(const int8_t *w, const int32_t *x, const int8_t *in, int32_t n,
+                      int32_t offset, int32_t acc[4])
+{
+    const int8_t *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    const void *xp = x;
+    const void *end = x + 2 * (n >> 2);
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    while (xp != end) {
+        int32_t xe, xo;
+        tp_load_2x32_inc(&xp, &xe, &xo);
+        int32_t v = tp_read_s8x4(w);
+        a0 = tp_smlad(tp_sxtb16(v), xe, a0);
+        a0 = tp_smlad(tp_sxtb16_ror8(v), xo, a0);
+        v = tp_read_s8x4(w1);
+        a1 = tp_smlad(tp_sxtb16(v), xe, a1);
+        a1 = tp_smlad(tp_sxtb16_ror8(v), xo, a1);
+        v = tp_read_s8x4(w2);
+        a2 = tp_smlad(tp_sxtb16(v), xe, a2);
+        a2 = tp_smlad(tp_sxtb16_ror8(v), xo, a2);
+        v = tp_read_s8x4(w3);
+        a3 = tp_smlad(tp_sxtb16(v), xe, a3);
+        a3 = tp_smlad(tp_sxtb16_ror8(v), xo, a3);
+        w += 4, w1 += 4, w2 += 4, w3 += 4;
+    }
+    for (int32_t k = n & ~3; k < n; ++k) {
+        const int32_t xk = in[k] + offset;
+        a0 += *w++ * xk, a1 += *w1++ * xk, a2 += *w2++ * xk, a3 += *w3++ * xk;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 static int32_t dot_row(const int8_t *w, const int32_t *x, const int8_t *in, int32_t n,
                        int32_t offset, int32_t acc)
 {
@@ -78,6 +114,16 @@ static void fc_row(const tp_context *ctx, const tp_fc_params *p, const fc_quant 
     const int32_t off = p->input_offset;
     tp_widen_s8x4_pairs(in, n, off, x, 2);
     int32_t o = 0;
+    for (; o + 4 <= n_out; o += 4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        if (bias != NULL) {
+            acc[0] = bias[o], acc[1] = bias[o + 1], acc[2] = bias[o + 2], acc[3] = bias[o + 3];
+        }
+        dot_rows4(filter + o * n, x, in, n, off, acc);
+        for (int32_t i = 0; i < 4; ++i) {
+            out[o + i] = fc_out(acc[i], q, o + i, p);
+        }
+    }
     for (; o + 2 <= n_out; o += 2) {
         int32_t acc[2] = {bias ? bias[o] : 0, bias ? bias[o + 1] : 0};
         dot_rows2(filter + o * n, x, in, n, off, acc);

@@ -35,8 +35,8 @@ from tinyprune.kernels.conv import (
 )
 from tinyprune.kernels.fully_connected import FcArgs, fc_args, fc_scratch_bytes
 
-SOURCES = ("tp_conv_s8.c", "tp_conv_1x1_s8.c", "tp_conv_packed_s8.c", "tp_depthwise_conv_s8.c",
-           "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
+SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_conv_1x1_s8.c", "tp_conv_packed_s8.c",
+           "tp_depthwise_conv_s8.c", "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
 SAMPLES = 3
 
 
@@ -168,33 +168,35 @@ def _dense(*args: Any, **kw: Any) -> Callable[[], Any]:
 
 CASES = [
     Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU",
-         kernel="tp_conv_1x1_s8"),
-    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_s8"),
+         kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_cin7_odd_pixels", (5, 5, 7), _conv(9, 1, use_bias=False), "CONV_2D",
-         kernel="tp_conv_1x1_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_s2_cin6", (7, 7, 6), _conv(5, 1, strides=2, activation="relu"), "CONV_2D",
-         "RELU", kernel="tp_conv_1x1_s8"),
+         "RELU", kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_same_s2_cin4", (6, 6, 4), _conv(4, 1, strides=2, padding="same"), "CONV_2D",
-         kernel="tp_conv_1x1_s8"),
+         kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_cout1_cin16_odd_pixels", (3, 5, 16), _conv(1, 1), "CONV_2D",
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_same_cin3", (7, 7, 3), _conv(5, 3, padding="same"), "CONV_2D",
-         kernel="tp_conv_packed_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_s2_same_cin3_first", (9, 9, 3), _conv(8, 3, strides=2, padding="same",
                                                         activation="relu"), "CONV_2D", "RELU",
-         kernel="tp_conv_packed_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_s2_same_relu6", (8, 8, 4), _conv(8, 3, strides=2, padding="same",
                                                    activation="relu6"), "CONV_2D", "RELU6",
-         kernel="tp_conv_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_s2_valid_nobias", (9, 9, 5), _conv(6, 3, strides=2, use_bias=False),
-         "CONV_2D", kernel="tp_conv_packed_s8"),
+         "CONV_2D", kernel="tp_conv_interleaved_s8"),
     Case("conv5x5_same_relu", (10, 10, 4), _conv(7, 5, padding="same", activation="relu"),
-         "CONV_2D", "RELU", kernel="tp_conv_s8"),
+         "CONV_2D", "RELU", kernel="tp_conv_interleaved_s8"),
     Case("conv10x4_kws", (49, 10, 1), _conv(16, (10, 4), strides=2, padding="same",
                                             activation="relu"), "CONV_2D", "RELU",
-         kernel="tp_conv_packed_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_dilation2", (9, 9, 4), _conv(4, 3, padding="same"), "CONV_2D", dilation=2,
-         kernel="tp_conv_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("conv3x1_stride_hw", (8, 9, 6), _conv(5, (3, 1), strides=(1, 2)), "CONV_2D",
-         kernel="tp_conv_packed_s8"),
+         kernel="tp_conv_interleaved_s8"),
     Case("dw3x3_same_relu", (8, 8, 8), _dw(3, padding="same", activation="relu"),
          "DEPTHWISE_CONV_2D", "RELU", kernel="tp_depthwise_conv_3x3_s8"),
     Case("dw3x3_s2_c6_relu6", (9, 9, 6), _dw(3, strides=2, padding="same", activation="relu6"),
@@ -326,7 +328,7 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
 def test_folded_bias_past_int32_falls_back() -> None:
     graph = read_tflite(model_bytes(CASE["conv1x1"]))
     a = conv_args(graph.ops[0], graph)
-    assert choose_kernel(a).name == "tp_conv_1x1_s8"
+    assert choose_kernel(a).name == "tp_conv_interleaved_s8"
     big = np.full(a.output_shape[3], 2**31 - 1, dtype=np.int32)
     low = np.full(a.output_shape[3], -(2**31), dtype=np.int32)
     assert choose_kernel(dataclasses.replace(a, bias=big, input_offset=128)).name == "tp_conv_s8"
@@ -401,8 +403,9 @@ def test_lower_registers_weights_and_scratch() -> None:
     op = graph.ops[0]
     ctx = FakeCtx(dsp=True)
     call = handler_for(op).lower(op, graph, ctx)
-    assert call.kernel == "tp_conv_s8" and call.sources == ("tp_conv_s8.c",)
-    assert call.scratch_bytes == 2 * 3 * 3 * 4 * 2
+    assert call.kernel == "tp_conv_interleaved_s8"
+    assert call.sources == ("tp_conv_interleaved_s8.c",)
+    assert call.scratch_bytes == 5 * 3 * 3 * 4  # two int16 columns + the int8 window
     assert call.params["kernel"] == call.kernel
     assert call.macs == 4 * 4 * 8 * 3 * 3 * 4
     ctypes_of = {ctype for _, ctype in ctx.consts.values()}
@@ -411,17 +414,26 @@ def test_lower_registers_weights_and_scratch() -> None:
     assert call.params["act_min"] >= -128 and "relu6" in call.params["label"]
 
 
-def test_lower_packed_conv_folds_bias_and_pads_filter() -> None:
+def test_lower_interleaved_conv_folds_bias_and_interleaves_filter() -> None:
     case = CASE["conv3x3_same_cin3"]
     graph = read_tflite(model_bytes(case))
     op = graph.ops[0]
+    tflm = conv_args(op, graph)
     ctx = FakeCtx(dsp=True)
     call = handler_for(op).lower(op, graph, ctx)
-    assert call.kernel == call.params["kernel"] == "tp_conv_packed_s8"
-    assert call.sources == ("tp_conv_packed_s8.c", "tp_conv_1x1_s8.c")
-    assert call.scratch_bytes == 4 * 28  # four int8 columns of 27 values padded to 28
+    assert call.kernel == call.params["kernel"] == "tp_conv_interleaved_s8"
+    assert call.sources == ("tp_conv_interleaved_s8.c",)
+    assert call.scratch_bytes == 5 * 28  # 27 values padded to 28: two int16 columns + int8 window
     weights, _ = ctx.consts[call.params["filter"]]
-    assert weights.shape == (5, 28) and not weights[:, 27].any()
+    # 5 channels padded to 6 (a zero row); pair p, group g: row 2p's word then row 2p + 1's
+    pairs = weights.reshape(3, 7, 2, 4)
+    rows = np.zeros((6, 28), np.int8)
+    rows[:5, :27] = tflm.weights.reshape(5, 27)
+    assert np.array_equal(pairs[1, 2, 1], rows[3, 8:12])
+    assert not pairs[2, :, 1].any() and not pairs[:, 6, :, 3].any()
+    bias, _ = ctx.consts[call.params["bias"]]
+    sums = tflm.weights.reshape(5, -1).astype(np.int64).sum(axis=1)
+    assert np.array_equal(bias, tflm.bias + tflm.input_offset * sums)
 
 
 def test_int16_activations_are_refused() -> None:

@@ -192,8 +192,9 @@ def _with_folded_bias(a: ConvArgs) -> ConvArgs:
 
 
 ONE_BY_ONE_MAX_CIN = 8
-"""tp_conv_1x1_s8 is chosen up to this C_IN: measured faster than tp_conv_s8 at 8 (0.093 vs
-0.086 MACs/cycle), equal at 16 and slower at 64 (0.313 vs 0.335; bench/results/kernels.md)."""
+"""tp_conv_1x1_s8 accepts up to this C_IN. It is listed after tp_conv_interleaved_s8, which
+accepts every layer it does and measured faster on all of them (8->16 1x1: 0.118 vs 0.093
+MACs/cycle; bench/results/kernels.md), so it only runs when listed first (tests, benchmarks)."""
 
 
 def _is_1x1(a: ConvArgs) -> bool:
@@ -221,6 +222,30 @@ def _prepare_packed(a: ConvArgs) -> ConvArgs:
     return replace(_with_folded_bias(a), weights=padded)
 
 
+def _is_interleavable(a: ConvArgs) -> bool:
+    """Any conv whose folded bias fits int32: measured faster than tp_conv_s8, tp_conv_1x1_s8
+    and tp_conv_packed_s8 on every shape of bench/kernels.py (1x1 8->16 0.118, 64->64 0.431,
+    3x3 16->16 0.444, 3x3/2 3->8 0.167, 10x4/2 1->64 0.280 MACs/cycle)."""
+    return folded_bias(a) is not None
+
+
+def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
+    """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row),
+    each pair of rows interleaved a word at a time: [C_OUT / 2][n4 / 4][2][4] (tp_nn_conv.h)."""
+    n4 = _packed_depth(a)
+    c_out = a.filter_shape[0]
+    rows = np.zeros(((c_out + 1) // 2 * 2, n4), np.int8)
+    flat = a.weights.reshape(c_out, -1)
+    rows[:c_out, :flat.shape[1]] = flat
+    pairs = rows.reshape(-1, 2, n4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return replace(_with_folded_bias(a), weights=np.ascontiguousarray(pairs))
+
+
+def _interleaved_scratch(a: ConvArgs, dsp: bool) -> int:
+    """tp_conv_interleaved_s8_get_buffer_size: two int16 columns + the int8 window (DSP)."""
+    return (5 if dsp else 1) * _packed_depth(a)
+
+
 def _is_dw3x3(a: ConvArgs) -> bool:
     return a.ch_mult == 1 and a.filter_shape[1:3] == (3, 3) and folded_bias(a) is not None
 
@@ -236,6 +261,8 @@ def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
 
 
 CONV_KERNELS: tuple[ConvKernel, ...] = (
+    ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
+               _prepare_interleaved, _interleaved_scratch),
     ConvKernel("tp_conv_1x1_s8", ("tp_conv_1x1_s8.c",), _is_1x1, _with_folded_bias,
                lambda a, dsp: 0),
     ConvKernel("tp_conv_packed_s8", ("tp_conv_packed_s8.c", "tp_conv_1x1_s8.c"),
@@ -244,7 +271,9 @@ CONV_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
                lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
 )
-"""CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer)."""
+"""CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer). The 1x1 and
+packed kernels are superseded by tp_conv_interleaved_s8 (chosen for every layer they accept)
+and stay listed so the kernel tests keep checking them."""
 
 DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
