@@ -44,6 +44,35 @@ static inline int32_t tp_read_s8x4(const int8_t *p)
     return v;
 }
 
+/**
+ * Reads 4 int8 at p + off and at p + 2 * off (any alignment), as tp_read_s8x4: on Arm one LDR
+ * with a register offset (shifted for 2 * off). gcc 12 otherwise turns every p + off of a loop
+ * into one more pointer of its own and keeps them on the stack. The asm tells gcc it reads the
+ * byte at p only (enough to keep it after stores that may alias p), so use it for data that
+ * does not change while it is read, such as a kernel's input.
+ */
+static inline int32_t tp_read_s8x4_off(const int8_t *p, int32_t off)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    int32_t v;
+    __asm__("ldr %0, [%1, %2]" : "=r"(v) : "r"(p), "r"(off), "m"(*p));
+    return v;
+#else
+    return tp_read_s8x4(p + off);
+#endif
+}
+
+static inline int32_t tp_read_s8x4_off2(const int8_t *p, int32_t off)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    int32_t v;
+    __asm__("ldr %0, [%1, %2, lsl #1]" : "=r"(v) : "r"(p), "r"(off), "m"(*p));
+    return v;
+#else
+    return tp_read_s8x4(p + 2 * off);
+#endif
+}
+
 static inline int32_t tp_lo16(int32_t x) { return (int32_t)(int16_t)(uint16_t)((uint32_t)x & 0xFFFFU); }
 static inline int32_t tp_hi16(int32_t x) { return (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16); }
 static inline int32_t tp_pack16(int32_t lo, int32_t hi)
@@ -149,42 +178,6 @@ static inline int32_t *tp_widen_s8x4_pairs(const int8_t *src, int32_t n, int32_t
         dst += stride;
     }
     return dst;
-}
-
-/**
- * Raw int8 dot products of two rows (w and w + w_step: weights) and two columns (x and
- * x + x_step: inputs) over groups * 4 values read four at a time (any alignment), no offsets:
- * acc[0] += w0.x0, acc[1] += w0.x1, acc[2] += w1.x0, acc[3] += w1.x1.
- * Per four values: four word loads, eight SXTB16 and eight SMLAD for 16 MACs; with two pointers,
- * two steps and an end pointer gcc 12 -O2 spills two values per iteration (~33 cycles per 16
- * MACs; tp_dot_s8s16_2x2 below avoids it). The sums wrap modulo 2^32 like SMLAD.
- */
-static inline void tp_dot_s8_2x2(const int8_t *w, int32_t w_step, const int8_t *x, int32_t x_step,
-                                 int32_t groups, int32_t acc[4])
-{
-    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
-    const int8_t *end = w + 4 * groups;
-    while (w != end) {
-        const int32_t xa = tp_read_s8x4(x), xb = tp_read_s8x4(x + x_step);
-        const int32_t xae = tp_sxtb16(xa), xao = tp_sxtb16_ror8(xa);
-        const int32_t xbe = tp_sxtb16(xb), xbo = tp_sxtb16_ror8(xb);
-        const int32_t wa = tp_read_s8x4(w);
-        int32_t t = tp_sxtb16(wa);
-        s00 = tp_smlad(t, xae, s00);
-        s01 = tp_smlad(t, xbe, s01);
-        t = tp_sxtb16_ror8(wa);
-        s00 = tp_smlad(t, xao, s00);
-        s01 = tp_smlad(t, xbo, s01);
-        const int32_t wb = tp_read_s8x4(w + w_step);
-        t = tp_sxtb16(wb);
-        s10 = tp_smlad(t, xae, s10);
-        s11 = tp_smlad(t, xbe, s11);
-        t = tp_sxtb16_ror8(wb);
-        s10 = tp_smlad(t, xao, s10);
-        s11 = tp_smlad(t, xbo, s11);
-        w += 4, x += 4;
-    }
-    acc[0] = s00, acc[1] = s01, acc[2] = s10, acc[3] = s11;
 }
 
 /**

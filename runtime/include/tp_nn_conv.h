@@ -120,46 +120,6 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
  * passed (the padding value comes from it). bias may be NULL only when every folded value is 0.
  */
 
-/** Columns tp_conv_packed_s8 gathers per matrix multiply (its scratch holds this many). */
-#define TP_CONV_PACKED_COLS 4
-
-/**
- * CONV_2D with a 1x1 filter and no padding (any stride), as a matrix multiply of the output
- * pixels' input vectors by the filter rows. Arguments as tp_conv_s8, with the folded bias.
- * Scratch: none.
- *
- * @return TP_OK, or TP_ERR_ARG when the filter is not 1x1, padding is not 0, or the shapes
- *         disagree (filter depth != C_IN, filter count != C_OUT, batch, output size vs stride).
- */
-tp_status tp_conv_1x1_s8(const tp_context *ctx, const tp_conv_params *conv_params,
-                         const tp_per_channel_quant *quant_params, const tp_dims *input_dims,
-                         const int8_t *input, const tp_dims *filter_dims, const int8_t *filter,
-                         const tp_dims *bias_dims, const int32_t *bias,
-                         const tp_dims *output_dims, int8_t *output);
-
-/** Scratch bytes tp_conv_1x1_s8 needs: always 0. */
-int32_t tp_conv_1x1_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
-
-/**
- * CONV_2D, any filter, stride, padding and dilation, as an int8 im2col (raw bytes, padding as
- * the input zero point) followed by tp_conv_1x1_s8 on TP_CONV_PACKED_COLS columns at a time.
- * Best where C_IN % 4 != 0 (3-channel first layers), where the general kernel gathers bytes.
- *
- * Filter layout: [C_OUT][n4], each row the KH * KW * C_IN values of [C_OUT, KH, KW, C_IN]
- * followed by zeros up to n4 = KH * KW * C_IN rounded up to a multiple of 4. filter_dims still
- * describes the unpadded filter (C_OUT, KH, KW, C_IN). Folded bias as above.
- *
- * @return TP_OK, or TP_ERR_ARG when the scratch is too small or the shapes disagree.
- */
-tp_status tp_conv_packed_s8(const tp_context *ctx, const tp_conv_params *conv_params,
-                            const tp_per_channel_quant *quant_params, const tp_dims *input_dims,
-                            const int8_t *input, const tp_dims *filter_dims, const int8_t *filter,
-                            const tp_dims *bias_dims, const int32_t *bias,
-                            const tp_dims *output_dims, int8_t *output);
-
-/** Scratch bytes tp_conv_packed_s8 needs (both paths): TP_CONV_PACKED_COLS * n4. */
-int32_t tp_conv_packed_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
-
 /**
  * CONV_2D, any filter, stride, padding and dilation, with interleaved filter row pairs: the
  * window of each output pixel is gathered as raw int8 (padding as the input zero point; a 1x1

@@ -35,8 +35,8 @@ from tinyprune.kernels.conv import (
 )
 from tinyprune.kernels.fully_connected import FcArgs, fc_args, fc_scratch_bytes
 
-SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_conv_1x1_s8.c", "tp_conv_packed_s8.c",
-           "tp_depthwise_conv_s8.c", "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
+SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
+           "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
 SAMPLES = 3
 
 
@@ -208,6 +208,20 @@ CASES = [
     Case("dw3x3_tiny_image_c12", (3, 2, 12), _dw(3, padding="same", activation="relu"),
          "DEPTHWISE_CONV_2D", "RELU", kernel="tp_depthwise_conv_3x3_s8"),
     Case("dw3x3_s2_valid_c16", (10, 7, 16), _dw(3, strides=2), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    # odd sizes, SAME: interior pixels (row pointers) and pixels on every border and corner
+    Case("dw3x3_odd_c4_relu", (7, 9, 4), _dw(3, padding="same", activation="relu"),
+         "DEPTHWISE_CONV_2D", "RELU", kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_odd_c16", (5, 7, 16), _dw(3, padding="same"), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_s2_odd_c3", (9, 7, 3), _dw(3, strides=2, padding="same"), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_s2_odd_c7_relu6", (11, 9, 7), _dw(3, strides=2, padding="same",
+                                                 activation="relu6"),
+         "DEPTHWISE_CONV_2D", "RELU6", kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_s2_odd_c16", (7, 9, 16), _dw(3, strides=2, padding="same"), "DEPTHWISE_CONV_2D",
+         kernel="tp_depthwise_conv_3x3_s8"),
+    Case("dw3x3_s12_valid_c4", (7, 8, 4), _dw(3, strides=(1, 2)), "DEPTHWISE_CONV_2D",
          kernel="tp_depthwise_conv_3x3_s8"),
     Case("dw3x3_mult2_valid", (7, 7, 3), _dw(3, depth_multiplier=2), "DEPTHWISE_CONV_2D",
          kernel="tp_depthwise_conv_s8"),
@@ -390,7 +404,7 @@ def _render_and_compile(case: Case, dsp: bool, tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", [CASE["conv3x3_same_cin3"], CASE["conv1x1"],
                                   CASE["dw3x3_mult2_valid"], CASE["dw3x3_same_relu"],
                                   CASE["fc_per_tensor"], CASE["fc_per_channel_relu"]],
-                         ids=["conv_packed", "conv_1x1", "depthwise", "depthwise_3x3",
+                         ids=["conv3x3_cin3", "conv1x1", "depthwise", "depthwise_3x3",
                               "fc_per_tensor", "fc_per_channel"])
 def test_templates_render_and_compile(case: Case, tmp_path: Path) -> None:
     for dsp in (False, True):

@@ -145,15 +145,12 @@ def conv_scratch_bytes(filter_shape: tuple[int, ...], dsp: bool) -> int:
 
 # ---- kernel choice ----------------------------------------------------------------------------
 
-PACKED_COLS = 4  # TP_CONV_PACKED_COLS in tp_nn_conv.h
-
-
 @dataclass(frozen=True)
 class ConvKernel:
     """One C kernel of CONV_2D or DEPTHWISE_CONV_2D.
 
     Attributes:
-        name: the C function, e.g. ``"tp_conv_1x1_s8"``.
+        name: the C function, e.g. ``"tp_conv_interleaved_s8"``.
         sources: the C files under ``runtime/kernels/`` it needs.
         applies: True when the kernel accepts the layer (its :class:`ConvArgs` as TFLM has them).
         prepare: the arguments the kernel takes (folded bias, regrouped filter) from the TFLM
@@ -191,48 +188,23 @@ def _with_folded_bias(a: ConvArgs) -> ConvArgs:
     return replace(a, bias=folded)
 
 
-ONE_BY_ONE_MAX_CIN = 8
-"""tp_conv_1x1_s8 accepts up to this C_IN. It is listed after tp_conv_interleaved_s8, which
-accepts every layer it does and measured faster on all of them (8->16 1x1: 0.118 vs 0.093
-MACs/cycle; bench/results/kernels.md), so it only runs when listed first (tests, benchmarks)."""
-
-
-def _is_1x1(a: ConvArgs) -> bool:
-    return (a.filter_shape[1:3] == (1, 1) and a.padding == (0, 0)
-            and a.input_shape[3] <= ONE_BY_ONE_MAX_CIN and folded_bias(a) is not None)
-
-
-def _is_packable(a: ConvArgs) -> bool:
-    """C_IN % 4 != 0, where tp_conv_s8 gathers bytes one by one: measured 0.147 vs 0.098
-    MACs/cycle (3->8 3x3/2) and 0.230 vs 0.217 (1->64 10x4/2); with C_IN % 4 == 0 tp_conv_s8 is
-    faster (0.376 vs 0.349 on 3x3 16->16)."""
-    return a.input_shape[3] % 4 != 0 and folded_bias(a) is not None
-
-
-def _packed_depth(a: ConvArgs) -> int:
+def _depth4(a: ConvArgs) -> int:
+    """n4: the KH * KW * C_IN values of a filter row rounded up to a multiple of 4."""
     _, kh, kw, c = a.filter_shape
     return (kh * kw * c + 3) // 4 * 4
 
 
-def _prepare_packed(a: ConvArgs) -> ConvArgs:
-    """Folded bias; filter rows [C_OUT, KH * KW * C_IN] padded with zeros to a multiple of 4."""
-    rows = a.weights.reshape(a.filter_shape[0], -1)
-    padded = np.zeros((rows.shape[0], _packed_depth(a)), np.int8)
-    padded[:, :rows.shape[1]] = rows
-    return replace(_with_folded_bias(a), weights=padded)
-
-
 def _is_interleavable(a: ConvArgs) -> bool:
-    """Any conv whose folded bias fits int32: measured faster than tp_conv_s8, tp_conv_1x1_s8
-    and tp_conv_packed_s8 on every shape of bench/kernels.py (1x1 8->16 0.118, 64->64 0.431,
-    3x3 16->16 0.444, 3x3/2 3->8 0.167, 10x4/2 1->64 0.280 MACs/cycle)."""
+    """Any conv whose folded bias fits int32: measured faster than tp_conv_s8 on every shape of
+    bench/kernels.py (1x1 8->16 0.118 vs 0.086, 64->64 0.431 vs 0.335, 3x3 16->16 0.444 vs
+    0.376, 3x3/2 3->8 0.180 vs 0.098, 10x4/2 1->64 0.307 vs 0.217 MACs/cycle)."""
     return folded_bias(a) is not None
 
 
 def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
     """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row),
     each pair of rows interleaved a word at a time: [C_OUT / 2][n4 / 4][2][4] (tp_nn_conv.h)."""
-    n4 = _packed_depth(a)
+    n4 = _depth4(a)
     c_out = a.filter_shape[0]
     rows = np.zeros(((c_out + 1) // 2 * 2, n4), np.int8)
     flat = a.weights.reshape(c_out, -1)
@@ -243,7 +215,7 @@ def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
 
 def _interleaved_scratch(a: ConvArgs, dsp: bool) -> int:
     """tp_conv_interleaved_s8_get_buffer_size: two int16 columns + the int8 window (DSP)."""
-    return (5 if dsp else 1) * _packed_depth(a)
+    return (5 if dsp else 1) * _depth4(a)
 
 
 def _is_dw3x3(a: ConvArgs) -> bool:
@@ -263,17 +235,11 @@ def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
 CONV_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
                _prepare_interleaved, _interleaved_scratch),
-    ConvKernel("tp_conv_1x1_s8", ("tp_conv_1x1_s8.c",), _is_1x1, _with_folded_bias,
-               lambda a, dsp: 0),
-    ConvKernel("tp_conv_packed_s8", ("tp_conv_packed_s8.c", "tp_conv_1x1_s8.c"),
-               _is_packable, _prepare_packed,
-               lambda a, dsp: PACKED_COLS * _packed_depth(a)),
     ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
                lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
 )
-"""CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer). The 1x1 and
-packed kernels are superseded by tp_conv_interleaved_s8 (chosen for every layer they accept)
-and stay listed so the kernel tests keep checking them."""
+"""CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer, and runs when
+the folded bias would leave int32)."""
 
 DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
