@@ -32,9 +32,12 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
 
 
 def test_wheel_builds_firmware_outside_the_repo(tmp_path: Path) -> None:
+    src = tmp_path / "src"  # build from a copy: a wheel build writes build/ and egg-info
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"))
     dist = tmp_path / "dist"
     proc = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                 "-q", "-w", str(dist), str(ROOT)])
+                 "-q", "-w", str(dist), str(src)])
     assert proc.returncode == 0, proc.stderr
     wheel = next(dist.glob("tinyprune-*.whl"))
 
