@@ -30,8 +30,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
+# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min).
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/kernels.py
+	$(BIN)/python bench/prune_criteria.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
