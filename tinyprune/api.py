@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +47,9 @@ def _staging(out: Path) -> Iterator[Path]:
         (out / stale).unlink(missing_ok=True)
     stage = out / ".partial"
     shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
+    (stage / "tmp").mkdir(parents=True)
+    saved_tempdir = tempfile.tempdir
+    tempfile.tempdir = str(stage / "tmp")  # the TF converter's scratch SavedModel goes here too
     try:
         yield stage
     except BaseException:
@@ -54,6 +57,9 @@ def _staging(out: Path) -> Iterator[Path]:
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
+    finally:
+        tempfile.tempdir = saved_tempdir
+    shutil.rmtree(stage / "tmp", ignore_errors=True)
     for item in stage.iterdir():
         target = out / item.name
         if target.is_dir():

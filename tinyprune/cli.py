@@ -48,7 +48,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune-criterion", choices=CRITERIA,
                    help="channel importance for --prune-channels (default l1)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
-                   help="fine-tune N epochs after pruning (default 10 when --data has x_train)")
+                   help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none = build only)")
     p.add_argument("--samples", type=int, help="samples run on the firmware and compared "

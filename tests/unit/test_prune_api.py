@@ -151,6 +151,31 @@ def test_compensation_brings_outputs_closer_to_the_original() -> None:
     assert _output_error(model, refit, x_test) < 0.5 * _output_error(model, plain, x_test)
 
 
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_compensation_refits_a_chain_in_order(flavor: str) -> None:
+    """Two refit layers in a row (conv2 reads cut conv1, the head reads cut conv2): each must be
+    fit to the inputs it sees after the layers before it were refit. On a linear chain whose
+    features span only the 2 input channels, that recovers the original outputs exactly."""
+    k = keras_module(flavor)
+    inp = k.Input((8, 8, 2))
+    x = k.layers.Conv2D(16, 1, name="conv1")(inp)
+    x = k.layers.Conv2D(16, 1, name="conv2")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inp, k.layers.Dense(4, name="head")(x))
+    rng = np.random.default_rng(1)
+
+    def draw(n: int) -> np.ndarray:  # per-sample offsets survive the average pooling
+        return (rng.normal(size=(n, 8, 8, 2)) + rng.normal(size=(n, 1, 1, 2))).astype(np.float32)
+
+    x_fit, x_test = draw(64), draw(32)
+    config = PruneConfig(ratio=0.5, keep_first=False, compensate=True, **QUIET)
+    result = prune(model, config, data=(x_fit, None))
+    assert [(g.channels_before, g.channels_after) for g in result.groups] == [(16, 8), (16, 8)]
+    expected = np.asarray(model(x_test))
+    error = float(np.mean((np.asarray(result.model(x_test)) - expected) ** 2))
+    assert error < 1e-4 * float(np.mean(expected ** 2))  # one pass of activations: ~5e-2
+
+
 def test_report_serializes() -> None:
     result = prune(digits_cnn(keras_module("keras3")), PruneConfig(**QUIET))
     report = result.to_dict()

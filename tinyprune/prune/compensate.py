@@ -35,7 +35,7 @@ _MAX_ROWS = 20000
 
 def _targets(plan: Any) -> list[FlatNode]:
     """Layers that read a group that lost channels and can be refit."""
-    names = set()
+    names: set[str] = set()
     for group in plan.dep.groups:
         if len(plan.keep.get(group.root, range(group.size))) < group.size:
             names.update(m.layer for m in group.members

@@ -62,7 +62,10 @@ class ImportanceContext:
 class Importance(Protocol):
     """A criterion: one score per channel of ``group``; ``needs`` names the statistics used."""
 
-    needs: str
+    @property
+    def needs(self) -> str:
+        """``"weights"``, ``"gradients"`` or ``"synflow"`` (read-only, so frozen dataclasses
+        implement it)."""
 
     def __call__(self, group: Group, ctx: ImportanceContext) -> np.ndarray: ...
 

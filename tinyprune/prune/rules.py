@@ -90,7 +90,7 @@ def producer(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
         return b.barrier(node, ins, f"grouped convolution (groups={config['groups']})")
     if ins[0].outer != 1 and len(node.in_shapes[0]) != 2:
         return b.barrier(node, ins, "reads a flattened tensor that was reshaped back")
-    size = int(node.out_shapes[0][-1])
+    size = int(node.out_shapes[0][-1] or 0)
     if _activation(config) in _SOFTMAX:
         return [b.fixed_space(size, "softmax across channels")]
     return [b.new_space(node, size)]
