@@ -108,7 +108,13 @@ def _failure_reason(report: dict) -> str:
     broken = [f"{k} (limit {v['limit']}, actual {v['actual']})"
               for k, v in report["budgets"].items() if not v["ok"]]
     if broken:
-        return "budget broken: " + ", ".join(broken)
+        hint = ""
+        model = report["model"]
+        prunable = {"flash", "ram", "latency_ms"} & {
+            k for k, v in report["budgets"].items() if not v["ok"]}
+        if prunable and model.get("kind") != "tflite" and not model.get("pruning"):
+            hint = "; add --prune-channels auto to prune the model until it meets them"
+        return "budget broken: " + ", ".join(broken) + hint
     run = report["run"]
     if not run["bit_exact"] or not run["host"]["bit_exact"]:
         return ("firmware outputs differ from the TFLite Micro reference "
