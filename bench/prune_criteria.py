@@ -15,10 +15,8 @@ usage: python bench/prune_criteria.py [--epochs 20] [--seeds 0] [--ratios 0.3,0.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterable
@@ -38,20 +36,11 @@ TOLERANCE = 0.01  # the issue's target: within 1 point of the unpruned model
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import keras
     import tensorflow as tf
+    from machine import machine as base  # bench/machine.py
 
-    return {"date": dt.date.today().isoformat(), "host_cpu": cpu, "cores": str(os.cpu_count()),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__}
+    return base(tensorflow=tf.__version__, keras=keras.__version__)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,8 @@ usage: python bench/run.py [--board nucleo_f746] [--samples 5] [--models kws,vww
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,19 +23,9 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
-                         check=False).stdout.splitlines()[:1]
-    return {"date": dt.date.today().isoformat(), "host_cpu": cpu, "cores": str(os.cpu_count()),
-            "python": platform.python_version(), "arm_gcc": gcc[0] if gcc else "missing",
-            "flags": "-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on"}
+    from machine import machine as base  # bench/machine.py
+
+    return base(flags="-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on")
 
 
 def build_one(name: str, model_path: Path, board: str, samples: int, out: Path) -> dict:

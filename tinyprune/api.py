@@ -112,7 +112,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         with steps.step("build firmware", f"for {board.name}"):
             firmware = pipeline.make_firmware(project, board, opts, stage)
         with steps.step("run on emulator", opts.emulator):
-            run = pipeline.emulate(front, firmware, board, opts)
+            run = pipeline.emulate(front, firmware, board, opts, host.reference)
         with steps.step("report"):
             report = pipeline.assemble_report(opts, board, front, planned, firmware, host, run)
             from tinyprune.report import write_report

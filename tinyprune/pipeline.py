@@ -254,8 +254,10 @@ def make_firmware(project: CProject, board: Board, opts: BuildOptions,
                           stage / "firmware", stack_bytes=opts.stack_bytes, name="firmware")
 
 
-def emulate(front: FrontEnd, firmware: Firmware, board: Board,
-            opts: BuildOptions) -> RunOutcome:
+def emulate(front: FrontEnd, firmware: Firmware, board: Board, opts: BuildOptions,
+            reference: np.ndarray) -> RunOutcome:
+    """Runs the firmware; compares its outputs with ``reference`` (rows of the eval set, whose
+    first rows are the firmware's samples)."""
     if opts.emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
     from tinyprune.emulator import run_elf
@@ -271,7 +273,7 @@ def emulate(front: FrontEnd, firmware: Firmware, board: Board,
                           f"arguments in layer {res.status - 1})")
     n = len(res.outputs)
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
-    reference = verify.reference_outputs(front.tflite, front.graph, front.fw_inputs[:n])
+    reference = reference[:n]
     layer_cycles = [int(np.mean(c)) for c in zip(*(s.layer_cycles for s in res.samples),
                                                      strict=True)]
     invoke = result.regions.get("tp_model_invoke")
