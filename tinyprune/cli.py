@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from tinyprune import __version__
 from tinyprune.errors import TinypruneError, UsageError
@@ -28,7 +29,7 @@ CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
@@ -105,7 +106,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _failure_reason(report: dict) -> str:
-    broken = [f"{k} (limit {v['limit']}, actual {v['actual']})"
+    from tinyprune.report import fmt_number
+
+    broken = [f"{k} (limit {fmt_number(v['limit'])}, actual {fmt_number(v['actual'])})"
               for k, v in report["budgets"].items() if not v["ok"]]
     if broken:
         hint = ""

@@ -51,6 +51,7 @@ class FrontEnd:
     eval_labels: np.ndarray | None = field(repr=False)  # None without data
     fw_inputs: np.ndarray = field(repr=False)  # the first rows, run on the firmware
     float_accuracy: float | None
+    original_float_accuracy: float | None  # the model as given, before pruning
     params_before: int | None
     params_after: int | None
     macs_before: int | None
@@ -143,9 +144,13 @@ def front_end(opts: BuildOptions, stage: Path, steps: _Steps, board: Board) -> F
         graph = keras_layer_names(graph, [layer.name for layer in model.layers])
     eval_inputs, labels = _eval_set(graph, data, opts)
     float_acc = _float_accuracy(model, data) if model is not None and data is not None else None
+    original_acc = float_acc
+    if prune_info is not None and model is not loaded.model and data is not None:
+        original_acc = _float_accuracy(loaded.model, data)
     return FrontEnd(
         source=opts.model, kind=loaded.kind, tflite=tflite, graph=graph, eval_inputs=eval_inputs,
         eval_labels=labels, fw_inputs=eval_inputs[:opts.samples], float_accuracy=float_acc,
+        original_float_accuracy=original_acc,
         params_before=params_before,
         params_after=count_params(model) if model is not None else None,
         macs_before=macs_before, prune=prune_info)
@@ -324,7 +329,9 @@ def assemble_report(opts: BuildOptions, board: Board, front: FrontEnd, planned: 
                      "stack_reserved_bytes": firmware.stack_bytes,
                      "samples_bytes": firmware.samples_bytes, "elf_sha256": firmware.elf_sha256},
         "run": _run_section(run, board, cmp, host, mismatches),
-        "accuracy": {"float": front.float_accuracy, "int8_reference": host.int8_reference_accuracy,
+        "accuracy": {"float": front.float_accuracy,
+                     "float_original": front.original_float_accuracy,
+                     "int8_reference": host.int8_reference_accuracy,
                      "firmware": host.firmware_accuracy,
                      "test_samples": None if front.eval_labels is None else len(front.eval_labels)},
         "layers": _layers(planned, run),

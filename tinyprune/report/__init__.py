@@ -15,8 +15,9 @@ def evaluate_budgets(budgets: Budgets, report: dict[str, Any]) -> dict[str, dict
     """Each set budget -> {limit, actual, ok}. A figure that could not be measured fails it."""
     fw, run, acc = report["firmware"], report["run"], report["accuracy"]
     drop = None
-    if acc.get("float") is not None and acc.get("firmware") is not None:
-        drop = round(acc["float"] - acc["firmware"], 6)
+    baseline = acc.get("float_original", acc.get("float"))  # the model as given, before pruning
+    if baseline is not None and acc.get("firmware") is not None:
+        drop = round(baseline - acc["firmware"], 6)
     checks = {
         "flash": (budgets.flash, fw.get("flash_used_bytes"), "max"),
         "ram": (budgets.ram, fw.get("ram_used_bytes"), "max"),
@@ -40,6 +41,13 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def fmt_number(v: Any) -> str:
+    """Budgets for messages: integers as they are, floats to 4 significant digits."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
 
 
 def _fmt_int(v: Any) -> str:
@@ -102,7 +110,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"{layer['kernel'][:34]:<34} {_fmt_int(layer['macs']):>11} "
                      f"{_fmt_int(layer['weight_bytes']):>9} {_fmt_int(layer['cycles']):>11}")
     for name, bud in report["budgets"].items():
-        lines.append(f"budget {name}: limit {bud['limit']}, actual {bud['actual']} -> "
-                     f"{'ok' if bud['ok'] else 'BROKEN'}")
+        lines.append(f"budget {name}: limit {fmt_number(bud['limit'])}, actual "
+                     f"{fmt_number(bud['actual'])} -> {'ok' if bud['ok'] else 'BROKEN'}")
     lines.append("result: " + ("OK" if report["ok"] else "FAILED"))
     return lines
