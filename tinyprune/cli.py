@@ -208,7 +208,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_codegen(args: argparse.Namespace) -> int:
-    from tinyprune.codegen import generate
+    from tinyprune.codegen import copy_runtime, generate
     from tinyprune.firmware.boards import load_board
     from tinyprune.ir import read_tflite
     from tinyprune.plan import plan
@@ -217,8 +217,13 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     planned = plan(read_tflite(args.model), dsp=board.dsp)
     out = args.out or Path("build") / f"{args.model.stem}-{board.name}" / "src"
     project = generate(planned, out, model_name=args.model.stem, source_name=args.model.name)
+    copy_runtime(project, out)
     print(f"wrote {project.directory}: {len(planned.code_ops)} layers, arena "
           f"{planned.memory.arena_bytes:,} bytes, weights {planned.weight_bytes:,} bytes")
+    dsp = " -DTP_USE_DSP=1" if board.dsp else ""
+    print(f"compile with your firmware: model.c weights.c runtime/*.c, -I{out} -I{out}/runtime"
+          f"{dsp}; call tp_model_invoke() (model.h) and provide tp_timer_now(); host_main.c is "
+          "a host test harness")
     return 0
 
 

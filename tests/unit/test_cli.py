@@ -98,3 +98,23 @@ def test_report_shows_pruning(tmp_path: Path, capsys) -> None:
     assert "50.0% of channels (l1): params 100 -> 40, MACs 1,000 -> 400" in text
     assert "after fine-tune 98.00%" in text
     assert "channels: conv2 32->16" in text and "bn 32" not in text
+
+
+def test_codegen_output_compiles_on_its_own(tmp_path: Path, capsys,
+                                            flatten_model_tflite: bytes) -> None:
+    import shutil
+    import subprocess
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(flatten_model_tflite)
+    out = tmp_path / "gen"
+    assert main(["codegen", "--board", "nucleo_f746", "--model", str(model), "--out",
+                 str(out)]) == 0
+    assert "compile with your firmware" in capsys.readouterr().out
+    if shutil.which("cc") is None:
+        pytest.skip("no host C compiler to compile the generated project")
+    sources = [str(p) for p in (*out.glob("*.c"), *(out / "runtime").glob("*.c"))]
+    proc = subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{out}",
+                           f"-I{out / 'runtime'}", *sources, "-o", str(tmp_path / "m"), "-lm"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""Budget evaluation: limits, missing figures, the accuracy drop measured from the original model."""
+"""Budget evaluation: limits, unmeasured figures, the accuracy drop from the original model."""
 
 from __future__ import annotations
 

@@ -40,6 +40,21 @@ class CProject:
         return (*self.model_sources, *extra, *self.kernel_sources)
 
 
+def copy_runtime(project: CProject, dest: Path) -> list[Path]:
+    """Copies the kernels the model uses and the runtime headers next to the generated files,
+    so ``dest`` compiles on its own (``cc -I<dest>/runtime <dest>/*.c <dest>/runtime/*.c``)."""
+    import shutil
+
+    target = dest / "runtime"
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for header in sorted((runtime_dir() / "include").glob("*.h")):
+        copied.append(Path(shutil.copy2(header, target / header.name)))
+    for source in project.kernel_sources:
+        copied.append(Path(shutil.copy2(source, target / source.name)))
+    return copied
+
+
 def c_values(values: np.ndarray, per_line: int = 16) -> str:
     """Comma-separated C literals, ``per_line`` a line, for an integer or float array."""
     flat = np.asarray(values).reshape(-1)
