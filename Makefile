@@ -38,6 +38,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
+	$(BIN)/mypy tinyprune
 
 clean:
 	rm -rf build dist *.egg-info

@@ -147,6 +147,8 @@ def load_dataset(path: str | Path, model_input_shape: Shape) -> Dataset:
     """
     path = Path(path)
     arrays = _read_npz(path)
+    x_train: np.ndarray | None
+    y_train: np.ndarray | None
     if all(k in arrays for k in _FULL_KEYS):
         x_train, y_train = _check_pair(path, ("x_train", "y_train"), arrays, model_input_shape)
         x_test, y_test = _check_pair(path, ("x_test", "y_test"), arrays, model_input_shape)

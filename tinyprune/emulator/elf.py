@@ -9,6 +9,7 @@ from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from tinyprune.errors import UsageError
 from tinyprune.firmware.boards import Board
@@ -61,7 +62,7 @@ def _function_table(
     symbols: dict[str, int] = {}
     ranges: list[tuple[int, int, str]] = []
     symtab = elffile.get_section_by_name(".symtab")
-    if symtab is None:
+    if not isinstance(symtab, SymbolTableSection):  # None when stripped
         return functions, symbols, ranges
     for sym in symtab.iter_symbols():
         if not sym.name:

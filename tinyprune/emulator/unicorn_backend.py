@@ -257,6 +257,7 @@ class _Run:
         self.uc.reg_write(R.UC_ARM_REG_PC, (pc + 2) | 1)
 
     def _semihost_write(self, op: int, arg: int) -> None:
+        data: bytes | bytearray
         if op == _SEMIHOST_WRITEC:
             data = bytes(self.uc.mem_read(arg, 1))
         elif op == _SEMIHOST_WRITE0:

@@ -49,14 +49,15 @@ def read_tflite(source: str | Path | bytes) -> Graph:
     Raises:
         UsageError: the file is missing, not a TFLite flatbuffer, or inconsistent.
     """
-    path = Path(source) if not isinstance(source, bytes) else None
-    label = str(path) if path else "<tflite bytes>"
-    if path is not None:
+    path: Path | None
+    if isinstance(source, bytes):
+        path, label, buf = None, "<tflite bytes>", source
+    else:
+        path = Path(source)
+        label = str(path)
         if not path.is_file():
             raise UsageError(f"{label}: file not found")
         buf = path.read_bytes()
-    else:
-        buf = source  # type: ignore[assignment]
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UsageError(f"{label}: not a TFLite flatbuffer (no 'TFL3' identifier); "
                          "give a .tflite file written by the TFLite converter")

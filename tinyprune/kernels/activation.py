@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels.base import KernelCall, LowerContext, register
@@ -76,7 +77,7 @@ class SoftmaxHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)
-        params = softmax_params(float(op.options.get("beta", 1.0)), x.scale)
+        params: dict[str, Any] = softmax_params(float(op.options.get("beta", 1.0)), x.scale)
         params.update(
             input=ctx.act(x.index),
             output=ctx.act(out.index),
@@ -108,7 +109,7 @@ class LogisticHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)
-        params = logistic_params(x.scale, x.zero_point)
+        params: dict[str, Any] = logistic_params(x.scale, x.zero_point)
         params.update(
             input=ctx.act(x.index),
             output=ctx.act(out.index),

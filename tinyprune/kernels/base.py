@@ -64,7 +64,10 @@ class LowerContext(Protocol):
 
 
 class OpHandler(Protocol):
-    opcodes: tuple[str, ...]
+    @property
+    def opcodes(self) -> tuple[str, ...]:
+        """TFLite op names this handler registers for, e.g. ``("ADD", "MUL")``."""
+        ...
 
     def check(self, op: Op, graph: Graph) -> None:
         """Raises :class:`UnsupportedError` naming the layer and the reason when it cannot run."""

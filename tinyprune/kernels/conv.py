@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -378,7 +379,7 @@ def _label(kind: str, op: Op, args: ConvArgs) -> str:
 class ConvHandler:
     """CONV_2D (groups = 1) -> the first of :data:`CONV_KERNELS` that accepts it."""
 
-    opcodes = ("CONV_2D",)
+    opcodes: ClassVar[tuple[str, ...]] = ("CONV_2D",)
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, _ = _inputs(op, graph)
@@ -395,7 +396,7 @@ class ConvHandler:
 class DepthwiseConvHandler:
     """DEPTHWISE_CONV_2D (any depth multiplier) -> the first of :data:`DEPTHWISE_KERNELS`."""
 
-    opcodes = ("DEPTHWISE_CONV_2D",)
+    opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, _ = _inputs(op, graph)

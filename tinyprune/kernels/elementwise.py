@@ -90,8 +90,9 @@ def broadcast_dims(
             "supported: up to 4 after merging"
         )
     groups = [[1, 1, 1, None]] * (4 - len(groups)) + groups
-    da4, db4, do4 = (tuple(int(g[i]) for g in groups) for i in range(3))
-    return da4, db4, do4  # type: ignore[return-value]
+    n, h, w, c = groups
+    da4, db4, do4 = ((int(n[i]), int(h[i]), int(w[i]), int(c[i])) for i in range(3))
+    return da4, db4, do4
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ class BinaryHandler:
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a, b, out = op_input(op, graph, 0), op_input(op, graph, 1), op_output(op, graph)
         compute = add_params if op.opcode == "ADD" else mul_params
-        params = compute(a.scale, a.zero_point, b.scale, b.zero_point, out.scale, out.zero_point)
+        params: dict[str, Any] = compute(
+            a.scale, a.zero_point, b.scale, b.zero_point, out.scale, out.zero_point
+        )
         act_min, act_max = activation_range(
             str(op.options.get("fused_activation_function", "NONE")), out.scale, out.zero_point
         )

@@ -8,6 +8,7 @@ double products of the float32 scales, the per-tensor one from their float32 pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def _fail(op: Op, reason: str) -> UnsupportedError:
 class FullyConnectedHandler:
     """FULLY_CONNECTED with int8 weights, per-tensor or per-channel."""
 
-    opcodes = ("FULLY_CONNECTED",)
+    opcodes: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, b = _inputs(op, graph)

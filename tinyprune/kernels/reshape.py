@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels.base import KernelCall, LowerContext, register
 
 
 class ReshapeHandler:
-    opcodes = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
+    opcodes: ClassVar[tuple[str, ...]] = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
 
     def check(self, op: Op, graph: Graph) -> None:
         src, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])

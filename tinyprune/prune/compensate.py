@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinyprune.errors import UsageError
-from tinyprune.models._backend import keras_module
+from tinyprune.models._backend import Flavor, keras_module
 from tinyprune.models._backend import tf as tf_module
 from tinyprune.prune.data import Dataset
 from tinyprune.prune.rebuild import rebuild
@@ -48,8 +48,10 @@ def _targets(plan: Any) -> list[FlatNode]:
             and n.config.get("padding") != "causal"]
 
 
-def _layer_inputs(model: Any, names: list[str], x: np.ndarray, flavor: str) -> list[np.ndarray]:
-    k = keras_module(flavor)  # type: ignore[arg-type]
+def _layer_inputs(
+    model: Any, names: list[str], x: np.ndarray, flavor: Flavor
+) -> list[np.ndarray]:
+    k = keras_module(flavor)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     extractor = k.Model(inputs, [model.get_layer(n).input for n in names])
     outs = extractor(x, training=False)

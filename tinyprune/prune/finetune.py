@@ -38,7 +38,7 @@ def _loss(k: Any, model: Any, data: Dataset) -> Any:
 
 
 def _progress_callback(k: Any, epochs: int, enabled: bool) -> Any:
-    class _Bar(k.callbacks.Callback):  # type: ignore[name-defined,misc]
+    class _Bar(k.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
             self.bar = tqdm(total=epochs, desc="fine-tune", disable=not enabled, leave=False)
 

@@ -181,6 +181,12 @@ def concatenate(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     return elementwise(node, ins, b)
 
 
+def _known_size(dims: Sequence[int | None]) -> int | None:
+    """Product of ``dims``, or None when one of them is unknown."""
+    known = [d for d in dims if d is not None]
+    return math.prod(known) if len(known) == len(dims) else None
+
+
 @rule("Flatten")
 def flatten(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Folds the spatial positions in front of the channels: feature = position * C + c."""
@@ -189,9 +195,10 @@ def flatten(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     shape = node.in_shapes[0]
     if len(shape) == 2:
         return [ins[0]]
-    if ins[0].outer != 1 or any(d is None for d in shape[1:-1]):
+    positions = _known_size(shape[1:-1])
+    if ins[0].outer != 1 or positions is None:
         return b.barrier(node, ins, "flattens a tensor of unknown spatial size")
-    return [ins[0].with_outer(math.prod(shape[1:-1]))]  # type: ignore[arg-type]
+    return [ins[0].with_outer(positions)]
 
 
 @rule("Reshape")
@@ -200,8 +207,9 @@ def reshape(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     shape_in, shape_out = node.in_shapes[0], node.out_shapes[0]
     if shape_in[-1] == shape_out[-1] and ins[0].outer == 1:
         return [ins[0]]
-    if len(shape_out) == 2 and ins[0].outer == 1 and None not in shape_in[1:-1]:
-        return [ins[0].with_outer(math.prod(shape_in[1:-1]))]  # type: ignore[arg-type]
+    positions = _known_size(shape_in[1:-1])
+    if len(shape_out) == 2 and ins[0].outer == 1 and positions is not None:
+        return [ins[0].with_outer(positions)]
     return b.barrier(node, ins, "reshape that moves the channel axis")
 
 
