@@ -110,7 +110,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         with steps.step("verify on host", f"({len(front.eval_inputs)} samples)"):
             host = pipeline.verify_on_host(front, project, stage, dsp=board.dsp)
         with steps.step("build firmware", f"for {board.name}"):
-            firmware = pipeline.make_firmware(project, board, opts, stage)
+            firmware = pipeline.make_firmware(project, board, stage / "firmware",
+                                              stack_bytes=opts.stack_bytes)
         with steps.step("run on emulator", opts.emulator):
             run = pipeline.emulate(front, firmware, board, opts, host.reference)
         with steps.step("report"):

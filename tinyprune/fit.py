@@ -28,17 +28,16 @@ class Measured:
     flash: int
     ram: int
     latency_ms: float | None
-    weight_bytes: int
-    arena_bytes: int
     macs: int
 
 
-def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path,
-            latency: bool) -> Measured:
-    """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it."""
+def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path, latency: bool,
+            stack_bytes: int) -> Measured:
+    """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it, with
+    the same firmware step and stack size as the build itself."""
     from tinyprune.codegen import generate
-    from tinyprune.firmware.build import build_firmware, render_harness
     from tinyprune.ir import read_tflite
+    from tinyprune.pipeline import make_firmware
     from tinyprune.plan import plan
     from tinyprune.quantize import quantize
     from tinyprune.verify import random_inputs
@@ -46,20 +45,17 @@ def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path,
     try:
         graph = read_tflite(quantize(loaded, data, model=model, samples=32))
         planned = plan(graph, dsp=board.dsp)
+        macs = sum(p.call.macs for p in planned.code_ops)
         project = generate(planned, work / "src", model_name="search", source_name="search",
                            samples=random_inputs(graph, 1))
-        main_c = render_harness(project.directory / "main.c")
         try:
-            fw = build_firmware([*project.firmware_sources, main_c], list(project.include_dirs),
-                                board, work / "fw", name="search")
+            fw = make_firmware(project, board, work / "fw", stack_bytes=stack_bytes,
+                               name="search")
         except CheckFailed as exc:  # too big for the board: measured size is in the map
             log.debug("candidate does not fit the board: %s", exc)
-            return Measured(board.flash.length + 1, board.ram.length + 1, None,
-                            planned.weight_bytes, planned.memory.arena_bytes,
-                            sum(p.call.macs for p in planned.code_ops))
+            return Measured(board.flash.length + 1, board.ram.length + 1, None, macs)
         latency_ms = _latency(fw, board) if latency else None
-        return Measured(fw.flash_used_bytes, fw.ram_used_bytes, latency_ms, planned.weight_bytes,
-                        planned.memory.arena_bytes, sum(p.call.macs for p in planned.code_ops))
+        return Measured(fw.flash_used_bytes, fw.ram_used_bytes, latency_ms, macs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -107,31 +103,33 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
 
 
 def prune_to_budgets(loaded: Any, data: Any, board: Any, budgets: Budgets, *, criterion: str,
-                     finetune: Any, work: Path) -> tuple[Any, dict[str, Any] | None]:
+                     finetune: Any, work: Path,
+                     stack_bytes: int) -> tuple[Any, dict[str, Any] | None]:
     """Returns the least-pruned model whose firmware meets the budgets, and the prune summary.
 
     Raises:
         UsageError: no flash, RAM or latency budget is set.
         CheckFailed: no ratio meets the budgets.
     """
-    from tinyprune.prune import PruneConfig, prune
+    from tinyprune.prune import PruneConfig, estimate, prune
 
     if budgets.flash is None and budgets.ram is None and budgets.latency_ms is None:
         raise UsageError("--prune-channels auto: set a --flash-budget, --ram-budget or "
                          "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
     latency = budgets.latency_ms is not None
-    m = measure(loaded.model, loaded, data, board, work / "r0", latency)
+    m = measure(loaded.model, loaded, data, board, work / "r0", latency, stack_bytes)
     if not broken(budgets, m):
         log.info("the unpruned model meets the budgets; nothing pruned")
         return loaded.model, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"}
-    est_flash, est_ram = m.weight_bytes, m.arena_bytes
+    before = estimate(loaded.model)  # the engine's units: its targets are compared to these
+    est_flash, est_ram = before.flash_bytes, before.ram_bytes
     targets: dict[str, int | None] = {}
     for rnd in range(1, ROUNDS + 1):
         targets = _targets(budgets, m, est_flash, est_ram, targets)
         config = PruneConfig(criterion=criterion, target_flash=targets["target_flash"],
                              target_ram=targets["target_ram"], target_macs=targets["target_macs"])
         result = prune(loaded.model, config, data=data)
-        m = measure(result.model, loaded, data, board, work / f"r{rnd}", latency)
+        m = measure(result.model, loaded, data, board, work / f"r{rnd}", latency, stack_bytes)
         est_flash, est_ram = result.flash_after, result.ram_after
         log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
         if not broken(budgets, m):

@@ -88,23 +88,19 @@ def board_for(opts: BuildOptions) -> Board:
 
 
 def preflight(opts: BuildOptions, board: Board) -> None:
-    """Fails fast (exit 3, with the install command) when a required tool is missing."""
-    import os
+    """Fails fast (exit 3, with the install command) when a required tool is missing: the same
+    checks the stages make, run before any work."""
     import shutil
 
     from tinyprune.errors import ToolMissing
-    from tinyprune.firmware.build import INSTALL_HINT
+    from tinyprune.firmware.build import require_toolchain
 
-    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-objcopy"):
-        if shutil.which(tool) is None:
-            raise ToolMissing(f"{tool} not found; {INSTALL_HINT}")
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise ToolMissing(f"host C compiler '{cc}' not found (used to check the generated code "
-                          "on the whole test set); install it with 'sudo apt-get install gcc'")
-    if opts.emulator == "qemu" and shutil.which("qemu-system-arm") is None:
-        raise ToolMissing("qemu-system-arm not found; install it with "
-                          "'sudo apt-get install qemu-system-arm' (or run make setup)")
+    require_toolchain()
+    verify.host_cc()
+    if opts.emulator == "qemu":
+        from tinyprune.emulator.qemu_backend import require_qemu
+
+        require_qemu()
     if opts.emulator == "renode":
         if shutil.which("renode") is None:
             raise ToolMissing("renode not found; Renode is not in Debian or PyPI: install it from "
@@ -189,7 +185,8 @@ def _prune(opts: BuildOptions, loaded: LoadedModel, data: Dataset | None, board:
     finetune = FineTune(epochs=epochs, lr_schedule="cosine") if epochs else None
     if opts.prune_channels == "auto":
         return prune_to_budgets(loaded, data, board, opts.budgets, criterion=opts.prune_criterion,
-                                finetune=finetune, work=stage / "search")
+                                finetune=finetune, work=stage / "search",
+                                stack_bytes=opts.stack_bytes)
     assert isinstance(opts.prune_channels, float)
     config = PruneConfig(ratio=opts.prune_channels, criterion=opts.prune_criterion,
                          finetune=finetune)
@@ -249,14 +246,14 @@ def verify_on_host(front: FrontEnd, project: CProject, stage: Path, dsp: bool) -
                      dsp_bit_exact=dsp_exact)
 
 
-def make_firmware(project: CProject, board: Board, opts: BuildOptions,
-                  stage: Path) -> Firmware:
+def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes: int,
+                  name: str = "firmware") -> Firmware:
     """Harness + generated model + kernels -> ELF for the board (sizes checked against it)."""
     from tinyprune.firmware.build import build_firmware, render_harness
 
     main_c = render_harness(project.directory / "main.c")
     return build_firmware([*project.firmware_sources, main_c], list(project.include_dirs), board,
-                          stage / "firmware", stack_bytes=opts.stack_bytes, name="firmware")
+                          out_dir, stack_bytes=stack_bytes, name=name)
 
 
 def emulate(front: FrontEnd, firmware: Firmware, board: Board, opts: BuildOptions,

@@ -82,6 +82,15 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> Comparison:
     return Comparison(samples=len(expected), mismatches=tuple(mismatches))
 
 
+def host_cc() -> str:
+    """The host C compiler ($CC or cc) that checks the generated code; ToolMissing if absent."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise ToolMissing(f"host C compiler '{cc}' not found (it checks the generated code on the "
+                          "test set); install it with 'sudo apt-get install gcc' or set CC")
+    return cc
+
+
 def host_compile(project: CProject, out: Path, *, dsp: bool = False,
                  extra_flags: tuple[str, ...] = ()) -> Path:
     """Compiles the generated model + kernels + host harness with the host C compiler.
@@ -89,10 +98,7 @@ def host_compile(project: CProject, out: Path, *, dsp: bool = False,
     With ``dsp=True`` the kernels' DSP path is compiled with the C emulation of the intrinsics,
     so the SIMD code is checked on the host as well.
     """
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise ToolMissing(f"host C compiler '{cc}' not found; install it with "
-                          "'sudo apt-get install gcc' or set CC")
+    cc = host_cc()
     exe = out / ("host_model_dsp" if dsp else "host_model")
     cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-DTP_USE_DSP={int(dsp)}",
            *extra_flags,

@@ -377,3 +377,18 @@ def test_nothing_written_outside_out(tmp_path: Path, monkeypatch) -> None:
     assert tempfile.tempdir == str(tmp)  # restored
     assert sorted(p.name for p in out.iterdir()) == [
         "firmware", "host", "model_int8.tflite", "report.json", "src"]
+
+
+def test_prune_auto_measures_with_the_users_stack(tmp_path: Path, capsys) -> None:
+    """With a 32K stack the unpruned digits CNN needs ~36.5K of RAM: the search must count the
+    stack the build will reserve, not the default, to meet a 36,000-byte budget."""
+    out = tmp_path / "ram"
+    rc = build("--board", "nucleo_f746", "--model", str(DIGITS / "digits_cnn.keras"),
+               "--prune-channels", "auto", "--stack", "32K", "--ram-budget", "36000",
+               "--out", str(out), "--samples", "1")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    r = report_of(out)
+    assert r["firmware"]["stack_reserved_bytes"] == 32 * 1024
+    assert r["budgets"]["ram"]["ok"] and r["firmware"]["ram_used_bytes"] <= 36000
+    assert r["model"]["pruning"]["ratio"] > 0.0

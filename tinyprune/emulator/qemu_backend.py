@@ -152,14 +152,19 @@ def _command(board: Board, elf: Path, fifo: Path) -> list[str]:
     ]
 
 
+def require_qemu() -> None:
+    """ToolMissing (exit 3) with the install command when qemu-system-arm is absent."""
+    if shutil.which(QEMU) is None:
+        raise ToolMissing(f"{QEMU} not found; {INSTALL_HINT}")
+
+
 def _check_board(board: Board) -> None:
     if "qemu" not in board.emulator.backends or board.emulator.qemu_machine is None:
         raise UsageError(
             f"board {board.name} cannot run on qemu (no QEMU machine); "
             f"use the unicorn backend, or a board with [emulator] qemu_machine"
         )
-    if shutil.which(QEMU) is None:
-        raise ToolMissing(f"{QEMU} not found; {INSTALL_HINT}")
+    require_qemu()
 
 
 @dataclass

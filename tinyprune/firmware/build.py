@@ -127,11 +127,18 @@ def render_harness(out_path: Path) -> Path:
     return out_path
 
 
-def _require_tool(name: str) -> str:
+def require_tool(name: str) -> str:
+    """The path of a cross-toolchain program; ToolMissing (exit 3) with the install command."""
     path = shutil.which(name)
     if path is None:
         raise ToolMissing(f"{name} not found; {INSTALL_HINT}")
     return path
+
+
+def require_toolchain() -> None:
+    """Checks that the cross compiler and objcopy are installed."""
+    require_tool(GCC)
+    require_tool(OBJCOPY)
 
 
 def _prefix_maps(out_dir: Path, sources: Iterable[Path]) -> list[str]:
@@ -310,8 +317,7 @@ def build_firmware(
             available bytes of the region).
         UsageError: a source file is missing or the stack size is invalid.
     """
-    _require_tool(GCC)
-    _require_tool(OBJCOPY)
+    require_toolchain()
     src_paths = [Path(s).resolve() for s in sources]
     _check_inputs(src_paths, stack_bytes)
     out = Path(out_dir).resolve()

@@ -14,7 +14,7 @@ Four layers, after Torch-Pruning's DepGraph:
 The stage's entry point is :func:`prune`. See docs/pruning.md.
 """
 
-from tinyprune.prune.api import prune
+from tinyprune.prune.api import estimate, prune
 from tinyprune.prune.config import FineTune, PruneConfig
 from tinyprune.prune.graph import Barrier, DependencyGraph, Group, Member
 from tinyprune.prune.importance import CRITERIA, Importance, ImportanceContext
@@ -35,6 +35,7 @@ __all__ = [
     "Member",
     "PruneConfig",
     "PruneResult",
+    "estimate",
     "prune",
     "trace_model",
 ]

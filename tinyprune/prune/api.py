@@ -15,6 +15,7 @@ from tinyprune.prune.config import PruneConfig
 from tinyprune.prune.data import Dataset, accuracy, as_dataset
 from tinyprune.prune.finetune import finetune
 from tinyprune.prune.graph import DependencyGraph
+from tinyprune.prune.metrics import Figures
 from tinyprune.prune.pruner import Plan, Pruner
 from tinyprune.prune.rebuild import sliced_layers
 from tinyprune.prune.result import Accuracy, GroupReport, PruneResult, layer_reports
@@ -97,10 +98,20 @@ def prune(model: Any, config: PruneConfig | None = None, data: Any = None) -> Pr
                                                    accuracy_tuned))
 
 
+def _figures(dep: DependencyGraph) -> Figures:
+    return Plan(dep, {}, sliced_layers(dep, {})).figures()
+
+
+def estimate(model: Any) -> Figures:
+    """The engine's figures (params, MACs, estimated flash and RAM bytes) of an unpruned model:
+    the units its targets are in."""
+    return _figures(Pruner(PruneConfig(), None).analyze(model))
+
+
 def _result(pruner: Pruner, start: _Start, pruned: Any, acc: Accuracy) -> PruneResult:
-    before = Plan(start.dep, {}, sliced_layers(start.dep, {})).figures()
+    before = _figures(start.dep)
     end = pruner.analyze(pruned)
-    after = Plan(end, {}, sliced_layers(end, {})).figures()
+    after = _figures(end)
     sizes_after = {g.name: g.size for g in end.groups}
     groups = tuple(GroupReport(g.name, g.size, sizes_after.get(g.name, g.size))
                    for g in start.dep.groups)
