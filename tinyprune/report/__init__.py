@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyprune.config import Budgets
+from tinyprune.outputs import atomic_write
 
 SCHEMA_VERSION = 1
 
@@ -37,10 +38,39 @@ def evaluate_budgets(budgets: Budgets, report: dict[str, Any]) -> dict[str, dict
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     """Writes ``report.json`` atomically (a temporary file renamed into place)."""
     path = out_dir / "report.json"
-    tmp = out_dir / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
     return path
+
+
+def failure_reason(report: dict[str, Any]) -> str:
+    """Why a completed build's report has ``ok`` false, with what to do next."""
+    broken = [f"{k} (limit {fmt_number(v['limit'])}, actual {fmt_number(v['actual'])})"
+              for k, v in report["budgets"].items() if not v["ok"]]
+    if broken:
+        hint = ""
+        model = report["model"]
+        prunable = {"flash", "ram", "latency_ms"} & {
+            k for k, v in report["budgets"].items() if not v["ok"]}
+        if prunable and model.get("kind") != "tflite" and not model.get("pruning"):
+            hint = "; add --prune-channels auto to prune the model until it meets them"
+        return "budget broken: " + ", ".join(broken) + hint
+    run = report["run"]
+    host = run.get("host", {})
+    if run.get("bit_exact") is False:
+        return (f"firmware outputs differ from the TFLite Micro reference on {run['emulator']} "
+                f"({len(run['mismatches'])} of {_inputs(run)} mismatching; see report.json "
+                "run.mismatches)")
+    if host.get("bit_exact") is False:
+        tail = "; no firmware was run (--emulator none)" if run.get("check") == "host-only" \
+            else ""
+        return ("the generated C differs from the TFLite Micro reference on the host build "
+                f"({host.get('mismatch_count', '?')} of {_inputs(host)} mismatching; see "
+                f"report.json run.host.mismatches){tail}")
+    return "the DSP kernel path differs from the reference on the host (see report.json run.host)"
+
+
+def _inputs(section: dict[str, Any]) -> str:
+    return f"{section.get('samples', 0) + section.get('random_samples', 0):,} inputs"
 
 
 def fmt_number(v: Any) -> str:
@@ -88,16 +118,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"ram       {_fmt_int(fw['ram_used_bytes'])} of {_fmt_int(b['ram_bytes'])} bytes "
         f"(arena {_fmt_int(fw['arena_bytes'])}, stack peak {_fmt_int(fw['stack_peak_bytes'])})",
     ]
-    if run.get("cycles_per_inference") is None and run.get("emulator") not in (None, "none"):
-        lines.append(f"cycles    not measured on {run['emulator']} (it has no DWT cycle counter); "
-                     "use --emulator unicorn for cycle estimates")
-    elif run.get("emulator") not in (None, "none"):
-        est = " (estimate)" if run.get("cycles_are_estimate") else ""
-        lines.append(f"cycles    {_fmt_int(run['cycles_per_inference'])}{est} = "
-                     f"{run['latency_ms_at_clock']:.2f} ms at clock; "
-                     f"{_fmt_int(run['instructions_per_inference'])} instructions")
-    lines.append(f"bit-exact {run.get('bit_exact')} ({run.get('samples')} samples on "
-                 f"{run.get('emulator')}, {len(run.get('mismatches', []))} mismatches)")
+    lines += _run_lines(run)
     lines.append(f"accuracy  float {_pct(acc.get('float'))}, int8 reference "
                  f"{_pct(acc.get('int8_reference'))}, firmware {_pct(acc.get('firmware'))} "
                  f"({acc.get('test_samples') or 0} test samples)")
@@ -112,5 +133,30 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for name, bud in report["budgets"].items():
         lines.append(f"budget {name}: limit {fmt_number(bud['limit'])}, actual "
                      f"{fmt_number(bud['actual'])} -> {'ok' if bud['ok'] else 'BROKEN'}")
+    lines += [f"warning   {w}" for w in report.get("warnings", [])]
     lines.append("result: " + ("OK" if report["ok"] else "FAILED"))
+    return lines
+
+
+def _run_lines(run: dict[str, Any]) -> list[str]:
+    """Cycles and the bit-exactness check, saying what ran: firmware or only the host build."""
+    emulator, host = run.get("emulator"), run.get("host") or {}
+    host_part = (f"host build {_inputs(host)}, {_fmt_int(host.get('random_samples'))} of them "
+                 f"seeded random full-range")
+    if emulator in (None, "none") or run.get("check") == "host-only":
+        return [f"bit-exact on the host build only: {host.get('bit_exact')} ({host_part}); "
+                "no firmware was run (--emulator none)"]
+    lines = []
+    if run.get("cycles_per_inference") is None:
+        lines.append(f"cycles    not measured on {emulator} (it has no DWT cycle counter); "
+                     "use --emulator unicorn for cycle estimates")
+    else:
+        est = " (estimate)" if run.get("cycles_are_estimate") else ""
+        lines.append(f"cycles    {_fmt_int(run['cycles_per_inference'])}{est} = "
+                     f"{run['latency_ms_at_clock']:.2f} ms at clock; "
+                     f"{_fmt_int(run['instructions_per_inference'])} instructions")
+    random = run.get("random_samples") or 0
+    lines.append(f"bit-exact {run.get('bit_exact')} ({_inputs(run)} on the firmware on "
+                 f"{emulator}, {random} of them random, {len(run.get('mismatches', []))} "
+                 f"mismatching; {host_part}: {host.get('bit_exact')})")
     return lines
