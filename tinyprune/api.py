@@ -13,6 +13,7 @@ killed build leaves no report (README, "What tinyprune touches in --out").
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,7 +62,8 @@ class Context:
 
     opts: BuildOptions
     board: Board
-    work: Path  # everything written here moves into --out when the build completes
+    work: Path  # everything written here moves into --out when the build completes; scratch
+    # files go to tempfile's folder, which output_folder points inside --out meanwhile
     say: Progress  # a detail line under the current step
 
 
@@ -110,7 +112,8 @@ def _prune(ctx: Context, s: State) -> State:
     if opts.prune_channels == "auto":
         pruned = fit.prune_to_budgets(loaded, ctx.board, opts.budgets,
                                       criterion=opts.prune_criterion, finetune=finetune,
-                                      work=ctx.work / "search", stack_bytes=opts.stack_bytes)
+                                      work=Path(tempfile.mkdtemp(prefix="prune-search-")),
+                                      stack_bytes=opts.stack_bytes)
         if pruned.summary is not None:
             ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
                     f"({pruned.summary['reason']})")

@@ -137,8 +137,9 @@ def _a_file_in(root: Path) -> Path:
     """A path to name in a refusal: the first entry, descending into folders to a file."""
     path = root
     for _ in range(4):
-        entries = sorted(p for p in os.listdir(path) if p != _MANIFEST_TMP) if path.is_dir() \
-            and not path.is_symlink() else []
+        entries = sorted((p for p in os.listdir(path) if p != _MANIFEST_TMP),
+                         key=lambda p: (p.startswith("."), p)) \
+            if path.is_dir() and not path.is_symlink() else []
         if not entries:
             break
         path = path / entries[0]

@@ -63,7 +63,7 @@ def test_demo_build_with_pruning(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # Host build equals the reference, so int8-reference and firmware accuracy are the same.
     assert r["accuracy"]["firmware"] == r["accuracy"]["int8_reference"] > 0.5
     assert r["accuracy"]["test_samples"] == 450
-    assert not (out / ".partial").exists()
+    assert not (out / ".tinyprune-partial").exists()
     names = {p.name for p in out.iterdir()}
     assert {"report.json", "model_int8.tflite", "src", "firmware"} <= names
     printed = capsys.readouterr().out

@@ -208,3 +208,18 @@ def test_help_of_build_mentions_force_and_random_samples(capsys) -> None:
         main(["build", "--help"])
     text = capsys.readouterr().out
     assert "--force" in text and "--random-samples" in text
+
+
+def test_codegen_refuses_a_users_folder(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "myproject"
+    out.mkdir()
+    (out / "main.c").write_text("int main(void) { return 0; }\n")
+    assert main(["codegen", "--board", "nucleo_f746", "--model", str(tmp_path / "m.tflite"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "m.tflite: no such file" in err  # the input is checked first
+    (tmp_path / "m.tflite").write_bytes(b"")
+    assert main(["codegen", "--board", "nucleo_f746", "--model", str(tmp_path / "m.tflite"),
+                 "--out", str(out)]) == 2
+    assert f"{out / 'main.c'}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["main.c"]
