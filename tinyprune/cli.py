@@ -81,7 +81,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
-                   help="run the firmware on this emulator (default unicorn; none = build only)")
+                   help="run the firmware on this emulator (default unicorn; none: build the "
+                   "firmware but check only the host build)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
