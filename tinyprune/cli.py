@@ -183,16 +183,16 @@ def _existing(path: Path) -> Path:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from tinyprune.data import load_dataset
     from tinyprune.models.load import load_model
     from tinyprune.outputs import output_file
+    from tinyprune.pipeline import load_data
     from tinyprune.quantize import quantize
 
     model = _existing(args.model)
     out = args.out or model.with_name(model.stem + "_int8.tflite")
     with output_file(out, force=args.force, inputs=[model]) as tmp:
         loaded = load_model(model, trust_model=args.trust_model)
-        data = load_dataset(args.data, loaded.input_shape) if args.data else None
+        data = load_data(args.data, loaded) if args.data else None
         tflite = loaded.tflite_bytes if loaded.model is None else quantize(loaded, data)
         assert tflite is not None
         tmp.write_bytes(tflite)
@@ -201,9 +201,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from tinyprune.data import load_dataset
     from tinyprune.models.load import load_model, save_model
     from tinyprune.outputs import output_file
+    from tinyprune.pipeline import load_data
     from tinyprune.progress import bars_enabled
     from tinyprune.prune import FineTune, PruneConfig, prune
 
@@ -214,7 +214,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         loaded = load_model(model, trust_model=args.trust_model)
         if loaded.model is None:
             raise UsageError(f"{model}: an int8 .tflite cannot be pruned; give the Keras model")
-        data = load_dataset(args.data, loaded.input_shape) if args.data else None
+        data = load_data(args.data, loaded) if args.data else None
         finetune = FineTune(epochs=args.finetune_epochs, lr_schedule="cosine") \
             if args.finetune_epochs else None
         result = prune(loaded.model, PruneConfig(

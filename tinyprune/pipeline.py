@@ -171,11 +171,16 @@ def load(opts: BuildOptions) -> Loaded:
 
     assert opts.model is not None
     model = load_model(opts.model, trust_model=opts.trust_model)
-    if opts.data is None:
-        return Loaded(model, None)
+    return Loaded(model, None if opts.data is None else load_data(opts.data, model))
+
+
+def load_data(path: Path, model: LoadedModel) -> Dataset:
+    """The data set, checked against the model's input and (single) output: labels must be
+    classes of the model."""
     from tinyprune.data import load_dataset
 
-    return Loaded(model, load_dataset(opts.data, model.input_shape))
+    output = model.output_shapes[0] if len(model.output_shapes) == 1 else None
+    return load_dataset(path, model.input_shape, output)
 
 
 def finetune_for(opts: BuildOptions, data: Dataset | None) -> FineTune | None:

@@ -5,9 +5,12 @@
   absl::InitializeLog()" and the CUDA stub's "Could not find cuda drivers"): they are printed while
   ``import tensorflow`` runs, so that one import runs with the process's stderr captured, and every
   captured line that is not such a log record is printed again.
-- Keras writes ``~/.keras/keras.json`` when it is first imported. ``KERAS_HOME`` (unless the user
-  set it) names a path that cannot exist, so Keras runs on its defaults, reads no user config and
-  writes nothing.
+- Keras writes ``~/.keras/keras.json`` when it is first imported and the file is missing. When the
+  user has none and has not set ``KERAS_HOME``, ``KERAS_HOME`` names a path that cannot exist, so
+  Keras runs on its defaults and writes nothing anywhere (a user's own ``keras.json`` or
+  ``KERAS_HOME`` is left alone: Keras reads it and, as it exists, writes nothing).
+  (``tinyprune.models._backend.keep_keras_out_of_home`` does the same for the Python API, with a
+  temporary folder; after this, it has nothing to do.)
 
 :func:`quiet_third_party` must run before anything imports TensorFlow; the CLI calls it first.
 """
@@ -97,10 +100,19 @@ class _QuietTensorflow(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _users_keras_json() -> bool:
+    """Whether Keras would find a ``keras.json`` of the user's (Keras 3 falls back to /tmp when
+    the home folder is read-only)."""
+    home = os.path.expanduser("~")
+    base = home if os.access(home, os.W_OK) else "/tmp"  # as Keras 3 does
+    return os.path.exists(os.path.join(base, ".keras", "keras.json"))
+
+
 def quiet_third_party() -> None:
     """Quiets TensorFlow's C++ logs and keeps Keras from writing its config (see module doc)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_HOME", UNREACHABLE_KERAS_HOME)
+    if "KERAS_HOME" not in os.environ and not _users_keras_json():
+        os.environ["KERAS_HOME"] = UNREACHABLE_KERAS_HOME
     if "tensorflow" not in sys.modules and \
             not any(isinstance(f, _QuietTensorflow) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorflow())

@@ -223,3 +223,20 @@ def test_codegen_refuses_a_users_folder(tmp_path: Path, capsys) -> None:
                  "--out", str(out)]) == 2
     assert f"{out / 'main.c'}" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["main.c"]
+
+
+def test_labels_are_checked_against_the_models_classes(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    digits = np.load(DIGITS / "digits.npz")
+    bad = tmp_path / "labels.npz"
+    y_train = digits["y_train"].copy()
+    y_train[5] = 12  # the digits CNN has 10 classes
+    np.savez(bad, x_train=digits["x_train"], y_train=y_train, x_test=digits["x_test"],
+             y_test=digits["y_test"])
+    out = tmp_path / "small.keras"
+    assert main(["prune", "--model", str(DIGITS / "digits_cnn.keras"), "--data", str(bad),
+                 "--out", str(out), "--finetune-epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "y_train holds label 12 (sample 5)" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -33,3 +33,18 @@ def test_c_level_writes_are_filtered(capfd) -> None:
         print("kept from Python", file=sys.stderr)
     # (under pytest sys.stderr is not file descriptor 2, so the two may come in either order)
     assert sorted(capfd.readouterr().err.splitlines()) == ["kept from C", "kept from Python"]
+
+
+def test_keras_home_points_nowhere_unless_the_user_has_a_config(tmp_path, monkeypatch) -> None:
+    from tinyprune.quiet import UNREACHABLE_KERAS_HOME, quiet_third_party
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    quiet_third_party()
+    assert os.environ["KERAS_HOME"] == UNREACHABLE_KERAS_HOME  # Keras can write nothing there
+    monkeypatch.delenv("KERAS_HOME")
+    (tmp_path / ".keras").mkdir()
+    (tmp_path / ".keras" / "keras.json").write_text("{}")
+    quiet_third_party()
+    assert "KERAS_HOME" not in os.environ  # the user's own config is read as always
+    assert list(tmp_path.rglob("*")) == [tmp_path / ".keras", tmp_path / ".keras" / "keras.json"]
