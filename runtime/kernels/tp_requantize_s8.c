@@ -21,8 +21,9 @@ tp_status tp_requantize_s8(const tp_requant_params *params,
         return TP_OK;
     }
     for (int32_t i = 0; i < size; ++i) {
-        const int32_t out = tp_requantize((int32_t)input[i] + params->input_offset, params->multiplier,
-                                          params->shift) + params->output_offset;
+        const int32_t scaled = tp_requantize((int32_t)input[i] + params->input_offset,
+                                             params->multiplier, params->shift);
+        const int32_t out = tp_wrap_add(scaled, params->output_offset);
         output[i] = (int8_t)TP_CLAMP(out, INT8_MIN, INT8_MAX);
     }
     return TP_OK;

@@ -18,7 +18,7 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors
+from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors, check_shifts
 from tinyprune.kernels.quant import activation_range, quantize_multiplier
 
 
@@ -122,6 +122,7 @@ class FullyConnectedHandler:
                             f"{len(w.quant.scale)} on axis {w.quant.axis}")
         if b is not None and b.size != out_f:
             raise _fail(op, f"expected {out_f} bias values, received {b.size}")
+        check_shifts(op, x, w, y, fc_args(op, graph).shift)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = fc_args(op, graph)
