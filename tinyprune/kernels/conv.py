@@ -310,6 +310,10 @@ def check_int8_tensors(op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor
     if act not in ACTIVATIONS:
         raise _fail(op, f"fused activation: expected one of {', '.join(ACTIVATIONS)}, "
                         f"received {act}")
+    try:
+        activation_range(str(act), y.scale, y.zero_point)
+    except ValueError as exc:
+        raise _fail(op, f"output '{y.name}': {exc}") from None
 
 
 def check_shifts(op: Op, x: Tensor, w: Tensor, y: Tensor, shifts: np.ndarray) -> None:
@@ -420,7 +424,11 @@ class DepthwiseConvHandler:
     opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
 
     def check(self, op: Op, graph: Graph) -> None:
-        x, w, _ = _inputs(op, graph)
+        x, w, b = _inputs(op, graph)
+        if b is None:  # tflite-micro's DEPTHWISE_CONV_2D Prepare crashes (segfault) without one
+            raise _fail(op, "without a bias cannot be checked against the TFLite Micro "
+                            "reference (it crashes on such a layer); expected a bias tensor, "
+                            "received none")
         if len(x.shape) == len(w.shape) == 4:
             if w.shape[0] != 1 or w.shape[3] % x.shape[3] != 0:
                 raise _fail(op, f"expected a filter [1, KH, KW, C_IN * multiplier], received "

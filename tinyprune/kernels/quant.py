@@ -34,7 +34,13 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype_min: 
     """TFLM CalculateActivationRangeQuantized for a fused activation name."""
 
     def q(v: float) -> int:  # float32 division, as TFLM computes it
-        return zero_point + tflite_round(float(np.float32(v) / np.float32(scale)))
+        with np.errstate(over="ignore", divide="ignore"):
+            steps = float(np.float32(v) / np.float32(scale))
+        if not abs(steps) < 2**31 - 128:  # TFLM's static_cast<int32_t> is undefined there
+            raise ValueError(f"fused activation {activation}: {v:g} / output scale leaves int32; "
+                             f"expected an output scale above {abs(v) / 2**31:g}, received "
+                             f"{scale:g}")
+        return zero_point + tflite_round(steps)
 
     if activation == "NONE":
         return dtype_min, dtype_max

@@ -102,9 +102,9 @@ def const_bytes(*tensors: Tensor) -> int:
 
 
 def requant_params(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> dict[str, int]:
-    """int8 -> int8 requantization (TFLM PrepareQuantizeReference); multiplier 0 = plain copy."""
-    if in_scale == out_scale and in_zp == out_zp:
-        return {"multiplier": 0, "shift": 0, "input_offset": -in_zp, "output_offset": out_zp}
+    """int8 -> int8 requantization (TFLM PrepareQuantizeReference). Equal scales give TFLM's
+    identity multiplier (2^30, shift 1), which the kernel copies when the zero points are equal
+    too; a ratio below 2^-32 gives multiplier 0 (every output is the output zero point)."""
     multiplier, shift = quantize_multiplier(in_scale / out_scale)
     return {
         "multiplier": multiplier,
