@@ -34,7 +34,7 @@ from tflite_builder import TensorSpec, single_op
 
 from tinyprune.errors import UsageError
 from tinyprune.ir import Graph, read_tflite
-from tinyprune.kernels.base import handler_for
+from tinyprune.kernels.base import handler_for, supported_ops
 from tinyprune.kernels.conv import CONV_KERNELS, DEPTHWISE_KERNELS, conv_args, depthwise_args
 from tinyprune.kernels.fully_connected import fc_args
 
@@ -278,14 +278,33 @@ def _concat(rng: np.random.Generator) -> bytes:
     return single_op("CONCATENATION", ins, [act("y", tuple(out), s, zp)], {"axis": axis})
 
 
-def _pad(rng: np.random.Generator) -> bytes:
+def _pad(rng: np.random.Generator, opcode: str = "PAD") -> bytes:
     shape = (BATCH, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 5)))
     pads = np.zeros((4, 2), np.int32)
     pads[1:] = rng.integers(0, 3, (3, 2))
     s, zp = act_scale(rng), zero_point(rng)
     out = tuple(int(d + p.sum()) for d, p in zip(shape, pads, strict=True))
-    return single_op("PAD", [act("x", shape, s, zp), TensorSpec("p", (4, 2), "int32", data=pads)],
-                     [act("y", out, s, zp)])
+    ins = [act("x", shape, s, zp), TensorSpec("p", (4, 2), "int32", data=pads)]
+    if opcode == "PADV2":  # an explicit padding value
+        ins.append(TensorSpec("v", (1,), scale=(s,), zero_point=(zp,),
+                              data=rng.integers(-128, 128, 1).astype(np.int8)))
+    return single_op(opcode, ins, [act("y", out, s, zp)])
+
+
+def _reshape(rng: np.random.Generator, opcode: str) -> bytes:
+    """RESHAPE / EXPAND_DIMS / SQUEEZE: no code, the output aliases the input's buffer."""
+    n = int(rng.integers(1, 5)) * 2
+    s, zp = act_scale(rng), zero_point(rng)
+    if opcode == "RESHAPE":
+        shape = TensorSpec("shape", (3,), "int32", data=np.array([BATCH, 2, n // 2], np.int32))
+        return single_op(opcode, [act("x", (BATCH, n), s, zp), shape],
+                         [act("y", (BATCH, 2, n // 2), s, zp)], {"newShape": [BATCH, 2, n // 2]})
+    if opcode == "EXPAND_DIMS":
+        axis = TensorSpec("axis", (1,), "int32", data=np.array([1], np.int32))
+        return single_op(opcode, [act("x", (BATCH, n), s, zp), axis],
+                         [act("y", (BATCH, 1, n), s, zp)])
+    return single_op(opcode, [act("x", (BATCH, 1, n), s, zp)], [act("y", (BATCH, n), s, zp)],
+                     {"squeezeDims": [1]})
 
 
 @dataclass(frozen=True)
@@ -318,6 +337,10 @@ OPS = (
     PropertyOp("dequantize", _dequantize, 12),
     PropertyOp("concat", _concat, 12),
     PropertyOp("pad", _pad, 8),
+    PropertyOp("padv2", lambda r: _pad(r, "PADV2"), 8),
+    PropertyOp("reshape", lambda r: _reshape(r, "RESHAPE"), 4),
+    PropertyOp("expand_dims", lambda r: _reshape(r, "EXPAND_DIMS"), 4),
+    PropertyOp("squeeze", lambda r: _reshape(r, "SQUEEZE"), 4),
 )
 OP = {o.id: o for o in OPS}
 
@@ -491,3 +514,9 @@ def test_every_row_has_refused_and_accepted_draws_overall() -> None:
     refused = sum(c.graph is None for op in OPS for c in checked(op))
     total = sum(op.draws for op in OPS)
     assert 0.05 * total < refused < 0.7 * total, (refused, total)
+
+
+def test_every_registered_op_has_a_row() -> None:
+    """A new op (or a handler registered for one) without a row of OPS fails here."""
+    drawn = {o.opcode for op in OPS for c in checked(op) if c.graph for o in c.graph.ops}
+    assert set(supported_ops()) <= drawn, sorted(set(supported_ops()) - drawn)
