@@ -344,3 +344,21 @@ def test_renderings_are_deterministic_and_handle_every_report(tmp_path: Path) ->
     assert [p.name for p in paths] == ["report.md", "report.html", "junit.xml", "report.json"]
     assert json.loads((out / "report.json").read_text()) == load("base")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
+
+
+@pytest.mark.parametrize(("vmax", "ticks"), [(603360, [0, 2e5, 4e5, 6e5, 8e5]),
+                                             (9600, [0, 2e3, 4e3, 6e3, 8e3, 1e4]),
+                                             (0, [0, 1]), (4.5, [0, 1, 2, 3, 4, 5])])
+def test_axis_ticks_are_round_and_cover_the_data(vmax: float, ticks: list[float]) -> None:
+    from tinyprune.report.charts import nice_ticks
+
+    assert nice_ticks(vmax) == pytest.approx(ticks)
+
+
+def test_axis_ranges_step_in_the_axis_unit() -> None:
+    from tinyprune.report.charts import nice_range
+
+    kib = nice_range(15492, 25292, 1024)
+    assert kib[0] <= 15492 and kib[-1] >= 25292
+    assert all((t / 1024 * 2) == int(t / 1024 * 2) for t in kib)  # whole or half KiB
+    assert nice_range(0.6511, 0.9956, 0.01) == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0])

@@ -22,15 +22,29 @@ def _r(v: float) -> float:
     return round(v, 1)
 
 
+def _nice_step(raw: float) -> float:
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+
+
 def nice_ticks(vmax: float, count: int = 5) -> list[float]:
-    """0 and round steps (1, 2, 5 x 10^k) up to at least ``vmax``."""
+    """0 and round steps (1, 2, 2.5, 5 x 10^k) up to at least ``vmax``."""
     if vmax <= 0:
         return [0.0, 1.0]
-    raw = vmax / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = _nice_step(vmax / count)
     n = math.ceil(vmax / step - 1e-9)
     return [i * step for i in range(n + 1)]
+
+
+def nice_range(lo: float, hi: float, unit: float = 1.0, count: int = 4) -> list[float]:
+    """Round ticks covering ``lo..hi``, stepping by round multiples of ``unit`` (1024 for an
+    axis in KiB, 0.01 for one in percent)."""
+    lo_u, hi_u = lo / unit, hi / unit
+    if hi_u - lo_u <= 0:
+        lo_u, hi_u = lo_u - 1, hi_u + 1
+    step = _nice_step((hi_u - lo_u) / count)
+    first, last = math.floor(lo_u / step + 1e-9), math.ceil(hi_u / step - 1e-9)
+    return [round(k * step, 9) * unit for k in range(first, last + 1)]
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class Point:
     label: str
     cls: str
     tip: str
+    label_dy: float = -8.0  # the label above the point, or below it near the top edge
 
 
 @dataclass(frozen=True)
@@ -192,10 +207,10 @@ def usage_chart(chart_id: str, desc: str, rows: Sequence[UsageRow],
                 fmt: Callable[[float], str]) -> Chart:
     """Horizontal bars, one per resource, each scaled to its own capacity (the board's)."""
     x0, x1 = 110.0, WIDTH - RIGHT
-    row_h, bar_h = 74.0, 26.0
+    row_h, bar_h, top = 78.0, 26.0, TOP + 10
     rects, labels, xticks, vlines = [], [], [], []
     for r, row in enumerate(rows):
-        y = TOP + r * row_h
+        y = top + r * row_h
         scale = (x1 - x0) / row.capacity if row.capacity else 0.0
         labels.append(Label(x0 - 8, _r(y + bar_h / 2 + 4), row.title, "end", cls="rowtitle"))
         rects.append(Rect(x0, _r(y), _r(x1 - x0), bar_h, "capacity",
@@ -221,9 +236,9 @@ def usage_chart(chart_id: str, desc: str, rows: Sequence[UsageRow],
             x = _r(x0 + min(value, row.capacity) * scale)
             vlines.append(VLine(x, _r(y - 4), _r(y + bar_h + 4), f"{name} {fmt(value)}",
                                 "limit"))
-    return Chart(chart_id, "usage", _r(TOP + len(rows) * row_h + 4), desc, rects=tuple(rects),
+    return Chart(chart_id, "usage", _r(top + len(rows) * row_h - 8), desc, rects=tuple(rects),
                  labels=tuple(labels), xticks=tuple(xticks), vlines=tuple(vlines),
-                 plot=(x0, TOP, x1, TOP + len(rows) * row_h))
+                 plot=(x0, top, x1, top + len(rows) * row_h))
 
 
 @dataclass(frozen=True)
@@ -271,33 +286,37 @@ class XY:
 
 
 def scatter_chart(chart_id: str, desc: str, points: Sequence[XY],
-                  fmt_x: Callable[[float], str], fmt_y: Callable[[float], str],
-                  x_title: str, plot_height: float = 220.0) -> Chart:
-    """Points with labels, joined in order of x (the size/accuracy trade-off)."""
+                  axes: tuple[Callable[[float], str], Callable[[float], str]],
+                  units: tuple[float, float], x_title: str, y_cap: float | None = None,
+                  plot_height: float = 220.0) -> Chart:
+    """Points with labels, joined in order of x (the size/accuracy trade-off). ``axes`` format
+    the x and y ticks, which step by round multiples of ``units``; ``y_cap`` bounds the y axis
+    (1.0 for an accuracy)."""
     bottom = TOP + plot_height
     x0, x1 = LEFT, WIDTH - RIGHT - 60
     xs, ys = [p.x for p in points], [p.y for p in points]
-    xlo, xhi = min(xs), max(xs)
-    ylo, yhi = min(ys), max(ys)
-    xpad = (xhi - xlo) * 0.1 or max(abs(xhi) * 0.1, 1.0)
-    ypad = (yhi - ylo) * 0.15 or max(abs(yhi) * 0.02, 0.01)
-    xlo, xhi, ylo, yhi = xlo - xpad, xhi + xpad, ylo - ypad, yhi + ypad
+    xt = nice_range(min(xs), max(xs), units[0])
+    yt = nice_range(min(ys), max(ys), units[1])
+    if y_cap is not None:
+        yt = [t for t in yt if t <= y_cap + 1e-12] or [y_cap]
+        if yt[-1] < max(ys):
+            yt.append(y_cap)
+    xlo, xhi, ylo, yhi = xt[0], xt[-1], yt[0], yt[-1]
+    if yhi == ylo:
+        ylo -= units[1]
 
     def sx(v: float) -> float:
-        return _r(x0 + (v - xlo) / (xhi - xlo) * (x1 - x0))
+        return _r(x0 + (v - xlo) / ((xhi - xlo) or 1.0) * (x1 - x0))
 
     def sy(v: float) -> float:
-        return _r(bottom - (v - ylo) / (yhi - ylo) * plot_height)
+        return _r(bottom - (v - ylo) / ((yhi - ylo) or 1.0) * plot_height)
 
-    pts = tuple(Point(sx(p.x), sy(p.y), p.label, "pt hi" if p.highlight else "pt", p.tip)
-                for p in points)
+    pts = tuple(Point(sx(p.x), sy(p.y), p.label, "pt hi" if p.highlight else "pt", p.tip,
+                      18.0 if sy(p.y) < TOP + 16 else -8.0) for p in points)
     ordered = sorted(pts, key=lambda p: p.x)
     path = "M" + " L".join(f"{p.x},{p.y}" for p in ordered)
-    yticks = tuple(Tick(sy(ylo + (yhi - ylo) * k / 4), fmt_y(ylo + (yhi - ylo) * k / 4))
-                   for k in range(5))
-    xticks = tuple(Tick(sx(xlo + (xhi - xlo) * k / 4), fmt_x(xlo + (xhi - xlo) * k / 4))
-                   for k in range(5))
     return Chart(chart_id, "scatter", _r(bottom + 44), desc, points=pts, path=path,
-                 yticks=yticks, xticks=xticks,
+                 yticks=tuple(Tick(sy(t), axes[1](t)) for t in yt),
+                 xticks=tuple(Tick(sx(t), axes[0](t)) for t in xt),
                  labels=(Label(_r((x0 + x1) / 2), _r(bottom + 38), x_title),),
                  plot=(x0, TOP, x1, bottom))

@@ -88,7 +88,7 @@ def _cards(report: dict[str, Any]) -> list[dict[str, str]]:
     model = _sec(report, "model")
     ratio = (model.get("pruning") or {}).get("ratio")
     return [
-        {"label": "model", "value": f"{fmt_compact(model.get('params_after'))} params",
+        {"label": "parameters", "value": fmt_int(model.get("params_after")),
          "sub": f"{fmt_int(model.get('macs_after'))} MACs"
          + (f"; {fmt_percent(ratio)} of channels pruned" if ratio else "")},
         {"label": "flash", "value": fmt_kib(flash),
@@ -237,6 +237,14 @@ def _placement_plot(report: dict[str, Any]) -> Plot | None:
                 note="buffers that are never live at the same time share bytes")
 
 
+def _fmt_kib_axis(v: float) -> str:
+    return f"{v / 1024:g} KiB"
+
+
+def _fmt_percent_axis(v: float) -> str:
+    return f"{100 * v:.4g}%"
+
+
 def _variant_plot(variants: Sequence[tuple[str, dict[str, Any]]]) -> Plot | None:
     if len(variants) < 2:
         return None
@@ -256,7 +264,8 @@ def _variant_plot(variants: Sequence[tuple[str, dict[str, Any]]]) -> Plot | None
                     "fewer than two of these reports have both accuracy and flash figures "
                     "(accuracy needs --data)")
     chart = charts.scatter_chart("chart-variants", f"{title}: {len(pts)} variants", pts,
-                                 fmt_kib, lambda v: f"{100 * v:.1f}%", "flash used")
+                                 (_fmt_kib_axis, _fmt_percent_axis), (1024.0, 0.01),
+                                 "flash used", y_cap=1.0)
     return Plot("plot-variants", title, chart,
                 note="firmware accuracy on the test set against flash used; the first report "
                      "given is ringed")
