@@ -362,3 +362,13 @@ def test_axis_ranges_step_in_the_axis_unit() -> None:
     assert kib[0] <= 15492 and kib[-1] >= 25292
     assert all((t / 1024 * 2) == int(t / 1024 * 2) for t in kib)  # whole or half KiB
     assert nice_range(0.6511, 0.9956, 0.01) == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0])
+
+
+def test_a_failed_report_without_a_failed_check_still_reads_failed() -> None:
+    r = load("base")
+    r["ok"] = False  # e.g. a check this version does not know about failed
+    md = render("report.md", r)
+    assert md.splitlines()[1].startswith("## ❌")
+    assert "> **Failed:** the report says ok: false" in md
+    html = render("report.html", r)
+    assert ">FAILED<" in html and "the report says ok: false" in html

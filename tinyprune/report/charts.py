@@ -258,8 +258,8 @@ def placement_chart(chart_id: str, desc: str, n_ops: int, spans: Sequence[Span],
     """The memory plan: each buffer a rectangle, ops along x, arena offset up the y axis."""
     bottom = TOP + plot_height
     x0, x1 = LEFT, WIDTH - RIGHT
-    top_value = max([arena, *(s.offset + s.size for s in spans), 0.0])
-    ticks = nice_ticks(top_value)
+    top_value = max([arena, *(s.offset + s.size for s in spans), 1.0])
+    ticks = nice_range(0.0, top_value, 1024.0 if top_value >= 1024 else 1.0)  # round KiB
     scale = plot_height / ticks[-1]
     slot = (x1 - x0) / max(n_ops, 1)
     rects = [Rect(_r(x0 + s.first * slot + 1), _r(bottom - (s.offset + s.size) * scale),

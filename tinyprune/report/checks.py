@@ -59,8 +59,10 @@ def _fit(report: dict[str, Any], used_key: str, size_key: str, region: str) -> C
     msg = (f"{fmt_bytes(used)} of {fmt_bytes(size)} ({share(used, size)}), "
            f"{fmt_bytes(size - used)} free on {board.get('name', 'the board')}")
     if region == "RAM":
-        msg += (f"; arena {fmt_bytes(fw.get('arena_bytes'))}, stack peak "
-                f"{fmt_bytes(fw.get('stack_peak_bytes'))} of "
+        peak = fw.get("stack_peak_bytes")
+        stack = (f"stack peak {fmt_bytes(peak)} of " if peak is not None
+                 else "stack peak not measured (no firmware run), ")
+        msg += (f"; arena {fmt_bytes(fw.get('arena_bytes'))}, {stack}"
                 f"{fmt_bytes(fw.get('stack_reserved_bytes'))} reserved")
     elif fw.get("samples_bytes"):
         msg += f"; the check's compiled-in inputs take {fmt_bytes(fw['samples_bytes'])} more"

@@ -36,6 +36,7 @@ from tinyprune.report.figures import (
     fmt_unit,
     share,
 )
+from tinyprune.report.markdown import UNEXPLAINED
 
 TEMPLATE = "report.html.j2"
 
@@ -124,11 +125,15 @@ def _usage_plot(report: dict[str, Any]) -> Plot:
         ram_segs = [charts.Segment("arena", arena, "seg-arena"),
                     charts.Segment("stack and other data", max(ram - arena, 0), "seg-static")]
     else:
-        used_stack = min(peak, stack) if peak is not None else 0
         ram_segs = [charts.Segment("static data", max(ram - arena - stack, 0), "seg-static"),
-                    charts.Segment("arena", arena, "seg-arena"),
-                    charts.Segment("stack used (peak)", used_stack, "seg-stack"),
-                    charts.Segment("stack reserved, unused", stack - used_stack, "seg-free")]
+                    charts.Segment("arena", arena, "seg-arena")]
+        if peak is None:
+            ram_segs.append(charts.Segment("stack reserved (peak not measured)", stack,
+                                           "seg-free"))
+        else:
+            used = min(peak, stack)
+            ram_segs += [charts.Segment("stack used (peak)", used, "seg-stack"),
+                         charts.Segment("stack reserved, unused", stack - used, "seg-free")]
     rows = [
         charts.UsageRow("flash", b["flash_bytes"], flash_segs,
                         [("budget", budgets["flash"]["limit"])] if "flash" in budgets else [],
@@ -328,7 +333,8 @@ def page_context(report: dict[str, Any], baseline: dict[str, Any] | None = None,
         "verdict": verdict(checks),
         "subtitle": _subtitle(report, verdict(checks)),
         "board": board, "model": model,
-        "failures": [c for c in checks if c.status == FAILED],
+        "failures": [f"{c.title}: {c.message}" for c in checks if c.status == FAILED]
+        or ([] if report.get("ok") else [UNEXPLAINED]),
         "cards": _cards(report),
         "budgets": _budget_rows(report),
         "checks": [c for c in checks if c.group != BUDGETS],

@@ -28,6 +28,7 @@ from tinyprune.report.figures import (
 MARKER = "<!-- tinyprune-report -->"
 STATUS_ICON = {PASSED: "✅", FAILED: "❌"}
 SKIPPED_ICON = "⚪"
+UNEXPLAINED = "the report says ok: false, with no failed budget or check in it"
 
 
 def cell(text: Any) -> str:
@@ -176,6 +177,8 @@ def render_markdown(report: dict[str, Any], baseline: dict[str, Any] | None = No
     if failed:
         lines += [f"> **Failed:** {cell(c.title)}: {cell(c.message)}  " for c in failed]
         lines.append("")
+    elif not report.get("ok"):
+        lines += [f"> **Failed:** {UNEXPLAINED}", ""]
     lines += [*_headline(report), ""]
     lines += _budgets(report, checks)
     lines += _checks(checks)
