@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tinyprune.config import CYCLE_MODELS
 from tinyprune.emulator import cycle_m0plus, cycle_m4, cycle_m7
 from tinyprune.emulator.cycle_memory import MemoryCosts, RegRead
 from tinyprune.emulator.cycle_ops import Op, decode_block
@@ -22,7 +23,7 @@ from tinyprune.emulator.cycles import BlockCost, block_cost
 from tinyprune.errors import UsageError
 from tinyprune.firmware.boards import Board
 
-MODEL_NAMES = ("m7", "m4", "m0plus", "table")
+MODEL_NAMES = CYCLE_MODELS
 DEFAULT_FOR_CORE = {"cortex-m7": "m7", "cortex-m4": "m4", "cortex-m3": "m4",
                     "cortex-m33": "m4", "cortex-m55": "m7", "cortex-m0plus": "m0plus"}
 
