@@ -7,7 +7,8 @@ latency at the board clock with the published MLPerf Tiny figure (18.4 ms on the
 STM32F746, best of v1.0/v1.1; shared/FACTS.md). Also records the emulator's speed per model
 (instructions per CPU second of the whole run, decode included).
 
-Results go to ``bench/results/cycle_models.{md,json}`` with the machine and date.
+Then every official model (KWS, VWW, IC, AD) under ``m7`` and ``table`` against its published
+F746 latency. Results go to ``bench/results/cycle_models.{md,json}`` with the machine and date.
 
 usage: python bench/cycle_models.py
 """
@@ -43,13 +44,38 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None]] = [
 ]
 
 
-def build_elf(board: str, out: Path) -> Path:
+FIXTURES = ROOT / "tests" / "fixtures" / "mlperf_tiny"
+# the other official models on the F746: (name, file, published ms at 216 MHz; FACTS.md)
+OFFICIAL = [("KWS DS-CNN", "kws_ref_model.tflite", 18.4),
+            ("VWW MobileNetV1-0.25", "vww_96_int8.tflite", 57.0),
+            ("IC ResNet-8", "pretrainedResnet_quant.tflite", 61.6),
+            ("AD FC autoencoder", "ad01_int8.tflite", 1.7)]
+
+
+def build_elf(board: str, out: Path, model: Path = KWS) -> Path:
     from tinyprune.api import build
     from tinyprune.config import BuildOptions
 
-    build(BuildOptions(board=board, model=KWS, out=out, samples=1, random_samples=0),
+    build(BuildOptions(board=board, model=model, out=out, samples=1, random_samples=0),
           progress=lambda msg: print(f"  {board}: {msg}", file=sys.stderr))
     return out / "firmware" / "firmware.elf"
+
+
+def official_rows(tmp: Path) -> list[dict[str, Any]]:
+    """Every official model on nucleo_f746 under m7 and table, against its published latency."""
+    rows = []
+    for name, file, published in OFFICIAL:
+        out = tmp / file
+        elf = build_elf("nucleo_f746", out, FIXTURES / file)
+        macs = json.loads((out / "report.json").read_text())["model"]["macs_after"]
+        for model in ("m7", "table"):
+            r = run_case(elf, "nucleo_f746", model, None)
+            rows.append({"model_name": name, "cycle_model": model, "macs": macs,
+                         "cycles": r["cycles"], "cycles_per_mac": round(r["cycles"] / macs, 2),
+                         "latency_ms": r["latency_ms"], "published_ms": published,
+                         "ratio": round(r["latency_ms"] / published, 2)})
+            print(rows[-1], file=sys.stderr)
+    return rows
 
 
 def run_case(elf: Path, board_name: str, model: str,
@@ -75,7 +101,21 @@ def run_case(elf: Path, board_name: str, model: str,
             "emulator_m_instr_per_cpu_s": round(result.instructions / seconds / 1e6, 1)}
 
 
-def markdown(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
+def official_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## The four official models on nucleo_f746 (216 MHz): m7 and table vs published",
+             "", "Published: best MLPerf Tiny v1.0/v1.1 result on the STM32F746 (FACTS.md); "
+             "ratio = our estimate / published.", "",
+             "| model | MACs | cycle model | cycles | c/MAC | est. ms | published ms | ratio |",
+             "|---|--:|---|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        lines.append(f"| {r['model_name']} | {r['macs']:,} | {r['cycle_model']} | "
+                     f"{r['cycles']:,} | {r['cycles_per_mac']} | {r['latency_ms']} | "
+                     f"{r['published_ms']} | {r['ratio']:.2f}x |")
+    return lines
+
+
+def markdown(rows: list[dict[str, Any]], info: dict[str, str],
+             official: list[dict[str, Any]] | None = None) -> str:
     lines = ["# Cycle models on the official MLPerf Tiny KWS model (DS-CNN, 2.66 M MACs)", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["- published: 18.4 ms on the STM32F746 at 216 MHz = 3.97 M cycles = 1.49 "
@@ -92,6 +132,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
         lines.append(f"| {r['case']} | {r['board']} | {r['model']} | {memory} | "
                      f"{r['cycles']:,} | {r['cycles_per_mac']} | {r['latency_ms']} | {vs} | "
                      f"{r['emulator_m_instr_per_cpu_s']} |")
+    lines += official_markdown(official or [])
     return "\n".join(lines) + "\n"
 
 
@@ -106,14 +147,16 @@ def main() -> int:
         for label, board, model, timing in CASES:
             rows.append({"case": label, **run_case(elfs[board], board, model, timing)})
             print(rows[-1], file=sys.stderr)
+        official = official_rows(Path(tmp))
     info = machine(flags="-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on",
                    note="cycles per inference from the tp_model_invoke region; emulator speed "
                    "in CPU time (the host is shared), decode of each block included")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cycle_models.json").write_text(json.dumps({"machine": info, "rows": rows},
+    (RESULTS / "cycle_models.json").write_text(json.dumps({"machine": info, "rows": rows,
+                                                           "official": official},
                                                           indent=1) + "\n")
-    (RESULTS / "cycle_models.md").write_text(markdown(rows, info))
-    print(markdown(rows, info))
+    (RESULTS / "cycle_models.md").write_text(markdown(rows, info, official))
+    print(markdown(rows, info, official))
     return 0
 
 

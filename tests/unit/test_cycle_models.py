@@ -216,3 +216,14 @@ def test_default_model_follows_the_core() -> None:
     assert model_for(load_board("nucleo_f401re")).name == "m4"
     with pytest.raises(UsageError, match="expected one of m7, m4, m0plus, table"):
         model_for(load_board("nucleo_f746"), "m3")
+
+
+def test_block_cost_carries_how_the_block_is_left_and_entered() -> None:
+    board = dataclasses.replace(load_board("nucleo_f746"), timing=load_board("mps2_an500").timing)
+    loop = model_for(board, "m7").block(bytes.fromhex("0130fdd1"), 0x1000)  # adds; bne back
+    assert (loop.instructions, loop.cycles) == (2, 1)  # the branch pairs with the add
+    assert (loop.taken_penalty, loop.fall_penalty) == (0, cycle_m7.MISPREDICT)
+    m4_block = model_for(board, "m4").block(bytes.fromhex("10f10100"), 0x1002)  # adds.w
+    assert m4_block.entry_penalty == 2
+    table = model_for(board, "table").block(bytes.fromhex("0130fdd1"), 0x1000)
+    assert (table.cycles, table.taken_penalty, table.fall_penalty) == (2, 2, 0)
