@@ -32,7 +32,10 @@ def build_one(name: str, model_path: Path, board: str, samples: int, out: Path) 
     from tinyprune.api import build
     from tinyprune.config import BuildOptions
 
-    result = build(BuildOptions(board=board, model=model_path, out=out, samples=samples),
+    # the table model, comparable with FACTS.md's CMSIS-NN figures; m7/m4 figures of the same
+    # models are in bench/cycle_models.py
+    result = build(BuildOptions(board=board, model=model_path, out=out, samples=samples,
+                                cycle_model="table"),
                    progress=lambda msg: print(f"  {name}: {msg}", file=sys.stderr))
     r = result.report
     cycles = r["run"]["cycles_per_inference"]
