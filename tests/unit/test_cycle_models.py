@@ -227,3 +227,50 @@ def test_block_cost_carries_how_the_block_is_left_and_entered() -> None:
     assert m4_block.entry_penalty == 2
     table = model_for(board, "table").block(bytes.fromhex("0130fdd1"), 0x1000)
     assert (table.cycles, table.taken_penalty, table.fall_penalty) == (2, 2, 0)
+
+
+# ---- the unicorn hook: blocks priced once, left and entered as the model says -------------------
+def _loop_image(origin: int = 0) -> object:
+    from pathlib import Path
+
+    from tinyprune.emulator.elf import ElfImage, Segment
+
+    # movs r0, #3; 1: subs r0, #1; bne 1b; adds r1, #1; b .   (then the idle `b .` ends the run)
+    code = bytes.fromhex("0320" "0138" "fdd1" "0131" "fee7")
+    reset = origin + 0x100
+    vectors = (0x2000_1000).to_bytes(4, "little") + (reset | 1).to_bytes(4, "little")
+    return ElfImage(Path("loop.elf"), (Segment(origin, vectors), Segment(reset, code)), {}, {},
+                    (), (), ())
+
+
+@pytest.mark.parametrize(
+    ("model", "cycles"),
+    [
+        # A = movs, subs (needs r0), bne paired with subs: 2; B = subs + bne: 1, entered twice
+        # by the predicted-taken branch (0); leaving B by fall-through is a mispredict (6);
+        # C = adds, b .: 1 (the branch pairs); the idle `b .` is not counted.
+        ("m7", 2 + 1 + 1 + cycle_m7.MISPREDICT + 1),
+        # table: 1 per instruction, +2 per taken branch (A->B, B->B, C->idle is not counted)
+        ("table", 3 + 2 + 2 + 2 + 2 + 2),
+    ],
+)
+def test_unicorn_hook_applies_block_costs_and_branch_penalties(model: str, cycles: int) -> None:
+    from tinyprune.emulator.unicorn_backend import _Run
+
+    board = load_board("mps2_an500")  # zero-wait memory: only the core's rules count
+    run = _Run(board, _loop_image(), (), 10_000, True, None,  # type: ignore[arg-type]
+               model_for(board, model))
+    result = run.run()
+    assert (result.stop_reason, result.instructions) == ("idle", 9)
+    assert (result.cycle_model, result.cycles) == (model, cycles)
+
+
+def test_unicorn_hook_charges_icache_fills_once_per_block() -> None:
+    from tinyprune.emulator.unicorn_backend import _Run
+
+    board = load_board("nucleo_f746")  # code in flash, 7 wait states, I-cache on
+    run = _Run(board, _loop_image(board.flash.origin), (), 10_000, True, None,  # type: ignore[arg-type]
+               model_for(board, "m7"))
+    # the m7 figure of the zero-wait test plus one 32-byte line fill (8 cycles) for each of the
+    # three blocks that run (A, B, C), though B runs twice
+    assert run.run().cycles == 2 + 1 + 1 + cycle_m7.MISPREDICT + 1 + 3 * 8
