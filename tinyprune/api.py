@@ -160,6 +160,8 @@ def _build_firmware(ctx: Context, s: State) -> State:
                                           stack_bytes=ctx.opts.stack_bytes)
     except CheckFailed as exc:
         raise _with_next_step(exc, ctx, s) from None
+    pipeline.write_expected_outputs(firmware, _need(s.info), _need(s.checks),
+                                    _need(s.host).reference)
     return replace(s, firmware=firmware)
 
 

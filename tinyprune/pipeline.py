@@ -8,6 +8,7 @@ imports go one way: ``api -> fit -> pipeline -> the stage packages``.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -332,6 +333,30 @@ def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes
     main_c = render_harness(project.directory / "main.c")
     return build_firmware([*project.firmware_sources, main_c], list(project.include_dirs), board,
                           out_dir, stack_bytes=stack_bytes, name=name)
+
+
+def firmware_model_name(info: ModelInfo) -> str:
+    """The ``model=`` name the harness prints (``tp_model_name``, as codegen spells it)."""
+    return re.sub(r"[^0-9A-Za-z_.-]", "_", info.source.stem)
+
+
+def write_expected_outputs(firmware: Firmware, info: ModelInfo, checks: CheckSet,
+                           reference: np.ndarray) -> Path:
+    """Writes ``firmware/reference_outputs.json`` beside the ELF: the reference outputs of the
+    inputs compiled into it, so that a run anywhere else (a real board through ``tinyprune
+    monitor``, Renode) is checked byte for byte without the model."""
+    from tinyprune.protocol import EXPECTED_FILE, ExpectedOutputs
+
+    index = checks.firmware_index
+    inputs = tuple(("sample", int(r)) if r < checks.samples else ("random", int(r) - checks.samples)
+                   for r in index)
+    expected = ExpectedOutputs(
+        board=firmware.board, model=firmware_model_name(info), elf_sha256=firmware.elf_sha256,
+        output_bytes=int(reference.shape[1]), inputs=inputs,
+        outputs=tuple(bytes(row) for row in np.ascontiguousarray(reference[index], np.uint8)))
+    path = firmware.elf.parent / EXPECTED_FILE
+    path.write_text(expected.to_json(), encoding="utf-8")
+    return path
 
 
 def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
