@@ -345,6 +345,47 @@ def _results_json(capture: Any) -> dict[str, Any]:
                          "layer_cycles": list(s.layer_cycles)} for s in r.samples]}
 
 
+def _export_source(args: argparse.Namespace) -> tuple[Path, str, str]:
+    """(the int8 .tflite, the board name, the model's file name) from --model/--board or --from."""
+    if args.source is None:
+        if args.model is None or args.board is None:
+            raise UsageError("export: give --model M.tflite and --board B, or --from BUILD (a "
+                             "build folder)")
+        return _existing(args.model), args.board, args.model.name
+    if args.model is not None:
+        raise UsageError("--from and --model: give one (--from takes the build's "
+                         "model_int8.tflite)")
+    from tinyprune.report import read_report
+
+    report = read_report(args.source)
+    built_for = str(report["board"]["name"])
+    if args.board is not None and args.board != built_for:
+        raise UsageError(f"--board {args.board}: the build in {args.source} is for {built_for}")
+    model = args.source / "model_int8.tflite"
+    if not model.is_file():
+        raise UsageError(f"--from {args.source}: no model_int8.tflite in it; pass --model")
+    return model, built_for, str(report["model"].get("source") or model.name)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tinyprune.export import default_name, export_library, format_outputs, library_name
+    from tinyprune.firmware.boards import load_board
+    from tinyprune.ir import read_tflite
+    from tinyprune.outputs import output_folder
+
+    model, board_name, source_name = _export_source(args)
+    board = load_board(board_name)
+    name = library_name(args.name) if args.name else default_name(Path(source_name).stem)
+    out = args.out or Path("build") / f"{Path(source_name).stem}-{board.name}-{args.format}"
+    with output_folder(out, force=args.force, names=format_outputs(args.format, name)) as work:
+        done = export_library(read_tflite(model), board, work, fmt=args.format, name=name,
+                              source_name=source_name)
+    print(f"wrote {out}: {done.format} library {done.name} ({len(done.files)} files; kernels "
+          f"{', '.join(k.removesuffix('.c') for k in done.kernels)})")
+    print(f"how to call it and add it to your firmware: {out / 'README.md'}")
+    return 0
+
+
 def _variant_labels(paths: Sequence[Path]) -> list[str]:
     """Each report's name in a comparison: its build folder's name (the path when two clash)."""
     names = [(p.parent.name if p.name == "report.json" else p.stem) if not p.is_dir()
@@ -505,6 +546,24 @@ def _add_monitor_options(p: argparse.ArgumentParser) -> None:
                    "report.json) as JSON")
 
 
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    from tinyprune.export import FORMATS
+
+    p.add_argument("--format", required=True, choices=tuple(FORMATS),
+                   help="cmake: a CMakeLists.txt with a library target; make: a Makefile "
+                   "fragment; arduino: an Arduino library with an example sketch")
+    p.add_argument("--model", type=Path, help="an int8 .tflite (with --board)")
+    p.add_argument("--board", help="the board the library is planned for: its core picks the "
+                   "kernels (list: tinyprune boards; default with --from: the build's board)")
+    p.add_argument("--from", dest="source", type=Path, metavar="BUILD",
+                   help="a build folder: exports its model_int8.tflite for its board")
+    p.add_argument("--name", help="library name, a lowercase C identifier (default: from the "
+                   "model's file name); the header is <name>.h, the call <name>_invoke()")
+    p.add_argument("--out", type=Path, help="output folder (default "
+                   "build/<stem>-<board>-<format>/); nothing is written outside it")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
 def _no_options(p: argparse.ArgumentParser) -> None:
     pass
 
@@ -550,6 +609,11 @@ COMMANDS: dict[str, Command] = {
                 "build's TFLite Micro reference and the board's report (report.json, .md, .html, "
                 "junit.xml) is written to BUILD/board/; exit 1 when they differ or a budget "
                 "breaks.", _add_monitor_options, cmd_monitor),
+    "export": ("int8 model -> a C library for your firmware (CMake, Makefile or Arduino)",
+               "Write the model as a self-contained library: the generated model, only the "
+               "kernels it uses, a header with the API, a README with the three lines to call "
+               "it, and the build glue of --format (cmake, make or arduino).",
+               _add_export_options, cmd_export),
     "report": ("print or re-render an existing report.json (Markdown, JUnit, HTML)",
                "Print the summary of a build's report.json, or render it again as Markdown "
                "(--md), JUnit XML (--junit) or HTML with plots (--html), optionally against a "

@@ -74,7 +74,7 @@ def test_user_files_in_the_part_stay_and_are_never_overwritten(tmp_path: Path) -
     (tmp_path / "b" / "board" / "notes.txt").write_text("mine")
     board(tmp_path / "b", {"report.json": "again"})
     assert (tmp_path / "b" / "board" / "notes.txt").read_text() == "mine"
-    with pytest.raises(OutputError, match="notes.txt exists and was not written by tinyprune"):
+    with pytest.raises(OutputError, match=r"notes\.txt exists and was not written by tinyprune"):
         board(tmp_path / "b", {"notes.txt": "overwrite"})
     assert (tmp_path / "b" / "board" / "notes.txt").read_text() == "mine"
 
