@@ -6,7 +6,7 @@ constructor parameters of every model it names (from renode-infrastructure's sou
 MODELS), the Python peripherals by running them with Renode's request fields while doing what
 the tinyprune BSP does, the ``.robot`` suite by Robot Framework's own parser with Renode's
 keywords and their parameter names, the ``.resc`` line by line against the Monitor commands it
-uses. ``renode-test`` itself is run by tests/e2e/test_renode.py when it is on PATH.
+uses. ``renode-test`` itself is run by tests/e2e/test_renode_build.py when it is on PATH.
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def test_a_board_without_renode_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "renode").exists()
 
 
-# --- run_robot with a stand-in renode-test (the real one: tests/e2e/test_renode.py) ------------
+# --- run_robot with a stand-in renode-test (the real one: tests/e2e/test_renode_build.py) ---
 
 def _stand_in(tmp_path: Path, body: str) -> str:
     tool = tmp_path / "bin" / "renode-test"
