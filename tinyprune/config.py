@@ -240,6 +240,13 @@ def _latency_needs_cycles(opts: BuildOptions) -> None:
                          "use --emulator unicorn")
 
 
+def _cycle_model_needs_unicorn(opts: BuildOptions) -> None:
+    if opts.cycle_model is not None and opts.emulator != "unicorn":
+        raise UsageError(f"--cycle-model {opts.cycle_model} prices runs on the unicorn emulator "
+                         f"only (--emulator {opts.emulator} has its own timing or none); drop "
+                         "--cycle-model or use --emulator unicorn")
+
+
 def _accuracy_needs_data(opts: BuildOptions) -> None:
     b = opts.budgets
     for name, value in (("--min-accuracy", b.min_accuracy),
@@ -273,5 +280,5 @@ def _is_tflite(opts: BuildOptions) -> bool:
     return opts.model is not None and opts.model.suffix.lower() == ".tflite"
 
 
-_COMBINATIONS = (_latency_needs_cycles, _accuracy_needs_data, _pruning_needs_keras,
-                 _finetune_needs_data)
+_COMBINATIONS = (_latency_needs_cycles, _cycle_model_needs_unicorn, _accuracy_needs_data,
+                 _pruning_needs_keras, _finetune_needs_data)

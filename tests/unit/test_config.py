@@ -58,6 +58,8 @@ def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     ({"model": Path("m.keras")}, "no board given"),
     ({"board": "b"}, "no model given"),
     ({"board": "b", "model": Path("m"), "emulator": "gem5"}, "--emulator"),
+    ({"board": "b", "model": Path("m"), "cycle_model": "m4", "emulator": "qemu"},
+     "--cycle-model m4 prices runs on the unicorn emulator only"),
     ({"board": "b", "model": Path("m"), "cycle_model": "m3"},
      "--cycle-model: expected one of m7, m4, m0plus, table, received 'm3'"),
     ({"board": "b", "model": Path("m"), "samples": 0}, "--samples"),

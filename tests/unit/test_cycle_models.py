@@ -8,6 +8,7 @@ in the case: dropping the rule changes the count.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from capstone import arm_const as A
@@ -231,8 +232,6 @@ def test_block_cost_carries_how_the_block_is_left_and_entered() -> None:
 
 # ---- the unicorn hook: blocks priced once, left and entered as the model says -------------------
 def _loop_image(origin: int = 0) -> object:
-    from pathlib import Path
-
     from tinyprune.emulator.elf import ElfImage, Segment
 
     # movs r0, #3; 1: subs r0, #1; bne 1b; adds r1, #1; b .   (then the idle `b .` ends the run)
@@ -274,3 +273,12 @@ def test_unicorn_hook_charges_icache_fills_once_per_block() -> None:
     # the m7 figure of the zero-wait test plus one 32-byte line fill (8 cycles) for each of the
     # three blocks that run (A, B, C), though B runs twice
     assert run.run().cycles == 2 + 1 + 1 + cycle_m7.MISPREDICT + 1 + 3 * 8
+
+
+
+def test_qemu_runs_refuse_another_cycle_model(tmp_path: Path) -> None:
+    from tinyprune.emulator.runner import run_elf
+
+    with pytest.raises(UsageError, match="--cycle-model m7 needs the unicorn backend"):
+        run_elf(load_board("mps2_an500"), tmp_path / "never-read.elf", backend="qemu",
+                cycle_model="m7")

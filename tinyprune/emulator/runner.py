@@ -48,6 +48,9 @@ def run_elf(
         ToolMissing: qemu-system-arm is not installed (qemu backend).
         EmulationError: the firmware faulted, overflowed its stack or did not end.
     """
+    if backend == "qemu" and cycle_model not in (None, "table"):
+        raise UsageError(f"--cycle-model {cycle_model} needs the unicorn backend (QEMU runs are "
+                         "priced with the table model)")
     image = read_elf(elf)
     if backend == "unicorn":
         from tinyprune.emulator.unicorn_backend import run_unicorn

@@ -82,6 +82,8 @@ def estimate_label(run: dict[str, Any]) -> str:
     model = run.get("cycle_model")
     if not model:
         return " (estimate)"
+    if model not in ("m7", "m4", "m0plus", "table"):  # another emulator's own, e.g. Renode's
+        return f" (estimate, {model})"
     return f" (estimate, {model} model: {memory_label(run.get('memory_model'))})"
 
 

@@ -35,7 +35,6 @@ from tinyprune.report.figures import (
     fmt_percent,
     fmt_signed,
     fmt_unit,
-    memory_label,
     share,
 )
 from tinyprune.report.markdown import UNEXPLAINED
@@ -169,13 +168,8 @@ def _cycles_plot(report: dict[str, Any]) -> Plot:
     spec = charts.BarSpec("chart-cycles", f"{title}: {fmt_int(total)} cycles in all",
                           [str(x.get("name")) for x in layers], [x["cycles"] for x in layers],
                           tips, fmt_compact, cls="bar bar-cycles")
-    run = _sec(report, "run")
-    model = run.get("cycle_model")
-    est = (f" (estimates from the emulator's {model or ''} cycle model"
-           f"{', ' + memory_label(run.get('memory_model')) if model else ''})"
-           if run.get("cycles_are_estimate") else "").replace("'s  ", "'s ")
     return Plot("plot-cycles", title, charts.bar_chart(spec),
-                note=f"{fmt_int(total)} cycles per inference{est}")
+                note=f"{fmt_int(total)} cycles per inference{estimate_label(_sec(report, 'run'))}")
 
 
 def _weights_plot(report: dict[str, Any]) -> Plot:
