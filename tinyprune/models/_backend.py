@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 Flavor = Literal["keras3", "tf_keras"]
 FLAVORS: tuple[Flavor, ...] = ("keras3", "tf_keras")
-KERAS_PACKAGES = ("keras", "tf_keras")
 
 
 def _quiet() -> None:
