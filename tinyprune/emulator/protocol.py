@@ -8,7 +8,9 @@ The same lines come from every emulator backend and from a real board's serial p
     @tp stack peak=<bytes> size=<bytes>
     @tp end status=<0 ok | kernel status>
 
-Other lines are ignored. ``@tp fault ...`` (printed by the fault handlers) is an error.
+Other lines are ignored. ``@tp fault kind=<k> pc=... cfsr=... hfsr=... mmfar=... bfar=... sp=...
+r0=... ... lr=...`` (printed by the fault handlers of startup.c.j2) is an error, decoded into the
+fault the core raised (``faults.fault_from_line``).
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def _fields(line: str, number: int) -> tuple[str, dict[str, str]]:
             raise CheckFailed(f"result line {number}: expected key=value, received {token!r}")
         values[key] = value
     if kind == "fault":
-        raise CheckFailed(f"firmware faulted: {' '.join(parts[2:])}")
+        from tinyprune.emulator.faults import fault_from_line
+
+        raise CheckFailed(f"firmware faulted: {fault_from_line(values).describe()} ({line})")
     missing = [key for key in _REQUIRED.get(kind, ()) if key not in values]
     if kind not in _REQUIRED or missing:
         expected = (
