@@ -137,13 +137,23 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tinyprune.emulator import run_elf
+    from tinyprune.emulator.faults import FirmwareStopped
+    from tinyprune.emulator.limits import DEFAULT_TIMEOUT_S
+    from tinyprune.errors import EmulationError
     from tinyprune.firmware.boards import load_board
 
     board = load_board(args.board)
     if not args.elf.is_file():
         raise UsageError(f"{args.elf}: ELF file not found")
-    result = run_elf(board, args.elf, backend=args.emulator, regions=tuple(args.region or ()),
-                     max_instructions=args.max_instructions)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    try:
+        result = run_elf(board, args.elf, backend=args.emulator,
+                         regions=tuple(args.region or ()),
+                         max_instructions=args.max_instructions, timeout_s=timeout)
+    except FirmwareStopped as exc:  # all the firmware printed, then why it stopped
+        sys.stdout.write(exc.uart if exc.uart.endswith("\n") or not exc.uart else exc.uart + "\n")
+        sys.stdout.flush()
+        raise EmulationError(f"{exc.summary} (its UART output is above)") from exc
     sys.stdout.write(result.uart)
     if result.uart and not result.uart.endswith("\n"):
         sys.stdout.write("\n")
@@ -265,7 +275,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"))
     p.add_argument("--region", action="append", metavar="FUNCTION",
                    help="count instructions and cycles per call of this function (repeatable)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000)
+    p.add_argument("--max-instructions", type=int, metavar="N",
+                   help="stop the run past N instructions (default: derived from the harness's "
+                   "result lines, ten times the first inference per sample; see docs/emulator.md)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop the run past this wall-clock time (default 1800 s)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("boards", help="list the supported boards")
     p.set_defaults(func=cmd_boards)

@@ -36,7 +36,6 @@ MAX_EVAL_SAMPLES = 2000
 # 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
 # (bench/results/prune_criteria.md); 10 did not.
 DEFAULT_FINETUNE_EPOCHS = 20
-MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,7 @@ def emulate(front: FrontEnd, firmware: Firmware, board: Board, opts: BuildOption
     regions = ("tp_model_invoke",) if opts.emulator == "unicorn" else ()
     with _sample_progress(len(front.fw_inputs), opts.emulator) as on_line:
         result = run_elf(board, firmware.elf, backend=opts.emulator, regions=regions,
-                         on_line=on_line, max_instructions=MAX_INSTRUCTIONS)
+                         on_line=on_line)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "

@@ -17,6 +17,7 @@ from tinyprune.emulator.faults import BUS, HARD, MEMMANAGE, USAGE, fault_from_li
 from tinyprune.emulator.limits import (
     BOOT_INSTRUCTIONS,
     FIRST_INFERENCE_INSTRUCTIONS,
+    OTHER_PROGRAM_INSTRUCTIONS,
     SAMPLE_FACTOR,
     SAMPLE_FLOOR,
     Budget,
@@ -269,6 +270,14 @@ def test_budget_floor_for_tiny_inferences_and_fixed_limit() -> None:
     fixed = Budget(Limits(max_instructions=1234))
     fixed.on_line("@tp begin v=1 model=m board=b samples=3 layers=1", 0)
     assert fixed.deadline == 1234
+
+
+def test_budget_of_a_program_without_harness_lines() -> None:
+    other = Budget(Limits(), harness=False)
+    other.on_line("@tp out s=0 cyc=1 hex=00", 500)  # not a harness: lines change nothing
+    assert other.deadline == OTHER_PROGRAM_INSTRUCTIONS
+    assert "prints no '@tp' result lines" in other.instructions_message(OTHER_PROGRAM_INSTRUCTIONS)
+    assert Budget(Limits(max_instructions=99), harness=False).deadline == 99
 
 
 # ---- ELF helpers ---------------------------------------------------------------------------

@@ -169,3 +169,12 @@ def main_return_addresses(image: ElfImage) -> frozenset[int]:
             if _bl_target(hw1, hw2, pc) == main and image.function_at(pc) != "?":
                 found.add(pc + 4)
     return frozenset(found)
+
+
+HARNESS_MARK = b"@tp begin"
+
+
+def prints_harness_lines(image: ElfImage) -> bool:
+    """Whether the image holds the harness's ``@tp begin`` text (a tinyprune harness, or a
+    program that speaks its protocol); the instruction budgets of ``limits.py`` follow it."""
+    return any(HARNESS_MARK in seg.data for seg in image.segments)

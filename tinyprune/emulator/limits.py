@@ -5,8 +5,7 @@ An instruction budget per phase of the harness (docs/emulator.md), measured by t
 ========================================  ============================================
 phase                                     the next line must come within
 ========================================  ============================================
-reset -> ``@tp begin``                    :data:`BOOT_INSTRUCTIONS` (also the whole run
-                                          of a program that prints no harness lines)
+reset -> ``@tp begin``                    :data:`BOOT_INSTRUCTIONS`
 ``@tp begin`` -> first ``@tp out``        :data:`FIRST_INFERENCE_INSTRUCTIONS`
 each later ``@tp out``, ``@tp end``       ``max(SAMPLE_FLOOR, SAMPLE_FACTOR x`` the first
                                           inference's instructions``)``
@@ -14,7 +13,9 @@ each later ``@tp out``, ``@tp end``       ``max(SAMPLE_FLOOR, SAMPLE_FACTOR x`` 
 
 So a run of N samples may take about ``10 x N`` times its first inference, and a loop that never
 ends is stopped after seconds: within the boot budget, or ten inferences after the last result
-line. ``max_instructions`` replaces all of this with one fixed total. A wall-clock limit
+line. A program that cannot print the harness's lines (no ``@tp begin`` in its image: a user's own
+firmware run with ``tinyprune run``) has one fixed limit, :data:`OTHER_PROGRAM_INSTRUCTIONS`.
+``max_instructions`` replaces all of this with one fixed total. A wall-clock limit
 (``timeout_s``) covers what no instruction count sees (QEMU asleep, a slow machine).
 """
 
@@ -27,6 +28,7 @@ BOOT_INSTRUCTIONS = 10_000_000
 FIRST_INFERENCE_INSTRUCTIONS = 500_000_000
 SAMPLE_FACTOR = 10
 SAMPLE_FLOOR = 5_000_000
+OTHER_PROGRAM_INSTRUCTIONS = 2_000_000_000  # ~4 min of unicorn; the earlier default of every run
 DEFAULT_TIMEOUT_S = 1800.0
 
 
@@ -46,13 +48,20 @@ class Limits:
 class Budget:
     """The instruction deadline of the current phase, moved on by the harness's lines."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, harness: bool = True) -> None:
+        """``harness``: the program can print the harness's lines (see the module docstring)."""
         self.limits = limits
         self.started = time.monotonic()
-        self.fixed = limits.max_instructions is not None
+        self.fixed = limits.max_instructions is not None or not harness
         if limits.max_instructions is not None:
             self.deadline = limits.max_instructions
             self._why = f"the limit of {limits.max_instructions:,} instructions"
+        elif not harness:
+            self.deadline = OTHER_PROGRAM_INSTRUCTIONS
+            self._why = (
+                f"the limit of {OTHER_PROGRAM_INSTRUCTIONS:,} instructions of a program that "
+                f"prints no '@tp' result lines"
+            )
         else:
             self.deadline = BOOT_INSTRUCTIONS
             self._why = f"no '@tp begin' line within the first {BOOT_INSTRUCTIONS:,} instructions"
