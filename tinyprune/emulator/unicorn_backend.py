@@ -32,7 +32,7 @@ import unicorn as uc_mod
 from unicorn import arm_const as R
 
 from tinyprune.emulator import checks, faults
-from tinyprune.emulator.cycles import TAKEN_BRANCH_PENALTY, BlockCost, block_cost, disassembler
+from tinyprune.emulator.cycles import TAKEN_BRANCH_PENALTY, block_cost, disassembler
 from tinyprune.emulator.elf import (
     ElfImage,
     check_fits,
@@ -81,18 +81,19 @@ _ADP_APPLICATION_EXIT = 0x20026
 _END_LINE = "the end-of-run line '@tp end'"
 
 Event = Callable[[int], bool]  # run at a block's entry; True: the run stopped there
-# size, cost, plan, event, registers it keeps aligned (~checks.unsafe_mask), registers that
-# must be known aligned to skip its checks (NEVER_SKIP: the checks always run), compiled checks,
-# SP move (SP_LOST: unknown)
+# size, instructions, cycles (of block_cost), registers it keeps aligned (~checks.unsafe_mask),
+# registers that must be known aligned to skip its checks (NEVER_SKIP: the checks always run),
+# the rare work of the block (SP move, event; None for most blocks), plan, compiled checks.
+# A flat tuple: _on_block runs for every block executed and attribute reads cost.
 Entry = tuple[
     int,
-    BlockCost,
-    checks.BlockPlan | None,
+    int,
+    int,
+    int,
+    int,
     Event | None,
-    int,
-    int,
+    checks.BlockPlan | None,
     checks.CompiledChecks | None,
-    int,
 ]
 SP_LOST = 1  # no SP move is odd: marks "the block moves SP by an unknown amount"
 NEVER_SKIP = 1 << len(checks.REG_BIT)  # a bit no register has
@@ -294,6 +295,7 @@ class _Run:
     # ---- configuration (CCR, CPACR) --------------------------------------------------------
     def _on_config(self) -> None:
         self.config_dirty = True  # applied at the next block (a CCR/CPACR write wants an ISB)
+        self.blocks.clear()  # so that the next block is decoded, and the config applied
 
     def _apply_config(self) -> None:
         """New CCR/CPACR: every block is planned again (translated code stays: see _decode)."""
@@ -340,7 +342,8 @@ class _Run:
         if plan is not None:
             compiled = checks.compile_checks(plan, self.reg, self.plain, keep)
         step = SP_LOST if facts.sp_step is None else facts.sp_step
-        entry: Entry = (size, cost, plan, event, keep, need, compiled, step)
+        slow = self._slow_work(step, event)
+        entry: Entry = (size, cost.instructions, cost.cycles, keep, need, slow, plan, compiled)
         self.blocks[address] = entry
         if plan is not None and plan.dynamic:
             self._hook_exact(plan.dynamic, plan)
@@ -362,29 +365,40 @@ class _Run:
         self.uc.ctl_remove_cache(address, address + size)
         self.uc.reg_write(R.UC_ARM_REG_PC, address | 1)
 
+    def _slow_work(self, step: int, event: Event | None) -> Event | None:
+        """What a block does at its entry besides counting: track SP, run its event."""
+        if not step and event is None:
+            return None
+
+        def work(address: int) -> bool:
+            if step:
+                sp = self.sp
+                self.sp = None if sp is None or step == SP_LOST else sp + step
+            return event is not None and event(address)
+
+        return work
+
     def _on_block(self, uc: uc_mod.Uc, address: int, size: int, _data: object) -> None:
         entry = self.blocks.get(address)
-        if entry is None or entry[0] != size or self.config_dirty:
+        if entry is None or entry[0] != size:
             entry = self._decode(address, size)
             if entry is None:
                 return
-        _size, cost, _plan, event, keep, need, _compiled, step = entry
-        if not need & ~self.aligned:  # nothing to check, or only registers known aligned
+        _size, instructions, cycles, keep, need, slow, _plan, _compiled = entry
+        if need & ~self.aligned:
+            if self._check_entry(entry, address, size):
+                return
+        else:  # nothing to check, or only registers known aligned
             self.aligned &= keep
-        elif self._check_entry(entry, address, size):
-            return
-        if step:
-            sp = self.sp
-            self.sp = None if sp is None or step == SP_LOST else sp + step
-        if event is not None and event(address):
+        if slow is not None and slow(address):
             return  # parked or returned from main: not counted, as on the qemu backend
         if address != self.fallthrough:
-            self.cycles += TAKEN_BRANCH_PENALTY
+            cycles += TAKEN_BRANCH_PENALTY
         frames = self.frames
         if address in self.entries or (frames and address == frames[-1].ret):
             self._track_regions(address)
-        self.instructions += cost.instructions
-        self.cycles += cost.cycles
+        self.instructions += instructions
+        self.cycles += cycles
         self.fallthrough = address + size
         if self.instructions >= self.limit:
             self._on_limit(address)
@@ -392,7 +406,7 @@ class _Run:
     def _check_entry(self, entry: Entry, address: int, size: int) -> bool:
         """A block's checks at its entry; they also tell which registers are aligned after it.
         True when a predicted fault restarted the block."""
-        plan, keep, compiled = entry[2], entry[4], entry[6]
+        keep, plan, compiled = entry[3], entry[6], entry[7]
         assert plan is not None and compiled is not None
         if plan.predicted and self._confirm(plan, plan.predicted, address, size):
             return True
