@@ -30,12 +30,14 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
-# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min).
+# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
+# emulator speed with and without the fault checks (~10 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
 	$(BIN)/python bench/cycle_models.py
+	$(BIN)/python bench/emulator.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench

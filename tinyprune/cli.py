@@ -170,13 +170,24 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tinyprune.emulator import run_elf
+    from tinyprune.emulator.faults import FirmwareStopped
+    from tinyprune.emulator.limits import DEFAULT_TIMEOUT_S
+    from tinyprune.errors import EmulationError
     from tinyprune.firmware.boards import load_board
 
     board = load_board(args.board)
     if not args.elf.is_file():
         raise UsageError(f"{args.elf}: ELF file not found")
-    result = run_elf(board, args.elf, backend=args.emulator, regions=tuple(args.region or ()),
-                     max_instructions=args.max_instructions, cycle_model=args.cycle_model)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    try:
+        result = run_elf(board, args.elf, backend=args.emulator,
+                         regions=tuple(args.region or ()),
+                         max_instructions=args.max_instructions, timeout_s=timeout,
+                         cycle_model=args.cycle_model)
+    except FirmwareStopped as exc:  # all the firmware printed, then why it stopped
+        sys.stdout.write(exc.uart if exc.uart.endswith("\n") or not exc.uart else exc.uart + "\n")
+        sys.stdout.flush()
+        raise EmulationError(f"{exc.summary} (its UART output is above)") from exc
     sys.stdout.write(result.uart)
     if result.uart and not result.uart.endswith("\n"):
         sys.stdout.write("\n")
@@ -456,9 +467,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="timing model of the cycle estimate (default: the board's core)")
     p.add_argument("--region", action="append", metavar="FUNCTION",
                    help="count instructions and cycles per call of this function (repeatable)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000, metavar="N",
-                   help="stop and fail past this many instructions (default 2e9: a hung "
-                   "firmware)")
+    p.add_argument("--max-instructions", type=int, metavar="N",
+                   help="stop and fail past N instructions (default: derived from the harness's "
+                   "result lines, ten times the first inference per sample; 2e9 for a program "
+                   "without them; see docs/emulator.md)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop and fail past this wall-clock time (default 1800 s)")
 
 
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:

@@ -38,7 +38,6 @@ MAX_EVAL_SAMPLES = 2000  # test rows on the host build and for accuracy
 # 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
 # (bench/results/prune_criteria.md); 10 did not.
 DEFAULT_FINETUNE_EPOCHS = 20
-MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 # Seeded random full-range inputs on the host build, besides the test rows: 2,000, fewer for
 # models whose reference-interpreter time would pass about a second (~1e9 MACs), at least 100.
 HOST_RANDOM_SAMPLES = 2000
@@ -376,8 +375,7 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
     regions = ("tp_model_invoke",) if counting else ()
     with _sample_progress(len(checks.firmware_index), counting) as on_line:
         result = run_elf(board, firmware.elf, backend=emulator, regions=regions,
-                         on_line=on_line, max_instructions=MAX_INSTRUCTIONS,
-                         cycle_model=cycle_model)
+                         on_line=on_line, cycle_model=cycle_model)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STOP_REASONS = ("end-line", "exit", "idle")
+STOP_REASONS = ("end-line", "exit")  # any other stop is an error (faults.FirmwareStopped)
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,9 @@ class RunResult:
 
     Attributes:
         backend: ``unicorn`` or ``qemu``.
-        stop_reason: ``end-line`` (the harness printed ``@tp end``), ``exit`` (semihosting exit)
-            or ``idle`` (the firmware parked in a branch-to-self loop).
-        exit_status: status of the end line or the semihosting exit; None after a plain idle.
+        stop_reason: ``end-line`` (the harness printed ``@tp end``, then parked) or ``exit``
+            (semihosting exit).
+        exit_status: status of the end line or the semihosting exit.
         uart: everything the firmware sent on the result UART (and semihosting writes).
         instructions: executed instructions from reset to the stop point (exact).
         cycles: estimated cycles (tinyprune.emulator.cycles model).
