@@ -17,6 +17,8 @@ from tinyprune.emulator import cycle_m0plus, cycle_m4, cycle_m7
 from tinyprune.emulator.cycle_models import model_for
 from tinyprune.emulator.cycle_ops import Kind, Op, decode_block
 from tinyprune.emulator.cycles import block_cost
+from tinyprune.emulator.faults import FirmwareStopped
+from tinyprune.emulator.limits import Limits
 from tinyprune.errors import UsageError
 from tinyprune.firmware.boards import load_board
 
@@ -257,22 +259,25 @@ def test_unicorn_hook_applies_block_costs_and_branch_penalties(model: str, cycle
     from tinyprune.emulator.unicorn_backend import _Run
 
     board = load_board("mps2_an500")  # zero-wait memory: only the core's rules count
-    run = _Run(board, _loop_image(), (), 10_000, True, None,  # type: ignore[arg-type]
+    run = _Run(board, _loop_image(), (), Limits(10_000), True, None,  # type: ignore[arg-type]
                model_for(board, model))
-    result = run.run()
-    assert (result.stop_reason, result.instructions) == ("idle", 9)
-    assert (result.cycle_model, result.cycles) == (model, cycles)
+    with pytest.raises(FirmwareStopped, match="parked in a branch-to-self loop"):
+        run.run()  # no end-of-run line: parking is a failure, but the counts stand
+    assert run.instructions == 9
+    assert (run.model.name, run.cycles) == (model, cycles)
 
 
 def test_unicorn_hook_charges_icache_fills_once_per_block() -> None:
     from tinyprune.emulator.unicorn_backend import _Run
 
     board = load_board("nucleo_f746")  # code in flash, 7 wait states, I-cache on
-    run = _Run(board, _loop_image(board.flash.origin), (), 10_000, True, None,  # type: ignore[arg-type]
-               model_for(board, "m7"))
+    run = _Run(board, _loop_image(board.flash.origin), (), Limits(10_000), True,
+               None, model_for(board, "m7"))  # type: ignore[arg-type]
+    with pytest.raises(FirmwareStopped):
+        run.run()
     # the m7 figure of the zero-wait test plus one 32-byte line fill (8 cycles) for each of the
     # three blocks that run (A, B, C), though B runs twice
-    assert run.run().cycles == 2 + 1 + 1 + cycle_m7.MISPREDICT + 1 + 3 * 8
+    assert run.cycles == 2 + 1 + 1 + cycle_m7.MISPREDICT + 1 + 3 * 8
 
 
 
