@@ -9,12 +9,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tinyprune.errors import CheckFailed, ToolMissing
-from tinyprune.firmware import Firmware, build_firmware, load_board, render_harness
+from tinyprune.firmware import Firmware, board_names, build_firmware, load_board, render_harness
 from tinyprune.firmware.paths import data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAKE_MODEL = FIXTURES / "fake_model"
-BOARDS = ("nucleo_f746", "nucleo_f401re", "mps2_an500", "mps2_an386")
+BOARDS = tuple(board_names())  # every shipped board
 
 pytestmark = [
     pytest.mark.e2e,

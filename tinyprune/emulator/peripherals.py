@@ -37,19 +37,102 @@ class Peripheral:
         self.regs[offset & ~3] = (word & ~mask) | ((value << shift) & mask)
 
 
+def _field(word: int, shift: int, bits: int) -> int:
+    return (word >> shift) & ((1 << bits) - 1)
+
+
+def _ahb_div(hpre: int) -> int:
+    """AHB prescaler of an HPRE field (0xxx: 1, 1000: 2 ... 1111: 512; no 32)."""
+    return 1 if hpre < 8 else (2, 4, 8, 16, 64, 128, 256, 512)[hpre - 8]
+
+
+def _apb_div(ppre: int) -> int:
+    """APB prescaler of a PPRE field (0xx: 1, 100: 2 ... 111: 16)."""
+    return 1 if ppre < 4 else 1 << (ppre - 3)
+
+
 @dataclass
 class StmRcc(Peripheral):
-    """STM32 RCC: oscillator/PLL ready bits follow their ON bits, SWS follows SW."""
+    """STM32F4/F7 RCC: oscillator/PLL ready bits follow their ON bits, SWS follows SW.
+
+    ``sysclk_hz``/``uart_clock_hz`` decode what the firmware set up (tests check them against
+    the board file)."""
+
+    ready_bits: tuple[tuple[int, int], ...] = ((0, 1), (16, 17), (24, 25), (26, 27), (28, 29))
+    cfgr: int = 0x08
+    sw_bits: int = 2
 
     def read(self, offset: int, size: int) -> int:
         value = super().read(offset, size)
-        if offset == 0x00:  # CR: HSI, HSE, PLL, PLLI2S, PLLSAI ready = on << 1
-            for on_bit in (0, 16, 24, 26, 28):
+        if offset == 0x00:  # CR: each oscillator's / PLL's ready bit follows its ON bit
+            for on_bit, ready_bit in self.ready_bits:
                 if value & (1 << on_bit):
-                    value |= 1 << (on_bit + 1)
-        elif offset == 0x08:  # CFGR: SWS = SW
-            value = (value & ~0xC) | ((value & 0x3) << 2)
+                    value |= 1 << ready_bit
+        elif offset == self.cfgr:  # SWS = SW
+            mask = (1 << self.sw_bits) - 1
+            value = (value & ~(mask << self.sw_bits)) | ((value & mask) << self.sw_bits)
         return value
+
+    def sysclk_hz(self) -> int:
+        """SYSCLK from CFGR.SW and the main PLL (HSI 16 MHz source)."""
+        cfgr, pll = self.regs.get(0x08, 0), self.regs.get(0x04, 0)
+        if cfgr & 0x3 != 0x2:
+            return 16_000_000
+        m, n, p = _field(pll, 0, 6), _field(pll, 6, 9), 2 * (_field(pll, 16, 2) + 1)
+        return 16_000_000 // m * n // p if m else 0
+
+    def uart_clock_hz(self, bus: str) -> int:
+        cfgr = self.regs.get(0x08, 0)
+        hclk = self.sysclk_hz() // _ahb_div(_field(cfgr, 4, 4))
+        return hclk // _apb_div(_field(cfgr, 13 if bus == "apb2" else 10, 3))
+
+
+@dataclass
+class StmRccL4(StmRcc):
+    """STM32L4/L4+/L5 RCC (HSI16 ready at bit 10, the PLL's R output feeds SYSCLK)."""
+
+    ready_bits: tuple[tuple[int, int], ...] = ((0, 1), (8, 10), (16, 17), (24, 25), (26, 27),
+                                               (28, 29))
+
+    def sysclk_hz(self) -> int:
+        cfgr, pll = self.regs.get(0x08, 0), self.regs.get(0x0C, 0)
+        if cfgr & 0x3 != 0x3:
+            return 4_000_000  # MSI at reset
+        source = {2: 16_000_000}.get(pll & 0x3, 0)
+        m, n = _field(pll, 4, 4) + 1, _field(pll, 8, 7)
+        r = 2 * (_field(pll, 25, 2) + 1)
+        return source // m * n // r if pll & (1 << 24) else 0
+
+    def uart_clock_hz(self, bus: str) -> int:
+        cfgr = self.regs.get(0x08, 0)
+        hclk = self.sysclk_hz() // _ahb_div(_field(cfgr, 4, 4))
+        return hclk // _apb_div(_field(cfgr, 11 if bus == "apb2" else 8, 3))
+
+
+@dataclass
+class StmRccH7(StmRcc):
+    """STM32H7 RCC: HSI ready at bit 2, SW/SWS in CFGR at 0x10, PLL1 from PLLCKSELR/PLL1DIVR."""
+
+    ready_bits: tuple[tuple[int, int], ...] = ((0, 2), (7, 8), (12, 13), (16, 17), (24, 25),
+                                               (26, 27), (28, 29))
+    cfgr: int = 0x10
+    sw_bits: int = 3
+
+    def __post_init__(self) -> None:
+        self.regs.update({0x028: 0x02020200, 0x02C: 0x01FF0000, 0x030: 0x01010280})
+
+    def sysclk_hz(self) -> int:
+        if self.regs.get(0x10, 0) & 0x7 != 0x3:
+            return 64_000_000
+        sel, div = self.regs.get(0x028, 0), self.regs.get(0x030, 0)
+        source = {0: 64_000_000}.get(sel & 0x3, 0)
+        m, n, p = _field(sel, 4, 6), _field(div, 0, 9) + 1, _field(div, 9, 7) + 1
+        return source // m * n // p if m else 0
+
+    def uart_clock_hz(self, bus: str) -> int:
+        d1, d2 = self.regs.get(0x018, 0), self.regs.get(0x01C, 0)
+        hclk = self.sysclk_hz() // _ahb_div(_field(d1, 8, 4)) // _ahb_div(_field(d1, 0, 4))
+        return hclk // _apb_div(_field(d2, 8 if bus == "apb2" else 4, 3))
 
 
 @dataclass
@@ -64,12 +147,33 @@ class StmPwr(Peripheral):
 
 
 @dataclass
+class StmH7Pwr(Peripheral):
+    """STM32H7 PWR: the supply (CSR1.ACTVOSRDY) and voltage scaling (D3CR.VOSRDY) always ready."""
+
+    def __post_init__(self) -> None:
+        self.regs[0x0C] = 0x46  # CR3 at reset: SCUEN | LDOEN | (SDLEVEL)
+
+    def read(self, offset: int, size: int) -> int:
+        value = super().read(offset, size)
+        return value | (1 << 13) if offset in (0x04, 0x18) else value
+
+
+@dataclass
 class StmUsart(Peripheral):
-    """STM32 USART: status always TXE|TC; bytes written to the data register go to ``sink``."""
+    """STM32 USART: status always TXE|TC; bytes written to the data register go to ``sink``.
+
+    ``brr_offset`` and ``lpuart`` let a test decode the baud rate the firmware set."""
 
     status_offset: int = 0x1C
     data_offset: int = 0x28
+    brr_offset: int = 0x0C
+    lpuart: bool = False
     sink: ByteSink | None = None
+
+    def baud(self, clock_hz: int) -> float:
+        """The baud rate the BRR value gives at UART clock ``clock_hz`` (0 if BRR is unset)."""
+        brr = self.regs.get(self.brr_offset, 0)
+        return (256 if self.lpuart else 1) * clock_hz / brr if brr else 0.0
 
     def read(self, offset: int, size: int) -> int:
         if offset == self.status_offset:
@@ -81,6 +185,39 @@ class StmUsart(Peripheral):
             self.sink(value & 0xFF)
             return
         super().write(offset, size, value)
+
+
+@dataclass
+class NrfClock(Peripheral):
+    """nRF52 CLOCK: the HFXO has started as soon as TASKS_HFCLKSTART is written."""
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        super().write(offset, size, value)
+        if offset == 0x000 and value & 1:
+            self.regs[0x100] = 1  # EVENTS_HFCLKSTARTED
+
+    @property
+    def hfxo_started(self) -> bool:
+        return bool(self.regs.get(0x100, 0))
+
+
+@dataclass
+class NrfUart(Peripheral):
+    """nRF52 UART0 (legacy): TXD writes go to ``sink`` and raise EVENTS_TXDRDY at once."""
+
+    sink: ByteSink | None = None
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset == 0x51C:
+            if self.sink is not None and self.regs.get(0x500, 0) == 4:
+                self.sink(value & 0xFF)
+            self.regs[0x11C] = 1
+            return
+        super().write(offset, size, value)
+
+    def baud(self) -> float:
+        """The baud rate of the BAUDRATE register (baud * 2^32 / 16 MHz)."""
+        return self.regs.get(0x524, 0) * 16_000_000 / 2**32
 
 
 @dataclass
@@ -99,7 +236,8 @@ class CmsdkUart(Peripheral):
         super().write(offset, size, value)
 
 
-CPUID = {"cortex-m4": 0x410FC241, "cortex-m7": 0x411FC272}
+CPUID = {"cortex-m0plus": 0x410CC601, "cortex-m4": 0x410FC241, "cortex-m7": 0x411FC272,
+         "cortex-m33": 0x410FD214}
 # 4 KiB, 4-way, 32-byte lines (STM32F7 D-cache): sets-1=31, ways-1=3, line=1, WT|WB|RA|WA.
 CCSIDR_M7 = 0xF003E019
 
@@ -157,7 +295,7 @@ class Dwt(Peripheral):
 
 # Cache geometry the core reports: the STM32F7 caches; QEMU's MPS2 Cortex-M7 reports none (0),
 # and the unicorn model must read what QEMU reads for instruction counts to match.
-FAMILY_CCSIDR = {"stm32f7": CCSIDR_M7}
+FAMILY_CCSIDR = {"stm32f7": CCSIDR_M7, "stm32h7": 0xF01FE019}  # H7: 16 KiB D-cache
 
 
 def _core_peripherals(board: Board, now: CycleSource) -> list[Peripheral]:
@@ -182,18 +320,64 @@ def _stm32_common() -> list[Peripheral]:
 
 
 def _stm32f7(board: Board, sink: ByteSink) -> list[Peripheral]:
-    uart = StmUsart(
-        board.uart.instance, board.uart.base, 0x400, status_offset=0x1C, data_offset=0x28, sink=sink
-    )
-    uart.regs[0x1C] = 0xC0
-    return [*_stm32_common(), uart]
+    return [*_stm32_common(), _new_usart(board, sink)]
 
 
 def _stm32f4(board: Board, sink: ByteSink) -> list[Peripheral]:
-    uart = StmUsart(
-        board.uart.instance, board.uart.base, 0x400, status_offset=0x00, data_offset=0x04, sink=sink
-    )
+    uart = StmUsart(board.uart.instance, board.uart.base, 0x400, status_offset=0x00,
+                    data_offset=0x04, brr_offset=0x08, sink=sink)
     return [*_stm32_common(), uart]
+
+
+def _new_usart(board: Board, sink: ByteSink) -> StmUsart:
+    uart = StmUsart(board.uart.instance, board.uart.base, 0x400, status_offset=0x1C,
+                    data_offset=0x28, lpuart=board.uart.instance.startswith("LPUART"), sink=sink)
+    uart.regs[0x1C] = 0xC0
+    return uart
+
+
+def _gpio_ports(base: int, count: int) -> list[Peripheral]:
+    return [Peripheral(f"GPIO{chr(ord('A') + port)}", base + 0x400 * port, 0x400)
+            for port in range(count)]
+
+
+def _stm32l(board: Board, sink: ByteSink, gpio_base: int,
+            extra: list[Peripheral]) -> list[Peripheral]:
+    return [
+        StmRccL4("RCC", 0x40021000, 0x400),
+        Peripheral("FLASH", 0x40022000, 0x400),
+        Peripheral("PWR", 0x40007000, 0x400),
+        *_gpio_ports(gpio_base, 9),
+        *extra,
+        _new_usart(board, sink),
+    ]
+
+
+def _stm32l4(board: Board, sink: ByteSink) -> list[Peripheral]:
+    return _stm32l(board, sink, 0x48000000, [])
+
+
+def _stm32l5(board: Board, sink: ByteSink) -> list[Peripheral]:
+    return _stm32l(board, sink, 0x42020000, [Peripheral("ICACHE", 0x40030400, 0x400)])
+
+
+def _stm32h7(board: Board, sink: ByteSink) -> list[Peripheral]:
+    return [
+        StmRccH7("RCC", 0x58024400, 0x400),
+        StmH7Pwr("PWR", 0x58024800, 0x400),
+        Peripheral("SYSCFG", 0x58000400, 0x400),
+        Peripheral("FLASH", 0x52002000, 0x1000),
+        *_gpio_ports(0x58020000, 11),
+        _new_usart(board, sink),
+    ]
+
+
+def _nrf52(board: Board, sink: ByteSink) -> list[Peripheral]:
+    return [
+        NrfClock("CLOCK", 0x40000000, 0x1000),
+        Peripheral("NVMC", 0x4001E000, 0x1000),
+        NrfUart(board.uart.instance, board.uart.base, 0x1000, sink=sink),
+    ]
 
 
 def _mps2(board: Board, sink: ByteSink) -> list[Peripheral]:
@@ -203,6 +387,10 @@ def _mps2(board: Board, sink: ByteSink) -> list[Peripheral]:
 FAMILY_MODELS: dict[str, Callable[[Board, ByteSink], list[Peripheral]]] = {
     "stm32f7": _stm32f7,
     "stm32f4": _stm32f4,
+    "stm32h7": _stm32h7,
+    "stm32l4": _stm32l4,
+    "stm32l5": _stm32l5,
+    "nrf52": _nrf52,
     "mps2": _mps2,
 }
 

@@ -31,6 +31,7 @@ CPU_MODELS = {
     "cortex-m7": R.UC_CPU_ARM_CORTEX_M7,
     "cortex-m3": R.UC_CPU_ARM_CORTEX_M3,
     "cortex-m0plus": R.UC_CPU_ARM_CORTEX_M0,
+    "cortex-m33": R.UC_CPU_ARM_CORTEX_M33,
 }
 END_GRACE_INSTRUCTIONS = 100_000
 _NEVER = 0xFFFFFFFE

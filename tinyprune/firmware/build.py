@@ -74,16 +74,23 @@ def board_defines(board: Board) -> dict[str, str]:
         "TP_UART_BAUD": f"{board.uart.baud}u",
     }
     uart = board.uart
-    if uart.tx_pin is not None and uart.rx_pin is not None:
+    if uart.instance.startswith("LPUART"):
+        defines["TP_UART_LPUART"] = "1"  # BRR = 256 * clock / baud
+    if uart.bus is not None and uart.enable_bit is not None:
         defines |= {
             "TP_UART_BUS_APB2": "1" if uart.bus == "apb2" else "0",
+            "TP_UART_BUS_APB1_2": "1" if uart.bus == "apb1_2" else "0",
             "TP_UART_ENABLE_BIT": f"{uart.enable_bit}u",
+        }
+    if uart.tx_pin is not None and uart.rx_pin is not None:
+        defines |= {
             "TP_UART_TX_PORT": f"{uart.tx_pin.port}u",
             "TP_UART_TX_PIN": f"{uart.tx_pin.number}u",
             "TP_UART_RX_PORT": f"{uart.rx_pin.port}u",
             "TP_UART_RX_PIN": f"{uart.rx_pin.number}u",
-            "TP_UART_AF": f"{uart.af}u",
         }
+    if uart.af is not None:
+        defines |= {"TP_UART_AF": f"{uart.af}u", "TP_UART_RX_AF": f"{uart.rx_function}u"}
     return defines
 
 
