@@ -168,6 +168,10 @@ def test_bsp_sets_the_boards_clock_and_baud(board_name: str, fake_builds: dict[s
     if board.family == "nrf52":
         assert by_type[P.NrfClock].hfxo_started  # type: ignore[attr-defined]
         baud = by_type[P.NrfUart].baud()  # type: ignore[attr-defined]
+    elif board.family == "rp2040":
+        clk_sys = by_type[P.Rp2040Clocks].sysclk_hz()  # type: ignore[attr-defined]
+        assert clk_sys == board.clock_hz
+        baud = by_type[P.Pl011].baud(clk_sys)  # type: ignore[attr-defined]
     else:
         rcc = next(p for p in made if isinstance(p, P.StmRcc))
         assert rcc.sysclk_hz() == board.clock_hz

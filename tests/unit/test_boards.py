@@ -44,6 +44,8 @@ EXPECTED = {
     "nucleo_l552ze_q": ("cortex-m33", 110_000_000, 0x08000000, 512 << 10, 256 << 10, "stm32l5",
                         0x40008000),
     "nrf52840dk": ("cortex-m4", 64_000_000, 0x0, 1 << 20, 256 << 10, "nrf52", 0x40002000),
+    "rpi_pico": ("cortex-m0plus", 125_000_000, 0x10000000, 2 << 20, 264 << 10, "rp2040",
+                 0x40034000),
 }
 
 
@@ -56,7 +58,7 @@ def test_shipped_board_loads(name: str) -> None:
     ram_origin = 0x24000000 if family == "stm32h7" else 0x20000000  # H7: AXI SRAM
     assert (board.ram.origin, board.ram.length) == (ram_origin, ram_length)
     assert board.uart.base == uart
-    assert board.dsp and board.has_fpu
+    assert (board.dsp, board.has_fpu) == ((False, False) if core == "cortex-m0plus" else (True, True))
 
 
 def test_list_boards_matches_names() -> None:
@@ -265,3 +267,20 @@ def test_cli_wrong_board_file_in_boards_dir(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert rc == 2 and f"{path}: field clock_hz: expected the core clock in Hz" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_boot2_crc_is_the_mpeg2_variant() -> None:
+    from tinyprune.firmware.boot2 import crc32_mpeg2
+
+    assert crc32_mpeg2(b"123456789") == 0x0376E6E7  # the catalogued check value of CRC-32/MPEG-2
+    assert crc32_mpeg2(b"") == 0xFFFFFFFF
+
+
+def test_vector_offset_is_checked(tmp_path: Path) -> None:
+    path = _write_variant(tmp_path, "length = 0x10_0000      # 1 MiB",
+                          "length = 0x10_0000\nvector_offset = 0x80")
+    with pytest.raises(UsageError, match=r"field memory.flash.vector_offset: expected a multiple "
+                       r"of 256"):
+        load_board(path)
+    pico = load_board("rpi_pico")
+    assert pico.flash.vector_table == 0x10000100 and not pico.dsp and pico.core == "cortex-m0plus"

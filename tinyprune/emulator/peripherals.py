@@ -221,6 +221,106 @@ class NrfUart(Peripheral):
 
 
 @dataclass
+class Rp2040Resets(Peripheral):
+    """RP2040 RESETS: every block held in reset at boot; RESET_DONE is the complement of RESET."""
+
+    def __post_init__(self) -> None:
+        self.regs[0x0] = 0x01FFFFFF
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == 0x8:
+            return ~self.regs.get(0x0, 0) & 0x01FFFFFF
+        return super().read(offset, size)
+
+
+@dataclass
+class Rp2040Xosc(Peripheral):
+    """RP2040 XOSC: stable as soon as CTRL.ENABLE is written 0xFAB."""
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == 0x4:
+            on = _field(self.regs.get(0x0, 0), 12, 12) == 0xFAB
+            return (1 << 31) | (1 << 12) if on else 0
+        return super().read(offset, size)
+
+
+@dataclass
+class Rp2040Pll(Peripheral):
+    """RP2040 PLL: locked once the PLL and its VCO are powered; ``output_hz`` decodes it."""
+
+    def __post_init__(self) -> None:
+        self.regs.update({0x0: 1, 0x4: 0x2D, 0xC: 0x77000})
+
+    def read(self, offset: int, size: int) -> int:
+        value = super().read(offset, size)
+        if offset == 0x0 and not self.regs.get(0x4, 0) & 0x21:
+            value |= 1 << 31
+        return value
+
+    def output_hz(self) -> int:
+        refdiv, fbdiv, prim = self.regs.get(0x0, 0) & 0x3F, self.regs.get(0x8, 0) & 0xFFF, \
+            self.regs.get(0xC, 0)
+        post = _field(prim, 16, 3) * _field(prim, 12, 3)
+        return 12_000_000 // refdiv * fbdiv // post if refdiv and post else 0
+
+
+@dataclass
+class Rp2040Clocks(Peripheral):
+    """RP2040 CLOCKS: the SELECTED registers follow the CTRL source fields."""
+
+    pll: Rp2040Pll | None = None
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == 0x38:  # CLK_REF_SELECTED
+            return 1 << (self.regs.get(0x30, 0) & 0x3)
+        if offset == 0x44:  # CLK_SYS_SELECTED
+            return 1 << (self.regs.get(0x3C, 0) & 0x1)
+        return super().read(offset, size)
+
+    def sysclk_hz(self) -> int:
+        """clk_sys: pll_sys through CLK_SYS_DIV when selected, else clk_ref (the crystal)."""
+        ctrl, div = self.regs.get(0x3C, 0), _field(self.regs.get(0x40, 1 << 8), 8, 24)
+        if ctrl & 1 and _field(ctrl, 5, 3) == 0 and self.pll is not None and div:
+            return self.pll.output_hz() // div
+        return 12_000_000
+
+
+@dataclass
+class Rp2040Timer(Peripheral):
+    """RP2040 TIMER: TIMERAWL counts microseconds of emulated time at ``clock_hz``."""
+
+    now: CycleSource | None = None
+    clock_hz: int = 125_000_000
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == 0x28 and self.now is not None:
+            return (self.now() * 1_000_000 // self.clock_hz) & 0xFFFFFFFF
+        return super().read(offset, size)
+
+
+@dataclass
+class Pl011(Peripheral):
+    """Arm PL011 UART (RP2040): never full; DR writes go to ``sink`` once UARTEN and TXE are on."""
+
+    sink: ByteSink | None = None
+
+    def read(self, offset: int, size: int) -> int:
+        return 0x90 if offset == 0x018 else super().read(offset, size)  # FR: TXFE | RXFE
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset == 0x000:
+            if self.sink is not None and self.regs.get(0x030, 0) & 0x101 == 0x101:
+                self.sink(value & 0xFF)
+            return
+        super().write(offset, size, value)
+
+    def baud(self, clock_hz: int) -> float:
+        """Baud rate of IBRD/FBRD at UART clock ``clock_hz`` (clock / (16 x (IBRD + FBRD/64)))."""
+        div = 64 * self.regs.get(0x024, 0) + self.regs.get(0x028, 0)
+        return 4 * clock_hz / div if div else 0.0
+
+
+@dataclass
 class CmsdkUart(Peripheral):
     """Arm CMSDK APB UART: never full; DATA writes go to ``sink``."""
 
@@ -248,13 +348,27 @@ class Scs(Peripheral):
 
     core: str = "cortex-m4"
     ccsidr: int = 0
+    now: CycleSource | None = None
+    _systick_start: int = 0
 
     def read(self, offset: int, size: int) -> int:
+        if offset == 0x018 and self.now is not None and self.regs.get(0x010, 0) & 1:
+            reload = (self.regs.get(0x014, 0) & 0xFFFFFF) + 1  # SysTick CVR counts down
+            return (self.regs.get(0x018, 0) - (self.now() - self._systick_start)) % reload
         if offset == 0xD00:
             return CPUID.get(self.core, 0)
         if offset == 0xD80:
             return self.ccsidr
         return super().read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset == 0x018:  # any write clears CVR
+            value = 0
+        if offset in (0x010, 0x018) and self.now is not None:
+            if offset == 0x010 and self.regs.get(0x010, 0) & 1 and not value & 1:
+                self.regs[0x018] = self.read(0x018, 4)  # stopping freezes the count
+            self._systick_start = self.now()
+        super().write(offset, size, value)
 
 
 @dataclass
@@ -301,7 +415,7 @@ FAMILY_CCSIDR = {"stm32f7": CCSIDR_M7, "stm32h7": 0xF01FE019}  # H7: 16 KiB D-ca
 def _core_peripherals(board: Board, now: CycleSource) -> list[Peripheral]:
     ccsidr = FAMILY_CCSIDR.get(board.family, 0) if board.core == "cortex-m7" else 0
     return [
-        Scs("SCS", 0xE000E000, 0x1000, core=board.core, ccsidr=ccsidr),
+        Scs("SCS", 0xE000E000, 0x1000, core=board.core, ccsidr=ccsidr, now=now),
         Dwt("DWT", 0xE0001000, 0x1000, now=now),
     ]
 
@@ -319,11 +433,11 @@ def _stm32_common() -> list[Peripheral]:
     ]
 
 
-def _stm32f7(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _stm32f7(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return [*_stm32_common(), _new_usart(board, sink)]
 
 
-def _stm32f4(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _stm32f4(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     uart = StmUsart(board.uart.instance, board.uart.base, 0x400, status_offset=0x00,
                     data_offset=0x04, brr_offset=0x08, sink=sink)
     return [*_stm32_common(), uart]
@@ -353,15 +467,15 @@ def _stm32l(board: Board, sink: ByteSink, gpio_base: int,
     ]
 
 
-def _stm32l4(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _stm32l4(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return _stm32l(board, sink, 0x48000000, [])
 
 
-def _stm32l5(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _stm32l5(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return _stm32l(board, sink, 0x42020000, [Peripheral("ICACHE", 0x40030400, 0x400)])
 
 
-def _stm32h7(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _stm32h7(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return [
         StmRccH7("RCC", 0x58024400, 0x400),
         StmH7Pwr("PWR", 0x58024800, 0x400),
@@ -372,7 +486,7 @@ def _stm32h7(board: Board, sink: ByteSink) -> list[Peripheral]:
     ]
 
 
-def _nrf52(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _nrf52(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return [
         NrfClock("CLOCK", 0x40000000, 0x1000),
         Peripheral("NVMC", 0x4001E000, 0x1000),
@@ -380,17 +494,33 @@ def _nrf52(board: Board, sink: ByteSink) -> list[Peripheral]:
     ]
 
 
-def _mps2(board: Board, sink: ByteSink) -> list[Peripheral]:
+def _rp2040(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
+    pll = Rp2040Pll("PLL_SYS", 0x40028000, 0x1000)
+    return [
+        Rp2040Resets("RESETS", 0x4000C000, 0x1000),
+        Rp2040Xosc("XOSC", 0x40024000, 0x1000),
+        pll,
+        Rp2040Clocks("CLOCKS", 0x40008000, 0x1000, pll=pll),
+        Peripheral("WATCHDOG", 0x40058000, 0x1000),
+        Rp2040Timer("TIMER", 0x40054000, 0x1000, now=now, clock_hz=board.clock_hz),
+        Peripheral("IO_BANK0", 0x40014000, 0x1000),
+        Peripheral("PADS_BANK0", 0x4001C000, 0x1000),
+        Pl011(board.uart.instance, board.uart.base, 0x1000, sink=sink),
+    ]
+
+
+def _mps2(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     return [CmsdkUart(board.uart.instance, board.uart.base, 0x1000, sink=sink)]
 
 
-FAMILY_MODELS: dict[str, Callable[[Board, ByteSink], list[Peripheral]]] = {
+FAMILY_MODELS: dict[str, Callable[[Board, ByteSink, CycleSource], list[Peripheral]]] = {
     "stm32f7": _stm32f7,
     "stm32f4": _stm32f4,
     "stm32h7": _stm32h7,
     "stm32l4": _stm32l4,
     "stm32l5": _stm32l5,
     "nrf52": _nrf52,
+    "rp2040": _rp2040,
     "mps2": _mps2,
 }
 
@@ -398,5 +528,5 @@ FAMILY_MODELS: dict[str, Callable[[Board, ByteSink], list[Peripheral]]] = {
 def peripherals_for(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
     """Register models for the board: core (SCS, DWT) plus the family's peripherals."""
     family = FAMILY_MODELS.get(board.family)
-    extra = family(board, sink) if family is not None else []
+    extra = family(board, sink, now) if family is not None else []
     return _core_peripherals(board, now) + extra

@@ -280,12 +280,13 @@ class _Run:
 
     # ---- run -------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        vector = bytes(self.uc.mem_read(self.board.flash.origin, 8))
+        table = self.board.flash.vector_table
+        vector = bytes(self.uc.mem_read(table, 8))
         sp, reset = int.from_bytes(vector[:4], "little"), int.from_bytes(vector[4:], "little")
         if not self.board.flash.contains(reset & ~1):
             raise UsageError(
                 f"{self.image.path.name}: reset vector 0x{reset:08x} at "
-                f"0x{self.board.flash.origin + 4:08x} is not in flash; "
+                f"0x{table + 4:08x} is not in flash; "
                 f"no vector table at the start of flash?"
             )
         self.uc.reg_write(R.UC_ARM_REG_SP, sp)

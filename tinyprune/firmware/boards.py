@@ -41,6 +41,13 @@ class MemoryRegion:
 
     origin: int
     length: int
+    vector_offset: int = 0
+
+    @property
+    def vector_table(self) -> int:
+        """Address of the vector table: ``origin`` plus ``vector_offset`` (RP2040: after the
+        256-byte second-stage boot loader)."""
+        return self.origin + self.vector_offset
 
     @property
     def end(self) -> int:
@@ -184,7 +191,12 @@ def _region(reader: _Reader, name: str) -> MemoryRegion:
         raise reader.fail(f"memory.{name}.length", "a positive multiple of 1024 bytes", length)
     if origin + length > 1 << 32:
         raise reader.fail(f"memory.{name}.length", "a region inside the 32-bit space", length)
-    return MemoryRegion(origin, length)
+    offset = reader.get(f"memory.{name}.vector_offset", int, "a multiple of 256 below the "
+                        "region's length", required=False) or 0
+    if offset < 0 or offset % 256 or offset >= length or (offset and name != "flash"):
+        raise reader.fail(f"memory.{name}.vector_offset",
+                          "a multiple of 256 below the region's length (flash only)", offset)
+    return MemoryRegion(origin, length, offset)
 
 
 def _pin(reader: _Reader, field: str) -> Pin | None:

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from elftools.elf.elffile import ELFFile
 import tinyprune
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
+from tinyprune.firmware.boot2 import seal_boot2
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class Firmware:
     stack_bytes: int
     elf_sha256: str
     flags: tuple[str, ...]
+
+
+# Steps a family needs on the linked ELF before .bin/.hex are made (RP2040: the boot stage's CRC).
+POST_LINK: dict[str, Callable[[Path], object]] = {"rp2040": seal_boot2}
 
 
 def board_defines(board: Board) -> dict[str, str]:
@@ -116,6 +121,8 @@ def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[P
         "has_fpu": board.has_fpu,
         "flash_origin": f"0x{board.flash.origin:08X}",
         "flash_length": f"0x{board.flash.length:X}",
+        "vector_offset": board.flash.vector_offset,
+        "armv6m": board.core == "cortex-m0plus",
         "ram_origin": f"0x{board.ram.origin:08X}",
         "ram_length": f"0x{board.ram.length:X}",
         "stack_bytes": f"0x{stack_bytes:X}",
@@ -336,6 +343,9 @@ def build_firmware(
     objects = _compile_all(all_sources, cflags, out / "obj", out)
     elf = out / f"{name}.elf"
     ldflags = _link(board, objects, linker, elf, out, opt)
+    post_link = POST_LINK.get(board.family)
+    if post_link is not None:
+        post_link(elf)
     for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
         result = _run([OBJCOPY, "-O", fmt, elf.name, elf.with_suffix(suffix).name], out)
         if result.returncode != 0:
