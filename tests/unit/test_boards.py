@@ -58,7 +58,8 @@ def test_shipped_board_loads(name: str) -> None:
     ram_origin = 0x24000000 if family == "stm32h7" else 0x20000000  # H7: AXI SRAM
     assert (board.ram.origin, board.ram.length) == (ram_origin, ram_length)
     assert board.uart.base == uart
-    assert (board.dsp, board.has_fpu) == ((False, False) if core == "cortex-m0plus" else (True, True))
+    full = core != "cortex-m0plus"
+    assert (board.dsp, board.has_fpu) == (full, full)
 
 
 def test_list_boards_matches_names() -> None:
