@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinyprune import __version__
+from tinyprune.config import CYCLE_MODELS
 from tinyprune.errors import TinypruneError, UsageError
 from tinyprune.quiet import quiet_third_party
 
@@ -34,7 +35,6 @@ log = logging.getLogger("tinyprune")
 EPILOG = """exit codes: 0 ok, 1 a budget / accuracy / bit-exactness check failed,
 2 bad input or usage, 3 a required tool is missing.
 Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data.npz"""
-
 
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
 
@@ -85,6 +85,10 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none: build the "
                    "firmware but check only the host build)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="price the emulated run with this timing model (default: the board's "
+                   "core; table: the flat per-class table of earlier figures; "
+                   "docs/cycle_models.md)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
@@ -120,7 +124,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
-             "finetune_epochs", "emulator", "samples", "trust_model", "random_samples", "force")
+             "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
+             "random_samples", "force")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
@@ -178,11 +183,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.elf.is_file():
         raise UsageError(f"{args.elf}: ELF file not found")
     result = run_elf(board, args.elf, backend=args.emulator, regions=tuple(args.region or ()),
-                     max_instructions=args.max_instructions)
+                     max_instructions=args.max_instructions, cycle_model=args.cycle_model)
     sys.stdout.write(result.uart)
     if result.uart and not result.uart.endswith("\n"):
         sys.stdout.write("\n")
-    est = " (estimate)" if result.cycles_are_estimate else ""
+    from tinyprune.report.figures import estimate_label
+
+    est = estimate_label({"cycles_are_estimate": result.cycles_are_estimate,
+                          "cycle_model": result.cycle_model,
+                          "memory_model": dict(result.memory_model)})
     print(f"stopped: {result.stop_reason}, exit status {result.exit_status}")
     print(f"instructions: {result.instructions:,}  cycles{est}: {result.cycles:,}  "
           f"= {result.cycles / board.clock_hz * 1e3:.3f} ms at {board.clock_hz / 1e6:.0f} MHz")
@@ -450,6 +459,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elf", type=Path, required=True, help="the firmware ELF to run")
     p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"),
                    help="backend (default unicorn: cycle estimates; qemu: instruction counts)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="timing model of the cycle estimate (default: the board's core)")
     p.add_argument("--region", action="append", metavar="FUNCTION",
                    help="count instructions and cycles per call of this function (repeatable)")
     p.add_argument("--max-instructions", type=int, default=2_000_000_000, metavar="N",
