@@ -25,6 +25,8 @@ from tinyprune.config import CYCLE_MODELS
 from tinyprune.errors import TinypruneError, UsageError
 from tinyprune.quiet import quiet_third_party
 
+BOARDS_DIR_ENV = "TINYPRUNE_BOARDS_DIR"  # read by tinyprune.firmware.boards.search_dirs
+
 if TYPE_CHECKING:
     from tinyprune.config import BuildOptions
 
@@ -160,11 +162,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_boards(args: argparse.Namespace) -> int:
     from tinyprune.firmware.boards import list_boards
+    from tinyprune.firmware.paths import boards_dir
 
+    shipped = boards_dir()
+    print(f"{'board':<16} {'MCU':<15} {'core':<14} {'clock':>9} {'flash':>9} {'RAM':>9} "
+          f"{'DSP':<4} emulators")
     for b in list_boards():
-        print(f"{b.name:<16} {b.mcu:<14} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz  "
-              f"flash {b.flash.length // 1024:>5} KiB  RAM {b.ram.length // 1024:>5} KiB  "
-              f"emulators: {', '.join(b.emulator.backends)}")
+        where = "" if b.path.parent == shipped else f"  ({b.path})"
+        print(f"{b.name:<16} {b.mcu:<15} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz "
+              f"{b.flash.length // 1024:>5} KiB {b.ram.length // 1024:>5} KiB "
+              f"{'yes' if b.dsp else 'no':<4} {', '.join(b.emulator.backends)}{where}")
     return 0
 
 
@@ -608,8 +615,10 @@ COMMANDS: dict[str, Command] = {
     "run": ("run any ELF built for a board on the emulator",
             "Run an ELF on the emulated board: exit status, UART output, exact instructions "
             "and estimated cycles, per function with --region.", _add_run_options, cmd_run),
-    "boards": ("list the supported boards",
-               "List the boards in boards/*.toml: MCU, core, clock, flash, RAM, emulators.",
+    "boards": ("list the supported boards (core, clock, flash, RAM, DSP)",
+               "List the boards: the shipped boards/*.toml plus those in --boards-dir or "
+               f"{BOARDS_DIR_ENV}: MCU, core, clock, flash, RAM, DSP, emulators, and the file "
+               "of each board found outside the shipped folder.",
                _no_options, cmd_boards),
     "quantize": ("Keras model -> full-integer int8 .tflite",
                  "Convert a Keras model to a full-integer int8 .tflite (per-channel weights), "
@@ -657,6 +666,10 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (help_text, description, add_options, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
         add_options(p)
+        if name == "boards" or any("--board" in a.option_strings for a in p._actions):
+            p.add_argument("--boards-dir", type=Path, metavar="DIR",
+                           help="also look for <board>.toml files in DIR (before the shipped "
+                           f"boards; the {BOARDS_DIR_ENV} environment variable does the same)")
         p.set_defaults(func=fn)
     return parser
 
@@ -711,6 +724,10 @@ def _dispatch(argv: Sequence[str] | None, debug: bool) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if getattr(args, "boards_dir", None) is not None:
+            from tinyprune.firmware.boards import add_boards_dir
+
+            add_boards_dir(args.boards_dir)
         return int(args.func(args))
     except TinypruneError as exc:
         if debug:

@@ -18,11 +18,11 @@ from tinyprune.emulator.cycles import disassembler
 from tinyprune.emulator.elf import prints_harness_lines, read_elf
 from tinyprune.emulator.faults import Fault, FirmwareStopped
 from tinyprune.errors import CheckFailed, EmulationError, UsageError
-from tinyprune.firmware import Firmware, build_firmware, load_board, render_harness
+from tinyprune.firmware import Firmware, board_names, build_firmware, load_board, render_harness
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
-BOARDS = ("nucleo_f746", "nucleo_f401re", "mps2_an500", "mps2_an386")
+BOARDS = tuple(board_names())  # every shipped board
 
 needs_gcc = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None,
@@ -156,6 +156,42 @@ def test_unicorn_runs_harness(board_name: str, fake_builds: dict[str, Firmware])
     # CYCCNT is served by the cycle model: what the firmware measured is what the model priced.
     # (to one basic block, plus the cost of reading the counter itself)
     assert abs(results.total_cycles - invoke.cycles) <= 0.2 * invoke.cycles
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("board_name", [b for b in BOARDS if load_board(b).family != "mps2"])
+def test_bsp_sets_the_boards_clock_and_baud(board_name: str, fake_builds: dict[str, Firmware],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The board support's clock tree reaches the board file's clock_hz, and its UART divider the
+    baud rate, as decoded from the registers the firmware wrote (the emulator's RCC models)."""
+    from tinyprune.emulator import peripherals as P
+    from tinyprune.emulator import unicorn_backend
+
+    made: list[P.Peripheral] = []
+
+    def capture(*args: object, **kwargs: object) -> list[P.Peripheral]:
+        made[:] = P.peripherals_for(*args, **kwargs)  # type: ignore[arg-type]
+        return made
+
+    monkeypatch.setattr(unicorn_backend, "peripherals_for", capture)
+    board = load_board(board_name)
+    run = run_elf(board, fake_builds[board_name].elf)
+    assert run.exit_status == 0
+    by_type = {type(p): p for p in made}
+    if board.family == "nrf52":
+        assert by_type[P.NrfClock].hfxo_started  # type: ignore[attr-defined]
+        baud = by_type[P.NrfUart].baud()  # type: ignore[attr-defined]
+    elif board.family == "rp2040":
+        clk_sys = by_type[P.Rp2040Clocks].sysclk_hz()  # type: ignore[attr-defined]
+        assert clk_sys == board.clock_hz
+        baud = by_type[P.Pl011].baud(clk_sys)  # type: ignore[attr-defined]
+    else:
+        rcc = next(p for p in made if isinstance(p, P.StmRcc))
+        assert rcc.sysclk_hz() == board.clock_hz
+        uart = next(p for p in made if isinstance(p, P.StmUsart))
+        assert board.uart.bus is not None
+        baud = uart.baud(rcc.uart_clock_hz(board.uart.bus))
+    assert abs(baud - board.uart.baud) <= 0.01 * board.uart.baud
 
 
 @pytest.mark.e2e

@@ -10,12 +10,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing
-from tinyprune.firmware import Firmware, build_firmware, load_board, render_harness
+from tinyprune.firmware import Firmware, board_names, build_firmware, load_board, render_harness
 from tinyprune.firmware.paths import data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAKE_MODEL = FIXTURES / "fake_model"
-BOARDS = ("nucleo_f746", "nucleo_f401re", "mps2_an500", "mps2_an386")
+BOARDS = tuple(board_names())  # every shipped board
 
 pytestmark = [
     pytest.mark.e2e,
@@ -148,3 +148,39 @@ def test_missing_toolchain_is_tool_missing(tmp_path: Path, monkeypatch: pytest.M
         ToolMissing, match=r"apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
     ):
         build_fake_model("mps2_an500", tmp_path / "out")
+
+
+@pytest.mark.e2e
+def test_rp2040_second_stage_boots_the_vector_table(tmp_path: Path) -> None:
+    """The Pico's first 256 bytes carry a valid CRC and, run from SRAM as the boot ROM runs them,
+    set the flash interface up for 03h reads and enter the reset handler with the initial SP."""
+    import unicorn as uc_mod
+    import unicorn.arm_const as R
+
+    from tinyprune.firmware.boot2 import crc32_mpeg2
+
+    board = load_board("rpi_pico")
+    fw = build_fake_model("rpi_pico", tmp_path / "pico")
+    image = fw.bin.read_bytes()
+    stage2 = image[:256]
+    assert int.from_bytes(stage2[252:], "little") == crc32_mpeg2(stage2[:252]) != 0
+    sp, reset = (int.from_bytes(image[0x100 + i:0x104 + i], "little") for i in (0, 4))
+    assert board.ram.contains(sp - 4) and board.flash.contains(reset & ~1)
+
+    uc = uc_mod.Uc(uc_mod.UC_ARCH_ARM, uc_mod.UC_MODE_THUMB)
+    uc.ctl_set_cpu_model(R.UC_CPU_ARM_CORTEX_M0)
+    for base, size in ((board.flash.origin, board.flash.length), (board.ram.origin, 0x42000),
+                       (0x18000000, 0x1000), (0xE000E000, 0x1000)):
+        uc.mem_map(base, size)
+    uc.mem_write(board.flash.origin, image)
+    sram_copy = 0x20041F00  # where the boot ROM copies the stage before running it
+    uc.mem_write(sram_copy, stage2)
+    uc.emu_start(sram_copy | 1, reset & ~1, count=200)
+    assert uc.reg_read(R.UC_ARM_REG_PC) == reset & ~1 and uc.reg_read(R.UC_ARM_REG_SP) == sp
+
+    def word(address: int) -> int:
+        return int.from_bytes(uc.mem_read(address, 4), "little")
+
+    assert word(0xE000ED08) == 0x10000100  # VTOR at the vector table
+    assert (word(0x18000000), word(0x180000F4)) == (0x001F0300, 0x03000218)  # 32-bit frames, 03h
+    assert (word(0x18000008), word(0x18000014)) == (1, 4)  # SSI enabled, SCK = clk_sys / 4

@@ -61,6 +61,7 @@ CPU_MODELS = {
     "cortex-m7": R.UC_CPU_ARM_CORTEX_M7,
     "cortex-m3": R.UC_CPU_ARM_CORTEX_M3,
     "cortex-m0plus": R.UC_CPU_ARM_CORTEX_M0,
+    "cortex-m33": R.UC_CPU_ARM_CORTEX_M33,
 }
 END_GRACE_INSTRUCTIONS = 100_000
 WALL_CHECK_INSTRUCTIONS = 2_000_000  # the wall clock is read this often
@@ -307,7 +308,8 @@ class _Run:
         assert self.scs is not None
         ccr, cpacr = self.scs.ccr, self.scs.cpacr
         self.config = checks.Config(
-            unalign_trp=bool(ccr & CCR_UNALIGN_TRP),
+            # Armv6-M (Cortex-M0+) faults on every unaligned halfword or word access
+            unalign_trp=bool(ccr & CCR_UNALIGN_TRP) or self.board.core == "cortex-m0plus",
             div_0_trp=bool(ccr & CCR_DIV_0_TRP),
             fpu_enabled=self.board.has_fpu and bool(cpacr & CPACR_CP10_ENABLED),
         )
@@ -659,12 +661,13 @@ class _Run:
 
     # ---- run -------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        vector = bytes(self.uc.mem_read(self.board.flash.origin, 8))
+        table = self.board.flash.vector_table
+        vector = bytes(self.uc.mem_read(table, 8))
         sp, reset = int.from_bytes(vector[:4], "little"), int.from_bytes(vector[4:], "little")
         if not self.board.flash.contains(reset & ~1):
             raise UsageError(
                 f"{self.image.path.name}: reset vector 0x{reset:08x} at "
-                f"0x{self.board.flash.origin + 4:08x} is not in flash; "
+                f"0x{table + 4:08x} is not in flash; "
                 f"no vector table at the start of flash?"
             )
         self.uc.reg_write(R.UC_ARM_REG_SP, sp)

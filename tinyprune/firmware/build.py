@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +23,7 @@ from elftools.elf.elffile import ELFFile
 import tinyprune
 from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
+from tinyprune.firmware.boot2 import seal_boot2
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ class Firmware:
     flags: tuple[str, ...]
 
 
+# Steps a family needs on the linked ELF before .bin/.hex are made (RP2040: the boot stage's CRC).
+POST_LINK: dict[str, Callable[[Path], object]] = {"rp2040": seal_boot2}
+
+
 def board_defines(board: Board) -> dict[str, str]:
     """The ``-D`` macros through which the BSP and the harness learn about the board."""
     defines = {
@@ -75,16 +80,23 @@ def board_defines(board: Board) -> dict[str, str]:
         "TP_UART_BAUD": f"{board.uart.baud}u",
     }
     uart = board.uart
-    if uart.tx_pin is not None and uart.rx_pin is not None:
+    if uart.instance.startswith("LPUART"):
+        defines["TP_UART_LPUART"] = "1"  # BRR = 256 * clock / baud
+    if uart.bus is not None and uart.enable_bit is not None:
         defines |= {
             "TP_UART_BUS_APB2": "1" if uart.bus == "apb2" else "0",
+            "TP_UART_BUS_APB1_2": "1" if uart.bus == "apb1_2" else "0",
             "TP_UART_ENABLE_BIT": f"{uart.enable_bit}u",
+        }
+    if uart.tx_pin is not None and uart.rx_pin is not None:
+        defines |= {
             "TP_UART_TX_PORT": f"{uart.tx_pin.port}u",
             "TP_UART_TX_PIN": f"{uart.tx_pin.number}u",
             "TP_UART_RX_PORT": f"{uart.rx_pin.port}u",
             "TP_UART_RX_PIN": f"{uart.rx_pin.number}u",
-            "TP_UART_AF": f"{uart.af}u",
         }
+    if uart.af is not None:
+        defines |= {"TP_UART_AF": f"{uart.af}u", "TP_UART_RX_AF": f"{uart.rx_function}u"}
     return defines
 
 
@@ -110,6 +122,8 @@ def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[P
         "has_fpu": board.has_fpu,
         "flash_origin": f"0x{board.flash.origin:08X}",
         "flash_length": f"0x{board.flash.length:X}",
+        "vector_offset": board.flash.vector_offset,
+        "armv6m": board.core == "cortex-m0plus",
         "ram_origin": f"0x{board.ram.origin:08X}",
         "ram_length": f"0x{board.ram.length:X}",
         "stack_bytes": f"0x{stack_bytes:X}",
@@ -367,6 +381,9 @@ def build_firmware(
     objects = _compile_all(all_sources, cflags, out / "obj", out)
     elf = out / f"{name}.elf"
     ldflags = _link(board, objects, linker, elf, out, opt)
+    post_link = POST_LINK.get(board.family)
+    if post_link is not None:
+        post_link(elf)
     for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
         result = _run([OBJCOPY, "-O", fmt, elf.name, elf.with_suffix(suffix).name], out)
         if result.returncode != 0:
