@@ -14,6 +14,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tinyprune.emulator import RunResult, parse_results, run_elf
+from tinyprune.emulator.cycle_models import DEFAULT_FOR_CORE
 from tinyprune.emulator.cycles import disassembler
 from tinyprune.emulator.elf import prints_harness_lines, read_elf
 from tinyprune.emulator.faults import Fault, FirmwareStopped
@@ -149,7 +150,7 @@ def test_unicorn_runs_harness(board_name: str, fake_builds: dict[str, Firmware])
     assert 0 < results.stack_peak < results.stack_size == 8192
     assert all(s.cycles > 0 and all(c > 0 for c in s.layer_cycles) for s in results.samples)
     # the board's core model prices it; dual issue (M7) retires at most 2 instructions a cycle
-    assert run.cycle_model == {"cortex-m7": "m7", "cortex-m4": "m4"}[board.core]
+    assert run.cycle_model == DEFAULT_FOR_CORE[board.core]
     assert run.instructions > 0 and run.cycles >= run.instructions / 2 and run.cycles_are_estimate
     invoke = run.regions["tp_model_invoke"]
     assert invoke.calls == 2 and 0 < invoke.instructions < run.instructions
