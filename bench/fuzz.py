@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         items = [i for i in items_for(sorted(BASES), args.mutants // len(BASES))
                  if f"{i[0]}/{args.seed}/{i[1]}" not in seen]
         opts = Options(seed=args.seed, host_every=args.host_every, samples=3,
-                       timeout=args.timeout, keep_going_dir=str(WORK / "bad"))
+                       timeout=args.timeout, save_bad_to=str(WORK / "bad"))
         with log.open("a") as sink:
             def record(o: Outcome) -> None:
                 sink.write(json.dumps(o.__dict__) + "\n")

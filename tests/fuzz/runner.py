@@ -34,7 +34,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,16 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Options:
-    """How far each mutant goes. ``host_every``: every n-th mutant that passes codegen is also
-    compiled and run on the host (0: none); ``samples``: inputs per mutant."""
+    """How far each mutant goes. ``host_every``: every n-th mutant (per worker) that passes the
+    reference interpreter is also compiled and run on the host (0: none); ``samples``: inputs
+    per mutant; ``timeout``: seconds a mutant may take before its worker counts as hung."""
 
     seed: int = 0
     host_every: int = 0
     samples: int = 3
     timeout: float = 120.0
     memory_limit: int = MEMORY_LIMIT
-    keep_going_dir: str | None = None  # where the mutants that failed badly are saved
-    extra: dict[str, Any] = field(default_factory=dict)
+    save_bad_to: str | None = None  # where the mutants that crashed or hung are saved
 
 
 # ---- the product path (in the worker) ---------------------------------------------------------
@@ -261,8 +261,8 @@ class _Worker:
     def _dead(self, item: Item, result: str, rc: int | None) -> Outcome:
         name, index, _ = item
         m = mutant(name, BASES[name].read_bytes(), self.opts.seed, index)
-        if self.opts.keep_going_dir:
-            Path(self.opts.keep_going_dir, f"{name}-{index}.tflite").write_bytes(m.data)
+        if self.opts.save_bad_to:
+            Path(self.opts.save_bad_to, f"{name}-{index}.tflite").write_bytes(m.data)
         detail = "no answer in time" if result == "hang" else f"worker died (exit {rc})"
         return Outcome(m.key, result, "worker", detail, m.description)
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C co
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> list[Outcome]:
     saved = tmp_path_factory.mktemp("fuzz-bad")
     opts = Options(seed=SEED, host_every=HOST_EVERY, samples=3, timeout=120.0,
-                   keep_going_dir=str(saved))
+                   save_bad_to=str(saved))
     return run_items(items_for(sorted(BASES), PER_MODEL), opts, workers=WORKERS)
 
 

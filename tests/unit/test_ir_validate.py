@@ -88,6 +88,8 @@ CASES: dict[str, tuple[Callable[[Any], None], tuple[str, ...]]] = {
     "zero scale": (_scale(0.0), ("tensor 0 'input_1'", "scale[0]", "received 0.0")),
     "negative scale": (_scale(-0.5), ("scale[0]", "received -0.5")),
     "infinite scale": (_scale(math.inf), ("scale[0]", "received inf")),
+    "tiny scale": (_scale(1e-38), ("scale[0]", "[1e-30, 1e+30]", "received 1e-38")),
+    "huge scale": (_scale(3e38), ("scale[0]", "[1e-30, 1e+30]", "received 3e+38")),
     "zero point out of int8 range": (
         lambda m: _set(_t(m, 0).quantization, zeroPoint=np.array([128])),
         ("tensor 0 'input_1'", "zero_point[0]", "[-128, 127]", "received 128")),
@@ -280,8 +282,10 @@ RESNET = FIXTURES / "pretrainedResnet_quant.tflite"
 AD01 = FIXTURES / "ad01_int8.tflite"
 
 
-def _reference(data: bytes, name: str) -> np.ndarray:
-    graph = read_tflite(data, name=name)
+def _reference(base: Path, data: bytes, name: str) -> np.ndarray:
+    """The reference interpreter on ``data``, a mutant of ``base`` that the reader would refuse:
+    the graph (shapes, the name) comes from ``base``."""
+    graph = read_tflite(base.read_bytes(), name=name)
     return verify.reference_outputs(data, graph, verify.random_inputs(graph, 2))
 
 
@@ -291,7 +295,7 @@ def test_reference_interpreter_crash_is_a_usage_error_naming_the_file() -> None:
                                           scale=np.array([3e38], np.float32)))
     with pytest.raises(UsageError, match=r"^resnet\.tflite: the TFLite Micro reference "
                                          r"interpreter crashed on the model \(signal SIGABRT"):
-        _reference(data, "resnet.tflite")
+        _reference(RESNET, data, "resnet.tflite")
 
 
 def test_reference_interpreter_refusal_is_a_usage_error_with_its_reason() -> None:
@@ -301,7 +305,7 @@ def test_reference_interpreter_refusal_is_a_usage_error_with_its_reason() -> Non
     with pytest.raises(UsageError, match=r"^ad01\.tflite: the TFLite Micro reference "
                                          r"interpreter refuses the model \(TFLM failed to "
                                          r"allocate tensors: .*FULLY_CONNECTED"):
-        _reference(data, "ad01.tflite")
+        _reference(AD01, data, "ad01.tflite")
 
 
 def test_reference_outputs_of_a_valid_model_are_unchanged_by_the_child_process() -> None:

@@ -31,6 +31,11 @@ MAX_RANK = 6
 """TFLite Micro's RuntimeShape holds at most 6 dimensions."""
 MAX_WINDOW = 1 << 16
 """Largest stride, dilation, pooling window or depth multiplier."""
+MIN_SCALE, MAX_SCALE = 1e-30, 1e30
+"""Quantization scales lie in this range. Converted models stay within about 1e-12 (a bias of an
+all-zero channel, whose filter scale the converter sets to 3.9e-9) and 1e3; outside it the
+generation-time arithmetic in float32 overflows (6.0 / scale for a RELU6 bound is infinite for a
+scale below 1.8e-38) and the dequantized range of an int8 tensor means nothing."""
 MAX_OP_INPUTS = 1024
 SCHEMA_VERSION = 3
 
@@ -155,6 +160,9 @@ def check_quant(q: Any, dtype: str, shape: Sequence[int], what: str,
     for i, s in enumerate(scales):
         if not (math.isfinite(s) and s > 0):
             raise where.error(what, f"quantization scale[{i}]", "a finite positive number", s)
+        if not MIN_SCALE <= s <= MAX_SCALE:
+            raise where.error(what, f"quantization scale[{i}]",
+                              f"a value in [{MIN_SCALE:g}, {MAX_SCALE:g}]", f"{s:g}")
     zps = [int(z) for z in q.zeroPoint] if _count(q.zeroPoint) else []
     if len(zps) not in (1, n):
         shown = "none" if not zps else len(zps)
