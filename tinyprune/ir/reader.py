@@ -265,4 +265,6 @@ def _op(index: int, o: Any, codes: list[str], tensors: tuple[Tensor, ...], schem
         v.check_options(rule, kind, what, where)
         for key, value in options.items():
             v.check_option_value(key, value, what, where)
+        if rule.window:
+            v.check_window(tensors[ins[1]].shape, options, what, where)
     return Op(index=index, opcode=code, inputs=ins, outputs=outs, options=options, name=name)

@@ -29,8 +29,11 @@ MAX_TOTAL_BYTES = 64 << 20
 """All tensors of the model together, constants and activations, counted without reuse."""
 MAX_RANK = 6
 """TFLite Micro's RuntimeShape holds at most 6 dimensions."""
-MAX_WINDOW = 1 << 16
-"""Largest stride, dilation, pooling window or depth multiplier."""
+MAX_WINDOW = 2**15 - 1
+"""Largest stride, dilation, pooling window, dilated filter window or depth multiplier: TFLite
+Micro keeps strides, dilations, depth multipliers and paddings in int16 (ConvParams,
+DepthwiseParams, PaddingValues), so beyond this the reference interpreter computes with
+truncated values (a dilation of 65535 gave a padding of -1)."""
 MIN_SCALE, MAX_SCALE = 1e-30, 1e30
 """Quantization scales lie in this range. Converted models stay within about 1e-12 (a bias of an
 all-zero channel, whose filter scale the converter sets to 3.9e-9) and 1e3; outside it the
@@ -250,6 +253,8 @@ class OpRule:
         options: the builtin options type the op carries (``None``: no options).
         options_required: the options must be present (TFLite Micro would read zeros, e.g. a
             stride of 0, where the reader would assume a default).
+        window: input 1 is a filter [_, KH, KW, _] dilated by the op's dilation factors; its
+            dilated extent must stay within :data:`MAX_WINDOW` (and so every padding).
     """
 
     inputs: tuple[int, int]
@@ -258,9 +263,10 @@ class OpRule:
     out_ranks: tuple[int | None, ...] = ()
     options: str | None = None
     options_required: bool = False
+    window: bool = False
 
 
-_CONV = OpRule((2, 3), frozenset({2}), (4, 4, 1), (4,), options_required=True)
+_CONV = OpRule((2, 3), frozenset({2}), (4, 4, 1), (4,), options_required=True, window=True)
 _POOL = OpRule((1, 1), ranks=(4,), out_ranks=(4,), options="Pool2DOptions",
                options_required=True)
 
@@ -317,6 +323,18 @@ def check_ranks(rule: OpRule, in_shapes: Sequence[tuple[int, ...] | None],
             if rank is not None and shape is not None and len(shape) != rank:
                 raise where.error(what, f"{kind} {pos} shape", f"{rank} dimensions",
                                   list(shape))
+
+
+def check_window(filter_shape: tuple[int, ...], options: dict[str, Any], what: str,
+                 where: Where) -> None:
+    """The dilated filter window ((k - 1) * dilation + 1) of a convolution, both axes."""
+    for axis, name in ((1, "h"), (2, "w")):
+        dilation = int(options.get(f"dilation_{name}_factor", 1))
+        extent = (filter_shape[axis] - 1) * dilation + 1
+        if extent > MAX_WINDOW:
+            raise where.error(what, f"dilation_{name}_factor",
+                              f"a dilated filter at most {MAX_WINDOW} wide", f"{dilation} "
+                              f"(filter {filter_shape[axis]}: {extent})")
 
 
 def check_options(rule: OpRule, options_type: str | None, what: str, where: Where) -> None:
