@@ -67,18 +67,7 @@ def read_tflite(source: str | Path | bytes, *, name: str | Path | None = None) -
     path = None if isinstance(source, bytes) else Path(source)
     label = str(name) if name is not None else str(path) if path is not None else DEFAULT_LABEL
     where = v.Where(label)
-    if path is not None:
-        if not path.is_file():
-            raise UsageError(f"{label}: file not found")
-        v.check_file_size(path.stat().st_size, where)
-        buf = path.read_bytes()
-    else:
-        assert isinstance(source, bytes)
-        buf = source
-        v.check_file_size(len(buf), where)
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise UsageError(f"{label}: not a TFLite flatbuffer (no 'TFL3' identifier); "
-                         "give a .tflite file written by the TFLite converter")
+    buf = _read_bytes(source, where)
     schema = _schema()
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
@@ -92,6 +81,23 @@ def read_tflite(source: str | Path | bytes, *, name: str | Path | None = None) -
     except (IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         log.debug("unexpected field in %s", label, exc_info=True)
         raise _corrupt(label, exc) from None
+
+
+def _read_bytes(source: str | Path | bytes, where: v.Where) -> bytes:
+    """The flatbuffer (size bound checked before a file is read), with its identifier."""
+    if isinstance(source, bytes):
+        buf = source
+        v.check_file_size(len(buf), where)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"{where.label}: file not found")
+        v.check_file_size(path.stat().st_size, where)
+        buf = path.read_bytes()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise UsageError(f"{where.label}: not a TFLite flatbuffer (no 'TFL3' identifier); "
+                         "give a .tflite file written by the TFLite converter")
+    return buf
 
 
 def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> Graph:
