@@ -199,9 +199,10 @@ Item = tuple[str, int, int]  # (base model, mutant index, host: 1 yes, 0 no, -1 
 class _Worker:
     """One worker process over a list of items; restarted past an item that killed it."""
 
-    def __init__(self, items: list[Item], opts: Options) -> None:
+    def __init__(self, items: list[Item], opts: Options, bases: dict[str, Path]) -> None:
         self.items = items
         self.opts = opts
+        self.bases = bases
         self.proc: subprocess.Popen[str] | None = None
         self.sel = selectors.DefaultSelector()
 
@@ -213,7 +214,7 @@ class _Worker:
             start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         job = {"options": asdict(self.opts), "items": items,
-               "bases": {n: str(BASES[n]) for n in {i[0] for i in items}}}
+               "bases": {n: str(self.bases[n]) for n in {i[0] for i in items}}}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.close()
         self.sel = selectors.DefaultSelector()
@@ -260,7 +261,7 @@ class _Worker:
 
     def _dead(self, item: Item, result: str, rc: int | None) -> Outcome:
         name, index, _ = item
-        m = mutant(name, BASES[name].read_bytes(), self.opts.seed, index)
+        m = mutant(name, self.bases[name].read_bytes(), self.opts.seed, index)
         if self.opts.save_bad_to:
             Path(self.opts.save_bad_to, f"{name}-{index}.tflite").write_bytes(m.data)
         detail = "no answer in time" if result == "hang" else f"worker died (exit {rc})"
@@ -268,8 +269,12 @@ class _Worker:
 
 
 def run_items(items: list[Item], opts: Options, *, workers: int = 1,
-              on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Runs ``items`` in ``workers`` parallel worker processes; returns every outcome."""
+              on_outcome: Callable[[Outcome], None] | None = None,
+              bases: dict[str, Path] | None = None) -> list[Outcome]:
+    """Runs ``items`` in ``workers`` parallel worker processes; returns every outcome.
+
+    ``bases`` maps the model names of the items to their files (default: the official models,
+    :data:`BASES`)."""
     import threading
 
     chunks = [items[k::workers] for k in range(workers)]
@@ -279,7 +284,7 @@ def run_items(items: list[Item], opts: Options, *, workers: int = 1,
 
     def drive(chunk: list[Item]) -> None:
         try:
-            for out in _Worker(chunk, opts).run():
+            for out in _Worker(chunk, opts, bases or BASES).run():
                 with lock:
                     outcomes.append(out)
                     if on_outcome is not None:
