@@ -150,6 +150,10 @@ CASES: dict[str, tuple[Callable[[Any], None], tuple[str, ...]]] = {
                     ("(SOFTMAX)", "outputs", "expected 1 output", "received 2")),
     "wrong rank": (lambda m: _set(_t(m, 17), shape=[64, 40]),
                    ("(CONV_2D)", "input 1 shape", "4 dimensions", "[64, 40]")),
+    "element-wise output of another shape": (
+        lambda m: _set(_t(m, 34), shape=[65536, 12]),
+        ("op 12 'Identity' (SOFTMAX)", "output 0 shape", "[1, 12] (the input's shape)",
+         "received [65536, 12]")),
     "options of another op": (
         lambda m: _set(_op(m, 0), builtinOptionsType=5,
                        builtinOptions=_schema().Pool2DOptionsT()),
@@ -249,6 +253,70 @@ def test_file_size_bound(tmp_path: Path) -> None:
         read_tflite(path)
 
 
+def _shared_tensor_model(entries: int, name_bytes: int) -> bytes:
+    """A flatbuffer whose tensor vector points ``entries`` times at one tensor table (the object
+    API would unpack, and copy the name of, each entry)."""
+    import flatbuffers
+
+    s = _schema()
+    b = flatbuffers.Builder(0)
+    name = b.CreateString("x" * name_bytes)
+    s.TensorStartShapeVector(b, 1)
+    b.PrependInt32(1)
+    shape = b.EndVector()
+    s.TensorStart(b)
+    s.TensorAddName(b, name)
+    s.TensorAddShape(b, shape)
+    s.TensorAddType(b, 9)
+    tensor = s.TensorEnd(b)
+    s.SubGraphStartTensorsVector(b, entries)
+    for _ in range(entries):
+        b.PrependUOffsetTRelative(tensor)
+    tensors = b.EndVector()
+    s.SubGraphStart(b)
+    s.SubGraphAddTensors(b, tensors)
+    sub = s.SubGraphEnd(b)
+    s.ModelStartSubgraphsVector(b, 1)
+    b.PrependUOffsetTRelative(sub)
+    subs = b.EndVector()
+    s.ModelStart(b)
+    s.ModelAddVersion(b, 3)
+    s.ModelAddSubgraphs(b, subs)
+    b.Finish(s.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_shared_names_are_not_unpacked_without_bound() -> None:
+    data = _shared_tensor_model(1000, 100_000)  # 100 KB that would unpack 100 MB of names
+    assert len(data) < 110_000
+    with pytest.raises(UsageError, match=r"names: expected at most .* \(names shared between"):
+        read_tflite(data, name=NAME)
+
+
+def test_tensor_count_bound() -> None:
+    with pytest.raises(UsageError, match=r"model: tensors: expected at most 65,536, received "
+                                         r"70,000"):
+        read_tflite(_shared_tensor_model(70_000, 1), name=NAME)
+
+
+def _big_shared_constants(m: Any) -> None:
+    """Five constant tensors of 16 MiB on one buffer: 80 MiB of tensors in a 16 MiB file."""
+    import copy
+
+    m.buffers.append(_schema().BufferT())
+    m.buffers[-1].data = np.zeros(1 << 24, np.uint8)
+    for _ in range(5):
+        t = copy.deepcopy(_t(m, 17))
+        t.shape, t.buffer, t.quantization = [4096, 4096], len(m.buffers) - 1, None
+        _sub(m).tensors.append(t)
+
+
+def test_total_tensor_bytes_bound() -> None:
+    with pytest.raises(UsageError, match=r"model: tensors: expected at most 67,108,864 bytes in "
+                                         r"all, received 67,[0-9,]+"):
+        read_tflite(mutated(KWS, _big_shared_constants), name=NAME)
+
+
 def _graph(ops: list[Op], tensors: list[Tensor]) -> Graph:
     return Graph(tensors=tuple(tensors), ops=tuple(ops), inputs=(), outputs=(),
                  source=Path("m.tflite"))
@@ -280,6 +348,25 @@ def test_fold_still_folds() -> None:
     folded = fold_constants(_graph([Op(0, "ADD", (0, 1), (2,), {}, name="add")], tensors))
     assert not folded.ops and folded.tensor(2).data is not None
     assert folded.tensor(2).data.tolist() == [5, 7, 9]
+
+
+def test_mean_output_must_hold_the_reduced_values() -> None:
+    """A MEAN whose output is smaller than what it computes would write past it in the arena."""
+    from tinyprune.errors import UnsupportedError
+    from tinyprune.ir import Quant
+    from tinyprune.kernels.reduce import MeanHandler
+
+    q = Quant(scale=(0.1,), zero_point=(0,))
+    x = Tensor(0, "x", (1, 4, 4, 8), "int8", quant=q)
+    axes = Tensor(1, "axes", (2,), "int32", data=np.array([1, 2], np.int32))
+    for shape, ok in (((1, 8), True), ((1, 1, 1, 8), True), ((1, 4), False)):
+        y = Tensor(2, "y", shape, "int8", quant=q)
+        graph = Graph((x, axes, y), (Op(0, "MEAN", (0, 1), (2,), {}, name="gap"),), (0,), (2,))
+        if ok:
+            MeanHandler().check(graph.ops[0], graph)
+        else:
+            with pytest.raises(UnsupportedError, match=r"MEAN output: expected 8 values"):
+                MeanHandler().check(graph.ops[0], graph)
 
 
 # ---- the reference interpreter as the last line of defence -------------------------------------

@@ -70,7 +70,9 @@ def read_tflite(source: str | Path | bytes, *, name: str | Path | None = None) -
     buf = _read_bytes(source, where)
     schema = _schema()
     try:
-        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
+        model = _unpack(buf, schema, where)
+    except UsageError:
+        raise
     except Exception as exc:  # a damaged flatbuffer raises anything from struct to IndexError
         raise _corrupt(label, exc) from None
     source_path = Path(name) if name is not None else path
@@ -100,11 +102,62 @@ def _read_bytes(source: str | Path | bytes, where: v.Where) -> bytes:
     return buf
 
 
+def _string_len(table: Any, slot: int) -> int:
+    """The length of a string field of a raw table, without copying it."""
+    o = table._tab.Offset(slot)
+    return int(table._tab.VectorLen(o)) if o else 0
+
+
+# vtable slots of the strings the object API copies (schema_py_generated: Tensor.Name,
+# OperatorCode.CustomCode, Metadata.Name, SubGraph.Name, Model.Description)
+_TENSOR_NAME, _CUSTOM_CODE, _METADATA_NAME, _SUBGRAPH_NAME, _DESCRIPTION = 10, 6, 4, 12, 10
+
+
+def _unpack(buf: bytes, schema: Any, where: v.Where) -> Any:
+    """A ``ModelT`` with what the reader uses (the subgraph, buffers, operator codes, metadata;
+    not the signature defs), unpacked once the counts and the names it would copy are checked.
+
+    A flatbuffer can point many table entries at one table or string; the object API copies
+    each, so a small file could otherwise unpack into gigabytes.
+    """
+    m = schema.Model.GetRootAs(buf, 0)
+    v.check_header(int(m.Version()), int(m.SubgraphsLength()), where)
+    sub = m.Subgraphs(0)
+    v.check_counts({"tensors": sub.TensorsLength(), "operators": sub.OperatorsLength(),
+                    "buffers": m.BuffersLength(), "operator codes": m.OperatorCodesLength(),
+                    "metadata": m.MetadataLength()}, where)
+    tensors = [sub.Tensors(i) for i in range(sub.TensorsLength())]
+    names = (sum(_string_len(t, _TENSOR_NAME) for t in tensors)
+             + sum(_string_len(m.OperatorCodes(i), _CUSTOM_CODE)
+                   for i in range(m.OperatorCodesLength()))
+             + sum(_string_len(m.Metadata(i), _METADATA_NAME) for i in range(m.MetadataLength()))
+             + _string_len(sub, _SUBGRAPH_NAME) + _string_len(m, _DESCRIPTION))
+    v.check_string_bytes(names, len(buf), where)
+    for i, t in enumerate(tensors):
+        v.check_tensor_flags(t.Sparsity() is not None, int(t.VariantTensorsLength()),
+                             bool(t.IsVariable()), int(t.ExternalBuffer()),
+                             v.tensor_what(i, _text(t.Name()) or f"tensor{i}"), where)
+    model = schema.ModelT()
+    model.version = int(m.Version())
+    model.subgraphs = [schema.SubGraphT.InitFromObj(sub)]
+    model.buffers = [schema.BufferT.InitFromObj(m.Buffers(i)) for i in range(m.BuffersLength())]
+    model.operatorCodes = [schema.OperatorCodeT.InitFromObj(m.OperatorCodes(i))
+                           for i in range(m.OperatorCodesLength())]
+    model.metadata = [schema.MetadataT.InitFromObj(m.Metadata(i))
+                      for i in range(m.MetadataLength())]
+    return model
+
+
 def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> Graph:
     sub = v.check_model(model, where)
     buffers = model.buffers or []
-    tensors = tuple(_tensor(i, t, buffers, schema, where) for i, t in enumerate(sub.tensors or []))
-    v.check_total(sum(t.nbytes for t in tensors), where)
+    built: list[Tensor] = []
+    total = 0
+    for i, t in enumerate(sub.tensors or []):
+        built.append(_tensor(i, t, buffers, schema, where))
+        total += built[-1].nbytes
+        v.check_total(total, where)  # before the next tensor copies its data
+    tensors = tuple(built)
     codes = [_opcode_name(i, c, schema, where) for i, c in enumerate(model.operatorCodes or [])]
     ops = tuple(_op(i, o, codes, tensors, schema, where)
                 for i, o in enumerate(sub.operators or []))
@@ -149,7 +202,6 @@ def _tensor(index: int, t: Any, buffers: list[Any], schema: Any, where: v.Where)
     what = v.tensor_what(index, name)
     dtype = _enum_names(schema.TensorType).get(int(t.type), f"type {t.type}").lower()
     v.check_dtype(dtype, tuple(NP_DTYPES), what, where)
-    v.check_tensor_flags(t, what, where)
     shape = _ints(t.shape)
     nbytes = v.check_shape(shape, DTYPE_BYTES[dtype], what, where)
     checked = v.check_quant(t.quantization, dtype, shape, what, where)
@@ -266,8 +318,8 @@ def _op(index: int, o: Any, codes: list[str], tensors: tuple[Tensor, ...], schem
     kind, options = _options(o, schema, what, where, strict=rule is not None)
     if rule is not None:
         v.check_arity(rule, ins, outs, what, where)
-        v.check_ranks(rule, [tensors[t].shape if t >= 0 else None for t in ins],
-                      [tensors[t].shape for t in outs], what, where)
+        v.check_shapes(rule, [tensors[t].shape if t >= 0 else None for t in ins],
+                       [tensors[t].shape for t in outs], what, where)
         v.check_options(rule, kind, what, where)
         for key, value in options.items():
             v.check_option_value(key, value, what, where)

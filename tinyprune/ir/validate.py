@@ -40,6 +40,9 @@ all-zero channel, whose filter scale the converter sets to 3.9e-9) and 1e3; outs
 generation-time arithmetic in float32 overflows (6.0 / scale for a RELU6 bound is infinite for a
 scale below 1.8e-38) and the dequantized range of an int8 tensor means nothing."""
 MAX_OP_INPUTS = 1024
+MAX_ITEMS = 1 << 16
+"""Most tensors, operators, buffers, operator codes or metadata entries (converted models have
+a few hundred): the flatbuffer's object API builds a Python object for each."""
 SCHEMA_VERSION = 3
 
 FIX = "re-export the model with the TFLite converter"
@@ -83,14 +86,33 @@ def op_what(index: int, name: str, opcode: str) -> str:
 
 # ---- the model and its subgraph ---------------------------------------------------------------
 
+def check_header(version: int, subgraphs: int, where: Where) -> None:
+    """Schema version 3 and exactly one subgraph."""
+    if version != SCHEMA_VERSION:
+        raise where.error("model", "schema version", str(SCHEMA_VERSION), version)
+    if subgraphs != 1:
+        fix = "control flow (several subgraphs) is not supported" if subgraphs > 1 else FIX
+        raise where.error("model", "subgraphs", "exactly 1", subgraphs, fix)
+
+
+def check_counts(counts: dict[str, int], where: Where) -> None:
+    for field, n in counts.items():
+        if n > MAX_ITEMS:
+            raise where.error("model", field, f"at most {MAX_ITEMS:,}", f"{n:,}", BOUND_FIX)
+
+
+def check_string_bytes(total: int, file_bytes: int, where: Where) -> None:
+    """The names the reader copies fit in the file: more means tables share strings (a
+    flatbuffer no converter writes), which would make unpacking copy them without bound."""
+    if total > file_bytes:
+        raise where.error("model", "names", f"at most {file_bytes:,} bytes of names (the file's "
+                          "size)", f"{total:,} bytes (names shared between tables)")
+
+
 def check_model(model: Any, where: Where) -> Any:
     """Schema version, exactly one subgraph, metadata pointing at real buffers; the subgraph."""
-    if int(model.version) != SCHEMA_VERSION:
-        raise where.error("model", "schema version", str(SCHEMA_VERSION), model.version)
-    subs = model.subgraphs or []
-    if len(subs) != 1:
-        fix = ("control flow (several subgraphs) is not supported" if len(subs) > 1 else FIX)
-        raise where.error("model", "subgraphs", "exactly 1", len(subs), fix)
+    check_header(int(model.version), len(model.subgraphs or []), where)
+    subs = model.subgraphs
     n = len(model.buffers or [])
     for i, meta in enumerate(model.metadata or []):
         if not 0 <= int(meta.buffer) < n:
@@ -132,17 +154,22 @@ def check_total(total: int, where: Where) -> None:
                           f"{total:,}", BOUND_FIX)
 
 
-def check_tensor_flags(t: Any, what: str, where: Where) -> None:
-    """Features tinyprune and the reference interpreter do not handle in a dense int8 model."""
-    if t.sparsity is not None:
+def check_tensor_flags(sparse: bool, variants: int, variable: bool, external: int, what: str,
+                       where: Where) -> None:
+    """Features tinyprune and the reference interpreter do not handle in a dense int8 model
+    (checked on the raw tables, before their contents are unpacked)."""
+    if variants:
+        raise where.error(what, "variant_tensors", "none", variants,
+                          "tinyprune takes full-integer int8 models")
+    if sparse:
         raise where.error(what, "sparsity", "a dense tensor", "TFLite sparse storage",
                           "convert without sparse weight storage")
-    if bool(t.isVariable):
+    if variable:
         raise where.error(what, "is_variable", "false", "true (a stateful variable tensor)",
                           "stateful models are not supported")
-    if int(getattr(t, "externalBuffer", 0) or 0):
+    if external:
         raise where.error(what, "external_buffer", "data inside the flatbuffer",
-                          f"external buffer {t.externalBuffer}", FIX)
+                          f"external buffer {external}", FIX)
 
 
 def _count(values: Any) -> int:
@@ -255,6 +282,7 @@ class OpRule:
             stride of 0, where the reader would assume a default).
         window: input 1 is a filter [_, KH, KW, _] dilated by the op's dilation factors; its
             dilated extent must stay within :data:`MAX_WINDOW` (and so every padding).
+        same_shape: an element-wise op: the output has the shape of input 0.
     """
 
     inputs: tuple[int, int]
@@ -264,6 +292,7 @@ class OpRule:
     options: str | None = None
     options_required: bool = False
     window: bool = False
+    same_shape: bool = False
 
 
 _CONV = OpRule((2, 3), frozenset({2}), (4, 4, 1), (4,), options_required=True, window=True)
@@ -284,14 +313,14 @@ OP_RULES: dict[str, OpRule] = {
     "RESHAPE": OpRule((1, 2), frozenset({1}), options="ReshapeOptions"),
     "EXPAND_DIMS": OpRule((2, 2), options="ExpandDimsOptions"),
     "SQUEEZE": OpRule((1, 1), options="SqueezeOptions"),
-    "SOFTMAX": OpRule((1, 1), options="SoftmaxOptions", options_required=True),
-    "LOGISTIC": OpRule((1, 1)),
+    "SOFTMAX": OpRule((1, 1), options="SoftmaxOptions", options_required=True, same_shape=True),
+    "LOGISTIC": OpRule((1, 1), same_shape=True),
     "PAD": OpRule((2, 2), ranks=(None, 2), options="PadOptions"),
     "PADV2": OpRule((2, 3), frozenset({2}), (None, 2, None), options="PadV2Options"),
     "CONCATENATION": OpRule((1, MAX_OP_INPUTS), options="ConcatenationOptions",
                             options_required=True),
-    "QUANTIZE": OpRule((1, 1), options="QuantizeOptions"),
-    "DEQUANTIZE": OpRule((1, 1), options="DequantizeOptions"),
+    "QUANTIZE": OpRule((1, 1), options="QuantizeOptions", same_shape=True),
+    "DEQUANTIZE": OpRule((1, 1), options="DequantizeOptions", same_shape=True),
     "SHAPE": OpRule((1, 1), options="ShapeOptions"),
     "STRIDED_SLICE": OpRule((4, 4), ranks=(None, 1, 1, 1), options="StridedSliceOptions",
                             options_required=True),
@@ -315,8 +344,12 @@ def check_arity(rule: OpRule, inputs: Sequence[int], outputs: Sequence[int], wha
         raise where.error(what, "outputs", "1 output", len(outputs))
 
 
-def check_ranks(rule: OpRule, in_shapes: Sequence[tuple[int, ...] | None],
-                out_shapes: Sequence[tuple[int, ...]], what: str, where: Where) -> None:
+def check_shapes(rule: OpRule, in_shapes: Sequence[tuple[int, ...] | None],
+                 out_shapes: Sequence[tuple[int, ...]], what: str, where: Where) -> None:
+    """Ranks of inputs and outputs; for element-wise ops, the output's shape is the input's."""
+    if rule.same_shape and in_shapes[0] is not None and out_shapes[0] != in_shapes[0]:
+        raise where.error(what, "output 0 shape", f"{list(in_shapes[0])} (the input's shape)",
+                          list(out_shapes[0]))
     for kind, ranks, shapes in (("input", rule.ranks, in_shapes),
                                 ("output", rule.out_ranks, out_shapes)):
         for pos, (rank, shape) in enumerate(zip(ranks, shapes, strict=False)):

@@ -75,6 +75,10 @@ class MeanHandler:
             )
         if math.prod(x.shape[a] for a in axes) > (1 << 23):
             raise fail(op, "reduces more than 2^23 elements per output")
+        kept = math.prod(x.shape) // math.prod(x.shape[a] for a in axes)
+        if out.size != kept:
+            raise fail(op, f"output: expected {kept} values for {list(x.shape)} over axes "
+                           f"{axes}, received shape {list(out.shape)}")
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)
