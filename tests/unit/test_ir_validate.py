@@ -154,6 +154,14 @@ CASES: dict[str, tuple[Callable[[Any], None], tuple[str, ...]]] = {
         lambda m: _set(_t(m, 34), shape=[65536, 12]),
         ("op 12 'Identity' (SOFTMAX)", "output 0 shape", "[1, 12] (the input's shape)",
          "received [65536, 12]")),
+    "StableHLO options": (
+        lambda m: _set(_op(m, 0), builtinOptions2Type=1,
+                       builtinOptions2=_schema().StablehloConcatenateOptionsT()),
+        ("op 0", "builtin_options_2", "StableHLO ops are not supported")),
+    "resource variable options": (
+        lambda m: _set(_op(m, 0), builtinOptionsType=_schema().BuiltinOptions.VarHandleOptions,
+                       builtinOptions=_schema().VarHandleOptionsT()),
+        ("op 0", "VarHandleOptions", "stateful models")),
     "options of another op": (
         lambda m: _set(_op(m, 0), builtinOptionsType=5,
                        builtinOptions=_schema().Pool2DOptionsT()),

@@ -108,44 +108,54 @@ def _string_len(table: Any, slot: int) -> int:
     return int(table._tab.VectorLen(o)) if o else 0
 
 
+def _items(table: Any, field: str) -> list[Any]:
+    """The raw tables of a vector field (``Tensors`` ...), after its length was bounded."""
+    return [getattr(table, field)(i) for i in range(getattr(table, field + "Length")())]
+
+
 # vtable slots of the strings the object API copies (schema_py_generated: Tensor.Name,
-# OperatorCode.CustomCode, Metadata.Name, SubGraph.Name, Model.Description)
+# OperatorCode.CustomCode, Metadata.Name, SubGraph.Name, Model.Description,
+# SignatureDef.SignatureKey, TensorMap.Name, ExternalBufferGroup.Name)
 _TENSOR_NAME, _CUSTOM_CODE, _METADATA_NAME, _SUBGRAPH_NAME, _DESCRIPTION = 10, 6, 4, 12, 10
+_SIGNATURE_KEY, _TENSOR_MAP_NAME, _GROUP_NAME = 8, 4, 4
 
 
 def _unpack(buf: bytes, schema: Any, where: v.Where) -> Any:
-    """A ``ModelT`` with what the reader uses (the subgraph, buffers, operator codes, metadata;
-    not the signature defs), unpacked once the counts and the names it would copy are checked.
+    """The whole ``ModelT`` (as the reference interpreter's Python wrapper unpacks it too), once
+    the counts of its tables and the bytes of the names it copies are checked on the raw tables.
 
-    A flatbuffer can point many table entries at one table or string; the object API copies
-    each, so a small file could otherwise unpack into gigabytes.
+    A flatbuffer can point many entries of a vector at one table or string; the object API
+    copies each, so a small file could otherwise unpack into gigabytes.
     """
     m = schema.Model.GetRootAs(buf, 0)
     v.check_header(int(m.Version()), int(m.SubgraphsLength()), where)
     sub = m.Subgraphs(0)
-    v.check_counts({"tensors": sub.TensorsLength(), "operators": sub.OperatorsLength(),
-                    "buffers": m.BuffersLength(), "operator codes": m.OperatorCodesLength(),
-                    "metadata": m.MetadataLength()}, where)
-    tensors = [sub.Tensors(i) for i in range(sub.TensorsLength())]
+    lengths = {"tensors": sub.TensorsLength(), "operators": sub.OperatorsLength(),
+               "buffers": m.BuffersLength(), "operator codes": m.OperatorCodesLength(),
+               "metadata": m.MetadataLength(), "signature defs": m.SignatureDefsLength(),
+               "external buffer groups": m.ExternalBufferGroupsLength(),
+               "external buffers": m.ExternalBuffersLength()}
+    v.check_counts(lengths, where)
+    signatures = _items(m, "SignatureDefs")
+    maps = [t for s in signatures for field in ("Inputs", "Outputs") for t in _items(s, field)]
+    v.check_counts({"signature tensors": len(maps)}, where)
+    tensors = _items(sub, "Tensors")
     names = (sum(_string_len(t, _TENSOR_NAME) for t in tensors)
-             + sum(_string_len(m.OperatorCodes(i), _CUSTOM_CODE)
-                   for i in range(m.OperatorCodesLength()))
-             + sum(_string_len(m.Metadata(i), _METADATA_NAME) for i in range(m.MetadataLength()))
+             + sum(_string_len(c, _CUSTOM_CODE) for c in _items(m, "OperatorCodes"))
+             + sum(_string_len(x, _METADATA_NAME) for x in _items(m, "Metadata"))
+             + sum(_string_len(s, _SIGNATURE_KEY) for s in signatures)
+             + sum(_string_len(t, _TENSOR_MAP_NAME) for t in maps)
+             + sum(_string_len(g, _GROUP_NAME) for g in _items(m, "ExternalBufferGroups"))
              + _string_len(sub, _SUBGRAPH_NAME) + _string_len(m, _DESCRIPTION))
     v.check_string_bytes(names, len(buf), where)
     for i, t in enumerate(tensors):
         v.check_tensor_flags(t.Sparsity() is not None, int(t.VariantTensorsLength()),
                              bool(t.IsVariable()), int(t.ExternalBuffer()),
                              v.tensor_what(i, _text(t.Name()) or f"tensor{i}"), where)
-    model = schema.ModelT()
-    model.version = int(m.Version())
-    model.subgraphs = [schema.SubGraphT.InitFromObj(sub)]
-    model.buffers = [schema.BufferT.InitFromObj(m.Buffers(i)) for i in range(m.BuffersLength())]
-    model.operatorCodes = [schema.OperatorCodeT.InitFromObj(m.OperatorCodes(i))
-                           for i in range(m.OperatorCodesLength())]
-    model.metadata = [schema.MetadataT.InitFromObj(m.Metadata(i))
-                      for i in range(m.MetadataLength())]
-    return model
+    for i, o in enumerate(_items(sub, "Operators")):
+        v.check_raw_options(int(o.BuiltinOptionsType()), int(o.BuiltinOptions2Type()),
+                            int(schema.BuiltinOptions.VarHandleOptions), f"op {i}", where)
+    return schema.ModelT.InitFromObj(m)
 
 
 def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> Graph:

@@ -109,6 +109,18 @@ def check_string_bytes(total: int, file_bytes: int, where: Where) -> None:
                           "size)", f"{total:,} bytes (names shared between tables)")
 
 
+def check_raw_options(options_type: int, options2_type: int, var_handle: int, what: str,
+                      where: Where) -> None:
+    """Options with strings of their own are read only for ops tinyprune could not run anyway
+    (StableHLO ops, resource variables): refused before they are unpacked."""
+    if options2_type:
+        raise where.error(what, "builtin_options_2", "none", f"options type {options2_type}",
+                          "StableHLO ops are not supported; tinyprune takes TFLite builtin ops")
+    if options_type == var_handle:
+        raise where.error(what, "builtin options", "no resource variable",
+                          "VarHandleOptions", "stateful models are not supported")
+
+
 def check_model(model: Any, where: Where) -> Any:
     """Schema version, exactly one subgraph, metadata pointing at real buffers; the subgraph."""
     check_header(int(model.version), len(model.subgraphs or []), where)
