@@ -137,7 +137,13 @@ def _in_child(fn: Callable[[], np.ndarray]) -> np.ndarray:
                     payload = ("refused", str(exc))
                 except BaseException as exc:  # re-raised in the parent as it was
                     payload = ("raise", exc)
-                os.write(result.fileno(), pickle.dumps(payload))
+                try:
+                    data = pickle.dumps(payload)
+                except Exception:  # an exception that does not pickle: its text
+                    data = pickle.dumps(("raise", RuntimeError(repr(payload[1]))))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(result.fileno(), view):]
             except BaseException:
                 code = 70
             os._exit(code)
