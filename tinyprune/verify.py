@@ -52,7 +52,8 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
 
     The interpreter runs in a forked child process (where the OS can fork): its kernels abort
     the process on parameters they do not accept, and a model the reader let through must not
-    end tinyprune. Its arena is sized from the graph's tensors (the interpreter's own default,
+    end tinyprune. One child per call, all samples in it (a build calls this once): the fork
+    costs ~80 ms in a process with TensorFlow loaded (bench numbers in docs/reader.md). Its arena is sized from the graph's tensors (the interpreter's own default,
     ten times the file size, is too small for small models with large activations).
 
     Returns:
@@ -66,9 +67,11 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
     activations = sum(t.nbytes for t in graph.tensors if not t.is_const)
     arena = max(len(tflite) * 10, 2 * activations + (1 << 20))
 
-    def run() -> np.ndarray:
-        from tflite_micro.python.tflite_micro import runtime
+    # Imported here, before the fork: the child would otherwise import it on every call
+    # (~60 ms of the ~140 ms a forked call costs on a build that has TensorFlow loaded).
+    from tflite_micro.python.tflite_micro import runtime
 
+    def run() -> np.ndarray:
         try:
             interp = runtime.Interpreter.from_bytes(tflite, arena_size=arena)
         except Exception as exc:  # its Python wrapper parses the flatbuffer too
