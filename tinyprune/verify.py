@@ -53,8 +53,9 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
     The interpreter runs in a forked child process (where the OS can fork): its kernels abort
     the process on parameters they do not accept, and a model the reader let through must not
     end tinyprune. One child per call, all samples in it (a build calls this once): the fork
-    costs ~80 ms in a process with TensorFlow loaded (bench numbers in docs/reader.md). Its arena is sized from the graph's tensors (the interpreter's own default,
-    ten times the file size, is too small for small models with large activations).
+    costs ~0.1 s in a process with TensorFlow loaded (docs/reader.md). Its arena is sized from
+    the graph's tensors (the interpreter's own default, ten times the file size, is too small
+    for small models with large activations).
 
     Returns:
         An array of shape (n, output bytes) of raw output bytes, graph outputs concatenated.
@@ -134,6 +135,8 @@ def _in_child(fn: Callable[[], np.ndarray]) -> np.ndarray:
                 faulthandler.disable()  # a crash here is expected and reported by the parent
                 os.dup2(log.fileno(), 2)
                 os.dup2(log.fileno(), 1)
+                # Python-level output too (sys.stdout need not be fd 1, e.g. under capture)
+                sys.stdout = sys.stderr = open(log.fileno(), "w", closefd=False)  # noqa: SIM115
                 try:
                     payload: tuple[str, object] = ("ok", fn())
                 except _Refused as exc:
