@@ -174,6 +174,12 @@ CASES: dict[str, tuple[Callable[[Any], None], tuple[str, ...]]] = {
     "fused activation out of range": (
         lambda m: _set(_op(m, 0).builtinOptions, fusedActivationFunction=99),
         ("(CONV_2D)", "fused_activation_function", "received 99")),
+    "quantized bias type out of range": (
+        lambda m: _set(_op(m, 11).builtinOptions, quantizedBiasType=-2),
+        ("op 11", "(FULLY_CONNECTED)", "quantized_bias_type", "INT32", "received -2")),
+    "conv quantized bias type out of range": (
+        lambda m: _set(_op(m, 0).builtinOptions, quantizedBiasType=127),
+        ("(CONV_2D)", "quantized_bias_type", "received 127")),
     "zero stride": (lambda m: _set(_op(m, 0).builtinOptions, strideW=0),
                     ("(CONV_2D)", "stride_w", "[1, 32767]", "received 0")),
     "stride beyond int16": (lambda m: _set(_op(m, 0).builtinOptions, strideH=32768),

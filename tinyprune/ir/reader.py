@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 _ENUM_FIELDS = {"padding": "Padding", "fusedActivationFunction": "ActivationFunctionType"}
 """Builtin options read as enum names."""
-_ENUM_CHECKED = {"weightsFormat": "FullyConnectedOptionsWeightsFormat"}
-"""Builtin options kept as numbers, but checked to be a value of their enum."""
+_ENUM_CHECKED = {"weightsFormat": "FullyConnectedOptionsWeightsFormat",
+                 "quantizedBiasType": "TensorType"}
+"""Builtin options kept as numbers, but checked to be a value of their enum (TFLite Micro
+refuses a quantized_bias_type outside TensorType when it parses the options)."""
 DEFAULT_LABEL = "the .tflite model"
 
 
