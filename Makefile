@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
+	$(BIN)/python bench/cycle_models.py
 
 # Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
 # (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.

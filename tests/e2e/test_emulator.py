@@ -137,7 +137,9 @@ def test_unicorn_runs_harness(board_name: str, fake_builds: dict[str, Firmware])
     assert results.outputs == [fake_model_reference(s) for s in SAMPLES]
     assert 0 < results.stack_peak < results.stack_size == 8192
     assert all(s.cycles > 0 and all(c > 0 for c in s.layer_cycles) for s in results.samples)
-    assert run.instructions > 0 and run.cycles >= run.instructions and run.cycles_are_estimate
+    # the board's core model prices it; dual issue (M7) retires at most 2 instructions a cycle
+    assert run.cycle_model == {"cortex-m7": "m7", "cortex-m4": "m4"}[board.core]
+    assert run.instructions > 0 and run.cycles >= run.instructions / 2 and run.cycles_are_estimate
     invoke = run.regions["tp_model_invoke"]
     assert invoke.calls == 2 and 0 < invoke.instructions < run.instructions
     # CYCCNT is served by the cycle model: what the firmware measured is what the model priced.
@@ -195,7 +197,9 @@ def test_wrong_board_elf_is_refused(fake_builds: dict[str, Firmware]) -> None:
 # ---- unicorn vs QEMU ---------------------------------------------------------------------------
 def _both(board_name: str, elf: Path) -> tuple[RunResult, RunResult]:
     board = load_board(board_name)
-    return run_elf(board, elf, backend="unicorn"), run_elf(board, elf, backend="qemu")
+    # QEMU's trace is priced with the table model: the cross-check uses it on both
+    return (run_elf(board, elf, backend="unicorn", cycle_model="table"),
+            run_elf(board, elf, backend="qemu"))
 
 
 @pytest.mark.e2e

@@ -30,6 +30,8 @@ class RunResult:
         instructions: executed instructions from reset to the stop point (exact).
         cycles: estimated cycles (tinyprune.emulator.cycles model).
         regions: per requested function: calls, instructions and cycles.
+        cycle_model: the model that priced ``cycles`` (``m7``, ``m4``, ``m0plus``, ``table``).
+        memory_model: its memory settings (flash wait states, caches); empty for ``table``.
     """
 
     backend: str
@@ -41,3 +43,5 @@ class RunResult:
     cycles: int
     cycles_are_estimate: bool = True
     regions: Mapping[str, RegionStats] = field(default_factory=dict)
+    cycle_model: str = "table"
+    memory_model: Mapping[str, object] = field(default_factory=dict)

@@ -23,6 +23,7 @@ def run_elf(
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     stop_on_end_line: bool = True,
     on_line: Callable[[str], None] | None = None,
+    cycle_model: str | None = None,
 ) -> RunResult:
     """Run any ELF built for ``board`` on an emulator, from reset until it ends.
 
@@ -39,12 +40,17 @@ def run_elf(
         max_instructions: the run fails past this many instructions.
         stop_on_end_line: stop at the ``@tp end`` line (else run until exit or idle).
         on_line: called with each UART line as it is printed (unicorn; e.g. for progress).
+        cycle_model: ``m7``, ``m4``, ``m0plus`` or ``table`` (docs/cycle_models.md); None: the
+            board's core. QEMU runs are always priced with ``table``.
 
     Raises:
         UsageError: unknown backend, backend not available for the board, unknown region.
         ToolMissing: qemu-system-arm is not installed (qemu backend).
         EmulationError: the firmware faulted, overflowed its stack or did not end.
     """
+    if backend == "qemu" and cycle_model not in (None, "table"):
+        raise UsageError(f"--cycle-model {cycle_model} needs the unicorn backend (QEMU runs are "
+                         "priced with the table model)")
     image = read_elf(elf)
     if backend == "unicorn":
         from tinyprune.emulator.unicorn_backend import run_unicorn
@@ -56,6 +62,7 @@ def run_elf(
             max_instructions=max_instructions,
             stop_on_end_line=stop_on_end_line,
             on_line=on_line,
+            cycle_model=cycle_model,
         )
     if backend == "qemu":
         from tinyprune.emulator.qemu_backend import run_qemu

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import unicorn as uc_mod
 from unicorn import arm_const as R
 
-from tinyprune.emulator.cycles import TAKEN_BRANCH_PENALTY, BlockCost, block_cost
+from tinyprune.emulator.cycle_models import CycleModel, model_for, unicorn_register_reader
+from tinyprune.emulator.cycles import BlockCost
 from tinyprune.emulator.elf import ElfImage, check_fits
 from tinyprune.emulator.peripherals import Peripheral, peripherals_for
 from tinyprune.emulator.result import RegionStats, RunResult
@@ -71,8 +72,11 @@ class _Run:
         max_instructions: int,
         stop_on_end_line: bool,
         on_line: Callable[[str], None] | None = None,
+        cycle_model: CycleModel | None = None,
     ) -> None:
         self.board, self.image = board, image
+        self.model = cycle_model or model_for(board, "table")
+        self.last_cost = BlockCost(0, 0, False)
         self.on_line = on_line
         self.max_instructions = max_instructions
         self.stop_on_end_line = stop_on_end_line
@@ -91,6 +95,7 @@ class _Run:
         self.frames: list[_Frame] = []
         self.stats = {name: [0, 0, 0] for name in regions}
         self.uc = self._machine()
+        self.entry_reg = unicorn_register_reader(self.uc)
 
     # ---- setup -----------------------------------------------------------------------------
     def _machine(self) -> uc_mod.Uc:
@@ -157,7 +162,8 @@ class _Run:
         cached = self.blocks.get(address)
         if cached is not None and cached[0] == size:
             return cached[1]
-        cost = block_cost(bytes(self.uc.mem_read(address, size)), address)
+        cost = self.model.block(bytes(self.uc.mem_read(address, size)), address, self.entry_reg)
+        self.cycles += cost.cold_cycles  # e.g. I-cache fills, once per block
         self.blocks[address] = (size, cost)
         return cost
 
@@ -167,8 +173,11 @@ class _Run:
             reason = "end-line" if self.end_deadline is not None else "idle"
             self._stop(reason, self.end_status)
             return
-        if address != self.fallthrough:
-            self.cycles += TAKEN_BRANCH_PENALTY
+        if address != self.fallthrough:  # how the previous block was left (cycle_models.py)
+            self.cycles += self.last_cost.taken_penalty + cost.entry_penalty
+        else:
+            self.cycles += self.last_cost.fall_penalty
+        self.last_cost = cost
         if self.entries or self.frames:
             self._track_regions(address)
         self.instructions += cost.instructions
@@ -313,6 +322,8 @@ class _Run:
             instructions=self.instructions,
             cycles=self.cycles,
             regions=regions,
+            cycle_model=self.model.name,
+            memory_model=self.model.describe(),
         )
 
 
@@ -324,10 +335,12 @@ def run_unicorn(
     max_instructions: int = 500_000_000,
     stop_on_end_line: bool = True,
     on_line: Callable[[str], None] | None = None,
+    cycle_model: str | None = None,
 ) -> RunResult:
     """Run ``image`` on unicorn for ``board``; see :func:`tinyprune.emulator.run_elf`."""
     check_fits(image, board)
-    run = _Run(board, image, regions, max_instructions, stop_on_end_line, on_line)
+    model = model_for(board, cycle_model)
+    run = _Run(board, image, regions, max_instructions, stop_on_end_line, on_line, model)
     result = run.run()
     log.info(
         "unicorn: %s after %d instructions, %d cycles (estimate)",
