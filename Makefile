@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tinyprune-installed
 SYSTAMP := $(VENV)/.system-checked
 
-.PHONY: setup system demo test test-fast bench lint clean
+.PHONY: setup system demo test test-fast bench fuzz lint clean
 
 setup: $(STAMP) system
 
@@ -38,6 +38,11 @@ bench: setup
 	$(BIN)/python bench/prune_criteria.py
 	$(BIN)/python bench/cycle_models.py
 	$(BIN)/python bench/emulator.py
+
+# Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
+# (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.
+fuzz: setup
+	nice -n 10 $(BIN)/python bench/fuzz.py --mutants 100000
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
