@@ -1,0 +1,91 @@
+/*
+ * tinyprune runtime: sparse int8 kernels (FULLY_CONNECTED, CONV_2D) over compact weight formats.
+ *
+ * Every kernel here computes exactly what the dense kernel of tp_nn_fc.h / tp_nn_conv.h computes
+ * on the dense weights its format encodes (zeros everywhere else), so it is bit-exact with the
+ * TFLite Micro reference kernels on those weights; the work and the flash of the zeros are
+ * skipped. The generator (tinyprune/kernels/sparse_encoding.py) builds the formats; which kernel a
+ * layer gets is a cost-model choice (docs/kernels.md, "Sparse kernels").
+ *
+ * Weight rows: row o holds output channel o's K values in the dense kernel's memory order
+ * (FULLY_CONNECTED: the IN inputs; CONV_2D: [KH][KW][C_IN]), cut into groups of four along K
+ * (K4 = K rounded up to a multiple of 4, padding values 0).
+ *
+ * Requantization: the DSP paths requantize with SMMULR (tp_sparse_dsp.h), exact when every
+ * accumulator satisfies |acc| << (max(shift, 0) + 1) < 2^31. The generator checks the bound
+ * |bias[o]| + 255 * sum |w[o][k]| < 2^(30 - max(shift[o], 0)) for every channel before it gives
+ * a layer a sparse kernel; the portable paths use the plain TFLM arithmetic (tp_nn_support.h).
+ *
+ * Argument order, scratch (_get_buffer_size) and status codes as every other kernel (tp_nn.h);
+ * filter_dims always describes the dense filter ([OUT, 1, 1, IN] or [C_OUT, KH, KW, C_IN]).
+ */
+#ifndef TP_NN_SPARSE_H
+#define TP_NN_SPARSE_H
+
+#include "tp_nn_types.h"
+#include "tp_nn_conv.h"
+#include "tp_nn_fc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bytes of the widened input (four int16 values) one FULLY_CONNECTED block step moves. */
+#define TP_BSR_STEP_BYTES 8
+
+/**
+ * Block-sparse weights, blocks of R x 4: R consecutive output channels (a row group) share one
+ * pattern of blocks, each block being four consecutive values along K of each of the R rows.
+ * Row group g (channels R g .. R g + R - 1) stores counts[g] blocks, in ascending column order:
+ *
+ *   - index: per block, its position: FULLY_CONNECTED takes steps (uint8, index_bytes = 1):
+ *     TP_BSR_STEP_BYTES * (column - previous column of the group, or 0 for its first block);
+ *     a gap longer than 31 blocks is bridged by zero-valued filler blocks. CONV_2D takes the
+ *     absolute block column (uint8 when K4 / 4 <= 256, else uint16).
+ *   - blocks: per block R words of 4 int8, row by row ([R][4]); word (4-byte) aligned.
+ *
+ * The blocks of all row groups follow each other in counts, index and blocks alike.
+ */
+typedef struct {
+    int32_t group;        /**< R: 1, 2 or 4, dividing the number of output channels */
+    int32_t count_bytes;  /**< 1 (counts are uint8) or 2 (uint16) */
+    int32_t index_bytes;  /**< 1 (uint8) or 2 (uint16) */
+    const void *counts;   /**< OUT / R stored block counts */
+    const void *index;    /**< steps or block columns, one per stored block */
+    const int8_t *blocks; /**< stored blocks, R * 4 int8 each */
+} tp_bsr_filter;
+
+/**
+ * int8 fully connected layer over block-sparse weights (steps index), one requantization for the
+ * whole tensor. Arguments as tp_fully_connected_s8 (tp_nn_fc.h), except the filter.
+ *
+ * @param ctx     scratch: tp_fully_connected_bsr_s8_get_buffer_size() bytes, word aligned
+ * @param filter  the weights [OUT, IN] as R x 4 blocks with a steps index (index_bytes = 1)
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the dimensions disagree, or the
+ *         format fields are out of range.
+ */
+tp_status tp_fully_connected_bsr_s8(const tp_context *ctx, const tp_fc_params *fc_params,
+                                    const tp_per_tensor_quant *quant_params,
+                                    const tp_dims *input_dims, const int8_t *input,
+                                    const tp_dims *filter_dims, const tp_bsr_filter *filter,
+                                    const tp_dims *bias_dims, const int32_t *bias,
+                                    const tp_dims *output_dims, int8_t *output);
+
+/** As tp_fully_connected_bsr_s8 with one requantization per output channel. */
+tp_status tp_fully_connected_bsr_per_channel_s8(const tp_context *ctx,
+                                                const tp_fc_params *fc_params,
+                                                const tp_per_channel_quant *quant_params,
+                                                const tp_dims *input_dims, const int8_t *input,
+                                                const tp_dims *filter_dims,
+                                                const tp_bsr_filter *filter,
+                                                const tp_dims *bias_dims, const int32_t *bias,
+                                                const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of both: 2 * K4 bytes (the widened input row) on the DSP path, 0 portable. */
+int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TP_NN_SPARSE_H */

@@ -1,0 +1,186 @@
+/*
+ * tinyprune runtime: inline building blocks of the sparse kernels (tp_nn_sparse.h).
+ *
+ * Like tp_dsp.h, every helper maps to the real instruction on a core with the DSP extension and
+ * is a bit-exact C emulation elsewhere, so the DSP paths build and are tested on the host.
+ * Internal to the kernels: not part of the public API.
+ */
+#ifndef TP_SPARSE_DSP_H
+#define TP_SPARSE_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "tp_dsp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Keeps a hot loop in a function of its own (inlined, gcc 12 spills the caller's values). */
+#if defined(__GNUC__)
+#define TP_SP_NOINLINE __attribute__((noinline))
+#else
+#define TP_SP_NOINLINE
+#endif
+
+/** SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product. */
+static inline int32_t tp_smmulr(int32_t a, int32_t b)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
+/** Two words, for the memory operand of the LDRD asm (tells gcc which bytes are read). */
+typedef struct {
+    int32_t w[2];
+} tp_sp_pair;
+
+/** Loads the two words at p (4-byte aligned) into lo and hi: one LDRD on Arm. */
+static inline void tp_load_2x32(const void *p, int32_t *lo, int32_t *hi)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    __asm__("ldrd %0, %1, [%2]" : "=r"(*lo), "=r"(*hi) : "r"(p), "m"(*(const tp_sp_pair *)p));
+#else
+    memcpy(lo, p, sizeof(*lo));
+    memcpy(hi, (const int8_t *)p + 4, sizeof(*hi));
+#endif
+}
+
+/** Loads the two words at p + off (off a multiple of 4, at most 1020): one LDRD on Arm. */
+#if TP_DSP_NATIVE && defined(__GNUC__)
+#define TP_LOAD_2X32_AT(p, off, lo, hi)                                                           \
+    __asm__("ldrd %0, %1, [%2, %3]"                                                            \
+            : "=r"(lo), "=r"(hi)                                                               \
+            : "r"(p), "i"(off), "m"(*(const tp_sp_pair *)((const int8_t *)(p) + (off))))
+#else
+#define TP_LOAD_2X32_AT(p, off, lo, hi) tp_load_2x32((const int8_t *)(p) + (off), &(lo), &(hi))
+#endif
+
+/** Loads the two words at *p (4-byte aligned) and advances *p by 8: one LDRD on Arm. */
+static inline void tp_sp_load_2x32_inc(const int8_t **p, int32_t *lo, int32_t *hi)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    const int8_t *q = *p;
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(q) : "m"(*(const tp_sp_pair *)q));
+    *p = q;
+#else
+    memcpy(lo, *p, sizeof(*lo));
+    memcpy(hi, *p + 4, sizeof(*hi));
+    *p += 8;
+#endif
+}
+
+/**
+ * p + byte ROT / 8 of w (ROT = 0, 8, 16 or 24): one UXTAB on Arm (gcc 12 makes UBFX + ADD of
+ * the rotated bytes).
+ */
+#if TP_DSP_NATIVE && defined(__GNUC__)
+#define TP_SP_UXTAB(p, w, rot)                                                                    \
+    __extension__({                                                                             \
+        const int8_t *r_;                                                                       \
+        __asm__("uxtab %0, %1, %2, ror #" #rot : "=r"(r_) : "r"(p), "r"(w));                    \
+        r_;                                                                                     \
+    })
+#else
+#define TP_SP_UXTAB(p, w, rot) ((p) + (((uint32_t)(w) >> (rot)) & 0xFFU))
+#endif
+
+/** Reads a word of 4 int8 from p (any alignment). */
+static inline int32_t tp_sp_read32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* ---- requantization --------------------------------------------------------------------------
+ *
+ * TFLM MultiplyByQuantizedMultiplier (double rounding) with the per-channel shift split once and
+ * SMMULR instead of a 64-bit product: for |acc| << (left + 1) < 2^31, which the code generator
+ * proves for every layer it gives a sparse kernel (|bias| + 255 * sum |w| < 2^(30 - left)),
+ *
+ *     SRDHM(acc << left, m) = (2 (acc << left) m + 2^31) >> 32 = SMMULR(acc << (left + 1), m)
+ *
+ * and the rounding division by 2^e (half away from zero) is (h + 2^(e - 1) + (h < 0 ? -1 : 0))
+ * >> e for e >= 1, h for e = 0: the sign term is masked with shift >> 31 (all ones exactly when
+ * e >= 1). |h| < 2^30, so nothing overflows. About 6 instructions per output once the channel's
+ * values are in registers (tp_sq_channel), against ~20 for tp_requantize_pos.
+ */
+
+/** One channel's requantization, split at run time from TFLM's (multiplier, shift). */
+typedef struct {
+    int32_t mult;
+    int32_t left1; /* max(shift, 0) + 1 */
+    int32_t e;     /* max(-shift, 0) */
+    int32_t nudge; /* 2^(e - 1), 0 for e = 0 */
+    int32_t emask; /* -1 when e >= 1, else 0 */
+} tp_sq_channel;
+
+static inline tp_sq_channel tp_sq_channel_of(int32_t mult, int32_t shift)
+{
+    const int32_t emask = shift >> 31;
+    const int32_t e = (int32_t)((uint32_t)-shift & (uint32_t)emask);
+    tp_sq_channel c;
+    c.mult = mult;
+    c.left1 = (shift & ~emask) + 1;
+    c.e = e;
+    c.nudge = (int32_t)((1U << e) >> 1);
+    c.emask = emask;
+    return c;
+}
+
+static inline int32_t tp_sq_apply(int32_t acc, const tp_sq_channel *c)
+{
+    int32_t h = tp_smmulr((int32_t)((uint32_t)acc << c->left1), c->mult);
+    h += c->nudge + ((h >> 31) & c->emask);
+    return h >> c->e;
+}
+
+/** The output value: requantized, plus the output offset, clamped to the activation range. */
+static inline int8_t tp_sq_out(int32_t acc, const tp_sq_channel *c, int32_t offset, int32_t lo,
+                               int32_t hi)
+{
+    return (int8_t)tp_clamp(tp_sq_apply(acc, c) + offset, lo, hi);
+}
+
+/* ---- widening ------------------------------------------------------------------------------ */
+
+/**
+ * Widens n int8 values to int16 with offset added, four at a time: group g of four values
+ * [v0, v1, v2, v3] becomes the words [v0, v2] at dst[0] and [v1, v3] at dst[1] (pairing lane for
+ * lane with tp_sxtb16(w) and tp_sxtb16_ror8(w) of a weight word w), then dst advances by stride
+ * words. A last group of n % 4 values is completed with zeros. Returns the number of groups.
+ */
+static inline int32_t tp_sp_widen(const int8_t *src, int32_t n, int32_t offset, int32_t *dst,
+                                   int32_t stride)
+{
+    const int32_t offset2 = tp_pack16(offset, offset);
+    int32_t g = 0;
+    for (; 4 * g + 4 <= n; ++g, src += 4, dst += stride) {
+        const int32_t v = tp_sp_read32(src);
+        dst[0] = tp_sadd16(tp_sxtb16(v), offset2);
+        dst[1] = tp_sadd16(tp_sxtb16_ror8(v), offset2);
+    }
+    if (4 * g < n) {
+        int32_t lanes[4] = {0, 0, 0, 0};
+        for (int32_t i = 0; 4 * g + i < n; ++i) {
+            lanes[i] = src[i] + offset;
+        }
+        dst[0] = tp_pack16(lanes[0], lanes[2]);
+        dst[1] = tp_pack16(lanes[1], lanes[3]);
+        ++g;
+    }
+    return g;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TP_SPARSE_DSP_H */

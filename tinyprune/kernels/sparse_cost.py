@@ -1,0 +1,63 @@
+"""The cost model the kernel choice asks: estimated cycles of a conv / FC kernel on a layer.
+
+Each kernel family has a linear model over a few counts of its work (:func:`fc_features`,
+:func:`conv_features`: calls, batch rows or pixels, inputs, outputs, MACs, stored blocks, ...):
+``cycles = sum(coefficient[k] * features[k])``. The coefficients are least-squares fits to the
+emulator's estimated cycles (the ``table`` cycle model of docs/emulator.md, M7 build, -O2, DSP
+path) of one-layer firmware over many shapes and sparsities, made by ``bench/fit_sparse_cost.py``
+(its table: ``bench/results/sparse_cost_fit.md``). They are estimates of estimates: good for
+ranking kernels (the choice), not a timing promise. Boards without the DSP extension run the
+portable paths, which the fit does not cover; the planner then keeps the dense kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinyprune.ir.graph import Graph, Op
+    from tinyprune.kernels.base import Estimate, PlanOptions
+    from tinyprune.kernels.fully_connected import FcArgs
+
+# Fit: bench/fit_sparse_cost.py, nucleo_f746 (M7 build, -O2, DSP path), table cycle model,
+# 2026-12-02. Residuals of every fit are in bench/results/sparse_cost_fit.md.
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "fc_dense": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 30.0, "macs": 1.94},
+    "fc_bsr_r1": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 45.0, "blocks": 10.6},
+    "fc_bsr_r2": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 35.0, "blocks": 16.0},
+    "fc_bsr_r4": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 30.0, "blocks": 28.0},
+}
+"""Per kernel family, its coefficient per feature (cycles per unit)."""
+
+
+def cycles(family: str, features: Mapping[str, float]) -> float:
+    """Estimated cycles of a kernel family for a layer's features.
+
+    Raises:
+        KeyError: the family has no fitted model, or a feature it needs is missing.
+    """
+    coef = COEFFICIENTS[family]
+    return float(sum(c * features[name] for name, c in coef.items()))
+
+
+def fc_features(rows: int, n_in: int, n_out: int, work: float, work_name: str = "macs"
+                ) -> dict[str, float]:
+    """Features of a FULLY_CONNECTED call: ``work`` is its MACs (dense) or per-row stored
+    blocks (block-sparse) or the like, counted for one batch row."""
+    return {"call": 1.0, "rows": float(rows), "in": float(rows * n_in),
+            "out": float(rows * n_out), work_name: float(rows * work)}
+
+
+def fc_dense_cycles(a: FcArgs) -> float:
+    """Estimated cycles of the dense FULLY_CONNECTED kernel on a layer."""
+    features = fc_features(a.rows, a.in_features, a.out_features, a.in_features * a.out_features)
+    return cycles("fc_dense", features)
+
+
+def fc_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense FULLY_CONNECTED handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.fully_connected import fc_args
+
+    return Estimate(fc_dense_cycles(fc_args(op, graph)), "dense")

@@ -1,0 +1,155 @@
+"""FULLY_CONNECTED on sparse weights: variants of the dense handler, chosen by estimated cost.
+
+Each handler here accepts a FULLY_CONNECTED op the dense handler accepts when its kernel can run
+it (the format fits, the SMMULR requantization is exact: :func:`requant_bound_ok`), and estimates
+its cycles with the cost model (sparse_cost.py). The planner compares them with the dense
+kernel's estimate. Arguments are the dense kernel's (:func:`fc_args`, bit-exact with TFLM's
+Prepare), the weights are encoded by sparse_encoding.py, the call is rendered by
+``templates/ops/fully_connected_sparse_s8.c.j2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tinyprune.ir.graph import Graph, Op
+from tinyprune.kernels import sparse_cost
+from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
+from tinyprune.kernels.fully_connected import FcArgs, FullyConnectedHandler, fc_args
+from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, requant_bound_ok
+from tinyprune.kernels.sparse_encoding import block_sparsity, encode_bsr
+
+TEMPLATE = "ops/fully_connected_sparse_s8.c.j2"
+
+
+@dataclass(frozen=True)
+class SparseFc:
+    """How one sparse kernel would run a layer: what its estimate and its lowering share.
+
+    Attributes:
+        kernel: the per-tensor C function; the per-channel one adds ``_per_channel``.
+        source: its C file under runtime/kernels/.
+        family: its cost-model family (sparse_cost.COEFFICIENTS).
+        work: its per-row work count (the feature ``work_name`` of the family).
+        encoding: the report's name of the format, e.g. ``"bsr 1x4"``.
+        detail: what it exploits, for the choice's reason.
+        filter_type: the C struct of the filter argument.
+        arrays: (struct field, values) of the constant arrays of the format.
+        scalars: (struct field, value) of its scalar fields.
+        scratch_dsp: scratch bytes on the DSP path (0 on the portable path).
+    """
+
+    kernel: str
+    source: str
+    family: str
+    work: float
+    work_name: str
+    encoding: str
+    detail: str
+    filter_type: str
+    arrays: tuple[tuple[str, np.ndarray], ...]
+    scalars: tuple[tuple[str, int], ...]
+    scratch_dsp: int
+
+    @property
+    def filter_bytes(self) -> int:
+        return sum(const_bytes(v) for _, v in self.arrays)
+
+    def cycles(self, a: FcArgs) -> float:
+        features = sparse_cost.fc_features(a.rows, a.in_features, a.out_features, self.work,
+                                           self.work_name)
+        return sparse_cost.cycles(self.family, features)
+
+
+def _bsr(a: FcArgs, group: int) -> SparseFc:
+    m = encode_bsr(a.weights, group, index="steps")
+    empty = block_sparsity(a.weights, group)
+    return SparseFc(
+        kernel="tp_fully_connected_bsr_s8", source="tp_fully_connected_bsr_s8.c",
+        family=f"fc_bsr_r{group}", work=m.stored_blocks, work_name="blocks",
+        encoding=f"bsr {group}x4", detail=f"{group}x4 blocks, {percent(empty)} empty",
+        filter_type="tp_bsr_filter",
+        arrays=(("counts", m.counts), ("index", m.positions), ("blocks", m.blocks)),
+        scalars=(("group", group), ("count_bytes", m.counts.itemsize), ("index_bytes", 1)),
+        scratch_dsp=2 * (-(-a.in_features // 4) * 4))
+
+
+class _SparseFcHandler:
+    """What the sparse FC handlers share: the dense handler's checks, the estimate, lowering."""
+
+    opcodes: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
+    kind: ClassVar[str] = "sparse"
+
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
+        raise NotImplementedError
+
+    def best(self, a: FcArgs) -> SparseFc | None:
+        """The cheapest way this kernel runs the layer, or None when it cannot."""
+        if not requant_bound_ok(a.weights, a.bias, a.shift):
+            return None
+        options = self.candidates(a)
+        return min(options, key=lambda s: s.cycles(a)) if options else None
+
+    def check(self, op: Op, graph: Graph) -> None:
+        FullyConnectedHandler().check(op, graph)
+
+    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
+        a = fc_args(op, graph)
+        s = self.best(a)
+        return None if s is None else Estimate(s.cycles(a), s.detail)
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        a = fc_args(op, graph)
+        s = self.best(a)
+        if s is None:
+            raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
+        return lower_candidate(op, ctx, a, s)
+
+
+def lower_candidate(op: Op, ctx: LowerContext, a: FcArgs, s: SparseFc) -> KernelCall:
+    """The call of one way (``s``, from a handler's ``candidates``) to run the layer."""
+    scratch_bytes = s.scratch_dsp if ctx.dsp else 0
+    if a.per_channel:
+        quant_type = "tp_per_channel_quant"
+        mult = ctx.const(f"{op.name}_mult", a.multiplier, "int32_t")
+        shift = ctx.const(f"{op.name}_shift", a.shift, "int32_t")
+    else:
+        quant_type, mult, shift = "tp_per_tensor_quant", str(a.multiplier[0]), str(a.shift[0])
+    fields: list[tuple[str, Any]] = list(s.scalars)
+    fields += [(name, const_array(ctx, f"{op.name}_{name}", v)) for name, v in s.arrays]
+    kernel = s.kernel.replace("_s8", "_per_channel_s8") if a.per_channel else s.kernel
+    act = str(op.options.get("fused_activation_function", "NONE")).lower()
+    params = {
+        "kernel": kernel, "filter_type": s.filter_type, "filter_fields": fields,
+        "input": ctx.act(op.inputs[0]), "output": ctx.act(op.outputs[0]),
+        "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
+        "quant_type": quant_type, "multiplier": mult, "shift": shift,
+        "input_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.in_features},
+        "filter_dims": {"n": a.out_features, "h": 1, "w": 1, "c": a.in_features},
+        "bias_dims": {"n": 1, "h": 1, "w": 1, "c": a.out_features},
+        "output_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.out_features},
+        "input_offset": a.input_offset, "output_offset": a.output_offset,
+        "act_min": a.act_min, "act_max": a.act_max,
+        "scratch": ctx.scratch if scratch_bytes else "NULL", "scratch_bytes": scratch_bytes,
+        "label": (f"fc {a.in_features}->{a.out_features} {s.encoding}"
+                  f"{' per-channel' if a.per_channel else ''}"
+                  f"{'' if act == 'none' else ' ' + act}"),
+    }
+    extra = a.weight_bytes - a.weights.size  # bias, multipliers, shifts: as the dense call
+    return KernelCall(kernel=kernel, sources=(s.source,), template=TEMPLATE, params=params,
+                      scratch_bytes=scratch_bytes, macs=a.macs,
+                      weight_bytes=s.filter_bytes + extra, encoding=s.encoding,
+                      dense_weight_bytes=a.weight_bytes)
+
+
+class FcBsrHandler(_SparseFcHandler):
+    """FULLY_CONNECTED with R x 4 block-sparse weights (R = 1, 2 or 4, the cheapest)."""
+
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
+        return [_bsr(a, r) for r in (1, 2, 4) if a.out_features % r == 0]
+
+
+register_variant(FcBsrHandler())
