@@ -84,6 +84,31 @@ tp_status tp_fully_connected_bsr_per_channel_s8(const tp_context *ctx,
 /** Scratch of both: 2 * K4 bytes (the widened input row) on the DSP path, 0 portable. */
 int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims);
 
+/**
+ * int8 CONV_2D (any filter size, stride, padding, dilation; groups = 1) over block-sparse
+ * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except the
+ * filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes
+ * 1 or 2), and within each row group the blocks stored row by row: row i of group g holds
+ * counts[g] words (its four values of each block, in block order), rows i = 0 .. R - 1 one
+ * after the other, so each filter row's words are contiguous.
+ *
+ * DSP path: four output pixels per pass, their windows widened to int16 (input offset added)
+ * into four interleaved columns; per block four LDRD, two SXTB16 and eight SMLAD (16 MACs).
+ *
+ * @param ctx  scratch: tp_conv_bsr_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or the format
+ *         fields are out of range.
+ */
+tp_status tp_conv_bsr_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                         const tp_per_channel_quant *quant_params, const tp_dims *input_dims,
+                         const int8_t *input, const tp_dims *filter_dims,
+                         const tp_bsr_filter *filter, const tp_dims *bias_dims,
+                         const int32_t *bias, const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_bsr_s8: 9 * K4 bytes (DSP: four int16 columns + the int8 window), K4
+ * bytes portable (the window). */
+int32_t tp_conv_bsr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,14 @@ extern "C" {
 #define TP_SP_NOINLINE
 #endif
 
+/** As TP_SP_NOINLINE, and without gcc's first scheduling pass, which hoists the loads of an
+ * unrolled loop and spills the values (the trick of tp_fully_connected_s8.c). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TP_SP_HOT __attribute__((noinline, optimize("no-schedule-insns")))
+#else
+#define TP_SP_HOT TP_SP_NOINLINE
+#endif
+
 /** SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product. */
 static inline int32_t tp_smmulr(int32_t a, int32_t b)
 {
@@ -91,6 +99,18 @@ static inline void tp_sp_load_2x32_inc(const int8_t **p, int32_t *lo, int32_t *h
 #define TP_SP_UXTAB(p, w, rot) ((p) + (((uint32_t)(w) >> (rot)) & 0xFFU))
 #endif
 
+/** Byte ROT / 8 of w, zero-extended: one UXTB on Arm (gcc 12 makes LSR + AND, or UBFX). */
+#if TP_DSP_NATIVE && defined(__GNUC__)
+#define TP_SP_UXTB(w, rot)                                                                        \
+    __extension__({                                                                             \
+        uint32_t r_;                                                                            \
+        __asm__("uxtb %0, %1, ror #" #rot : "=r"(r_) : "r"(w));                                 \
+        r_;                                                                                     \
+    })
+#else
+#define TP_SP_UXTB(w, rot) (((uint32_t)(w) >> (rot)) & 0xFFU)
+#endif
+
 /** Reads a word of 4 int8 from p (any alignment). */
 static inline int32_t tp_sp_read32(const void *p)
 {
@@ -142,6 +162,17 @@ static inline int32_t tp_sq_apply(int32_t acc, const tp_sq_channel *c)
     return h >> c->e;
 }
 
+/**
+ * tp_sq_out for one output with the channel's (multiplier, shift) split on the fly: for a
+ * channel used once (FULLY_CONNECTED), where keeping a tp_sq_channel costs spills.
+ */
+static inline int8_t tp_sq_out_ms(int32_t acc, int32_t mult, int32_t shift, int32_t offset,
+                                  int32_t lo, int32_t hi)
+{
+    const tp_sq_channel c = tp_sq_channel_of(mult, shift);
+    return (int8_t)tp_clamp(tp_sq_apply(acc, &c) + offset, lo, hi);
+}
+
 /** The output value: requantized, plus the output offset, clamped to the activation range. */
 static inline int8_t tp_sq_out(int32_t acc, const tp_sq_channel *c, int32_t offset, int32_t lo,
                                int32_t hi)
@@ -177,6 +208,69 @@ static inline int32_t tp_sp_widen(const int8_t *src, int32_t n, int32_t offset, 
         ++g;
     }
     return g;
+}
+
+/* ---- conv windows ---------------------------------------------------------------------------- */
+
+/** Where a conv window starts and what fills its padding. */
+typedef struct {
+    int32_t in_h, in_w, c;  /* input image and channels */
+    int32_t kh, kw;         /* filter size */
+    int32_t dil_h, dil_w;   /* dilation */
+    int8_t pad_value;       /* the input zero point: padding taps then contribute 0 */
+} tp_sp_window;
+
+/** Copies n bytes, a word at a time while it can. */
+static inline void tp_sp_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        const int32_t v = tp_sp_read32(src);
+        memcpy(dst, &v, sizeof(v));
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+static inline void tp_sp_fill_s8(int8_t *dst, int8_t v, int32_t n)
+{
+    for (; n > 0; --n) {
+        *dst++ = v;
+    }
+}
+
+/**
+ * The KH * KW * C values of the window at (y0, x0) (top-left tap, may lie in the padding) as
+ * raw int8 in filter order [KH][KW][C]: a pointer into the input when the window is one pixel
+ * inside the image, else gathered into stage (taps in the padding read pad_value).
+ */
+static inline const int8_t *tp_sp_window_s8(const tp_sp_window *w, const int8_t *in, int32_t y0,
+                                            int32_t x0, int8_t *stage)
+{
+    const int32_t c = w->c, row = w->kw * c;
+    if (w->kh == 1 && w->kw == 1 && y0 >= 0 && y0 < w->in_h && x0 >= 0 && x0 < w->in_w) {
+        return in + (y0 * w->in_w + x0) * c;
+    }
+    const int row_inside = w->dil_w == 1 && x0 >= 0 && x0 + w->kw <= w->in_w;
+    int8_t *dst = stage;
+    for (int32_t ky = 0; ky < w->kh; ++ky, dst += row) {
+        const int32_t iy = y0 + ky * w->dil_h;
+        if (iy < 0 || iy >= w->in_h) {
+            tp_sp_fill_s8(dst, w->pad_value, row);
+        } else if (row_inside) {
+            tp_sp_copy_s8(dst, in + (iy * w->in_w + x0) * c, row);
+        } else {
+            for (int32_t kx = 0; kx < w->kw; ++kx) {
+                const int32_t ix = x0 + kx * w->dil_w;
+                if (ix < 0 || ix >= w->in_w) {
+                    tp_sp_fill_s8(dst + kx * c, w->pad_value, c);
+                } else {
+                    tp_sp_copy_s8(dst + kx * c, in + (iy * w->in_w + ix) * c, c);
+                }
+            }
+        }
+    }
+    return stage;
 }
 
 #ifdef __cplusplus

@@ -20,10 +20,6 @@ typedef struct {
     int32_t step;
 } fc_quant;
 
-static int32_t count_of(const tp_bsr_filter *f, int32_t g)
-{
-    return f->count_bytes == 1 ? ((const uint8_t *)f->counts)[g] : ((const uint16_t *)f->counts)[g];
-}
 
 int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims)
 {
@@ -62,11 +58,34 @@ int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims)
         TP_BSR_ROW(acc, w1_, xe_, xo_);                                                         \
     } while (0)
 
-/* R = 1: the row's n blocks (steps s, words b) against the widened input at x. Eight blocks per
- * trip, their steps read as two words. */
-TP_SP_NOINLINE static int32_t row_r1(const int8_t *x, const uint8_t *s, const int8_t *b,
-                                     int32_t n, int32_t acc)
+/* The layer as the DSP row loops read it (one pointer: fields are reloaded once per row). */
+typedef struct {
+    const uint8_t *steps;
+    const int8_t *blocks;
+    const void *counts;
+    int32_t wide_counts;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t per_channel;
+    int32_t n_out;
+    int32_t offset, lo, hi;
+} fc_layer;
+
+static inline int32_t layer_count(const fc_layer *l, int32_t g)
 {
+    return l->wide_counts ? ((const uint16_t *)l->counts)[g] : ((const uint8_t *)l->counts)[g];
+}
+
+/* R = 1: n blocks (steps *sp, words *bp) against the widened input at x; eight blocks per
+ * trip, their steps read as two words. */
+static inline __attribute__((always_inline)) int32_t blocks_r1(const int8_t *x,
+                                                               const uint8_t **sp,
+                                                               const int8_t **bp, int32_t n,
+                                                               int32_t acc)
+{
+    const uint8_t *s = *sp;
+    const int8_t *b = *bp;
     const uint8_t *end = s + (n & ~7);
     while (s != end) {
         const uint32_t lo = (uint32_t)tp_sp_read32(s), hi = (uint32_t)tp_sp_read32(s + 4);
@@ -85,73 +104,107 @@ TP_SP_NOINLINE static int32_t row_r1(const int8_t *x, const uint8_t *s, const in
         tp_load_2x32(x, &xe, &xo);
         TP_BSR_ROW(acc, tp_sp_read32(b), xe, xo);
     }
+    *sp = s, *bp = b;
     return acc;
 }
 
-/* R = 2: both rows of each block share its input words. */
-TP_SP_NOINLINE static void row_r2(const int8_t *x, const uint8_t *s, const int8_t *b, int32_t n, int32_t acc[2])
+TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
 {
-    int32_t a0 = acc[0], a1 = acc[1];
-    for (; n > 0; --n, b += 8) {
-        int32_t xe, xo;
-        x += *s++;
-        tp_load_2x32(x, &xe, &xo);
-        TP_BSR_ROW(a0, tp_sp_read32(b), xe, xo);
-        TP_BSR_ROW(a1, tp_sp_read32(b + 4), xe, xo);
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    const int32_t *mult = l->mult, *shift = l->shift;
+    const int32_t step = l->per_channel;
+    for (int32_t o = 0; o < l->n_out; ++o, mult += step, shift += step) {
+        const int32_t acc = blocks_r1(x, &s, &b, layer_count(l, o), l->bias ? l->bias[o] : 0);
+        out[o] = tp_sq_out_ms(acc, *mult, *shift, l->offset, l->lo, l->hi);
     }
-    acc[0] = a0, acc[1] = a1;
 }
 
-/* R = 4: the four rows of each block share its input words. */
-TP_SP_NOINLINE static void row_r4(const int8_t *x, const uint8_t *s, const int8_t *b, int32_t n, int32_t acc[4])
+/* R = 2 and 4: the rows of each block share its input words. */
+TP_SP_NOINLINE static void layer_r2(const fc_layer *l, const int8_t *x0, int8_t *out)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    for (; n > 0; --n, b += 16) {
-        int32_t xe, xo;
-        x += *s++;
-        tp_load_2x32(x, &xe, &xo);
-        TP_BSR_ROW(a0, tp_sp_read32(b), xe, xo);
-        TP_BSR_ROW(a1, tp_sp_read32(b + 4), xe, xo);
-        TP_BSR_ROW(a2, tp_sp_read32(b + 8), xe, xo);
-        TP_BSR_ROW(a3, tp_sp_read32(b + 12), xe, xo);
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    tp_sq_channel c = tp_sq_channel_of(l->mult[0], l->shift[0]);
+    for (int32_t o = 0; o < l->n_out; o += 2) {
+        int32_t a0 = l->bias ? l->bias[o] : 0, a1 = l->bias ? l->bias[o + 1] : 0;
+        const int8_t *x = x0;
+        for (int32_t n = layer_count(l, o >> 1); n > 0; --n) {
+            int32_t xe, xo, w0, w1;
+            x += *s++;
+            tp_load_2x32(x, &xe, &xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a0, w0, xe, xo);
+            TP_BSR_ROW(a1, w1, xe, xo);
+        }
+        if (l->per_channel) {
+            c = tp_sq_channel_of(l->mult[o], l->shift[o]);
+        }
+        out[o] = tp_sq_out(a0, &c, l->offset, l->lo, l->hi);
+        if (l->per_channel) {
+            c = tp_sq_channel_of(l->mult[o + 1], l->shift[o + 1]);
+        }
+        out[o + 1] = tp_sq_out(a1, &c, l->offset, l->lo, l->hi);
     }
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+TP_SP_NOINLINE static void layer_r4(const fc_layer *l, const int8_t *x0, int8_t *out)
+{
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    tp_sq_channel c = tp_sq_channel_of(l->mult[0], l->shift[0]);
+    for (int32_t o = 0; o < l->n_out; o += 4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        if (l->bias) {
+            acc[0] = l->bias[o], acc[1] = l->bias[o + 1];
+            acc[2] = l->bias[o + 2], acc[3] = l->bias[o + 3];
+        }
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        const int8_t *x = x0;
+        for (int32_t n = layer_count(l, o >> 2); n > 0; --n) {
+            int32_t xe, xo, w0, w1;
+            x += *s++;
+            tp_load_2x32(x, &xe, &xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a0, w0, xe, xo);
+            TP_BSR_ROW(a1, w1, xe, xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a2, w0, xe, xo);
+            TP_BSR_ROW(a3, w1, xe, xo);
+        }
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+        for (int32_t i = 0; i < 4; ++i) {
+            if (l->per_channel) {
+                c = tp_sq_channel_of(l->mult[o + i], l->shift[o + i]);
+            }
+            out[o + i] = tp_sq_out(acc[i], &c, l->offset, l->lo, l->hi);
+        }
+    }
 }
 
 static void fc_row(const tp_fc_params *p, const fc_quant *q, const tp_bsr_filter *f,
                    const int8_t *in, const int32_t *bias, int32_t n_in, int32_t n_out,
                    int8_t *out, int32_t *x)
 {
-    const int32_t lo = p->activation.min, hi = p->activation.max, off = p->output_offset;
-    const int32_t r = f->group;
-    const uint8_t *s = (const uint8_t *)f->index;
-    const int8_t *b = f->blocks;
+    const fc_layer l = {(const uint8_t *)f->index, f->blocks, f->counts, f->count_bytes == 2,
+                        bias, q->mult, q->shift, q->step, n_out, p->output_offset,
+                        p->activation.min, p->activation.max};
     tp_sp_widen(in, n_in, p->input_offset, x, 2);
-    tp_sq_channel c = tp_sq_channel_of(q->mult[0], q->shift[0]);
-    for (int32_t o = 0; o < n_out; o += r) {
-        const int32_t n = count_of(f, o / r);
-        int32_t acc[4] = {0, 0, 0, 0};
-        for (int32_t i = 0; i < r; ++i) {
-            acc[i] = bias ? bias[o + i] : 0;
-        }
-        if (r == 1) {
-            acc[0] = row_r1((const int8_t *)x, s, b, n, acc[0]);
-        } else if (r == 2) {
-            row_r2((const int8_t *)x, s, b, n, acc);
-        } else {
-            row_r4((const int8_t *)x, s, b, n, acc);
-        }
-        s += n, b += 4 * r * n;
-        for (int32_t i = 0; i < r; ++i) {
-            if (q->step) {
-                c = tp_sq_channel_of(q->mult[o + i], q->shift[o + i]);
-            }
-            out[o + i] = tp_sq_out(acc[i], &c, off, lo, hi);
-        }
+    if (f->group == 1) {
+        layer_r1(&l, (const int8_t *)x, out);
+    } else if (f->group == 2) {
+        layer_r2(&l, (const int8_t *)x, out);
+    } else {
+        layer_r4(&l, (const int8_t *)x, out);
     }
 }
 
 #else /* portable C */
+
+static int32_t count_of(const tp_bsr_filter *f, int32_t g)
+{
+    return f->count_bytes == 1 ? ((const uint8_t *)f->counts)[g] : ((const uint16_t *)f->counts)[g];
+}
 
 static void fc_row(const tp_fc_params *p, const fc_quant *q, const tp_bsr_filter *f,
                    const int8_t *in, const int32_t *bias, int32_t n_in, int32_t n_out,

@@ -27,11 +27,12 @@ from kernel_host import CFLAGS, RUNTIME, compiler
 from sparse_support import sparsify_layer
 
 from tinyprune.ir import Graph, Op, read_tflite
-from tinyprune.kernels import sparse_fc
+from tinyprune.kernels import sparse_conv, sparse_fc
+from tinyprune.kernels.conv import conv_args
 from tinyprune.kernels.fully_connected import fc_args
 
 SAMPLES = 12
-SOURCES = ("tp_fully_connected_bsr_s8.c",)
+SOURCES = ("tp_fully_connected_bsr_s8.c", "tp_conv_bsr_s8.c")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -53,7 +54,22 @@ def _dense(n: int, **kw: Any) -> Callable[[], Any]:
     return make
 
 
+def _conv(*args: Any, **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.Conv2D(*args, **kw,
+                                   bias_initializer=keras.initializers.RandomUniform(-0.3, 0.3))
+    return make
+
+
 SHAPES = [
+    Shape("conv1x1_16to8_relu", (5, 5, 16), _conv(8, 1, activation="relu"), "CONV_2D"),
+    Shape("conv1x1_cin6_s2", (7, 7, 6), _conv(4, 1, strides=2), "CONV_2D"),  # K % 4 != 0
+    Shape("conv3x3_same_8to8", (6, 7, 8), _conv(8, 3, padding="same"), "CONV_2D"),
+    Shape("conv3x3_s2_same_cin3", (9, 9, 3), _conv(4, 3, strides=2, padding="same"), "CONV_2D"),
+    Shape("conv5x3_valid_relu6", (8, 6, 4), _conv(6, (5, 3), activation="relu6"), "CONV_2D"),
+    Shape("conv1x1_cin1040_wide", (3, 3, 1040), _conv(4, 1), "CONV_2D"),  # uint16 block columns
     Shape("fc64x16_relu", (64,), _dense(16, activation="relu"), "FULLY_CONNECTED"),
     Shape("fc37x12", (37,), _dense(12), "FULLY_CONNECTED"),  # IN % 4 != 0
     Shape("fc130x8_nobias", (130,), _dense(8, use_bias=False), "FULLY_CONNECTED"),
@@ -120,11 +136,17 @@ class Case:
 
 def _candidates(op: Op, graph: Graph) -> list[tuple[Any, Callable[[HostCtx], Any]]]:
     """Every (candidate, lower) the sparse handlers of the op offer."""
-    a = fc_args(op, graph)
     out: list[tuple[Any, Callable[[HostCtx], Any]]] = []
-    for handler in (sparse_fc.FcBsrHandler(),):
-        for cand in handler.candidates(a):
-            out.append((cand, lambda ctx, c=cand: sparse_fc.lower_candidate(op, ctx, a, c)))
+    if op.opcode == "FULLY_CONNECTED":
+        a = fc_args(op, graph)
+        for handler in (sparse_fc.FcBsrHandler(),):
+            for cand in handler.candidates(a):
+                out.append((cand, lambda ctx, c=cand: sparse_fc.lower_candidate(op, ctx, a, c)))
+    else:
+        ca = conv_args(op, graph)
+        for conv_handler in (sparse_conv.ConvBsrHandler(),):
+            for cc in conv_handler.candidates(ca):
+                out.append((cc, lambda ctx, c=cc: sparse_conv.lower_candidate(op, ctx, ca, c)))
     return out
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tinyprune.ir.graph import Graph, Op
     from tinyprune.kernels.base import Estimate, PlanOptions
+    from tinyprune.kernels.conv import ConvArgs
     from tinyprune.kernels.fully_connected import FcArgs
 
 # Fit: bench/fit_sparse_cost.py, nucleo_f746 (M7 build, -O2, DSP path), table cycle model,
@@ -27,6 +28,13 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "fc_bsr_r1": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 45.0, "blocks": 10.6},
     "fc_bsr_r2": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 35.0, "blocks": 16.0},
     "fc_bsr_r4": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 30.0, "blocks": 28.0},
+    "conv_dense": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "macs": 1.5},
+    "conv_bsr_r1": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
+                    "blocks": 27.5},
+    "conv_bsr_r2": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
+                    "blocks": 27.5},
+    "conv_bsr_r4": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
+                    "blocks": 27.5},
 }
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 
@@ -47,6 +55,35 @@ def fc_features(rows: int, n_in: int, n_out: int, work: float, work_name: str = 
     blocks (block-sparse) or the like, counted for one batch row."""
     return {"call": 1.0, "rows": float(rows), "in": float(rows * n_in),
             "out": float(rows * n_out), work_name: float(rows * work)}
+
+
+def conv_features(pixels: int, k4: int, c_out: int, work: float, work_name: str = "macs",
+                  pixels_per_pass: int = 1) -> dict[str, float]:
+    """Features of a CONV_2D call over ``pixels`` output pixels of ``k4`` (KH * KW * C_IN
+    rounded up to 4) values each: ``work`` is counted per pass of ``pixels_per_pass`` pixels
+    (the dense kernel's MACs per pixel; a sparse kernel's stored block rows per pass)."""
+    passes = -(-pixels // pixels_per_pass)
+    features = {"call": 1.0, "pixels": float(pixels), "window": float(pixels * k4),
+                "out": float(pixels * c_out), work_name: float(passes * work)}
+    if pixels_per_pass > 1:
+        features["rows"] = float(passes * c_out)
+    return features
+
+
+def conv_dense_cycles(a: ConvArgs) -> float:
+    """Estimated cycles of the dense CONV_2D kernel (tp_conv_interleaved_s8) on a layer."""
+    n, oh, ow, c_out = a.output_shape
+    _, kh, kw, c_in = a.filter_shape
+    k4 = -(-kh * kw * c_in // 4) * 4
+    return cycles("conv_dense", conv_features(n * oh * ow, k4, c_out, c_out * k4))
+
+
+def conv_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense CONV_2D handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.conv import conv_args
+
+    return Estimate(conv_dense_cycles(conv_args(op, graph)), "dense")
 
 
 def fc_dense_cycles(a: FcArgs) -> float:
