@@ -125,6 +125,8 @@ def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto"
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=8192)
     res = parse_results(run_elf(board, fw.elf).uart)
+    if res.status != 0:
+        raise RuntimeError(f"the firmware's kernel returned status {res.status}")
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
     expected = verify.reference_outputs(tflite, planned.graph, inputs)
     op = max(planned.code_ops, key=lambda p: p.call.macs)

@@ -105,8 +105,9 @@ tp_status tp_conv_bsr_s8(const tp_context *ctx, const tp_conv_params *conv_param
                          const tp_bsr_filter *filter, const tp_dims *bias_dims,
                          const int32_t *bias, const tp_dims *output_dims, int8_t *output);
 
-/** Scratch of tp_conv_bsr_s8: 9 * K4 bytes (DSP: four int16 columns + the int8 window), K4
- * bytes portable (the window). */
+/** Scratch of tp_conv_bsr_s8: 9 * K4 + 36 * C_OUT bytes on the DSP path (four int16 columns,
+ * the int8 window, the int32 accumulators of a pass, each channel's requantization split once),
+ * K4 bytes portable (the window). */
 int32_t tp_conv_bsr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
 
 #ifdef __cplusplus

@@ -162,6 +162,16 @@ static inline int32_t tp_sq_apply(int32_t acc, const tp_sq_channel *c)
     return h >> c->e;
 }
 
+/** SSAT #8: x clamped to [-128, 127] (one instruction on Arm). */
+static inline int32_t tp_ssat8(int32_t x)
+{
+#if TP_DSP_NATIVE
+    return __ssat(x, 8);
+#else
+    return tp_clamp(x, -128, 127);
+#endif
+}
+
 /**
  * tp_sq_out for one output with the channel's (multiplier, shift) split on the fly: for a
  * channel used once (FULLY_CONNECTED), where keeping a tp_sq_channel costs spills.

@@ -26,7 +26,10 @@ int32_t tp_conv_bsr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims 
 {
     (void)input_dims;
 #if TP_USE_DSP
-    return (2 * PIXELS + 1) * depth4(filter_dims); /* four int16 columns + the int8 window */
+    /* four int16 columns, the accumulators of a pass, the channels' requantization, the int8
+     * window */
+    return (2 * PIXELS + 1) * depth4(filter_dims) +
+           (PIXELS * 4 + (int32_t)sizeof(tp_sq_channel)) * filter_dims->n;
 #else
     return depth4(filter_dims);
 #endif
@@ -45,14 +48,6 @@ typedef struct {
     int32_t in_offset, out_offset, lo, hi;
     const int32_t *mult, *shift, *bias;
 } conv_layer;
-
-static const int8_t *window_at(const conv_layer *l, const int8_t *in, int32_t pixel,
-                               int8_t *stage)
-{
-    const int32_t oy = pixel / l->out_w, ox = pixel % l->out_w;
-    return tp_sp_window_s8(&l->win, in, oy * l->stride_h - l->pad_h, ox * l->stride_w - l->pad_w,
-                           stage);
-}
 
 #if TP_USE_DSP
 
@@ -77,17 +72,74 @@ static const int8_t *window_at(const conv_layer *l, const int8_t *in, int32_t pi
     } while (0)
 
 /*
- * One filter row (n blocks: block columns idx[], its weight words contiguous at w) against the
- * four columns at col: acc[0..3] += row . column p. Columns as uint8 (wide = 0) or uint16; four
- * blocks per trip for uint8 (their columns read as one word, the weights as two LDRD).
+ * Requantizes the pass's accumulators (acc[o][p], four per channel) into out[p * C_OUT + o] for
+ * the `valid` pixels: the channel's split is made once for its four outputs; `full` says the
+ * activation range is all of int8 (no activation, or a ReLU whose output zero point is -128:
+ * the usual case), so one SSAT clamps.
  */
-static inline __attribute__((always_inline)) void row_blocks(const int8_t *col, const void *idx,
-                                                             int32_t wide, const int8_t *w,
-                                                             int32_t n, int32_t acc[4])
+static inline __attribute__((always_inline)) int32_t clamp_out(int32_t v, int32_t lo,
+                                                             int32_t hi, int full)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    return full ? tp_ssat8(v) : tp_clamp(v, lo, hi);
+}
+
+static inline __attribute__((always_inline)) void store_channels(const conv_layer *l,
+                                                                 const tp_sq_channel *chan,
+                                                                 const int32_t *acc,
+                                                                 int32_t valid, int8_t *out,
+                                                                 int full)
+{
+    const int32_t off = l->out_offset, lo = l->lo, hi = l->hi, step = l->c_out;
+    for (int32_t o = 0; o < step; ++o, acc += 4, ++out) {
+        const tp_sq_channel c = chan[o];
+        int32_t a0, a1, a2, a3;
+        tp_load_2x32(acc, &a0, &a1);
+        tp_load_2x32(acc + 2, &a2, &a3);
+        const int32_t v0 = clamp_out(tp_sq_apply(a0, &c) + off, lo, hi, full);
+        const int32_t v1 = clamp_out(tp_sq_apply(a1, &c) + off, lo, hi, full);
+        const int32_t v2 = clamp_out(tp_sq_apply(a2, &c) + off, lo, hi, full);
+        const int32_t v3 = clamp_out(tp_sq_apply(a3, &c) + off, lo, hi, full);
+        out[0] = (int8_t)v0;
+        if (valid == PIXELS) {
+            out[step] = (int8_t)v1, out[2 * step] = (int8_t)v2, out[3 * step] = (int8_t)v3;
+        } else if (valid > 1) {
+            out[step] = (int8_t)v1;
+            if (valid > 2) {
+                out[2 * step] = (int8_t)v2;
+            }
+        }
+    }
+}
+
+TP_SP_NOINLINE static void store_pass(const conv_layer *l, const tp_sq_channel *chan,
+                                      const int32_t *acc, int32_t valid, int8_t *out)
+{
+    const int full = l->lo == -128 && l->hi == 127;
+    if (full && valid == PIXELS) {
+        store_channels(l, chan, acc, PIXELS, out, 1);
+    } else if (full) {
+        store_channels(l, chan, acc, valid, out, 1);
+    } else if (valid == PIXELS) {
+        store_channels(l, chan, acc, PIXELS, out, 0);
+    } else {
+        store_channels(l, chan, acc, valid, out, 0);
+    }
+}
+
+/*
+ * One filter row against the four columns at col: acc[p] = bias + row . column p, over n
+ * blocks: block columns at ip0 (uint8 or uint16 as `wide`), weight words contiguous at *wp
+ * (advanced). Four blocks per trip for
+ * uint8, their columns read as one word and their weights as two LDRD.
+ */
+static inline __attribute__((always_inline)) void row4(const int8_t *col, const void *ip0,
+                                                       const int8_t **wp, int32_t n, int wide,
+                                                       int32_t bias, int32_t acc[4])
+{
+    int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+    const int8_t *w = *wp;
     if (!wide) {
-        const uint8_t *ip = (const uint8_t *)idx;
+        const uint8_t *ip = (const uint8_t *)ip0;
         for (; n >= 4; n -= 4, ip += 4) {
             const uint32_t q = (uint32_t)tp_sp_read32(ip);
             int32_t w0, w1;
@@ -102,33 +154,71 @@ static inline __attribute__((always_inline)) void row_blocks(const int8_t *col, 
             TP_BSR_BLOCK4(col + ((uint32_t)*ip++ << 5), tp_sp_read32(w), a);
         }
     } else {
-        const uint16_t *ip = (const uint16_t *)idx;
+        const uint16_t *ip = (const uint16_t *)ip0;
         for (; n > 0; --n, w += 4) {
             TP_BSR_BLOCK4(col + ((uint32_t)*ip++ << 5), tp_sp_read32(w), a);
         }
     }
+    *wp = w;
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
-/* All output channels of the four pixels whose columns are at col (`valid` of them stored). */
-TP_SP_HOT static void pixels4(const conv_layer *l, const tp_bsr_filter *f, const int8_t *col,
-                              int32_t valid, int8_t *out)
+/* The accumulators acc[o][0..3] of every output channel for the four columns at col. */
+TP_SP_HOT static void pass_any(const tp_bsr_filter *f, const int32_t *bias, int32_t c_out,
+                               const int8_t *col, int32_t *acc)
 {
     const int32_t r = f->group, ib = f->index_bytes;
-    const int8_t *idx = (const int8_t *)f->index;
-    const int8_t *blocks = f->blocks;
-    for (int32_t g = 0, o = 0; o < l->c_out; ++g) {
+    const int8_t *ip = (const int8_t *)f->index;
+    const int8_t *w = f->blocks;
+    for (int32_t g = 0, o = 0; o < c_out; ++g) {
         const int32_t n = count_of(f, g);
-        for (int32_t i = 0; i < r; ++i, ++o, blocks += 4 * n) {
-            const int32_t b = l->bias ? l->bias[o] : 0;
-            int32_t acc[4] = {b, b, b, b};
-            row_blocks(col, idx, ib == 2, blocks, n, acc);
-            const tp_sq_channel c = tp_sq_channel_of(l->mult[o], l->shift[o]);
-            for (int32_t p = 0; p < valid; ++p) {
-                out[p * l->c_out + o] = tp_sq_out(acc[p], &c, l->out_offset, l->lo, l->hi);
-            }
+        for (int32_t i = 0; i < r; ++i, ++o, acc += 4) {
+            row4(col, ip, &w, n, ib == 2, bias ? bias[o] : 0, acc);
         }
-        idx += n * ib;
+        ip += n * ib;
+    }
+}
+
+/* pass_any for the usual format: R = 1, uint8 counts and block columns, a bias. */
+TP_SP_HOT static void pass_r1_u8(const tp_bsr_filter *f, const int32_t *bias, int32_t c_out,
+                                 const int8_t *col, int32_t *acc)
+{
+    const uint8_t *counts = (const uint8_t *)f->counts, *end = counts + c_out;
+    const uint8_t *ip = (const uint8_t *)f->index;
+    const int8_t *w = f->blocks;
+    do {
+        const int32_t n = *counts++;
+        row4(col, ip, &w, n, 0, *bias++, acc);
+        ip += n, acc += 4;
+    } while (counts != end);
+}
+
+/*
+ * Widens the window of output pixel `pixel` into column j (stride 8 words per group). Rows of a
+ * window inside the image are widened straight from the input when a row is whole groups of
+ * four (KW * C_IN % 4 == 0, no horizontal dilation); rows in the padding become zeros (the
+ * widened padding value). Other windows are gathered into stage first.
+ */
+static void widen_window(const conv_layer *l, const int8_t *in, int32_t pixel, int32_t *col,
+                         int8_t *stage, int32_t k)
+{
+    const tp_sp_window *w = &l->win;
+    const int32_t oy = pixel / l->out_w, ox = pixel % l->out_w;
+    const int32_t y0 = oy * l->stride_h - l->pad_h, x0 = ox * l->stride_w - l->pad_w;
+    const int32_t row = w->kw * w->c;
+    if ((row & 3) != 0 || w->dil_w != 1 || x0 < 0 || x0 + w->kw > w->in_w) {
+        tp_sp_widen(tp_sp_window_s8(w, in, y0, x0, stage), k, l->in_offset, col, 8);
+        return;
+    }
+    for (int32_t ky = 0; ky < w->kh; ++ky, col += 8 * (row >> 2)) {
+        const int32_t iy = y0 + ky * w->dil_h;
+        if (iy < 0 || iy >= w->in_h) {
+            for (int32_t g = 0; g < (row >> 2); ++g) {
+                col[8 * g] = 0, col[8 * g + 1] = 0;
+            }
+        } else {
+            tp_sp_widen(in + (iy * w->in_w + x0) * w->c, row, l->in_offset, col, 8);
+        }
     }
 }
 
@@ -136,21 +226,39 @@ static void conv_run(const conv_layer *l, const tp_bsr_filter *f, const int8_t *
                      int32_t batches, int8_t *out, void *buf, int32_t k, int32_t k4)
 {
     int32_t *col = (int32_t *)buf;
-    int8_t *stage = (int8_t *)buf + 8 * k4;
+    int32_t *acc = col + 2 * k4;
+    tp_sq_channel *chan = (tp_sq_channel *)(acc + PIXELS * l->c_out);
+    int8_t *stage = (int8_t *)(chan + l->c_out);
+    for (int32_t o = 0; o < l->c_out; ++o) {
+        chan[o] = tp_sq_channel_of(l->mult[o], l->shift[o]);
+    }
     const int32_t pixels = l->out_h * l->out_w, in_size = l->win.in_h * l->win.in_w * l->win.c;
     memset(col, 0, (size_t)(8 * k4)); /* columns of absent pixels stay 0 (their results dropped) */
     for (int32_t b = 0; b < batches; ++b, in += in_size) {
         for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS, out += PIXELS * l->c_out) {
             const int32_t valid = pixels - p0 < PIXELS ? pixels - p0 : PIXELS;
             for (int32_t p = 0; p < valid; ++p) {
-                tp_sp_widen(window_at(l, in, p0 + p, stage), k, l->in_offset, col + 2 * p, 8);
+                widen_window(l, in, p0 + p, col + 2 * p, stage, k);
             }
-            pixels4(l, f, (const int8_t *)col, valid, out);
+            if (f->group == 1 && f->index_bytes == 1 && f->count_bytes == 1 && l->bias != NULL) {
+                pass_r1_u8(f, l->bias, l->c_out, (const int8_t *)col, acc);
+            } else {
+                pass_any(f, l->bias, l->c_out, (const int8_t *)col, acc);
+            }
+            store_pass(l, chan, acc, valid, out);
         }
     }
 }
 
 #else /* portable C */
+
+static const int8_t *window_at(const conv_layer *l, const int8_t *in, int32_t pixel,
+                               int8_t *stage)
+{
+    const int32_t oy = pixel / l->out_w, ox = pixel % l->out_w;
+    return tp_sp_window_s8(&l->win, in, oy * l->stride_h - l->pad_h, ox * l->stride_w - l->pad_w,
+                           stage);
+}
 
 static int32_t col_of(const tp_bsr_filter *f, int32_t j)
 {

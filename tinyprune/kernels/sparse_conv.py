@@ -25,6 +25,8 @@ from tinyprune.kernels.sparse_encoding import BLOCK, block_sparsity, encode_bsr
 TEMPLATE = "ops/conv_sparse_s8.c.j2"
 PIXELS = 4
 """Output pixels per pass of the sparse conv kernels' DSP paths."""
+SQ_CHANNEL_BYTES = 20
+"""sizeof(tp_sq_channel): one channel's requantization, split once per call (tp_sparse_dsp.h)."""
 
 
 def filter_rows(a: ConvArgs) -> np.ndarray:
@@ -93,7 +95,8 @@ def _bsr(a: ConvArgs, group: int) -> SparseConv:
         arrays=(("counts", m.counts), ("index", m.positions), ("blocks", blocks.astype(np.int8))),
         scalars=(("group", group), ("count_bytes", m.counts.itemsize),
                  ("index_bytes", m.positions.itemsize)),
-        scratch_dsp=(2 * PIXELS + 1) * k4, scratch_portable=k4)
+        scratch_dsp=(2 * PIXELS + 1) * k4 + (4 * PIXELS + SQ_CHANNEL_BYTES) * a.output_shape[3],
+        scratch_portable=k4)
 
 
 class _SparseConvHandler:
