@@ -56,6 +56,24 @@ typedef struct {
 } tp_bsr_filter;
 
 /**
+ * N:M sparse weights, N = 2 or 1 of every M = 4 values along K. A unit is a group of four
+ * values (2:4) or two consecutive groups (1:4); a row has U units (K / 4, resp. K / 8, rounded
+ * up, then to an even count; values past K are 0). Per unit, two values are kept and a 4-bit
+ * code says which: for 2:4 codes 0..5 keep values (0,1) (0,2) (0,3) (1,2) (1,3) (2,3) of the
+ * group; for 1:4 code p + 4 q keeps value p of the first group and value q of the second.
+ * Rows follow each other (no counts: every row has U units):
+ *
+ *   - values: per row, per pair of units (2i, 2i + 1), one word [first kept of 2i, first kept
+ *     of 2i + 1, second kept of 2i, second kept of 2i + 1] (2 U bytes a row), word aligned;
+ *   - codes: per row, per pair of units, one byte: unit 2i's code in bits 0-3, 2i + 1's in 4-7.
+ */
+typedef struct {
+    int32_t n;             /**< N: 2 (2:4) or 1 (1:4) */
+    const int8_t *values;  /**< kept values, 2 U bytes per row */
+    const uint8_t *codes;  /**< codes, U / 2 bytes per row */
+} tp_nm_filter;
+
+/**
  * int8 fully connected layer over block-sparse weights (steps index), one requantization for the
  * whole tensor. Arguments as tp_fully_connected_s8 (tp_nn_fc.h), except the filter.
  *
@@ -85,6 +103,35 @@ tp_status tp_fully_connected_bsr_per_channel_s8(const tp_context *ctx,
 int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims);
 
 /**
+ * int8 fully connected layer over N:M sparse weights (tp_nm_filter), per-tensor requantization.
+ * Arguments as tp_fully_connected_s8, except the filter. DSP path: the input row's pair words
+ * are built once (6 per unit for 2:4, 16 for 1:4), then per unit one LDR and one SMLAD.
+ *
+ * @param ctx  scratch: tp_fully_connected_nm_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the dimensions disagree or N is
+ *         not 1 or 2.
+ */
+tp_status tp_fully_connected_nm_s8(const tp_context *ctx, const tp_fc_params *fc_params,
+                                   const tp_per_tensor_quant *quant_params,
+                                   const tp_dims *input_dims, const int8_t *input,
+                                   const tp_dims *filter_dims, const tp_nm_filter *filter,
+                                   const tp_dims *bias_dims, const int32_t *bias,
+                                   const tp_dims *output_dims, int8_t *output);
+
+/** As tp_fully_connected_nm_s8 with one requantization per output channel. */
+tp_status tp_fully_connected_nm_per_channel_s8(const tp_context *ctx,
+                                               const tp_fc_params *fc_params,
+                                               const tp_per_channel_quant *quant_params,
+                                               const tp_dims *input_dims, const int8_t *input,
+                                               const tp_dims *filter_dims,
+                                               const tp_nm_filter *filter,
+                                               const tp_dims *bias_dims, const int32_t *bias,
+                                               const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of both: U * (6 for N = 2, 16 for N = 1) * 4 bytes on the DSP path, 0 portable. */
+int32_t tp_fully_connected_nm_s8_get_buffer_size(const tp_dims *filter_dims, int32_t n);
+
+/**
  * int8 CONV_2D (any filter size, stride, padding, dilation; groups = 1) over block-sparse
  * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except the
  * filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes
@@ -109,6 +156,28 @@ tp_status tp_conv_bsr_s8(const tp_context *ctx, const tp_conv_params *conv_param
  * the int8 window, the int32 accumulators of a pass, each channel's requantization split once),
  * K4 bytes portable (the window). */
 int32_t tp_conv_bsr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
+
+/**
+ * int8 CONV_2D over N:M sparse filter rows (tp_nm_filter, rows [C_OUT][KH * KW * C_IN]),
+ * per-channel requantization. Arguments as tp_conv_s8, except the filter. DSP path: four output
+ * pixels per pass; their windows' pair words built once per pass ([unit][code][pixel]); per
+ * unit of a row two LDRD and four SMLAD (one SXTB16 serves two units).
+ *
+ * @param ctx  scratch: tp_conv_nm_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or N is not
+ *         1 or 2.
+ */
+tp_status tp_conv_nm_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                        const tp_per_channel_quant *quant_params, const tp_dims *input_dims,
+                        const int8_t *input, const tp_dims *filter_dims,
+                        const tp_nm_filter *filter, const tp_dims *bias_dims,
+                        const int32_t *bias, const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_nm_s8 for N: DSP path U * (6 or 16) * 16 + 36 * C_OUT + K' bytes (the
+ * pair words of a pass, its accumulators, the channels' splits, the window, K' = U * unit
+ * values); portable K' bytes. */
+int32_t tp_conv_nm_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
+                                      int32_t n);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,13 @@ extern "C" {
 #define TP_SP_NOINLINE
 #endif
 
+/** TP_SP_NOINLINE for a helper of a shared header (no warning in a kernel that does not use it). */
+#if defined(__GNUC__)
+#define TP_SP_SHARED __attribute__((noinline, unused))
+#else
+#define TP_SP_SHARED
+#endif
+
 /** As TP_SP_NOINLINE, and without gcc's first scheduling pass, which hoists the loads of an
  * unrolled loop and spills the values (the trick of tp_fully_connected_s8.c). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -218,6 +225,73 @@ static inline int32_t tp_sp_widen(const int8_t *src, int32_t n, int32_t offset, 
         ++g;
     }
     return g;
+}
+
+/* ---- N:M pair words ------------------------------------------------------------------------- */
+
+/** e = [v0, v2], o = [v1, v3]: the four int8 values at x as int16 lanes, offset added. */
+static inline void tp_sp_widen4(const int8_t *x, int32_t offset2, uint32_t *e, uint32_t *o)
+{
+    const int32_t v = tp_sp_read32(x);
+    *e = (uint32_t)tp_sadd16(tp_sxtb16(v), offset2);
+    *o = (uint32_t)tp_sadd16(tp_sxtb16_ror8(v), offset2);
+}
+
+/** The six words of a 2:4 unit (e, o of its group), code c = [v_a, v_b] for the c-th pair of
+ * (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); word c goes to t[c * stride]. */
+static inline void tp_sp_pairs_2_4(uint32_t e, uint32_t o, uint32_t *t, int32_t stride)
+{
+    t[0] = (e & 0xFFFFU) | (o << 16);
+    t[stride] = e;
+    t[2 * stride] = (e & 0xFFFFU) | (o & 0xFFFF0000U);
+    t[3 * stride] = (o & 0xFFFFU) | (e & 0xFFFF0000U);
+    t[4 * stride] = o;
+    t[5 * stride] = (e >> 16) | (o & 0xFFFF0000U);
+}
+
+/** The 16 words of a 1:4 unit, code p + 4 q = [value p of group A, value q of group B], for
+ * e, o of A and e2, o2 of B; word c goes to t[c * stride]. */
+static inline void tp_sp_pairs_1_4(uint32_t e, uint32_t o, uint32_t e2, uint32_t o2, uint32_t *t,
+                                   int32_t stride)
+{
+    const uint32_t lo0 = e & 0xFFFFU, lo1 = o & 0xFFFFU, lo2 = e >> 16, lo3 = o >> 16;
+    const uint32_t hi[4] = {e2 << 16, o2 << 16, e2 & 0xFFFF0000U, o2 & 0xFFFF0000U};
+    for (int32_t q = 0; q < 4; ++q, t += 4 * stride) {
+        t[0] = lo0 | hi[q];
+        t[stride] = lo1 | hi[q];
+        t[2 * stride] = lo2 | hi[q];
+        t[3 * stride] = lo3 | hi[q];
+    }
+}
+
+/**
+ * The pair words of the n-of-4 units of x (k values; past k the value is -offset, i.e. 0 once
+ * the offset is added), unit u's words at t + u * codes * stride (codes = 6 or 16).
+ */
+static inline void tp_sp_nm_pairs(const int8_t *x, int32_t k, int32_t n, int32_t units,
+                                  int32_t offset, uint32_t *t, int32_t stride)
+{
+    const int32_t offset2 = tp_pack16(offset, offset), uv = n == 2 ? 4 : 8;
+    const int32_t step = (n == 2 ? 6 : 16) * stride;
+    int8_t tail[8];
+    for (int32_t u = 0; u < units; ++u, x += uv, t += step) {
+        const int8_t *src = x;
+        if ((u + 1) * uv > k) { /* the last, partial unit */
+            for (int32_t i = 0; i < uv; ++i) {
+                tail[i] = u * uv + i < k ? x[i] : (int8_t)-offset;
+            }
+            src = tail;
+        }
+        uint32_t e, o;
+        tp_sp_widen4(src, offset2, &e, &o);
+        if (n == 2) {
+            tp_sp_pairs_2_4(e, o, t, stride);
+        } else {
+            uint32_t e2, o2;
+            tp_sp_widen4(src + 4, offset2, &e2, &o2);
+            tp_sp_pairs_1_4(e, o, e2, o2, t, stride);
+        }
+    }
 }
 
 /* ---- conv windows ---------------------------------------------------------------------------- */

@@ -13,9 +13,9 @@
  */
 #include "tp_nn_sparse.h"
 #include "tp_nn_support.h"
-#include "tp_sparse_dsp.h"
+#include "tp_sparse_conv.h"
 
-#define PIXELS 4 /* output pixels per pass of the DSP path */
+#define PIXELS TP_SP_PIXELS
 
 static int32_t depth4(const tp_dims *f_d)
 {
@@ -40,15 +40,6 @@ static int32_t count_of(const tp_bsr_filter *f, int32_t g)
     return f->count_bytes == 1 ? ((const uint8_t *)f->counts)[g] : ((const uint16_t *)f->counts)[g];
 }
 
-/* The conv geometry the pixel loops share. */
-typedef struct {
-    tp_sp_window win;
-    int32_t stride_h, stride_w, pad_h, pad_w;
-    int32_t out_h, out_w, c_out;
-    int32_t in_offset, out_offset, lo, hi;
-    const int32_t *mult, *shift, *bias;
-} conv_layer;
-
 #if TP_USE_DSP
 
 /* One block of one filter row against the four columns: acc[p] += w . column p's group. */
@@ -70,61 +61,6 @@ typedef struct {
         acc##3 = tp_smlad(we_, x0_, acc##3);                                                    \
         acc##3 = tp_smlad(wo_, x1_, acc##3);                                                    \
     } while (0)
-
-/*
- * Requantizes the pass's accumulators (acc[o][p], four per channel) into out[p * C_OUT + o] for
- * the `valid` pixels: the channel's split is made once for its four outputs; `full` says the
- * activation range is all of int8 (no activation, or a ReLU whose output zero point is -128:
- * the usual case), so one SSAT clamps.
- */
-static inline __attribute__((always_inline)) int32_t clamp_out(int32_t v, int32_t lo,
-                                                             int32_t hi, int full)
-{
-    return full ? tp_ssat8(v) : tp_clamp(v, lo, hi);
-}
-
-static inline __attribute__((always_inline)) void store_channels(const conv_layer *l,
-                                                                 const tp_sq_channel *chan,
-                                                                 const int32_t *acc,
-                                                                 int32_t valid, int8_t *out,
-                                                                 int full)
-{
-    const int32_t off = l->out_offset, lo = l->lo, hi = l->hi, step = l->c_out;
-    for (int32_t o = 0; o < step; ++o, acc += 4, ++out) {
-        const tp_sq_channel c = chan[o];
-        int32_t a0, a1, a2, a3;
-        tp_load_2x32(acc, &a0, &a1);
-        tp_load_2x32(acc + 2, &a2, &a3);
-        const int32_t v0 = clamp_out(tp_sq_apply(a0, &c) + off, lo, hi, full);
-        const int32_t v1 = clamp_out(tp_sq_apply(a1, &c) + off, lo, hi, full);
-        const int32_t v2 = clamp_out(tp_sq_apply(a2, &c) + off, lo, hi, full);
-        const int32_t v3 = clamp_out(tp_sq_apply(a3, &c) + off, lo, hi, full);
-        out[0] = (int8_t)v0;
-        if (valid == PIXELS) {
-            out[step] = (int8_t)v1, out[2 * step] = (int8_t)v2, out[3 * step] = (int8_t)v3;
-        } else if (valid > 1) {
-            out[step] = (int8_t)v1;
-            if (valid > 2) {
-                out[2 * step] = (int8_t)v2;
-            }
-        }
-    }
-}
-
-TP_SP_NOINLINE static void store_pass(const conv_layer *l, const tp_sq_channel *chan,
-                                      const int32_t *acc, int32_t valid, int8_t *out)
-{
-    const int full = l->lo == -128 && l->hi == 127;
-    if (full && valid == PIXELS) {
-        store_channels(l, chan, acc, PIXELS, out, 1);
-    } else if (full) {
-        store_channels(l, chan, acc, valid, out, 1);
-    } else if (valid == PIXELS) {
-        store_channels(l, chan, acc, PIXELS, out, 0);
-    } else {
-        store_channels(l, chan, acc, valid, out, 0);
-    }
-}
 
 /*
  * One filter row against the four columns at col: acc[p] = bias + row . column p, over n
@@ -193,36 +129,7 @@ TP_SP_HOT static void pass_r1_u8(const tp_bsr_filter *f, const int32_t *bias, in
     } while (counts != end);
 }
 
-/*
- * Widens the window of output pixel `pixel` into column j (stride 8 words per group). Rows of a
- * window inside the image are widened straight from the input when a row is whole groups of
- * four (KW * C_IN % 4 == 0, no horizontal dilation); rows in the padding become zeros (the
- * widened padding value). Other windows are gathered into stage first.
- */
-static void widen_window(const conv_layer *l, const int8_t *in, int32_t pixel, int32_t *col,
-                         int8_t *stage, int32_t k)
-{
-    const tp_sp_window *w = &l->win;
-    const int32_t oy = pixel / l->out_w, ox = pixel % l->out_w;
-    const int32_t y0 = oy * l->stride_h - l->pad_h, x0 = ox * l->stride_w - l->pad_w;
-    const int32_t row = w->kw * w->c;
-    if ((row & 3) != 0 || w->dil_w != 1 || x0 < 0 || x0 + w->kw > w->in_w) {
-        tp_sp_widen(tp_sp_window_s8(w, in, y0, x0, stage), k, l->in_offset, col, 8);
-        return;
-    }
-    for (int32_t ky = 0; ky < w->kh; ++ky, col += 8 * (row >> 2)) {
-        const int32_t iy = y0 + ky * w->dil_h;
-        if (iy < 0 || iy >= w->in_h) {
-            for (int32_t g = 0; g < (row >> 2); ++g) {
-                col[8 * g] = 0, col[8 * g + 1] = 0;
-            }
-        } else {
-            tp_sp_widen(in + (iy * w->in_w + x0) * w->c, row, l->in_offset, col, 8);
-        }
-    }
-}
-
-static void conv_run(const conv_layer *l, const tp_bsr_filter *f, const int8_t *in,
+static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *in,
                      int32_t batches, int8_t *out, void *buf, int32_t k, int32_t k4)
 {
     int32_t *col = (int32_t *)buf;
@@ -238,34 +145,26 @@ static void conv_run(const conv_layer *l, const tp_bsr_filter *f, const int8_t *
         for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS, out += PIXELS * l->c_out) {
             const int32_t valid = pixels - p0 < PIXELS ? pixels - p0 : PIXELS;
             for (int32_t p = 0; p < valid; ++p) {
-                widen_window(l, in, p0 + p, col + 2 * p, stage, k);
+                tp_sp_widen_window(l, in, p0 + p, col + 2 * p, stage, k);
             }
             if (f->group == 1 && f->index_bytes == 1 && f->count_bytes == 1 && l->bias != NULL) {
                 pass_r1_u8(f, l->bias, l->c_out, (const int8_t *)col, acc);
             } else {
                 pass_any(f, l->bias, l->c_out, (const int8_t *)col, acc);
             }
-            store_pass(l, chan, acc, valid, out);
+            tp_sp_store_pass(l, chan, acc, valid, out);
         }
     }
 }
 
 #else /* portable C */
 
-static const int8_t *window_at(const conv_layer *l, const int8_t *in, int32_t pixel,
-                               int8_t *stage)
-{
-    const int32_t oy = pixel / l->out_w, ox = pixel % l->out_w;
-    return tp_sp_window_s8(&l->win, in, oy * l->stride_h - l->pad_h, ox * l->stride_w - l->pad_w,
-                           stage);
-}
-
 static int32_t col_of(const tp_bsr_filter *f, int32_t j)
 {
     return f->index_bytes == 1 ? ((const uint8_t *)f->index)[j] : ((const uint16_t *)f->index)[j];
 }
 
-static void conv_run(const conv_layer *l, const tp_bsr_filter *f, const int8_t *in,
+static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *in,
                      int32_t batches, int8_t *out, void *buf, int32_t k, int32_t k4)
 {
     (void)k4;
@@ -273,7 +172,7 @@ static void conv_run(const conv_layer *l, const tp_bsr_filter *f, const int8_t *
     const int32_t in_size = l->win.in_h * l->win.in_w * l->win.c;
     for (int32_t b = 0; b < batches; ++b, in += in_size) {
         for (int32_t p = 0; p < pixels; ++p, out += l->c_out) {
-            const int8_t *x = window_at(l, in, p, (int8_t *)buf);
+            const int8_t *x = tp_sp_window_at(l, in, p, (int8_t *)buf);
             int32_t j0 = 0;
             for (int32_t g = 0, o = 0; o < l->c_out; ++g) {
                 const int32_t n = count_of(f, g);
@@ -314,14 +213,7 @@ tp_status tp_conv_bsr_s8(const tp_context *ctx, const tp_conv_params *conv_param
         (f->index_bytes != 1 && f->index_bytes != 2)) {
         return TP_ERR_ARG;
     }
-    const conv_layer l = {
-        {in_d->h, in_d->w, in_d->c, f_d->h, f_d->w, p->dilation.h, p->dilation.w,
-         (int8_t)-p->input_offset},
-        p->stride.h, p->stride.w, p->padding.h, p->padding.w,
-        out_d->h, out_d->w, out_d->c,
-        p->input_offset, p->output_offset, p->activation.min, p->activation.max,
-        quant_params->multiplier, quant_params->shift, bias,
-    };
+    const tp_sp_conv l = tp_sp_conv_of(p, quant_params, in_d, f_d, out_d, bias);
     conv_run(&l, f, input, in_d->n, output, ctx->buf, f_d->h * f_d->w * f_d->c, depth4(f_d));
     return TP_OK;
 }

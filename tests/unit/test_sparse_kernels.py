@@ -32,7 +32,8 @@ from tinyprune.kernels.conv import conv_args
 from tinyprune.kernels.fully_connected import fc_args
 
 SAMPLES = 12
-SOURCES = ("tp_fully_connected_bsr_s8.c", "tp_conv_bsr_s8.c")
+SOURCES = ("tp_fully_connected_bsr_s8.c", "tp_conv_bsr_s8.c", "tp_fully_connected_nm_s8.c",
+           "tp_conv_nm_s8.c")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -77,7 +78,7 @@ SHAPES = [
 ]
 
 PATTERNS = [("1x4", 0.0), ("1x4", 0.5), ("1x4", 0.9), ("2x4", 0.75), ("4x4", 0.75),
-            ("unstructured", 0.6), ("1x4", 1.0)]
+            ("2:4", 0.5), ("1:4", 0.75), ("unstructured", 0.6), ("1x4", 1.0)]
 
 
 def _convert(shape: Shape) -> bytes:
@@ -139,12 +140,12 @@ def _candidates(op: Op, graph: Graph) -> list[tuple[Any, Callable[[HostCtx], Any
     out: list[tuple[Any, Callable[[HostCtx], Any]]] = []
     if op.opcode == "FULLY_CONNECTED":
         a = fc_args(op, graph)
-        for handler in (sparse_fc.FcBsrHandler(),):
+        for handler in (sparse_fc.FcBsrHandler(), sparse_fc.FcNmHandler()):
             for cand in handler.candidates(a):
                 out.append((cand, lambda ctx, c=cand: sparse_fc.lower_candidate(op, ctx, a, c)))
     else:
         ca = conv_args(op, graph)
-        for conv_handler in (sparse_conv.ConvBsrHandler(),):
+        for conv_handler in (sparse_conv.ConvBsrHandler(), sparse_conv.ConvNmHandler()):
             for cc in conv_handler.candidates(ca):
                 out.append((cc, lambda ctx, c=cc: sparse_conv.lower_candidate(op, ctx, ca, c)))
     return out
@@ -256,7 +257,7 @@ def run(lib: ctypes.CDLL, v: Variant, x: np.ndarray, out_size: int) -> np.ndarra
 @pytest.mark.parametrize("dsp", [False, True], ids=["portable", "dsp"])
 def test_sparse_kernels_bit_exact_with_tflm(cases: list[Case], libs: dict[bool, ctypes.CDLL],
                                            dsp: bool) -> None:
-    ran = 0
+    ran: set[str] = set()
     for case in cases:
         graph = read_tflite(case.tflite)
         x_t = graph.tensor(graph.inputs[0])
@@ -266,8 +267,8 @@ def test_sparse_kernels_bit_exact_with_tflm(cases: list[Case], libs: dict[bool, 
             for i, (x, want) in enumerate(zip(inputs, expected, strict=True)):
                 got = run(libs[dsp], v, x, want.size)
                 assert np.array_equal(got, want), f"{v.id} ({v.kernel}) input {i}"
-            ran += 1
-    assert ran >= len(cases)  # every case had at least one sparse variant
+            ran.add(v.kernel.replace("_per_channel", ""))
+    assert ran == {s.replace(".c", "") for s in SOURCES}  # every kernel ran
 
 
 REQUANT_C = """

@@ -20,7 +20,14 @@ from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
 from tinyprune.kernels.conv import ConvArgs, ConvHandler, conv_args
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, requant_bound_ok
-from tinyprune.kernels.sparse_encoding import BLOCK, block_sparsity, encode_bsr
+from tinyprune.kernels.sparse_encoding import (
+    BLOCK,
+    block_sparsity,
+    encode_bsr,
+    encode_nm,
+    fits_nm,
+    nm_kernel_values,
+)
 
 TEMPLATE = "ops/conv_sparse_s8.c.j2"
 PIXELS = 4
@@ -99,6 +106,23 @@ def _bsr(a: ConvArgs, group: int) -> SparseConv:
         scratch_portable=k4)
 
 
+def _nm(a: ConvArgs, n: int) -> SparseConv:
+    rows = filter_rows(a)
+    m = encode_nm(rows, n)
+    codes = 6 if n == 2 else 16
+    window = m.units * m.unit_values
+    c_out = a.output_shape[3]
+    return SparseConv(
+        kernel="tp_conv_nm_s8", source="tp_conv_nm_s8.c", family=f"conv_nm{n}",
+        work=float(c_out * m.units), work_name="units", encoding=f"{n}:4",
+        detail=f"{n}:4 (at most {n} of every 4 weights non-zero)", filter_type="tp_nm_filter",
+        arrays=(("values", nm_kernel_values(m)), ("codes", m.codes.reshape(-1))),
+        scalars=(("n", n),),
+        scratch_dsp=m.units * codes * PIXELS * 4 + (4 * PIXELS + SQ_CHANNEL_BYTES) * c_out
+        + window,
+        scratch_portable=window)
+
+
 class _SparseConvHandler:
     """What the sparse conv handlers share: the dense handler's checks, estimate, lowering."""
 
@@ -172,4 +196,13 @@ class ConvBsrHandler(_SparseConvHandler):
         return [_bsr(a, r) for r in (1, 2, 4) if a.output_shape[3] % r == 0]
 
 
+class ConvNmHandler(_SparseConvHandler):
+    """CONV_2D with N:4 sparse filter rows (2:4 or 1:4), when every group of 4 fits."""
+
+    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+        rows = filter_rows(a)
+        return [_nm(a, n) for n in (2, 1) if fits_nm(rows, n)]
+
+
 register_variant(ConvBsrHandler())
+register_variant(ConvNmHandler())

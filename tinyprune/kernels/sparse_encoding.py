@@ -278,6 +278,14 @@ def _choose_slot(unit: np.ndarray, n: int) -> tuple[int, int]:
     raise AssertionError("unreachable: the group was checked")
 
 
+def nm_kernel_values(m: NmMatrix) -> np.ndarray:
+    """The kept values in the kernels' order: per row, per pair of units (2i, 2i + 1), the word
+    [first of 2i, first of 2i + 1, second of 2i, second of 2i + 1] (one SXTB16 gives a unit's
+    two values as int16 lanes; tp_nn_sparse.h)."""
+    pairs = m.values.reshape(m.rows, m.units // 2, 2, 2)  # [row, pair, unit, kept]
+    return np.ascontiguousarray(pairs.transpose(0, 1, 3, 2)).reshape(-1)
+
+
 def decode_nm(m: NmMatrix) -> np.ndarray:
     """The dense ``[ROWS, K]`` int8 matrix of an :class:`NmMatrix`."""
     slots = _unit_slots(m.n)

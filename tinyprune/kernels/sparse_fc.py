@@ -20,7 +20,13 @@ from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
 from tinyprune.kernels.fully_connected import FcArgs, FullyConnectedHandler, fc_args
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, requant_bound_ok
-from tinyprune.kernels.sparse_encoding import block_sparsity, encode_bsr
+from tinyprune.kernels.sparse_encoding import (
+    block_sparsity,
+    encode_bsr,
+    encode_nm,
+    fits_nm,
+    nm_kernel_values,
+)
 
 TEMPLATE = "ops/fully_connected_sparse_s8.c.j2"
 
@@ -75,6 +81,18 @@ def _bsr(a: FcArgs, group: int) -> SparseFc:
         arrays=(("counts", m.counts), ("index", m.positions), ("blocks", m.blocks)),
         scalars=(("group", group), ("count_bytes", m.counts.itemsize), ("index_bytes", 1)),
         scratch_dsp=2 * (-(-a.in_features // 4) * 4))
+
+
+def _nm(a: FcArgs, n: int) -> SparseFc:
+    m = encode_nm(a.weights, n)
+    codes = 6 if n == 2 else 16
+    return SparseFc(
+        kernel="tp_fully_connected_nm_s8", source="tp_fully_connected_nm_s8.c",
+        family=f"fc_nm{n}", work=float(a.out_features * m.units), work_name="units",
+        encoding=f"{n}:4", detail=f"{n}:4 (at most {n} of every 4 weights non-zero)",
+        filter_type="tp_nm_filter",
+        arrays=(("values", nm_kernel_values(m)), ("codes", m.codes.reshape(-1))),
+        scalars=(("n", n),), scratch_dsp=4 * codes * m.units)
 
 
 class _SparseFcHandler:
@@ -152,4 +170,12 @@ class FcBsrHandler(_SparseFcHandler):
         return [_bsr(a, r) for r in (1, 2, 4) if a.out_features % r == 0]
 
 
+class FcNmHandler(_SparseFcHandler):
+    """FULLY_CONNECTED with N:4 sparse weights (2:4 or 1:4), when every group of 4 fits."""
+
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
+        return [_nm(a, n) for n in (2, 1) if fits_nm(a.weights, n)]
+
+
 register_variant(FcBsrHandler())
+register_variant(FcNmHandler())
