@@ -74,6 +74,18 @@ typedef struct {
 } tp_nm_filter;
 
 /**
+ * Unstructured sparse weights (CSR): row o stores counts[o] non-zero values, in ascending
+ * position order, each with its position k along K (0 <= k < K). Rows follow each other.
+ */
+typedef struct {
+    int32_t count_bytes;  /**< 1 (counts are uint8) or 2 (uint16) */
+    int32_t index_bytes;  /**< 1 (positions are uint8, K <= 256) or 2 (uint16) */
+    const void *counts;   /**< non-zero values per row */
+    const void *index;    /**< the position of each value */
+    const int8_t *values; /**< the non-zero values */
+} tp_csr_filter;
+
+/**
  * int8 fully connected layer over block-sparse weights (steps index), one requantization for the
  * whole tensor. Arguments as tp_fully_connected_s8 (tp_nn_fc.h), except the filter.
  *
@@ -132,6 +144,35 @@ tp_status tp_fully_connected_nm_per_channel_s8(const tp_context *ctx,
 int32_t tp_fully_connected_nm_s8_get_buffer_size(const tp_dims *filter_dims, int32_t n);
 
 /**
+ * int8 fully connected layer over unstructured sparse weights (tp_csr_filter), per-tensor
+ * requantization. Arguments as tp_fully_connected_s8, except the filter. DSP path: the input
+ * row widened once to int16; per non-zero weight one LDRSH and one SMLABB / SMLABT.
+ *
+ * @param ctx  scratch: tp_fully_connected_csr_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the dimensions disagree or the
+ *         format fields are out of range.
+ */
+tp_status tp_fully_connected_csr_s8(const tp_context *ctx, const tp_fc_params *fc_params,
+                                    const tp_per_tensor_quant *quant_params,
+                                    const tp_dims *input_dims, const int8_t *input,
+                                    const tp_dims *filter_dims, const tp_csr_filter *filter,
+                                    const tp_dims *bias_dims, const int32_t *bias,
+                                    const tp_dims *output_dims, int8_t *output);
+
+/** As tp_fully_connected_csr_s8 with one requantization per output channel. */
+tp_status tp_fully_connected_csr_per_channel_s8(const tp_context *ctx,
+                                                const tp_fc_params *fc_params,
+                                                const tp_per_channel_quant *quant_params,
+                                                const tp_dims *input_dims, const int8_t *input,
+                                                const tp_dims *filter_dims,
+                                                const tp_csr_filter *filter,
+                                                const tp_dims *bias_dims, const int32_t *bias,
+                                                const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of both: 2 * IN bytes (the input as int16) on the DSP path, 0 portable. */
+int32_t tp_fully_connected_csr_s8_get_buffer_size(const tp_dims *filter_dims);
+
+/**
  * int8 CONV_2D (any filter size, stride, padding, dilation; groups = 1) over block-sparse
  * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except the
  * filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes
@@ -178,6 +219,26 @@ tp_status tp_conv_nm_s8(const tp_context *ctx, const tp_conv_params *conv_params
  * values); portable K' bytes. */
 int32_t tp_conv_nm_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                       int32_t n);
+
+/**
+ * int8 CONV_2D over unstructured sparse filter rows (tp_csr_filter, rows [C_OUT][KH * KW *
+ * C_IN]), per-channel requantization. Arguments as tp_conv_s8, except the filter. DSP path: four
+ * output pixels per pass, their windows as int16 [k][pixel]; per non-zero weight one LDRD and
+ * four SMLAxy.
+ *
+ * @param ctx  scratch: tp_conv_csr_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or the format
+ *         fields are out of range.
+ */
+tp_status tp_conv_csr_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                         const tp_per_channel_quant *quant_params, const tp_dims *input_dims,
+                         const int8_t *input, const tp_dims *filter_dims,
+                         const tp_csr_filter *filter, const tp_dims *bias_dims,
+                         const int32_t *bias, const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_csr_s8: DSP 9 * K4 + 36 * C_OUT bytes (the [k][pixel] values, the
+ * accumulators of a pass, the channels' splits, the window); portable K4 bytes. */
+int32_t tp_conv_csr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
 
 #ifdef __cplusplus
 }

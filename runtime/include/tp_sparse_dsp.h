@@ -169,6 +169,25 @@ static inline int32_t tp_sq_apply(int32_t acc, const tp_sq_channel *c)
     return h >> c->e;
 }
 
+/** SMLABT: acc + bottom(a) * top(b); SMLATB: acc + top(a) * bottom(b) (wrap modulo 2^32). */
+static inline int32_t tp_sp_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+#if TP_DSP_NATIVE
+    return __smlabt(a, b, acc);
+#else
+    return tp_wrap_add(acc, tp_lo16(a) * tp_hi16(b));
+#endif
+}
+
+static inline int32_t tp_sp_smlatb(int32_t a, int32_t b, int32_t acc)
+{
+#if TP_DSP_NATIVE
+    return __smlatb(a, b, acc);
+#else
+    return tp_wrap_add(acc, tp_hi16(a) * tp_lo16(b));
+#endif
+}
+
 /** SSAT #8: x clamped to [-128, 127] (one instruction on Arm). */
 static inline int32_t tp_ssat8(int32_t x)
 {

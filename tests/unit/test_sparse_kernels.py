@@ -33,7 +33,7 @@ from tinyprune.kernels.fully_connected import fc_args
 
 SAMPLES = 12
 SOURCES = ("tp_fully_connected_bsr_s8.c", "tp_conv_bsr_s8.c", "tp_fully_connected_nm_s8.c",
-           "tp_conv_nm_s8.c")
+           "tp_conv_nm_s8.c", "tp_fully_connected_csr_s8.c", "tp_conv_csr_s8.c")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -140,12 +140,14 @@ def _candidates(op: Op, graph: Graph) -> list[tuple[Any, Callable[[HostCtx], Any
     out: list[tuple[Any, Callable[[HostCtx], Any]]] = []
     if op.opcode == "FULLY_CONNECTED":
         a = fc_args(op, graph)
-        for handler in (sparse_fc.FcBsrHandler(), sparse_fc.FcNmHandler()):
+        for handler in (sparse_fc.FcBsrHandler(), sparse_fc.FcNmHandler(),
+                        sparse_fc.FcCsrHandler()):
             for cand in handler.candidates(a):
                 out.append((cand, lambda ctx, c=cand: sparse_fc.lower_candidate(op, ctx, a, c)))
     else:
         ca = conv_args(op, graph)
-        for conv_handler in (sparse_conv.ConvBsrHandler(), sparse_conv.ConvNmHandler()):
+        for conv_handler in (sparse_conv.ConvBsrHandler(), sparse_conv.ConvNmHandler(),
+                             sparse_conv.ConvCsrHandler()):
             for cc in conv_handler.candidates(ca):
                 out.append((cc, lambda ctx, c=cc: sparse_conv.lower_candidate(op, ctx, ca, c)))
     return out

@@ -24,6 +24,7 @@ from tinyprune.kernels.sparse_encoding import (
     BLOCK,
     block_sparsity,
     encode_bsr,
+    encode_csr,
     encode_nm,
     fits_nm,
     nm_kernel_values,
@@ -123,6 +124,21 @@ def _nm(a: ConvArgs, n: int) -> SparseConv:
         scratch_portable=window)
 
 
+def _csr(a: ConvArgs) -> SparseConv:
+    rows = filter_rows(a)
+    m = encode_csr(rows)
+    k4 = depth4(a)
+    zeros = 1.0 - m.nnz / max(rows.size, 1)
+    return SparseConv(
+        kernel="tp_conv_csr_s8", source="tp_conv_csr_s8.c", family="conv_csr",
+        work=float(m.nnz), work_name="nnz", encoding="csr",
+        detail=f"unstructured, {percent(zeros)} zeros", filter_type="tp_csr_filter",
+        arrays=(("counts", m.counts), ("index", m.cols), ("values", m.values)),
+        scalars=(("count_bytes", m.counts.itemsize), ("index_bytes", m.cols.itemsize)),
+        scratch_dsp=(2 * PIXELS + 1) * k4 + (4 * PIXELS + SQ_CHANNEL_BYTES) * a.output_shape[3],
+        scratch_portable=k4)
+
+
 class _SparseConvHandler:
     """What the sparse conv handlers share: the dense handler's checks, estimate, lowering."""
 
@@ -204,5 +220,13 @@ class ConvNmHandler(_SparseConvHandler):
         return [_nm(a, n) for n in (2, 1) if fits_nm(rows, n)]
 
 
+class ConvCsrHandler(_SparseConvHandler):
+    """CONV_2D with unstructured sparse filter rows (CSR)."""
+
+    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+        return [_csr(a)]
+
+
 register_variant(ConvBsrHandler())
 register_variant(ConvNmHandler())
+register_variant(ConvCsrHandler())

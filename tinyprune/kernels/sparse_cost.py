@@ -30,6 +30,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "fc_bsr_r4": {"call": 120.0, "rows": 40.0, "in": 2.5, "out": 30.0, "blocks": 28.0},
     "fc_nm2": {"call": 120.0, "rows": 40.0, "in": 8.0, "out": 30.0, "units": 4.75},
     "fc_nm1": {"call": 120.0, "rows": 40.0, "in": 8.0, "out": 30.0, "units": 4.75},
+    "fc_csr": {"call": 120.0, "rows": 40.0, "in": 4.0, "out": 30.0, "nnz": 5.0},
     "conv_dense": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "macs": 1.5},
     "conv_bsr_r1": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
                     "blocks": 27.5},
@@ -41,6 +42,8 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
                  "units": 17.5},
     "conv_nm1": {"call": 300.0, "pixels": 60.0, "window": 6.0, "out": 12.0, "rows": 40.0,
                  "units": 17.5},
+    "conv_csr": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
+                 "nnz": 10.5},
 }
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 

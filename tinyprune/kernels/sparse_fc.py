@@ -23,6 +23,7 @@ from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, r
 from tinyprune.kernels.sparse_encoding import (
     block_sparsity,
     encode_bsr,
+    encode_csr,
     encode_nm,
     fits_nm,
     nm_kernel_values,
@@ -93,6 +94,18 @@ def _nm(a: FcArgs, n: int) -> SparseFc:
         filter_type="tp_nm_filter",
         arrays=(("values", nm_kernel_values(m)), ("codes", m.codes.reshape(-1))),
         scalars=(("n", n),), scratch_dsp=4 * codes * m.units)
+
+
+def _csr(a: FcArgs) -> SparseFc:
+    m = encode_csr(a.weights)
+    zeros = 1.0 - m.nnz / max(a.weights.size, 1)
+    return SparseFc(
+        kernel="tp_fully_connected_csr_s8", source="tp_fully_connected_csr_s8.c",
+        family="fc_csr", work=float(m.nnz), work_name="nnz", encoding="csr",
+        detail=f"unstructured, {percent(zeros)} zeros", filter_type="tp_csr_filter",
+        arrays=(("counts", m.counts), ("index", m.cols), ("values", m.values)),
+        scalars=(("count_bytes", m.counts.itemsize), ("index_bytes", m.cols.itemsize)),
+        scratch_dsp=2 * a.in_features)
 
 
 class _SparseFcHandler:
@@ -177,5 +190,13 @@ class FcNmHandler(_SparseFcHandler):
         return [_nm(a, n) for n in (2, 1) if fits_nm(a.weights, n)]
 
 
+class FcCsrHandler(_SparseFcHandler):
+    """FULLY_CONNECTED with unstructured sparse weights (CSR)."""
+
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
+        return [_csr(a)]
+
+
 register_variant(FcBsrHandler())
 register_variant(FcNmHandler())
+register_variant(FcCsrHandler())
