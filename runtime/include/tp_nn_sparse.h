@@ -173,6 +173,38 @@ tp_status tp_fully_connected_csr_per_channel_s8(const tp_context *ctx,
 int32_t tp_fully_connected_csr_s8_get_buffer_size(const tp_dims *filter_dims);
 
 /**
+ * int8 fully connected layer that skips the inputs equal to the input zero point (activation
+ * sparsity), per-tensor requantization; exact for any input. Also runs a 1x1, stride-1
+ * CONV_2D, whose pixels are its batch rows. Arguments as tp_fully_connected_s8, except the
+ * filter layout: the dense [OUT, IN] weights regrouped by four output channels, [OUT4 / 4][IN][4]
+ * (OUT4 = OUT rounded up to 4, extra rows 0): for each group and input k the word of the four
+ * channels' weights. IN <= 16383.
+ *
+ * @param ctx  scratch: tp_fully_connected_zskip_s8_get_buffer_size() bytes, word aligned (both
+ *             paths: the list of non-zero inputs)
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small or the dimensions disagree.
+ */
+tp_status tp_fully_connected_zskip_s8(const tp_context *ctx, const tp_fc_params *fc_params,
+                                      const tp_per_tensor_quant *quant_params,
+                                      const tp_dims *input_dims, const int8_t *input,
+                                      const tp_dims *filter_dims, const int8_t *filter,
+                                      const tp_dims *bias_dims, const int32_t *bias,
+                                      const tp_dims *output_dims, int8_t *output);
+
+/** As tp_fully_connected_zskip_s8 with one requantization per output channel. */
+tp_status tp_fully_connected_zskip_per_channel_s8(const tp_context *ctx,
+                                                  const tp_fc_params *fc_params,
+                                                  const tp_per_channel_quant *quant_params,
+                                                  const tp_dims *input_dims, const int8_t *input,
+                                                  const tp_dims *filter_dims,
+                                                  const int8_t *filter, const tp_dims *bias_dims,
+                                                  const int32_t *bias, const tp_dims *output_dims,
+                                                  int8_t *output);
+
+/** Scratch of both: 4 * IN bytes (one word per listed input), on both paths. */
+int32_t tp_fully_connected_zskip_s8_get_buffer_size(const tp_dims *filter_dims);
+
+/**
  * int8 CONV_2D (any filter size, stride, padding, dilation; groups = 1) over block-sparse
  * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except the
  * filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes

@@ -33,7 +33,8 @@ from tinyprune.kernels.fully_connected import fc_args
 
 SAMPLES = 12
 SOURCES = ("tp_fully_connected_bsr_s8.c", "tp_conv_bsr_s8.c", "tp_fully_connected_nm_s8.c",
-           "tp_conv_nm_s8.c", "tp_fully_connected_csr_s8.c", "tp_conv_csr_s8.c")
+           "tp_conv_nm_s8.c", "tp_fully_connected_csr_s8.c", "tp_conv_csr_s8.c",
+           "tp_fully_connected_zskip_s8.c")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -141,7 +142,7 @@ def _candidates(op: Op, graph: Graph) -> list[tuple[Any, Callable[[HostCtx], Any
     if op.opcode == "FULLY_CONNECTED":
         a = fc_args(op, graph)
         for handler in (sparse_fc.FcBsrHandler(), sparse_fc.FcNmHandler(),
-                        sparse_fc.FcCsrHandler()):
+                        sparse_fc.FcCsrHandler(), sparse_fc.FcZeroSkipHandler()):
             for cand in handler.candidates(a):
                 out.append((cand, lambda ctx, c=cand: sparse_fc.lower_candidate(op, ctx, a, c)))
     else:
@@ -150,6 +151,10 @@ def _candidates(op: Op, graph: Graph) -> list[tuple[Any, Callable[[HostCtx], Any
                              sparse_conv.ConvCsrHandler()):
             for cc in conv_handler.candidates(ca):
                 out.append((cc, lambda ctx, c=cc: sparse_conv.lower_candidate(op, ctx, ca, c)))
+        pointwise = sparse_conv.Conv1x1ZeroSkipHandler()
+        if pointwise._accepts(ca):
+            out.append((sparse_fc.zskip(sparse_conv.filter_rows(ca), 0.0),
+                        lambda ctx: pointwise.lower(op, graph, ctx)))
     return out
 
 

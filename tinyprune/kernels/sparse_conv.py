@@ -10,7 +10,7 @@ and lowers it to its kernel with the TFLM arguments (:func:`conv_args`) and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +19,7 @@ from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
 from tinyprune.kernels.conv import ConvArgs, ConvHandler, conv_args
+from tinyprune.kernels.fully_connected import FcArgs
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, requant_bound_ok
 from tinyprune.kernels.sparse_encoding import (
     BLOCK,
@@ -29,6 +30,8 @@ from tinyprune.kernels.sparse_encoding import (
     fits_nm,
     nm_kernel_values,
 )
+from tinyprune.kernels.sparse_fc import MAX_ZSKIP_IN, zskip
+from tinyprune.kernels.sparse_fc import lower_candidate as lower_fc
 
 TEMPLATE = "ops/conv_sparse_s8.c.j2"
 PIXELS = 4
@@ -227,6 +230,52 @@ class ConvCsrHandler(_SparseConvHandler):
         return [_csr(a)]
 
 
+def _is_pointwise(a: ConvArgs) -> bool:
+    """1x1, stride 1: the output pixels are the input pixels, an FC over them."""
+    _, kh, kw, _ = a.filter_shape
+    return (kh, kw) == (1, 1) and a.stride == (1, 1) and a.input_shape[:3] == a.output_shape[:3]
+
+
+class Conv1x1ZeroSkipHandler:
+    """A 1x1, stride-1 CONV_2D as the zero-skipping FULLY_CONNECTED kernel over its pixels,
+    estimated only for inputs whose fraction of zero-point values the plan options give."""
+
+    opcodes: ClassVar[tuple[str, ...]] = ("CONV_2D",)
+    kind: ClassVar[str] = "activation"
+
+    def _accepts(self, a: ConvArgs) -> bool:
+        return (_is_pointwise(a) and a.input_shape[3] <= MAX_ZSKIP_IN
+                and requant_bound_ok(filter_rows(a), a.bias, a.shift))
+
+    def check(self, op: Op, graph: Graph) -> None:
+        ConvHandler().check(op, graph)
+
+    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
+        z = options.zero_fractions.get(op.inputs[0])
+        a = conv_args(op, graph)
+        if z is None or not self._accepts(a):
+            return None
+        s = zskip(filter_rows(a), z)
+        features = sparse_cost.fc_features(pixels(a), a.input_shape[3], a.output_shape[3],
+                                           s.work, s.work_name)
+        return Estimate(sparse_cost.cycles(s.family, features), s.detail)
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        a = conv_args(op, graph)
+        if not self._accepts(a):
+            raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
+        c_in, c_out, n = a.input_shape[3], a.output_shape[3], pixels(a)
+        fc = FcArgs(rows=n, in_features=c_in, out_features=c_out, input_offset=a.input_offset,
+                    output_offset=a.output_offset, act_min=a.act_min, act_max=a.act_max,
+                    per_channel=True, multiplier=a.multiplier, shift=a.shift,
+                    weights=filter_rows(a), bias=a.bias)
+        call = lower_fc(op, ctx, fc, zskip(filter_rows(a), 0.0))
+        label = f"conv 1x1 {c_in}->{c_out} as fc over {n} pixels, zero inputs skipped"
+        return replace(call, params={**call.params, "label": label}, macs=a.macs,
+                       dense_weight_bytes=a.weight_bytes)
+
+
 register_variant(ConvBsrHandler())
 register_variant(ConvNmHandler())
 register_variant(ConvCsrHandler())
+register_variant(Conv1x1ZeroSkipHandler())

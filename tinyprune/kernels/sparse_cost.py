@@ -31,6 +31,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "fc_nm2": {"call": 120.0, "rows": 40.0, "in": 8.0, "out": 30.0, "units": 4.75},
     "fc_nm1": {"call": 120.0, "rows": 40.0, "in": 8.0, "out": 30.0, "units": 4.75},
     "fc_csr": {"call": 120.0, "rows": 40.0, "in": 4.0, "out": 30.0, "nnz": 5.0},
+    "fc_zskip": {"call": 120.0, "rows": 40.0, "in": 6.0, "out": 30.0, "nz": 13.0},
     "conv_dense": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "macs": 1.5},
     "conv_bsr_r1": {"call": 300.0, "pixels": 60.0, "window": 4.0, "out": 12.0, "rows": 40.0,
                     "blocks": 27.5},

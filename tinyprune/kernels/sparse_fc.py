@@ -46,7 +46,8 @@ class SparseFc:
         filter_type: the C struct of the filter argument.
         arrays: (struct field, values) of the constant arrays of the format.
         scalars: (struct field, value) of its scalar fields.
-        scratch_dsp: scratch bytes on the DSP path (0 on the portable path).
+        scratch_dsp: scratch bytes on the DSP path.
+        scratch_portable: scratch bytes on the portable path.
     """
 
     kernel: str
@@ -60,6 +61,7 @@ class SparseFc:
     arrays: tuple[tuple[str, np.ndarray], ...]
     scalars: tuple[tuple[str, int], ...]
     scratch_dsp: int
+    scratch_portable: int = 0
 
     @property
     def filter_bytes(self) -> int:
@@ -108,6 +110,28 @@ def _csr(a: FcArgs) -> SparseFc:
         scratch_dsp=2 * a.in_features)
 
 
+def zskip_weights(rows: np.ndarray) -> np.ndarray:
+    """[OUT, IN] int8 regrouped for the zero-skipping kernel: [OUT4 / 4][IN][4] (tp_nn_sparse.h)."""
+    out_f, in_f = rows.shape
+    padded = np.zeros((-(-out_f // 4) * 4, in_f), np.int8)
+    padded[:out_f] = rows
+    return np.ascontiguousarray(padded.reshape(-1, 4, in_f).transpose(0, 2, 1)).reshape(-1)
+
+
+def zskip(rows: np.ndarray, zero_fraction: float) -> SparseFc:
+    """The zero-skipping kernel on [OUT, IN] weights, for inputs of which ``zero_fraction`` are
+    the zero point (its cost counts, per batch row, the listed inputs times the groups of four
+    outputs)."""
+    out_f, in_f = rows.shape
+    return SparseFc(
+        kernel="tp_fully_connected_zskip_s8", source="tp_fully_connected_zskip_s8.c",
+        family="fc_zskip", work=(1.0 - zero_fraction) * in_f * -(-out_f // 4), work_name="nz",
+        encoding="dense, zero inputs skipped",
+        detail=f"{percent(zero_fraction)} of its inputs at the zero point (calibration)",
+        filter_type="", arrays=(("filter", zskip_weights(rows)),), scalars=(),
+        scratch_dsp=4 * in_f, scratch_portable=4 * in_f)
+
+
 class _SparseFcHandler:
     """What the sparse FC handlers share: the dense handler's checks, the estimate, lowering."""
 
@@ -142,7 +166,7 @@ class _SparseFcHandler:
 
 def lower_candidate(op: Op, ctx: LowerContext, a: FcArgs, s: SparseFc) -> KernelCall:
     """The call of one way (``s``, from a handler's ``candidates``) to run the layer."""
-    scratch_bytes = s.scratch_dsp if ctx.dsp else 0
+    scratch_bytes = s.scratch_dsp if ctx.dsp else s.scratch_portable
     if a.per_channel:
         quant_type = "tp_per_channel_quant"
         mult = ctx.const(f"{op.name}_mult", a.multiplier, "int32_t")
@@ -151,10 +175,12 @@ def lower_candidate(op: Op, ctx: LowerContext, a: FcArgs, s: SparseFc) -> Kernel
         quant_type, mult, shift = "tp_per_tensor_quant", str(a.multiplier[0]), str(a.shift[0])
     fields: list[tuple[str, Any]] = list(s.scalars)
     fields += [(name, const_array(ctx, f"{op.name}_{name}", v)) for name, v in s.arrays]
+    filter_arg = "&filter" if s.filter_type else str(fields[0][1])
     kernel = s.kernel.replace("_s8", "_per_channel_s8") if a.per_channel else s.kernel
     act = str(op.options.get("fused_activation_function", "NONE")).lower()
     params = {
         "kernel": kernel, "filter_type": s.filter_type, "filter_fields": fields,
+        "filter_arg": filter_arg,
         "input": ctx.act(op.inputs[0]), "output": ctx.act(op.outputs[0]),
         "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
         "quant_type": quant_type, "multiplier": mult, "shift": shift,
@@ -197,6 +223,29 @@ class FcCsrHandler(_SparseFcHandler):
         return [_csr(a)]
 
 
+class FcZeroSkipHandler(_SparseFcHandler):
+    """FULLY_CONNECTED skipping inputs at the zero point: estimated only for inputs whose
+    fraction of zero-point values the plan options give (calibration)."""
+
+    kind: ClassVar[str] = "activation"
+
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
+        return [zskip(a.weights, 0.0)] if a.in_features <= MAX_ZSKIP_IN else []
+
+    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
+        z = options.zero_fractions.get(op.inputs[0])
+        a = fc_args(op, graph)
+        if z is None or self.best(a) is None:
+            return None
+        s = zskip(a.weights, z)
+        return Estimate(s.cycles(a), s.detail)
+
+
+MAX_ZSKIP_IN = 16383
+"""Largest IN of the zero-skipping kernel (byte offsets of 4 IN in 16 bits)."""
+
+
 register_variant(FcBsrHandler())
 register_variant(FcNmHandler())
 register_variant(FcCsrHandler())
+register_variant(FcZeroSkipHandler())
