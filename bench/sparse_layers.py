@@ -9,10 +9,11 @@ the firmware's outputs are compared with the TFLite Micro reference on the same 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,55 @@ class Measured:
     params: dict[str, Any]
 
 
+@contextlib.contextmanager
+def only_family(family: str | None) -> Iterator[None]:
+    """Makes the sparse handlers offer only the candidates of one cost-model family (to measure
+    a given block height or format); None changes nothing."""
+    from tinyprune.kernels import sparse_conv, sparse_fc
+
+    if family is None:
+        yield
+        return
+    classes = [sparse_fc._SparseFcHandler, sparse_conv._SparseConvHandler]
+    saved = [(c, c.__dict__.get("best")) for c in classes]
+
+    def wrap(original: Any) -> Any:
+        def best(self: Any, a: Any) -> Any:
+            if original(self, a) is None:
+                return None
+            options = [c for c in self.candidates(a) if c.family == family]
+            return min(options, key=lambda c: c.cycles(a)) if options else None
+        return best
+
+    for cls, original in saved:
+        cls.best = wrap(original)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for cls, original in saved:
+            cls.best = original  # type: ignore[method-assign]
+
+
+def inputs_with_zeros(graph: Any, n: int, fraction: float) -> Any:
+    """Random raw inputs with ``fraction`` of the values set to the input zero point."""
+    import numpy as np
+
+    from tinyprune import verify
+
+    x = verify.random_inputs(graph, n, seed=1)
+    if fraction > 0:
+        t = graph.tensor(graph.inputs[0])
+        rng = np.random.default_rng(2)
+        x[rng.random(x.shape) < fraction] = np.uint8(t.zero_point & 0xFF)
+    return x
+
+
 def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto",
-            samples: int = 2) -> Measured:
-    """Builds the model for the board with the kernel choice ``kernels`` and runs it."""
+            samples: int = 2, family: str | None = None,
+            zero_fraction: float | None = None) -> Measured:
+    """Builds the model for the board with the kernel choice ``kernels`` (only ``family``'s
+    candidates when given) and runs it; ``zero_fraction`` sets that fraction of the inputs to
+    the zero point and tells the planner so."""
     import numpy as np
 
     from tinyprune import pipeline, verify
@@ -119,8 +166,11 @@ def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto"
 
     board = load_board(board_name)
     graph = read_tflite(tflite)
-    planned = plan(graph, dsp=board.dsp, options=PlanOptions(kernels=kernels))
-    inputs = verify.random_inputs(planned.graph, samples, seed=1)
+    fractions = {} if zero_fraction is None else {graph.inputs[0]: zero_fraction}
+    with only_family(family):
+        planned = plan(graph, dsp=board.dsp,
+                       options=PlanOptions(kernels=kernels, zero_fractions=fractions))
+    inputs = inputs_with_zeros(planned.graph, samples, zero_fraction or 0.0)
     project = generate(planned, work / "src", model_name="layer", source_name="layer.tflite",
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=8192)

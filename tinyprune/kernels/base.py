@@ -78,7 +78,9 @@ class PlanOptions:
     Attributes:
         kernels: ``"auto"`` (the cheapest estimate wins) or a kind of :data:`KERNEL_KINDS` to
             force where a handler of that kind accepts the op (the primary handler otherwise).
-        layer_kernels: per layer name, the same choice for that layer only.
+        layer_kernels: per layer name, the same choice for that layer only; the value may also
+            name a kernel (C function, e.g. ``"tp_conv_nm_s8"``) of a variant handler, which
+            is then used if it accepts the layer.
         zero_fractions: per activation tensor index, the fraction of its values equal to its
             zero point, measured on calibration inputs (see tinyprune/plan/activations.py);
             kernels that skip those values are only estimated for tensors listed here.
@@ -90,11 +92,13 @@ class PlanOptions:
 
     def __post_init__(self) -> None:
         allowed = ("auto", *KERNEL_KINDS)
-        for where, value in [("kernels", self.kernels), *(
-                (f"layer_kernels['{k}']", v) for k, v in self.layer_kernels.items())]:
-            if value not in allowed:
-                raise ValueError(f"{where}: expected one of {', '.join(allowed)}, "
-                                 f"received {value!r}")
+        if self.kernels not in allowed:
+            raise ValueError(f"kernels: expected one of {', '.join(allowed)}, "
+                             f"received {self.kernels!r}")
+        for k, v in self.layer_kernels.items():
+            if v not in allowed and not v.startswith("tp_"):
+                raise ValueError(f"layer_kernels['{k}']: expected one of {', '.join(allowed)} "
+                                 f"or a kernel name (tp_...), received {v!r}")
         for t, z in self.zero_fractions.items():
             if not 0.0 <= z <= 1.0:
                 raise ValueError(f"zero_fractions[{t}]: expected a fraction in [0, 1], "
@@ -162,6 +166,8 @@ class Registered:
     Attributes:
         handler: the handler.
         kind: one of :data:`KERNEL_KINDS` (the handler's ``kind`` attribute, default dense).
+        kernels: the C functions it may call (its ``kernels`` attribute, default none), for
+            forcing a kernel by name.
         estimate: its cost estimate (the handler's ``estimate`` method or the function given at
             registration), or None when it has none (then it is only chosen as the primary).
     """
@@ -169,6 +175,11 @@ class Registered:
     handler: OpHandler
     kind: str
     estimate: EstimateFn | None
+    kernels: tuple[str, ...] = ()
+
+    def allowed_by(self, wanted: str) -> bool:
+        """True when the choice ``wanted`` (auto, a kind or a kernel name) admits this handler."""
+        return wanted in ("auto", self.kind) or wanted in self.kernels
 
 
 _PRIMARY: dict[str, Registered] = {}
@@ -180,7 +191,8 @@ def _entry(handler: OpHandler, estimate: EstimateFn | None) -> Registered:
     if kind not in KERNEL_KINDS:
         raise ValueError(f"{type(handler).__name__}.kind: expected one of "
                          f"{', '.join(KERNEL_KINDS)}, received {kind!r}")
-    return Registered(handler, kind, estimate or getattr(handler, "estimate", None))
+    return Registered(handler, kind, estimate or getattr(handler, "estimate", None),
+                      tuple(getattr(handler, "kernels", ())))
 
 
 def register(handler: OpHandler, estimate: EstimateFn | None = None) -> OpHandler:

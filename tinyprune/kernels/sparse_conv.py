@@ -211,12 +211,16 @@ def lower_candidate(op: Op, ctx: LowerContext, a: ConvArgs, s: SparseConv) -> Ke
 class ConvBsrHandler(_SparseConvHandler):
     """CONV_2D (1x1 and kxk) with R x 4 block-sparse filter rows (R = 1, 2 or 4)."""
 
+    kernels: ClassVar[tuple[str, ...]] = ("tp_conv_bsr_s8",)
+
     def candidates(self, a: ConvArgs) -> list[SparseConv]:
         return [_bsr(a, r) for r in (1, 2, 4) if a.output_shape[3] % r == 0]
 
 
 class ConvNmHandler(_SparseConvHandler):
     """CONV_2D with N:4 sparse filter rows (2:4 or 1:4), when every group of 4 fits."""
+
+    kernels: ClassVar[tuple[str, ...]] = ("tp_conv_nm_s8",)
 
     def candidates(self, a: ConvArgs) -> list[SparseConv]:
         rows = filter_rows(a)
@@ -225,6 +229,8 @@ class ConvNmHandler(_SparseConvHandler):
 
 class ConvCsrHandler(_SparseConvHandler):
     """CONV_2D with unstructured sparse filter rows (CSR)."""
+
+    kernels: ClassVar[tuple[str, ...]] = ("tp_conv_csr_s8",)
 
     def candidates(self, a: ConvArgs) -> list[SparseConv]:
         return [_csr(a)]
@@ -239,6 +245,8 @@ def _is_pointwise(a: ConvArgs) -> bool:
 class Conv1x1ZeroSkipHandler:
     """A 1x1, stride-1 CONV_2D as the zero-skipping FULLY_CONNECTED kernel over its pixels,
     estimated only for inputs whose fraction of zero-point values the plan options give."""
+
+    kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_zskip_s8",)
 
     opcodes: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     kind: ClassVar[str] = "activation"

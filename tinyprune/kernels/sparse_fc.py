@@ -205,12 +205,16 @@ def lower_candidate(op: Op, ctx: LowerContext, a: FcArgs, s: SparseFc) -> Kernel
 class FcBsrHandler(_SparseFcHandler):
     """FULLY_CONNECTED with R x 4 block-sparse weights (R = 1, 2 or 4, the cheapest)."""
 
+    kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_bsr_s8",)
+
     def candidates(self, a: FcArgs) -> list[SparseFc]:
         return [_bsr(a, r) for r in (1, 2, 4) if a.out_features % r == 0]
 
 
 class FcNmHandler(_SparseFcHandler):
     """FULLY_CONNECTED with N:4 sparse weights (2:4 or 1:4), when every group of 4 fits."""
+
+    kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_nm_s8",)
 
     def candidates(self, a: FcArgs) -> list[SparseFc]:
         return [_nm(a, n) for n in (2, 1) if fits_nm(a.weights, n)]
@@ -219,6 +223,8 @@ class FcNmHandler(_SparseFcHandler):
 class FcCsrHandler(_SparseFcHandler):
     """FULLY_CONNECTED with unstructured sparse weights (CSR)."""
 
+    kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_csr_s8",)
+
     def candidates(self, a: FcArgs) -> list[SparseFc]:
         return [_csr(a)]
 
@@ -226,6 +232,8 @@ class FcCsrHandler(_SparseFcHandler):
 class FcZeroSkipHandler(_SparseFcHandler):
     """FULLY_CONNECTED skipping inputs at the zero point: estimated only for inputs whose
     fraction of zero-point values the plan options give (calibration)."""
+
+    kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_zskip_s8",)
 
     kind: ClassVar[str] = "activation"
 

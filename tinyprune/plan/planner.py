@@ -22,7 +22,14 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.fold import fold_constants
 from tinyprune.ir.graph import Graph, Op
-from tinyprune.kernels.base import Estimate, KernelCall, PlanOptions, Registered, handlers_for
+from tinyprune.kernels.base import (
+    KERNEL_KINDS,
+    Estimate,
+    KernelCall,
+    PlanOptions,
+    Registered,
+    handlers_for,
+)
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
 
 CTYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "uint16_t": np.uint16,
@@ -150,12 +157,16 @@ def choose_kernel(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Choi
     if len(entries) == 1:
         return Choice(primary)
     wanted = options.kind_for(op.name)
+    if wanted not in ("auto", *KERNEL_KINDS) and not any(wanted in e.kernels for e in entries):
+        offered = sorted({k for e in entries for k in e.kernels})
+        raise ValueError(f"layer '{op.name}': kernel {wanted} is not one of its kernels; "
+                         f"expected one of {', '.join(offered) or '(none)'}")
     scored = [(e, est) for e in entries
               if e.estimate is not None and (est := e.estimate(op, graph, dsp, options))]
     own = next((est for e, est in scored if e is primary), None)
     others = [(e, est) for e, est in scored if e is not primary]
     best_other = min((est for _, est in others), key=lambda x: x.cycles, default=None)
-    allowed = [(e, est) for e, est in scored if wanted in ("auto", e.kind)]
+    allowed = [(e, est) for e, est in scored if e.allowed_by(wanted)]
     if wanted == "auto" and own is None:
         return Choice(primary, None, best_other, "no estimate for the primary kernel")
     if not allowed or (wanted == primary.kind and own is None):
