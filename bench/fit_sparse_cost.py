@@ -232,6 +232,11 @@ def main() -> int:
                 print(f"{shape.id:28} {run.family:12} {run.pattern:12} {run.sparsity:4.0%} "
                       f"{r['cycles']:>10,}", file=sys.stderr)
     fits = fit(rows)
+    if wanted:  # refit of some families: keep the others' coefficients and runs
+        old = json.loads((RESULTS / "sparse_cost_fit.json").read_text())
+        fits = {**{f: v for f, v in old["fits"].items() if f not in fits}, **fits}
+        rows = [*(r for r in old["runs"] if r["family"] not in wanted), *rows]
+        fits = dict(sorted(fits.items()))
     date = dt.date.today().isoformat()
     info = machine(flags="-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on")
     RESULTS.mkdir(parents=True, exist_ok=True)
