@@ -206,14 +206,16 @@ int32_t tp_fully_connected_zskip_s8_get_buffer_size(const tp_dims *filter_dims);
 
 /**
  * int8 CONV_2D (any filter size, stride, padding, dilation; groups = 1) over block-sparse
- * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except the
- * filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes
+ * filter rows, per-channel requantization. Arguments as tp_conv_s8 (tp_nn_conv.h), except that
+ * bias is the folded bias of the specialised conv kernels (bias + input_offset * sum of the
+ * channel's weights, tp_nn_conv.h; NULL only when every folded value is 0), so the kernel
+ * multiplies raw int8 inputs (its SMMULR bound then uses |x| <= 128), and except the filter: rows [C_OUT][KH * KW * C_IN] as R x 4 blocks with absolute block columns (index_bytes
  * 1 or 2), and within each row group the blocks stored row by row: row i of group g holds
  * counts[g] words (its four values of each block, in block order), rows i = 0 .. R - 1 one
  * after the other, so each filter row's words are contiguous.
  *
- * DSP path: four output pixels per pass, their windows widened to int16 (input offset added)
- * into four interleaved columns; per block four LDRD, two SXTB16 and eight SMLAD (16 MACs).
+ * DSP path: four output pixels per pass, their windows widened to int16 into four interleaved
+ * columns; per block four LDRD, two SXTB16 and eight SMLAD (16 MACs).
  *
  * @param ctx  scratch: tp_conv_bsr_s8_get_buffer_size() bytes, word aligned
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or the format

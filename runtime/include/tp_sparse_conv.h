@@ -53,10 +53,11 @@ static inline const int8_t *tp_sp_window_at(const tp_sp_conv *l, const int8_t *i
 }
 
 /*
- * Widens the window of output pixel `pixel` into a column (tp_sp_widen, 8 words per group). Rows of a
- * window inside the image are widened straight from the input when a row is whole groups of
- * four (KW * C_IN % 4 == 0, no horizontal dilation); rows in the padding become zeros (the
- * widened padding value). Other windows are gathered into stage first.
+ * Widens the raw int8 window of output pixel `pixel` into a column (tp_sp_widen_raw, 8 words per
+ * group; the kernel has the input offset folded into its bias, so padding taps hold the input
+ * zero point). Rows of a window inside the image are widened straight from the input when a row
+ * is whole groups of four (KW * C_IN % 4 == 0, no horizontal dilation); rows in the padding are
+ * zero points. Other windows are gathered into stage first.
  */
 static inline void tp_sp_widen_window(const tp_sp_conv *l, const int8_t *in, int32_t pixel,
                                       int32_t *col, int8_t *stage, int32_t k)
@@ -66,17 +67,18 @@ static inline void tp_sp_widen_window(const tp_sp_conv *l, const int8_t *in, int
     const int32_t y0 = oy * l->stride_h - l->pad_h, x0 = ox * l->stride_w - l->pad_w;
     const int32_t row = w->kw * w->c;
     if ((row & 3) != 0 || w->dil_w != 1 || x0 < 0 || x0 + w->kw > w->in_w) {
-        tp_sp_widen(tp_sp_window_s8(w, in, y0, x0, stage), k, l->in_offset, col, 8);
+        tp_sp_widen_raw(tp_sp_window_s8(w, in, y0, x0, stage), k, col, 8);
         return;
     }
+    const int32_t zp2 = tp_pack16(w->pad_value, w->pad_value);
     for (int32_t ky = 0; ky < w->kh; ++ky, col += 8 * (row >> 2)) {
         const int32_t iy = y0 + ky * w->dil_h;
         if (iy < 0 || iy >= w->in_h) {
             for (int32_t g = 0; g < (row >> 2); ++g) {
-                col[8 * g] = 0, col[8 * g + 1] = 0;
+                col[8 * g] = zp2, col[8 * g + 1] = zp2;
             }
         } else {
-            tp_sp_widen(in + (iy * w->in_w + x0) * w->c, row, l->in_offset, col, 8);
+            tp_sp_widen_raw(in + (iy * w->in_w + x0) * w->c, row, col, 8);
         }
     }
 }

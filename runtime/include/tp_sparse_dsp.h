@@ -246,6 +246,34 @@ static inline int32_t tp_sp_widen(const int8_t *src, int32_t n, int32_t offset, 
     return g;
 }
 
+/**
+ * tp_sp_widen without the offset (for kernels with the input offset folded into the bias): group
+ * g of four raw values becomes [v0, v2] at dst[0] and [v1, v3] at dst[1], dst advancing by
+ * stride words per group; two groups per trip. A last group of n % 4 values is completed with
+ * zeros.
+ */
+static inline void tp_sp_widen_raw(const int8_t *src, int32_t n, int32_t *dst, int32_t stride)
+{
+    for (; n >= 8; n -= 8, src += 8, dst += 2 * stride) {
+        const int32_t v0 = tp_sp_read32(src), v1 = tp_sp_read32(src + 4);
+        dst[0] = tp_sxtb16(v0), dst[1] = tp_sxtb16_ror8(v0);
+        dst[stride] = tp_sxtb16(v1), dst[stride + 1] = tp_sxtb16_ror8(v1);
+    }
+    if (n >= 4) {
+        const int32_t v = tp_sp_read32(src);
+        dst[0] = tp_sxtb16(v), dst[1] = tp_sxtb16_ror8(v);
+        n -= 4, src += 4, dst += stride;
+    }
+    if (n > 0) {
+        int32_t lanes[4] = {0, 0, 0, 0};
+        for (int32_t i = 0; i < n; ++i) {
+            lanes[i] = src[i];
+        }
+        dst[0] = tp_pack16(lanes[0], lanes[2]);
+        dst[1] = tp_pack16(lanes[1], lanes[3]);
+    }
+}
+
 /* ---- N:M pair words ------------------------------------------------------------------------- */
 
 /** e = [v0, v2], o = [v1, v3]: the four int8 values at x as int16 lanes, offset added. */

@@ -4,9 +4,10 @@
  * bit-exact with TFLM reference_integer_ops::ConvPerChannel on the dense weights the blocks
  * come from. Format and arguments: tp_nn_sparse.h.
  *
- * DSP path: four output pixels at a time. Each pixel's window is gathered as int8 (padding as
- * the input zero point; a 1x1 window is read in place) and widened with the input offset into
- * one of four interleaved int16 columns: 32 bytes per group of four values ([x0 x2][x1 x3] of
+ * The input offset is folded into the bias by the generator (as for tp_conv_interleaved_s8).
+ * DSP path: four output pixels at a time. Each pixel's window (padding as the input zero point,
+ * rows inside the image read in place) is widened as raw int16 into one of four interleaved
+ * columns: 32 bytes per group of four values ([x0 x2][x1 x3] of
  * pixel 0, then of pixels 1, 2, 3). Each filter row then walks its row group's blocks: the
  * block column gives the group's 32 bytes (four LDRD), the weight word two SXTB16, and eight
  * SMLAD make 16 MACs. Portable path: one pixel at a time, one value at a time, same format.
@@ -182,7 +183,7 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
                         const int8_t *w = f->blocks + (j0 * r + i * n + (j - j0)) * 4;
                         const int32_t k0 = 4 * col_of(f, j);
                         for (int32_t t = 0; t < 4 && k0 + t < k; ++t) {
-                            acc += w[t] * (x[k0 + t] + l->in_offset);
+                            acc += w[t] * x[k0 + t]; /* the offset is in the folded bias */
                         }
                     }
                     acc = tp_requantize(acc, l->mult[o], l->shift[o]) + l->out_offset;

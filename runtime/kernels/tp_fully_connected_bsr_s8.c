@@ -121,7 +121,7 @@ TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
 }
 
 /* R = 2 and 4: the rows of each block share its input words. */
-TP_SP_NOINLINE static void layer_r2(const fc_layer *l, const int8_t *x0, int8_t *out)
+TP_SP_HOT static void layer_r2(const fc_layer *l, const int8_t *x0, int8_t *out)
 {
     const uint8_t *s = l->steps;
     const int8_t *b = l->blocks;
@@ -148,7 +148,7 @@ TP_SP_NOINLINE static void layer_r2(const fc_layer *l, const int8_t *x0, int8_t 
     }
 }
 
-TP_SP_NOINLINE static void layer_r4(const fc_layer *l, const int8_t *x0, int8_t *out)
+TP_SP_HOT static void layer_r4(const fc_layer *l, const int8_t *x0, int8_t *out)
 {
     const uint8_t *s = l->steps;
     const int8_t *b = l->blocks;

@@ -13,7 +13,8 @@ MAX_INPUT = 255
 """Largest |input + input_offset| of an int8 input (the sparse kernels add the offset)."""
 
 
-def requant_bound_ok(rows: np.ndarray, bias: np.ndarray | None, shift: np.ndarray) -> bool:
+def requant_bound_ok(rows: np.ndarray, bias: np.ndarray | None, shift: np.ndarray,
+                     max_input: int = MAX_INPUT) -> bool:
     """True when the SMMULR requantization of the sparse DSP paths is exact for every channel.
 
     Args:
@@ -21,10 +22,11 @@ def requant_bound_ok(rows: np.ndarray, bias: np.ndarray | None, shift: np.ndarra
         bias: int32 ``[C_OUT]`` or None.
         shift: TFLM shifts, one per channel or one for the tensor.
 
-    The accumulator of channel o never exceeds ``|bias[o]| + 255 * sum |w[o]|`` in magnitude;
-    the kernels need it below ``2^(30 - max(shift[o], 0))`` (tp_nn_sparse.h).
+    The accumulator of channel o never exceeds ``|bias[o]| + max_input * sum |w[o]|`` in
+    magnitude (max_input: 255 with the offset added to the inputs, 128 for raw inputs and a
+    folded bias); the kernels need it below ``2^(30 - max(shift[o], 0))`` (tp_nn_sparse.h).
     """
-    bound = np.abs(rows.astype(np.int64)).sum(axis=1) * MAX_INPUT
+    bound = np.abs(rows.astype(np.int64)).sum(axis=1) * max_input
     if bias is not None:
         bound = bound + np.abs(bias.astype(np.int64))
     left = np.maximum(np.broadcast_to(np.asarray(shift, np.int64), bound.shape), 0)

@@ -18,7 +18,7 @@ import numpy as np
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
-from tinyprune.kernels.conv import ConvArgs, ConvHandler, conv_args
+from tinyprune.kernels.conv import ConvArgs, ConvHandler, conv_args, folded_bias
 from tinyprune.kernels.fully_connected import FcArgs
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent, requant_bound_ok
 from tinyprune.kernels.sparse_encoding import (
@@ -61,6 +61,9 @@ class SparseConv:
 
     Attributes:
         work: the family's work count per pass of PIXELS pixels (e.g. stored blocks x R).
+        requant_ok: the SMMULR requantization is exact for the layer (requant_bound_ok).
+        bias: the bias the kernel takes when it is not the layer's (the folded one).
+        folded: the kernel takes the folded bias (bias + input_offset * sum of weights).
     """
 
     kernel: str
@@ -75,6 +78,9 @@ class SparseConv:
     scalars: tuple[tuple[str, int], ...]
     scratch_dsp: int
     scratch_portable: int
+    requant_ok: bool = True
+    bias: np.ndarray | None = None
+    folded: bool = False
 
     @property
     def filter_bytes(self) -> int:
@@ -86,8 +92,11 @@ class SparseConv:
         return sparse_cost.cycles(self.family, features)
 
 
-def _bsr(a: ConvArgs, group: int) -> SparseConv:
+def _bsr(a: ConvArgs, group: int) -> SparseConv | None:
     rows = filter_rows(a)
+    bias = folded_bias(a)
+    if bias is None:
+        return None
     m = encode_bsr(rows, group, index="cols")
     counts = m.counts.astype(np.int64)
     # per row group, its blocks row by row ([R][count][4]): each filter row's words contiguous
@@ -107,7 +116,8 @@ def _bsr(a: ConvArgs, group: int) -> SparseConv:
         scalars=(("group", group), ("count_bytes", m.counts.itemsize),
                  ("index_bytes", m.positions.itemsize)),
         scratch_dsp=(2 * PIXELS + 1) * k4 + (4 * PIXELS + SQ_CHANNEL_BYTES) * a.output_shape[3],
-        scratch_portable=k4)
+        scratch_portable=k4, bias=bias, folded=True,
+        requant_ok=requant_bound_ok(rows, bias, a.shift, max_input=128))
 
 
 def _nm(a: ConvArgs, n: int) -> SparseConv:
@@ -154,7 +164,7 @@ class _SparseConvHandler:
     def best(self, a: ConvArgs) -> SparseConv | None:
         if not requant_bound_ok(filter_rows(a), a.bias, a.shift):
             return None
-        options = self.candidates(a)
+        options = [c for c in self.candidates(a) if c.requant_ok]
         return min(options, key=lambda s: s.cycles(a)) if options else None
 
     def check(self, op: Op, graph: Graph) -> None:
@@ -177,6 +187,10 @@ def _dims(shape: tuple[int, ...]) -> dict[str, int]:
     return {"n": shape[0], "h": shape[1], "w": shape[2], "c": shape[3]}
 
 
+def _bias_symbol(ctx: LowerContext, op: Op, bias: np.ndarray | None) -> str:
+    return "NULL" if bias is None else ctx.const(f"{op.name}_b", bias, "int32_t")
+
+
 def lower_candidate(op: Op, ctx: LowerContext, a: ConvArgs, s: SparseConv) -> KernelCall:
     """The call of one way (``s``, from a handler's ``candidates``) to run the layer."""
     scratch_bytes = s.scratch_dsp if ctx.dsp else s.scratch_portable
@@ -187,7 +201,7 @@ def lower_candidate(op: Op, ctx: LowerContext, a: ConvArgs, s: SparseConv) -> Ke
     params = {
         "kernel": s.kernel, "filter_type": s.filter_type, "filter_fields": fields,
         "input": ctx.act(op.inputs[0]), "output": ctx.act(op.outputs[0]),
-        "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
+        "bias": _bias_symbol(ctx, op, s.bias if s.folded else a.bias),
         "multiplier": ctx.const(f"{op.name}_mult", a.multiplier, "int32_t"),
         "shift": ctx.const(f"{op.name}_shift", a.shift, "int32_t"),
         "input_dims": _dims(a.input_shape), "filter_dims": _dims(a.filter_shape),
@@ -202,6 +216,8 @@ def lower_candidate(op: Op, ctx: LowerContext, a: ConvArgs, s: SparseConv) -> Ke
                   f"{a.output_shape[3]} {s.encoding}{'' if act == 'none' else ' ' + act}"),
     }
     extra = a.weight_bytes - a.weights.size  # bias, multipliers, shifts: as the dense call
+    if s.folded and a.bias is None:
+        extra += 4 * a.output_shape[3]  # the folded bias is emitted even without a bias
     return KernelCall(kernel=s.kernel, sources=(s.source,), template=TEMPLATE, params=params,
                       scratch_bytes=scratch_bytes, macs=a.macs,
                       weight_bytes=s.filter_bytes + extra, encoding=s.encoding,
@@ -214,7 +230,8 @@ class ConvBsrHandler(_SparseConvHandler):
     kernels: ClassVar[tuple[str, ...]] = ("tp_conv_bsr_s8",)
 
     def candidates(self, a: ConvArgs) -> list[SparseConv]:
-        return [_bsr(a, r) for r in (1, 2, 4) if a.output_shape[3] % r == 0]
+        out = [_bsr(a, r) for r in (1, 2, 4) if a.output_shape[3] % r == 0]
+        return [c for c in out if c is not None]
 
 
 class ConvNmHandler(_SparseConvHandler):
