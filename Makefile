@@ -30,11 +30,13 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
-# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min).
+# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
+# sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
+	$(BIN)/python bench/sparse_kernels.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
