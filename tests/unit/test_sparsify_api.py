@@ -132,6 +132,22 @@ def test_lookahead_keeps_the_blocks_whose_outputs_the_next_layer_reads_strongly(
     assert not np.array_equal(plain, look)
 
 
+def test_lookahead_folds_the_batchnorm_that_follows_the_layer() -> None:
+    k = keras_module("tf_keras")
+    model = k.Sequential([k.Input((8,)), k.layers.Dense(8, name="a", use_bias=False),
+                          k.layers.BatchNormalization(name="bn", epsilon=0.0),
+                          k.layers.Dense(4, name="b", use_bias=False)])
+    model.get_layer("a").set_weights([np.ones((8, 8), np.float32)])
+    model.get_layer("b").set_weights([np.ones((8, 4), np.float32)])
+    gamma = np.array([1e-3] * 4 + [1.0] * 4, np.float32)
+    ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
+    model.get_layer("bn").set_weights([gamma, zeros, zeros, ones])
+    result = sparsify(model, SparsifyConfig(sparsity=0.5, criterion="lookahead",
+                                            layer_sparsity={"b": 0.0}, **QUIET))
+    keep = result.masks["a"].keep  # outputs 0..3 are scaled to nothing by the BN
+    assert not keep[:, :4].any() and keep[:, 4:].all()
+
+
 @pytest.mark.parametrize("allocation", ["uniform", "erk", "global"])
 def test_allocations_meet_the_target_and_the_override(allocation: str) -> None:
     result = sparsify(all_layers(keras_module("keras3")), SparsifyConfig(
