@@ -308,10 +308,28 @@ def test_bad_options_name_the_option(options: dict, match: str) -> None:
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize("sparsity", [0.0, 1.0, -0.1])
+@pytest.mark.parametrize("sparsity", [0.0, 1.0, -0.1, float("nan"), True])
 def test_sparsity_out_of_range_is_refused(sparsity: float) -> None:
     with pytest.raises(UsageError, match="expected sparsity in"):
         SparsifyConfig(sparsity=sparsity)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: Iterative(levels=(0.5, 0.4)), "expected levels increasing"),
+    (lambda: Iterative(levels=(0.5, 1.0)), "expected levels increasing"),
+    (lambda: Gradual(start_epoch=2, end_epoch=2), "expected end_epoch > start_epoch"),
+    (lambda: Gradual(initial_sparsity=1.0), "expected initial_sparsity in"),
+    (lambda: OneShot(steps=0), "expected steps >= 1"),
+    (lambda: SparsifyConfig(schedule=Gradual(end_epoch=5), finetune=FineTune(epochs=3)),
+     r"expected end_epoch <= the fine-tune epochs \(3\)"),
+    (lambda: SparsifyConfig(schedule=Iterative(rewind_epoch=3, train_first=True),
+                            finetune=FineTune(epochs=3)), "expected rewind_epoch < the fine"),
+    (lambda: SparsifyConfig(pattern="2:4", layer_sparsity={"fc": 0.25}),
+     r"expected layer_sparsity\['fc'\] 0 or 0.5"),
+])
+def test_bad_schedule_options_are_refused(make, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        make()
 
 
 @pytest.mark.parametrize("config,match", [
@@ -319,6 +337,8 @@ def test_sparsity_out_of_range_is_refused(sparsity: float) -> None:
     ({"layer_sparsity": {"first": 0.5}}, "layer 'first' cannot take pattern 1x4: 1 input"),
     ({"layer_sparsity": {"nope": 0.5}}, r"expected a layer of model 'all_layers' .*nope"),
     ({"criterion": "snip"}, "expected data for criterion 'snip'"),
+    ({"schedule": Gradual(), "finetune": FineTune(epochs=2)}, "expected data for the gradual"),
+    ({"schedule": Iterative(), "finetune": FineTune(epochs=2)}, "expected data for the imp"),
 ])
 def test_layer_and_data_errors(config: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):

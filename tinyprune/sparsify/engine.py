@@ -8,7 +8,7 @@ and :meth:`Sparsifier.train` in their own order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,9 @@ class Sparsifier:
         if needs == "gradients" and dataset is None:
             raise UsageError(f"expected data for criterion {config.criterion_name!r} (it needs "
                              "gradients), received: data=None; pass --data or use l1")
+        if config.schedule_name in ("gradual", "imp") and dataset is None:
+            raise UsageError(f"expected data for the {config.schedule_name} schedule (it "
+                             "trains), received: data=None; pass --data or use oneshot")
 
     def _check_layers(self) -> None:
         if not self.layers:
@@ -91,21 +94,11 @@ class Sparsifier:
 
     # ---- scoring and masks -------------------------------------------------------------------
     def context(self) -> ScoreContext:
-        """Current kernels and whatever statistics the criterion needs."""
+        """Current kernels and whatever statistics the criterion needs (see :data:`_NEEDS`)."""
         kernels = {x.name: x.kernel() for x in self.layers}
-        needs = getattr(self.criterion, "needs", "weights")
-        stats: dict[str, Any] = {}
-        neighbours: dict[str, Any] = {}
-        if needs == "gradients":
-            assert self.dataset is not None
-            stats = gradient_stats(self.model, self.graph, self.dataset,
-                                   samples=self.config.samples,
-                                   batch_size=self.config.batch_size)
-        elif needs == "synflow":
-            stats = synflow_stats(self.model, self.graph)
-        elif needs == "neighbours":
-            neighbours = neighbour_norms(DependencyGraph(self.graph), self.layers)
-        return ScoreContext(kernels, stats, neighbours, seed=self.config.seed)
+        gather = _NEEDS.get(getattr(self.criterion, "needs", "weights"))
+        extra = gather(self) if gather is not None else {}
+        return ScoreContext(kernels, seed=self.config.seed, **extra)
 
     def plan(self, sparsity: float, previous: Masks | None = None) -> Masks:
         """Masks at ``sparsity`` (on the schedule's way to the target), keeping every unit
@@ -156,6 +149,21 @@ class Sparsifier:
         hold = mask_callback(self.graph.flavor, self.layers, masks, update, on_begin)
         return finetune(self.model, self.dataset, ft, self.config.progress,
                         callbacks=[hold, *extra], initial_epoch=initial_epoch)
+
+
+def _gradients(sp: Sparsifier) -> dict[str, Any]:
+    assert sp.dataset is not None
+    return {"stats": gradient_stats(sp.model, sp.graph, sp.dataset, samples=sp.config.samples,
+                                    batch_size=sp.config.batch_size)}
+
+
+_NEEDS: dict[str, Callable[[Sparsifier], dict[str, Any]]] = {
+    "gradients": _gradients,
+    "synflow": lambda sp: {"stats": synflow_stats(sp.model, sp.graph)},
+    "neighbours": lambda sp: {"neighbours": neighbour_norms(DependencyGraph(sp.graph),
+                                                            sp.layers)},
+}
+"""What each kind of criterion reads besides the kernels: ``needs`` -> ScoreContext fields."""
 
 
 def _keras(keep: np.ndarray, kernel_shape: tuple[int, ...]) -> np.ndarray:

@@ -16,7 +16,7 @@ SeparableConv1D/2D  pointwise ``[1, (1,) IN, OUT]``  CONV_2D 1x1 (after the dept
 
 Depthwise convolutions (and the depthwise half of separable ones) stay dense: each output
 channel reads only its own ``KH*KW`` taps, so there is no input-channel reduction to skip, and
-in the MLPerf Tiny models they hold 2-4% of the weights.
+they hold few weights (KWS DS-CNN 2.3k of 22.6k, VWW MobileNet 11k of 211k).
 """
 
 from __future__ import annotations
