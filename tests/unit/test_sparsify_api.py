@@ -25,6 +25,7 @@ from tinyprune.sparsify import (
     sparsify,
 )
 from tinyprune.sparsify.engine import Sparsifier
+from tinyprune.sparsify.masks import mask_callback
 
 QUIET = {"progress": False}
 
@@ -187,6 +188,24 @@ def test_masks_hold_through_fine_tuning(flavor: str) -> None:
                                                       learning_rate=1e-2))
     regrown = kernels(result.model)
     assert any(regrown[x.name][~result.masks[x.name].keep].any() for x in result.layers)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_mask_callback_holds_the_masks_from_the_first_step(flavor: str) -> None:
+    model = small_cnn(keras_module(flavor))
+    sp = Sparsifier(model, SparsifyConfig(sparsity=0.5, **QUIET), None)
+    masks = sp.plan(0.5)
+    seen: list[dict] = []
+    callback = mask_callback(flavor, sp.layers, None,
+                             on_begin=lambda params: seen.append(params) or masks)
+    callback.set_params({"epochs": 1, "steps": 3})
+    callback.on_train_begin()
+    assert seen == [{"epochs": 1, "steps": 3}]
+    for step in range(2):
+        for layer in sp.layers:
+            assert not layer.kernel()[~masks[layer.name].keep].any(), (step, layer.name)
+            layer.variable.assign(np.ones(layer.kernel_shape, np.float32))  # an optimizer step
+        callback.on_train_batch_end(step)
 
 
 def test_gradual_sparsity_follows_the_polynomial() -> None:

@@ -141,7 +141,7 @@ class Sparsifier:
     # ---- training ----------------------------------------------------------------------------
     def train(self, ft: FineTune, masks: Masks | None, *, update: Update | None = None,
               initial_epoch: int = 0, extra: Sequence[Any] = (),
-              on_begin: Any = None) -> Any:
+              on_begin: Callable[[dict[str, Any]], Masks | None] | None = None) -> Any:
         """Fine-tune the model with ``masks`` held after every optimizer step (and changed by
         ``update``); returns the Keras History (None when nothing was trained)."""
         if self.dataset is None:

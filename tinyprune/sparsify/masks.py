@@ -127,8 +127,8 @@ Update = Callable[[int], Masks | None]
 
 
 def mask_callback(flavor: Flavor, layers: tuple[SparseLayer, ...], masks: Masks | None,
-                  update: Update | None = None, on_begin: Callable[[dict[str, Any]], None]
-                  | None = None) -> Any:
+                  update: Update | None = None,
+                  on_begin: Callable[[dict[str, Any]], Masks | None] | None = None) -> Any:
     """A Keras callback (of ``flavor``) that multiplies every masked kernel by its mask after
     each training batch.
 
@@ -138,7 +138,8 @@ def mask_callback(flavor: Flavor, layers: tuple[SparseLayer, ...], masks: Masks 
         masks: the masks to hold (None: none until ``update`` returns some).
         update: called after every optimizer step with the global step; new masks replace the
             held ones from that step on.
-        on_begin: called with the callback's ``params`` (``epochs``, ``steps``) at train begin.
+        on_begin: called with the callback's ``params`` (``epochs``, ``steps``) at train begin;
+            masks it returns are held from the first step on.
     """
     k: Any = keras_module(flavor)
     tf = tf_module()
@@ -158,7 +159,9 @@ def mask_callback(flavor: Flavor, layers: tuple[SparseLayer, ...], masks: Masks 
 
         def on_train_begin(self, logs: Any = None) -> None:
             if on_begin is not None:
-                on_begin(dict(self.params or {}))
+                new = on_begin(dict(self.params or {}))
+                if new is not None:
+                    self.held = tensors(new)
             self._apply()
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:

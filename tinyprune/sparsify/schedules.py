@@ -67,14 +67,15 @@ class _GradualState:
         self.history: list[Step] = []
         self.t0 = self.t1 = self.steps_per_epoch = 0
 
-    def begin(self, params: dict[str, Any]) -> None:
+    def begin(self, params: dict[str, Any]) -> Masks | None:
         ft = self.sp.config.finetune
         assert ft is not None
         self.steps_per_epoch = int(params.get("steps") or 1)
         self.t0 = self.schedule.start_epoch * self.steps_per_epoch
         self.t1 = self.schedule.ramp_end(ft.epochs) * self.steps_per_epoch
         if self.t0 == 0 and self.schedule.initial_sparsity > 0:
-            self._prune(0)
+            return self._prune(0)
+        return None
 
     def update(self, step: int) -> Masks | None:
         due = step == self.t1 or (self.t0 <= step < self.t1
