@@ -268,6 +268,27 @@ def test_oneshot_steps_grow_exponentially_to_the_target() -> None:
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
+def test_batchnorm_statistics_are_recalibrated_on_the_masked_model(flavor: str) -> None:
+    k = keras_module(flavor)
+    model = small_cnn(k)
+    x, y = toy_data(96)
+    config = {"sparsity": 0.75, "batch_size": 32, **QUIET}
+    result = sparsify(model, SparsifyConfig(**config), data=(x, y))
+    bn = next(layer for layer in result.model.layers if "batch_norm" in layer.name)
+    conv = result.model.get_layer("conv")
+    probe = k.Model(result.model.inputs[0], conv.output)
+    features = np.asarray(probe(x, training=True)).reshape(-1, conv.output.shape[-1])
+    mean, var = bn.get_weights()[2], bn.get_weights()[3]
+    np.testing.assert_allclose(mean, features.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, features.var(axis=0), rtol=0.05)
+    assert bn.momentum == pytest.approx(0.99)  # restored
+    stale = sparsify(model, SparsifyConfig(recalibrate=False, **config), data=(x, y))
+    bn_stale = next(layer for layer in stale.model.layers if "batch_norm" in layer.name)
+    original = next(layer for layer in model.layers if "batch_norm" in layer.name)
+    np.testing.assert_array_equal(bn_stale.get_weights()[2], original.get_weights()[2])
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
 def test_sparsify_after_structural_pruning(flavor: str) -> None:
     pruned = prune(small_cnn(keras_module(flavor)), PruneConfig(ratio=0.5, **QUIET))
     result = sparsify(pruned, SparsifyConfig(sparsity=0.5, **QUIET))

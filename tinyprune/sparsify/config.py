@@ -174,7 +174,11 @@ class SparsifyConfig:
         finetune: training after one-shot pruning, during gradual pruning, and per IMP round
             (None: none; gradual and IMP need it).
         samples: data samples for gradient criteria.
-        batch_size: batch size for gradients and evaluation.
+        recalibrate: re-estimate BatchNormalization statistics on the training inputs after
+            masking and after training, before accuracy is measured (see
+            :meth:`~tinyprune.sparsify.engine.Sparsifier.recalibrate`).
+        bn_samples: training inputs used for that.
+        batch_size: batch size for gradients, evaluation and recalibration.
         seed: seed of the random criterion.
         progress: show tqdm progress bars.
     """
@@ -188,6 +192,8 @@ class SparsifyConfig:
     layer_sparsity: Mapping[str, float] | None = None
     finetune: FineTune | None = None
     samples: int = 256
+    recalibrate: bool = True
+    bn_samples: int = 2048
     batch_size: int = 64
     seed: int = 0
     progress: bool = True
@@ -217,6 +223,7 @@ class SparsifyConfig:
         _check(isinstance(self.schedule, OneShot | Gradual | Iterative),
                "OneShot(), Gradual() or Iterative()", "schedule", self.schedule)
         _check(self.samples >= 1, ">= 1", "samples", self.samples)
+        _check(self.bn_samples >= 1, ">= 1", "bn_samples", self.bn_samples)
         _check(self.batch_size >= 1, ">= 1", "batch_size", self.batch_size)
         self._check_layers(full)
         self._check_training()

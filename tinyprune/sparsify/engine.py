@@ -134,6 +134,30 @@ class Sparsifier:
         """Zero the removed weights of the model."""
         apply_masks(self.layers, masks)
 
+    def recalibrate(self) -> None:
+        """Re-estimate every BatchNormalization's moving mean and variance on the training
+        inputs (``config.recalibrate``; no-op without data or BN layers).
+
+        Masking changes what each BN sees, and its moving averages (momentum 0.99) lag for
+        hundreds of steps after the masks last changed; the stage re-estimates them with the
+        final weights (the "adaptive BN" of Li et al. 2020, EagleEye) before it measures
+        accuracy. One pass in training mode with the momentum set for a cumulative average.
+        """
+        bns = {n.name: n.layer for n in self.graph.layer_nodes()
+               if n.class_name == "BatchNormalization"}
+        if not self.config.recalibrate or not bns or self.dataset is None:
+            return
+        x = np.asarray(self.dataset.x_fit[: self.config.bn_samples])
+        saved = {name: layer.momentum for name, layer in bns.items()}
+        try:
+            for i, start in enumerate(range(0, len(x), self.config.batch_size)):
+                for layer in bns.values():
+                    layer.momentum = i / (i + 1)
+                self.model(x[start:start + self.config.batch_size], training=True)
+        finally:
+            for name, layer in bns.items():
+                layer.momentum = saved[name]
+
     def free_sparsity(self, masks: Masks) -> float:
         """Sparsity over the layers without an override (what the target is about)."""
         return masks.sparsity_of(x.name for x in self.layers if x.name not in self.overrides)

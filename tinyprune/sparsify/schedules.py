@@ -39,6 +39,7 @@ def _finetune(sp: Sparsifier, masks: Masks) -> float | None:
         return None
     sp.train(ft, masks)
     sp.apply(masks)
+    sp.recalibrate()
     return accuracy(sp.model, sp.dataset)
 
 
@@ -54,6 +55,7 @@ def run_oneshot(sp: Sparsifier, schedule: OneShot) -> Outcome:
         history.append(Step(t, None, target, sp.free_sparsity(masks)))
     assert masks is not None
     log.info("one-shot %s: %s", sp.pattern.name, describe(masks))
+    sp.recalibrate()
     masked = accuracy(sp.model, sp.dataset)
     return Outcome(masks, tuple(history), masked, _finetune(sp, masks))
 
@@ -105,6 +107,7 @@ def run_gradual(sp: Sparsifier, schedule: Gradual) -> Outcome:
     if state.masks is None or state.history[-1].target < sp.config.target:
         raise AssertionError("gradual schedule ended before the final sparsity")  # a bug
     sp.apply(state.masks)
+    sp.recalibrate()
     trained = accuracy(sp.model, sp.dataset)
     log.info("gradual %s: %s", sp.pattern.name, describe(state.masks))
     return Outcome(state.masks, tuple(state.history), None, trained)
@@ -146,9 +149,10 @@ def run_iterative(sp: Sparsifier, schedule: Iterative) -> Outcome:
         masks = sp.plan(target, masks)
         sp.model.set_weights(rewind)
         sp.apply(masks)
-        masked = accuracy(sp.model, sp.dataset)
+        masked = accuracy(sp.model, sp.dataset)  # the rewound weights' own BN statistics
         sp.train(ft, masks, initial_epoch=schedule.rewind_epoch)
         sp.apply(masks)
+        sp.recalibrate()
         acc = accuracy(sp.model, sp.dataset)
         history.append(Step(r, ft.epochs, target, sp.free_sparsity(masks), acc))
         log.info("IMP round %d: sparsity %.3f, accuracy %s", r, history[-1].sparsity, acc)
