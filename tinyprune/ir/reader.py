@@ -175,30 +175,8 @@ def layer_name(tensor_name: str, fallback: str) -> str:
     return parts[0] if parts and ":" not in parts[0] else fallback
 
 
-def keras_layer_names(graph: Graph, layer_names: list[str]) -> Graph:
-    """Renames ops after the Keras layers they came from.
-
-    The converter names tensors after the ops fused into them
-    (``seq/conv1_relu_1/Relu;seq/conv1_1/convolution``), and Keras 3 suffixes ``_1``. Each op
-    takes the earliest layer of the model (in ``layer_names`` order) found among those names; an
-    op producing a graph output with no match takes the model's last layer name.
-    """
-    import dataclasses
-
-    order = {name: i for i, name in enumerate(layer_names)}
-    renamed = []
-    for op in graph.ops:
-        tokens = re.split(r"[;/]", graph.tensors[op.outputs[0]].name) if op.outputs else []
-        found = [t for t in tokens if t in order]
-        found += [t2 for t in tokens if (t2 := re.sub(r"_\d+$", "", t)) in order]
-        if found:
-            name = min(found, key=order.__getitem__)
-        elif op.outputs and op.outputs[0] in graph.outputs and layer_names:
-            name = layer_names[-1]
-        else:
-            name = op.name
-        renamed.append(dataclasses.replace(op, name=name))
-    return dataclasses.replace(graph, ops=tuple(renamed))
+# Moved to tinyprune/ir/names.py; re-exported for existing callers.
+from tinyprune.ir.names import keras_layer_names  # noqa: E402,F401
 
 
 def _op(index: int, o: Any, codes: list[str], tensors: tuple[Tensor, ...], schema: Any,
