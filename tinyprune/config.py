@@ -62,6 +62,10 @@ class BuildOptions:
     random_samples: int | None = None  # seeded random inputs on the host build; None: automatic
     force: bool = False  # write into a non-empty folder tinyprune did not create
     budgets: Budgets = field(default_factory=Budgets)
+    # Fine-grained sparsity (``--sparsity``/``--block``, ``[sparsify]``): the options of
+    # :meth:`tinyprune.sparsify.SparsifyConfig.from_options`; None: no sparsify stage.
+    sparsify: dict[str, Any] | None = None
+    sparsify_from: str = ""  # where the options came from, for error messages
 
     def output_dir(self) -> Path:
         if self.out is not None:
@@ -155,9 +159,6 @@ def load_project_file(path: Path) -> dict[str, Any]:
     for k, v in tables.items():
         if not isinstance(v, dict):
             raise UsageError(f"{path}: [{k}] must be a table")
-    if tables["sparsify"]:
-        raise UsageError(f"{path}: [sparsify] (block-sparse pruning) is not available in this "
-                         "version yet; remove the table")
     top = _section({k: v for k, v in doc.items() if k in _TOP}, _TOP, str(path))
     for key in ("model", "data", "out"):
         if key in top and not top[key].is_absolute():
@@ -169,6 +170,9 @@ def load_project_file(path: Path) -> dict[str, Any]:
         top["finetune_epochs"] = prune.pop("finetune_epochs")
     top.update({f"prune_{k}": v for k, v in prune.items()})
     top["budgets"] = Budgets(**_section(tables["budgets"], _BUDGETS, f"{path} [budgets]"))
+    if "sparsify" in doc:
+        top["sparsify"] = dict(tables["sparsify"])
+        top["sparsify_from"] = f"{path} [sparsify]"
     return top
 
 
@@ -177,10 +181,61 @@ def resolve(cli: dict[str, Any], config: Path | None) -> BuildOptions:
     values: dict[str, Any] = load_project_file(config) if config is not None else {}
     budgets = values.pop("budgets", Budgets())
     cli_budgets = {k: v for k, v in cli.pop("budgets", {}).items() if v is not None}
+    cli_sparsify = {k: v for k, v in (cli.pop("sparsify", None) or {}).items() if v is not None}
+    if cli_sparsify:
+        where = values.get("sparsify_from")
+        values["sparsify"] = {**values.get("sparsify", {}), **cli_sparsify}
+        values["sparsify_from"] = SPARSIFY_CLI if where is None else f"{SPARSIFY_CLI} and {where}"
     values.update({k: v for k, v in cli.items() if v is not None})
     opts = BuildOptions(**values, budgets=dataclasses.replace(budgets, **cli_budgets))
     validate(opts)
     return opts
+
+
+SPARSIFY_CLI = "--sparsity/--block"
+# The schedules that fine-tune while they prune (need training data).
+TRAINING_SCHEDULES = ("gradual", "imp", "iterative")
+
+
+def sparsify_config(opts: BuildOptions, epochs: int, progress: bool = False) -> Any:
+    """The :class:`~tinyprune.sparsify.SparsifyConfig` of the build; ``epochs`` of fine-tuning
+    unless ``[sparsify] epochs`` sets its own. UsageError naming the option and its origin."""
+    from tinyprune.sparsify import SparsifyConfig
+
+    assert opts.sparsify is not None
+    values = {"epochs": epochs, "progress": progress, **opts.sparsify}
+    schedule = str(values.get("schedule", "oneshot")).strip().lower()
+    if schedule in TRAINING_SCHEDULES and not values["epochs"]:
+        raise UsageError(f"{opts.sparsify_from}: schedule {schedule!r} fine-tunes while it "
+                         "prunes: pass --data with x_train, y_train (and epochs > 0), or use "
+                         "schedule \"oneshot\"")
+    return SparsifyConfig.from_options(values, where=f"{opts.sparsify_from}: ")
+
+
+def _sparsify_options(opts: BuildOptions) -> None:
+    if opts.sparsify is None:
+        return
+    if _is_tflite(opts):
+        raise UsageError(f"{opts.model}: {opts.sparsify_from} needs a Keras model; an int8 "
+                         ".tflite is built as it is (its zero blocks are found and the sparse "
+                         "kernels chosen where they pay)")
+    if opts.prune_channels == "auto":
+        raise UsageError(f"--prune-channels auto with {opts.sparsify_from}: the budget search "
+                         "measures dense candidates only; give --prune-channels a fraction "
+                         "(e.g. 0.5)")
+    if opts.data is None and opts.finetune_epochs:
+        return  # _finetune_needs_data says it
+    if opts.data is None and opts.sparsify.get("criterion") == "snip":
+        raise UsageError(f"{opts.sparsify_from}: criterion 'snip' ranks blocks by gradients on "
+                         "data; pass --data, or use l1, lookahead or synflow (data-free)")
+    epochs_set = opts.sparsify.get("epochs")
+    if opts.data is None and isinstance(epochs_set, int) and epochs_set > 0:
+        raise UsageError(f"{opts.sparsify_from}: epochs = {epochs_set}: fine-tuning needs "
+                         "training data; pass --data with x_train and y_train")
+    # Judged with a stand-in epoch count; the stage uses the real one (data known by then).
+    epochs = opts.finetune_epochs if opts.finetune_epochs is not None else \
+        (1 if opts.data is not None else 0)
+    sparsify_config(opts, epochs)
 
 
 def validate(opts: BuildOptions) -> None:
@@ -268,4 +323,4 @@ def _is_tflite(opts: BuildOptions) -> bool:
 
 
 _COMBINATIONS = (_latency_needs_cycles, _accuracy_needs_data, _pruning_needs_keras,
-                 _finetune_needs_data)
+                 _finetune_needs_data, _sparsify_options)

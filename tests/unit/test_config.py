@@ -46,7 +46,6 @@ def test_project_file_and_cli_override(tmp_path: Path) -> None:
     ('model = "x"\nsamples = "many"\n', "samples: expected int"),
     ('model = "x"\n[budgets]\nflash = "lots"\n', "flash: expected a size"),
     ("model = \n", "not valid TOML"),
-    ('model = "x"\n[sparsify]\nsparsity = 0.5\n', "not available"),
 ])
 def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

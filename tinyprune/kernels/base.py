@@ -48,6 +48,8 @@ class KernelCall:
         sparse_cycles: the cost model's cycles for the cheapest accepting sparse kernel (None
             when none accepts or none was estimated); filled in by the planner.
         dense_weight_bytes: flash bytes the dense kernel would have used (None when unknown).
+        est_cycles: the cost model's cycles for the chosen kernel (None when not estimated);
+            filled in by the planner.
         reason: why the planner chose this kernel ("" when the op has a single handler).
     """
 
@@ -64,6 +66,7 @@ class KernelCall:
     dense_cycles: int | None = None
     sparse_cycles: int | None = None
     dense_weight_bytes: int | None = None
+    est_cycles: int | None = None
     reason: str = ""
 
 

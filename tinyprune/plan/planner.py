@@ -137,12 +137,14 @@ class Choice:
         primary: the estimate of the op's primary (dense) handler, None when it has none.
         best_other: the cheapest estimate of the other accepting handlers, None when none.
         reason: one line for the report ("" when the op has a single handler).
+        chosen: the estimate of the chosen handler, None when it has none.
     """
 
     entry: Registered
     primary: Estimate | None = None
     best_other: Estimate | None = None
     reason: str = ""
+    chosen: Estimate | None = None
 
 
 def choose_kernel(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Choice:
@@ -170,10 +172,10 @@ def choose_kernel(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Choi
     if wanted == "auto" and own is None:
         return Choice(primary, None, best_other, "no estimate for the primary kernel")
     if not allowed or (wanted == primary.kind and own is None):
-        return Choice(primary, own, best_other, f"no {wanted} kernel accepts the layer")
+        return Choice(primary, own, best_other, f"no {wanted} kernel accepts the layer", own)
     entry, est = min(allowed, key=lambda pair: pair[1].cycles)
     return Choice(entry, own, best_other, _reason(entry is primary, est, own, best_other,
-                                                  forced=wanted != "auto"))
+                                                  forced=wanted != "auto"), est)
 
 
 def _reason(is_primary: bool, est: Estimate, own: Estimate | None,
@@ -211,6 +213,7 @@ def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelC
         encoding=call.encoding or ("dense" if sparsity is not None else ""),
         dense_cycles=None if choice.primary is None else round(choice.primary.cycles),
         sparse_cycles=None if choice.best_other is None else round(choice.best_other.cycles),
+        est_cycles=None if choice.chosen is None else round(choice.chosen.cycles),
         dense_weight_bytes=call.dense_weight_bytes if call.dense_weight_bytes is not None
         else (call.weight_bytes if is_primary and sparsity is not None else None),
         reason=choice.reason)
