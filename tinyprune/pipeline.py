@@ -289,7 +289,8 @@ def model_info(opts: BuildOptions, loaded: Loaded, pruned: Pruned,
         params_before=count_params(given) if given is not None else None,
         params_after=count_params(model) if model is not None else None,
         macs_before=count_macs(given) if given is not None else None,
-        pruning=pruned.summary, sparsify=summary, float_accuracy=float_acc, original_float_accuracy=original)
+        pruning=pruned.summary, sparsify=summary, float_accuracy=float_acc,
+        original_float_accuracy=original)
 
 
 def _float_accuracy(model: Any, data: Dataset) -> float:
