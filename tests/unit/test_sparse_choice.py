@@ -267,3 +267,19 @@ def test_a_kernel_can_be_forced_by_name(models: dict[str, bytes]) -> None:
     dense = _call(models["conv"], PlanOptions(layer_kernels={layer: "tp_conv_nm_s8"}))
     assert dense.encoding == "dense"  # dense weights are not 2:4: the kernel does not accept
     assert dense.reason == "no tp_conv_nm_s8 kernel accepts the layer"
+
+
+def test_nearly_dense_weights_never_take_a_sparse_kernel_in_auto(models: dict[str, bytes]
+                                                                 ) -> None:
+    """5% of the 1x4 blocks empty: a sparse kernel may be estimated cheaper on some shapes,
+    but below MIN_SPARSE_WEIGHTS the dense kernel is kept (the gain is inside the model's
+    error and the format costs index bytes); forcing the sparse kind still works."""
+    from tinyprune.plan.planner import MIN_SPARSE_WEIGHTS
+
+    tflite = _sparse(models["conv"], "1x4", 0.05)
+    call = _call(tflite)
+    assert call.sparsity is not None and call.sparsity < MIN_SPARSE_WEIGHTS
+    assert call.encoding == "dense" and call.est_cycles == call.dense_cycles
+    assert f"below the {MIN_SPARSE_WEIGHTS:.0%} a sparse format needs" in call.reason
+    forced = _call(tflite, PlanOptions(kernels="sparse"))
+    assert forced.encoding.startswith("bsr") and forced.est_cycles == forced.sparse_cycles

@@ -169,6 +169,15 @@ def choose_kernel(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Choi
     others = [(e, est) for e, est in scored if e is not primary]
     best_other = min((est for _, est in others), key=lambda x: x.cycles, default=None)
     allowed = [(e, est) for e, est in scored if e.allowed_by(wanted)]
+    if wanted == "auto" and own is not None and _dense_weights(op, graph):
+        # Nothing to skip: a sparse format only adds index bytes, and what its estimate may
+        # win (a few percent on some shapes) is inside the cost model's error.
+        dense = [(e, est) for e, est in allowed if e.kind != "sparse"]
+        if len(dense) < len(allowed):
+            entry, est = min(dense, key=lambda pair: pair[1].cycles)
+            return Choice(entry, own, best_other, _reason(entry is primary, est, own, best_other,
+                          forced=False) + f"; weights {weight_sparsity(op, graph):.1%} zero, "
+                          f"below the {MIN_SPARSE_WEIGHTS:.0%} a sparse format needs", est)
     if wanted == "auto" and own is None:
         return Choice(primary, None, best_other, "no estimate for the primary kernel")
     if not allowed or (wanted == primary.kind and own is None):
@@ -191,6 +200,16 @@ def _reason(is_primary: bool, est: Estimate, own: Estimate | None,
         return f"{prefix}{est.detail}: est. {est.cycles:,.0f} cycles"
     return (f"{prefix}{est.detail}: est. {est.cycles:,.0f} cycles, "
             f"{est.cycles / max(own.cycles, 1.0):.2f}x the dense kernel's {own.cycles:,.0f}")
+
+
+# Below this fraction of zero int8 weights the sparse (weight) kernels are not considered in
+# "auto": trained dense weights are 1-3% zero, the blocks they leave empty are a few per layer.
+MIN_SPARSE_WEIGHTS = 0.10
+
+
+def _dense_weights(op: Op, graph: Graph) -> bool:
+    sparsity = weight_sparsity(op, graph)
+    return sparsity is not None and sparsity < MIN_SPARSE_WEIGHTS
 
 
 def weight_sparsity(op: Op, graph: Graph) -> float | None:

@@ -135,14 +135,17 @@ def _layers(report: dict[str, Any]) -> list[str]:
     total = sum(x.get("cycles") or 0 for x in layers) or None
     macs = sum(x.get("macs") or 0 for x in layers)
     weights = sum(x.get("weight_bytes") or 0 for x in layers)
-    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), fmt_int(x.get("macs")),
-             fmt_int(x.get("weight_bytes")), fmt_int(x.get("cycles")),
-             share(x.get("cycles"), total)) for i, x in enumerate(layers)]
+    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), x.get("format") or "",
+             fmt_int(x.get("macs")), fmt_int(x.get("weight_bytes")),
+             fmt_int(x.get("weight_bytes_dense")) if x.get("format") not in (None, "dense")
+             else "", fmt_int(x.get("cycles")), share(x.get("cycles"), total))
+            for i, x in enumerate(layers)]
     summary = (f"{len(layers)} layers: {fmt_int(macs)} MACs, {fmt_int(weights)} weight bytes, "
                f"{fmt_int(total)} cycles")
     return ["### Layers", "", f"<details><summary>{summary}</summary>", "",
-            *_table(["#", "layer", "op", "kernel", "MACs", "weights (B)", "cycles", "share"],
-                    "rlllrrrr", rows), "", "</details>", ""]
+            *_table(["#", "layer", "op", "kernel", "weights as", "MACs", "weights (B)",
+                     "dense (B)", "cycles", "share"], "rllllrrrrr", rows), "", "</details>",
+            ""]
 
 
 def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
