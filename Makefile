@@ -19,10 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The digits CNN three ways, then the before/after table (build/demo-compare.md): as given,
+# structurally pruned, pruned + 75% 1x4 block-sparse.
+DEMO = $(BIN)/tinyprune build --board nucleo_f746 \
+	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz
 demo: setup
-	$(BIN)/tinyprune build --board nucleo_f746 \
-	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz \
-	    --prune-channels 0.5 --out build/demo
+	$(DEMO) --out build/demo-dense --force
+	$(DEMO) --prune-channels 0.5 --out build/demo --force
+	$(DEMO) --prune-channels 0.5 --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
+	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
+	    --md build/demo-compare.md --force > /dev/null
+	@sed -n '/### Variants/,/^$$/p' build/demo-compare.md
 
 test: setup
 	$(BIN)/python -m pytest -q -ra

@@ -153,12 +153,15 @@ def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
     for label, r in variants:
         fw, run, acc = r.get("firmware") or {}, r.get("run") or {}, r.get("accuracy") or {}
         pruning = (r.get("model") or {}).get("pruning") or {}
+        sparse = (r.get("model") or {}).get("sparsify") or {}
         rows.append((label, fmt_percent(pruning.get("ratio")) if pruning.get("ratio") else "0%",
+                     f"{fmt_percent(sparse.get('sparsity'))} {sparse.get('pattern')}"
+                     if sparse else "-",
                      fmt_bytes(fw.get("flash_used_bytes")), fmt_bytes(fw.get("ram_used_bytes")),
                      fmt_int(run.get("cycles_per_inference")), fmt_percent(acc.get("firmware")),
                      "✅" if r.get("ok") else "❌"))
-    return ["### Variants", "", *_table(["variant", "pruned", "flash", "RAM", "cycles",
-                                         "accuracy", "ok"], "lrrrrrc", rows), ""]
+    return ["### Variants", "", *_table(["variant", "pruned", "sparse", "flash", "RAM",
+                                         "cycles", "accuracy", "ok"], "llrrrrrc", rows), ""]
 
 
 def _footer(report: dict[str, Any]) -> list[str]:
