@@ -261,11 +261,15 @@ def _prune_detail(ctx: Context, s: State) -> str:
 def _sparsify_detail(ctx: Context, s: State) -> str:
     if ctx.opts.sparsify is None:
         return "(skipped)"
+    from tinyprune.config import sparsify_schedule
+
     o = ctx.opts.sparsify
     block = o.get("block", "1x4")
     sparsity = o.get("sparsity")
     what = f"{sparsity:.0%} " if isinstance(sparsity, int | float) else ""
-    return (f"{what}{block}, {o.get('criterion', 'l1')}, {o.get('schedule', 'oneshot')}")
+    epochs = o.get("epochs", pipeline.sparsify_epochs(ctx.opts, _need(s.loaded).data))
+    return f"{what}{block}, {o.get('criterion', 'l1')}, {sparsify_schedule(o, epochs)}" + (
+        f", {epochs} epochs" if epochs else "")
 
 
 def _host_detail(ctx: Context, s: State) -> str:

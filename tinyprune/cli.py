@@ -92,8 +92,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsify-criterion", choices=SPARSIFY_CRITERIA,
                    help="block importance for --sparsity (default l1)")
     p.add_argument("--sparsify-schedule", choices=SPARSIFY_SCHEDULES,
-                   help="oneshot (default: all at once, then fine-tune), gradual (Zhu & Gupta, "
-                   "while fine-tuning), imp (iterative with rewinding); see docs/sparsity.md")
+                   help="oneshot (all at once, then fine-tune), gradual (Zhu & Gupta, while "
+                   "fine-tuning; the default when the build fine-tunes), imp (iterative with "
+                   "rewinding); see docs/sparsity.md")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none: build the "
                    "firmware but check only the host build)")
@@ -281,6 +282,10 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
     values = {"sparsity": args.sparsity, "block": args.block, "criterion": args.criterion,
               "schedule": args.schedule, "allocation": args.allocation,
               "max_layer_sparsity": args.max_layer_sparsity, "epochs": args.epochs}
+    defaulted = args.schedule is None
+    if defaulted:  # the build's rule: gradual when it fine-tunes
+        args.schedule = "gradual" if args.data is not None and args.epochs != 0 else "oneshot"
+        values["schedule"] = args.schedule
     training = args.schedule in ("gradual", "imp")
     if training and args.data is None:
         raise UsageError(f"--schedule {args.schedule} fine-tunes while it prunes: pass --data "
@@ -302,6 +307,9 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
             raise UsageError(f"{model}: an int8 .tflite cannot be sparsified; give the Keras "
                              "model (tinyprune build finds the zero blocks of a sparse .tflite)")
         data = load_data(args.data, loaded) if args.data else None
+        if defaulted and training and (data is None or data.x_train is None):
+            training, values["schedule"], values["epochs"] = False, "oneshot", None
+            config = SparsifyConfig.from_options(values, progress=bars_enabled())
         if training and (data is None or data.x_train is None):
             raise UsageError(f"{args.data}: --schedule {args.schedule} needs x_train, y_train")
         result = sparsify(loaded.model, config, data=data)
@@ -576,13 +584,14 @@ def _add_sparsify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--criterion", choices=SPARSIFY_CRITERIA,
                    help="block importance (default l1; snip, synflow need --data)")
     p.add_argument("--schedule", choices=SPARSIFY_SCHEDULES,
-                   help="oneshot (default), gradual or imp (both need --data with x_train)")
+                   help="oneshot, gradual or imp (both need --data with x_train); default "
+                   "gradual with --data (20 epochs), else oneshot")
     p.add_argument("--allocation", choices=("uniform", "erk", "global"),
                    help="per-layer sparsity from the target (default uniform)")
     p.add_argument("--max-layer-sparsity", type=float, metavar="S",
                    help="no layer sparser than this (default 0.95)")
     p.add_argument("--epochs", type=int, metavar="N", help="fine-tune N epochs (default 0 for "
-                   "oneshot, 20 for gradual and imp)")
+                   "oneshot, 20 for gradual and imp; 0 with --data: one-shot, no training)")
     p.add_argument("--trust-model", action="store_true",
                    help="allow Lambda layers / custom objects (runs code from the model file)")
     p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinyprune import __version__, verify
 from tinyprune.codegen import CProject, generate
-from tinyprune.config import BuildOptions
+from tinyprune.config import DEFAULT_FINETUNE_EPOCHS, BuildOptions
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tinyprune")
 
 MAX_EVAL_SAMPLES = 2000  # test rows on the host build and for accuracy
-# 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
-# (bench/results/prune_criteria.md); 10 did not.
-DEFAULT_FINETUNE_EPOCHS = 20
 MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 # Seeded random full-range inputs on the host build, besides the test rows: 2,000, fewer for
 # models whose reference-interpreter time would pass about a second (~1e9 MACs), at least 100.
@@ -234,13 +231,17 @@ def sparsify(opts: BuildOptions, loaded: Loaded, model: Any) -> Sparse:
     from tinyprune.config import sparsify_config
     from tinyprune.sparsify import sparsify as run
 
-    data = loaded.data
-    trainable = data is not None and data.x_train is not None
-    epochs = opts.finetune_epochs if opts.finetune_epochs is not None else (
-        DEFAULT_FINETUNE_EPOCHS if trainable else 0)
-    config = sparsify_config(opts, epochs if trainable else 0, progress=bars_enabled())
-    result = run(model, config, data=data)
+    config = sparsify_config(opts, sparsify_epochs(opts, loaded.data), progress=bars_enabled())
+    result = run(model, config, data=loaded.data)
     return Sparse(result.model, result.masks, result.summary())
+
+
+def sparsify_epochs(opts: BuildOptions, data: Dataset | None) -> int:
+    """Fine-tune epochs of the sparsify stage unless ``[sparsify] epochs`` says: 0 without
+    training data, else ``--finetune-epochs``, else 20."""
+    if data is None or data.x_train is None:
+        return 0
+    return opts.finetune_epochs if opts.finetune_epochs is not None else DEFAULT_FINETUNE_EPOCHS
 
 
 def check_sparsity(sparse: Sparse, graph: Graph) -> dict[str, Any]:

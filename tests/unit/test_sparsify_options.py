@@ -137,3 +137,27 @@ def test_sparsify_command_writes_a_sparse_model(tmp_path: Path, capsys) -> None:
     model = load_model(out).model
     kernel = model.get_layer("conv2").get_weights()[0]
     assert 0.49 <= float(np.mean(kernel == 0)) <= 0.51
+
+
+@pytest.mark.parametrize(("options", "epochs", "schedule"), [
+    ({}, 20, "gradual"),            # the build fine-tunes: gradual (SPEC)
+    ({}, 0, "oneshot"),             # no training data
+    ({"steps": 5}, 20, "oneshot"),  # one-shot's own option
+    ({"schedule": "imp"}, 20, "imp"),
+    ({"schedule": "oneshot"}, 20, "oneshot"),
+])
+def test_the_schedule_is_gradual_when_the_build_fine_tunes(options: dict, epochs: int,
+                                                           schedule: str) -> None:
+    from tinyprune.config import BuildOptions
+
+    opts = BuildOptions(board="b", model=Path("m.keras"), sparsify=options, sparsify_from="x")
+    assert sparsify_config(opts, epochs).schedule_name == schedule
+
+
+def test_gradual_options_are_judged_with_the_default_epochs(tmp_path: Path) -> None:
+    """end_epoch 15 fits the 20 default epochs of a build with --data."""
+    config = _toml(tmp_path, "[sparsify]\nend_epoch = 15\n")
+    opts = resolve({"data": Path("d.npz")}, config)
+    assert sparsify_config(opts, 20).schedule_name == "gradual"
+    with pytest.raises(UsageError, match="end_epoch"):
+        resolve({"data": Path("d.npz"), "finetune_epochs": 10}, config)
