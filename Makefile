@@ -38,12 +38,15 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
 # MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
-# sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py).
+# sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py),
+# ResNet-8 and DS-CNN dense vs block-sparse end to end (~15 min; accuracy of the sparsity
+# schedules is bench/sparsify_accuracy.py, hours).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
 	$(BIN)/python bench/sparse_kernels.py
+	$(BIN)/python bench/sparse_models.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
