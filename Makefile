@@ -29,7 +29,7 @@ demo: setup
 	$(DEMO) --prune-channels 0.5 --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
 	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
 	    --md build/demo-compare.md --force > /dev/null
-	@sed -n '/### Variants/,/^$$/p' build/demo-compare.md
+	@grep -A4 '^| variant' build/demo-compare.md
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
