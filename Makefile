@@ -40,13 +40,16 @@ test-fast: setup
 # MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
 # sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py),
 # ResNet-8 and DS-CNN dense vs block-sparse end to end (~15 min; accuracy of the sparsity
-# schedules is bench/sparsify_accuracy.py, hours).
+# schedules is bench/sparsify_accuracy.py, hours), cycle models, emulator speed with and without
+# the fault checks (~10 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
 	$(BIN)/python bench/sparse_kernels.py
 	$(BIN)/python bench/sparse_models.py
+	$(BIN)/python bench/cycle_models.py
+	$(BIN)/python bench/emulator.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench

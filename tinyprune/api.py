@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinyprune import fit, pipeline
 from tinyprune.config import BuildOptions, validate
-from tinyprune.errors import CheckFailed, TinypruneError, ToolMissing
+from tinyprune.errors import CheckFailed, DoesNotFit, TinypruneError, ToolMissing
 from tinyprune.outputs import REPORTS, output_folder
 from tinyprune.progress import Progress, Steps
 
@@ -119,7 +119,8 @@ def _prune(ctx: Context, s: State) -> State:
         pruned = fit.prune_to_budgets(loaded, ctx.board, opts.budgets,
                                       criterion=opts.prune_criterion, finetune=finetune,
                                       work=Path(tempfile.mkdtemp(prefix="prune-search-")),
-                                      stack_bytes=opts.stack_bytes)
+                                      stack_bytes=opts.stack_bytes,
+                                      cycle_model=opts.cycle_model)
         if pruned.summary is not None:
             ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
                     f"({pruned.summary['reason']})")
@@ -198,10 +199,10 @@ def _build_firmware(ctx: Context, s: State) -> State:
 
 def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     """A firmware that does not fit the board: say what would make it fit."""
-    text = str(exc)
-    if "does not fit" not in text:
+    if not isinstance(exc, DoesNotFit):
         return exc
-    ram = " RAM " in text
+    text = str(exc)
+    ram = exc.region == "RAM"
     region, size = ("RAM", ctx.board.ram.length) if ram else ("flash", ctx.board.flash.length)
     flag = f"--{region.lower()}-budget {size // 1024}K"
     if _need(s.info).kind == "tflite":
@@ -214,13 +215,13 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     samples = _need(s.checks).firmware_rows.nbytes
     if not ram and samples >= 4096:
         hint += f"; or compile fewer inputs in (they take {samples:,} bytes: lower --samples)"
-    return CheckFailed(f"{text}; {hint}")
+    return DoesNotFit(f"{text}; {hint}", exc.region, exc.available)
 
 
 def _run_on_emulator(ctx: Context, s: State) -> State:
     try:
         run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
-                               _need(s.host).reference)
+                               _need(s.host).reference, cycle_model=ctx.opts.cycle_model)
     except pipeline.RenodeMissing as exc:
         return replace(s, stop=_renode_missing(ctx, exc))
     return replace(s, run=run)

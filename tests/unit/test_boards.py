@@ -121,6 +121,13 @@ def _write_variant(tmp_path: Path, old: str, new: str, name: str = "nucleo_f746"
         ('tx_pin = "PD8"', 'tx_pin = "D8"', r"field uart.tx_pin: expected a pin name"),
         ("af = 7\n", "\n", r"field uart.af: expected a value \(required for family stm32f7\)"),
         ('backends = ["unicorn", "renode"]', 'backends = ["gem5"]', r"field emulator.backends"),
+        ("flash_line_bytes = 32", "flash_line_bytes = 24",
+         r"field timing.flash_line_bytes: expected 4, 8, 16, 32 or 64, received 24"),
+        ("flash_mhz_per_wait_state = 30", "flash_mhz_per_wait_state = -1",
+         r"field timing.flash_mhz_per_wait_state: expected an integer >= 0"),
+        ("icache = true", 'icache = "yes"', r"field timing.icache: expected true or false"),
+        ("dcache = true", 'dcache = true\nmultiplier = "tiny"',
+         r"field timing.multiplier: expected fast or small, received 'tiny'"),
         (
             "[memory.ram]\norigin = 0x2000_0000\n",
             "[memory.ram]\n",

@@ -104,12 +104,25 @@ CPUID = {"cortex-m4": 0x410FC241, "cortex-m7": 0x411FC272}
 CCSIDR_M7 = 0xF003E019
 
 
+SCS_CCR, SCS_CPACR = 0xD14, 0xD88
+CCR_RESET = 0x200  # STKALIGN; UNALIGN_TRP (bit 3) and DIV_0_TRP (bit 4) clear
+CCR_UNALIGN_TRP, CCR_DIV_0_TRP = 1 << 3, 1 << 4
+CPACR_CP10_ENABLED = 1 << 20  # 0b01 (privileged) or 0b11 (full): the firmware runs privileged
+
+
 @dataclass
 class Scs(Peripheral):
-    """System control space 0xE000E000: SCB, NVIC, SysTick, CPACR, cache maintenance (read-back)."""
+    """System control space 0xE000E000: SCB, NVIC, SysTick, CPACR, cache maintenance (read-back).
+
+    ``on_config`` is called after a write to CCR or CPACR: the fault checks depend on them.
+    """
 
     core: str = "cortex-m4"
     ccsidr: int = 0
+    on_config: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.regs.setdefault(SCS_CCR, CCR_RESET)
 
     def read(self, offset: int, size: int) -> int:
         if offset == 0xD00:
@@ -117,6 +130,19 @@ class Scs(Peripheral):
         if offset == 0xD80:
             return self.ccsidr
         return super().read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        super().write(offset, size, value)
+        if offset & ~3 in (SCS_CCR, SCS_CPACR) and self.on_config is not None:
+            self.on_config()
+
+    @property
+    def ccr(self) -> int:
+        return self.regs.get(SCS_CCR, 0)
+
+    @property
+    def cpacr(self) -> int:
+        return self.regs.get(SCS_CPACR, 0)
 
 
 @dataclass
@@ -160,10 +186,12 @@ class Dwt(Peripheral):
 FAMILY_CCSIDR = {"stm32f7": CCSIDR_M7}
 
 
-def _core_peripherals(board: Board, now: CycleSource) -> list[Peripheral]:
+def _core_peripherals(
+    board: Board, now: CycleSource, on_config: Callable[[], None] | None
+) -> list[Peripheral]:
     ccsidr = FAMILY_CCSIDR.get(board.family, 0) if board.core == "cortex-m7" else 0
     return [
-        Scs("SCS", 0xE000E000, 0x1000, core=board.core, ccsidr=ccsidr),
+        Scs("SCS", 0xE000E000, 0x1000, core=board.core, ccsidr=ccsidr, on_config=on_config),
         Dwt("DWT", 0xE0001000, 0x1000, now=now),
     ]
 
@@ -207,8 +235,13 @@ FAMILY_MODELS: dict[str, Callable[[Board, ByteSink], list[Peripheral]]] = {
 }
 
 
-def peripherals_for(board: Board, sink: ByteSink, now: CycleSource) -> list[Peripheral]:
+def peripherals_for(
+    board: Board,
+    sink: ByteSink,
+    now: CycleSource,
+    on_config: Callable[[], None] | None = None,
+) -> list[Peripheral]:
     """Register models for the board: core (SCS, DWT) plus the family's peripherals."""
     family = FAMILY_MODELS.get(board.family)
     extra = family(board, sink) if family is not None else []
-    return _core_peripherals(board, now) + extra
+    return _core_peripherals(board, now, on_config) + extra

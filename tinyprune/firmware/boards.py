@@ -94,6 +94,34 @@ class EmulatorSupport:
 
 
 @dataclass(frozen=True)
+class MemoryTiming:
+    """What memory costs the cycle models charge (the board file's ``[timing]`` table).
+
+    Without the table every access is zero-wait (TCM/SRAM-like, as on the MPS2 FPGA boards).
+
+    Attributes:
+        flash_mhz_per_wait_state: flash speed: wait states = ceil(clock / this) - 1, the value
+            the BSP programs (0: flash is zero-wait at any clock).
+        flash_line_bytes: bytes one flash read delivers (STM32F7: 32, STM32F4: 16).
+        icache: instruction fetches from flash go through a cache (L1 I-cache, ART).
+        dcache: data reads from flash go through a cache (L1 D-cache, ART D-cache).
+        multiplier: ``fast`` (single-cycle) or ``small`` (32-cycle) multiplier (Cortex-M0+).
+    """
+
+    flash_mhz_per_wait_state: int = 0
+    flash_line_bytes: int = 16
+    icache: bool = False
+    dcache: bool = False
+    multiplier: str = "fast"
+
+    def flash_wait_states(self, clock_hz: int) -> int:
+        """Wait states of a flash read at ``clock_hz``."""
+        if self.flash_mhz_per_wait_state <= 0:
+            return 0
+        return (clock_hz - 1) // (self.flash_mhz_per_wait_state * 1_000_000)
+
+
+@dataclass(frozen=True)
 class Board:
     """One board, as described by its ``boards/<name>.toml``."""
 
@@ -111,6 +139,7 @@ class Board:
     flash_tool: FlashTool | None
     emulator: EmulatorSupport
     path: Path
+    timing: MemoryTiming = MemoryTiming()
 
     @property
     def has_fpu(self) -> bool:
@@ -230,6 +259,27 @@ def _emulator(reader: _Reader) -> EmulatorSupport:
     return EmulatorSupport(tuple(backends), machine, platform)
 
 
+def _timing(reader: _Reader) -> MemoryTiming:
+    per_ws = reader.get("timing.flash_mhz_per_wait_state", int, "MHz per flash wait state "
+                        "(integer >= 0)", required=False)
+    line = reader.get("timing.flash_line_bytes", int, "4, 8, 16, 32 or 64", required=False)
+    if per_ws is not None and per_ws < 0:
+        raise reader.fail("timing.flash_mhz_per_wait_state", "an integer >= 0", per_ws)
+    if line is not None and line not in (4, 8, 16, 32, 64):
+        raise reader.fail("timing.flash_line_bytes", "4, 8, 16, 32 or 64", line)
+    multiplier = reader.get("timing.multiplier", str, "fast or small", required=False)
+    if multiplier is not None and multiplier not in ("fast", "small"):
+        raise reader.fail("timing.multiplier", "fast or small", multiplier)
+    default = MemoryTiming()
+    return MemoryTiming(
+        flash_mhz_per_wait_state=per_ws or 0,
+        flash_line_bytes=line or default.flash_line_bytes,
+        icache=bool(reader.get("timing.icache", bool, "true or false", required=False)),
+        dcache=bool(reader.get("timing.dcache", bool, "true or false", required=False)),
+        multiplier=multiplier or default.multiplier,
+    )
+
+
 def _families() -> tuple[str, ...]:
     bsp = runtime_dir() / "bsp"
     return tuple(sorted(p.name for p in bsp.iterdir() if p.is_dir())) if bsp.is_dir() else ()
@@ -261,6 +311,7 @@ def _board_from_data(data: Mapping[str, Any], path: Path, where: str) -> Board:
         flash_tool=FlashTool(tool, target) if tool and target else None,
         emulator=_emulator(reader),
         path=path,
+        timing=_timing(reader),
     )
 
 

@@ -15,12 +15,13 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
 import tinyprune
-from tinyprune.errors import CheckFailed, ToolMissing, UsageError
+from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
@@ -141,12 +142,23 @@ def require_toolchain() -> None:
     require_tool(OBJCOPY)
 
 
-def _prefix_maps(out_dir: Path, sources: Iterable[Path]) -> list[str]:
-    """``-ffile-prefix-map`` flags so that no absolute build path ends up in the ELF."""
+def _prefix_maps(out_dir: Path, sources: Iterable[Path], include_dirs: Iterable[Path]) -> list[str]:
+    """``-ffile-prefix-map`` flags so that no absolute build path ends up in the ELF.
+
+    The output folder becomes ``.``, the tinyprune data folder ``tinyprune``, the compiler's
+    own folder ``gcc`` and every other source or include folder ``src``. GCC tries the maps from
+    the last given to the first and uses the first that matches, so they are given from the
+    shortest prefix to the longest: a file then maps through the most specific folder that holds
+    it, whichever folder is inside which (the default ``build/...`` output sits inside the
+    checkout, the generated sources inside the output folder).
+    """
     maps = {out_dir.resolve(): ".", data_dir().resolve(): "tinyprune"}
-    for source in sources:
-        maps.setdefault(source.resolve().parent, "src")
-    ordered = sorted(maps.items(), key=lambda item: len(str(item[0])), reverse=True)
+    toolchain = _toolchain_prefix()
+    if toolchain:  # its own headers (stdint.h) are named in the debug info too
+        maps.setdefault(Path(toolchain).resolve(), "gcc")
+    for folder in [*(s.resolve().parent for s in sources), *(d.resolve() for d in include_dirs)]:
+        maps.setdefault(folder, "src")
+    ordered = sorted(maps.items(), key=lambda item: (len(str(item[0])), str(item[0])))
     return [f"-ffile-prefix-map={old}={new}" for old, new in ordered]
 
 
@@ -211,16 +223,16 @@ def _link_error(board: Board, stderr: str) -> CheckFailed:
     if match:
         region, available = _region_of(board, match.group(1))
         used = available + int(match.group(2))
-        return CheckFailed(
+        return DoesNotFit(
             f"firmware does not fit board {board.name}: {region} needs {used} bytes, "
-            f"available {available} bytes"
+            f"available {available} bytes", region, available
         )
     match = _NOFIT_RE.search(stderr)
     if match:
         region, available = _region_of(board, match.group(1))
-        return CheckFailed(
+        return DoesNotFit(
             f"firmware does not fit board {board.name}: {region} is {available} bytes "
-            f"({_first_error(stderr)})"
+            f"({_first_error(stderr)})", region, available
         )
     return CheckFailed(f"linking failed: {_first_error(stderr)}")
 
@@ -239,10 +251,34 @@ def _link(
         "-T",
         linker.name,
     ]
-    result = _run([GCC, *flags, *[str(o) for o in objects], "-o", elf.name, "-lm"], cwd)
+    relative = [str(o.relative_to(cwd)) for o in objects]  # the .map names them as given
+    result = _run([GCC, *flags, *relative, "-o", elf.name, "-lm"], cwd)
     if result.returncode != 0:
         raise _link_error(board, result.stderr)
+    _normalise_map(elf.with_suffix(".map"))
     return flags
+
+
+@lru_cache(maxsize=1)
+def _toolchain_prefix() -> str | None:
+    """The GCC install folder as GCC prints it (``/usr/lib/gcc/arm-none-eabi/12.2.1/``)."""
+    result = _run([GCC, "-print-search-dirs"], Path.cwd())
+    for line in result.stdout.splitlines():
+        if line.startswith("install: "):
+            return line.removeprefix("install: ").strip()
+    return None
+
+
+def _normalise_map(path: Path) -> None:
+    """Replace the toolchain's install folder in the link map by ``<gcc>/``.
+
+    With relative object paths, the libraries of the toolchain are the only absolute paths the
+    linker writes; the map then reads the same on every machine and for every output folder.
+    """
+    prefix = _toolchain_prefix()
+    if prefix and path.is_file():
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        path.write_text(text.replace(prefix, "<gcc>/"), encoding="utf-8", errors="surrogateescape")
 
 
 def _sizes(board: Board, elf: Path) -> tuple[int, int, int]:
@@ -325,7 +361,9 @@ def build_firmware(
     startup, linker = render_board_files(board, out, stack_bytes)
     all_sources = [*src_paths, *bsp_sources(board), startup]
     includes = [*(Path(d).resolve() for d in include_dirs), *bsp_include_dirs(board)]
-    cflags = _compile_flags(board, includes, defines or {}, opt) + _prefix_maps(out, all_sources)
+    cflags = _compile_flags(board, includes, defines or {}, opt) + _prefix_maps(
+        out, all_sources, includes
+    )
     objects = _compile_all(all_sources, cflags, out / "obj", out)
     elf = out / f"{name}.elf"
     ldflags = _link(board, objects, linker, elf, out, opt)
