@@ -37,6 +37,8 @@ EPILOG = """exit codes: 0 ok, 1 a budget / accuracy / bit-exactness check failed
 Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data.npz"""
 
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
+SPARSIFY_CRITERIA = ("l1", "l2", "lookahead", "snip", "synflow", "random")
+SPARSIFY_SCHEDULES = ("oneshot", "gradual", "imp")
 
 
 FORCE_HELP = ("write into a non-empty folder tinyprune did not create (beside the files there; "
@@ -82,6 +84,19 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="channel importance for --prune-channels (default l1)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
+    p.add_argument("--sparsity", type=float, metavar="S",
+                   help="zero this fraction of the Dense/Conv weights in --block units, then "
+                   "fine-tune (e.g. 0.75; after --prune-channels when both are given); the "
+                   "block-sparse kernels run where the cost model says they pay")
+    p.add_argument("--block", metavar="PATTERN", help="what is zeroed together: 1x4 (default), "
+                   "2x4, 4x4 (blocks of output x input channels), 2:4, 1:4 (N:M), 1x1 "
+                   "(unstructured); alone it means --sparsity 0.75 (N:M: 1 - N/M)")
+    p.add_argument("--sparsify-criterion", choices=SPARSIFY_CRITERIA,
+                   help="block importance for --sparsity (default l1)")
+    p.add_argument("--sparsify-schedule", choices=SPARSIFY_SCHEDULES,
+                   help="oneshot (all at once, then fine-tune), gradual (Zhu & Gupta, while "
+                   "fine-tuning; the default when the build fine-tunes), imp (iterative with "
+                   "rewinding); see docs/sparsity.md")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none: build the "
                    "firmware but check only the host build)")
@@ -134,6 +149,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         "ram": parse_size(args.ram_budget, "--ram-budget") if args.ram_budget else None,
         "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy,
         "max_accuracy_drop": args.max_accuracy_drop}
+    cli["sparsify"] = {"sparsity": args.sparsity, "block": args.block,
+                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule}
     return resolve(cli, config)
 
 
@@ -274,6 +291,70 @@ def _print_prune(result: Any) -> None:
         print(f"barrier: {b.__dict__}")
     print(f"ratio {result.ratio:.3f}: params {result.params_before:,} -> {result.params_after:,}, "
           f"MACs {result.macs_before:,} -> {result.macs_after:,}")
+    acc = result.accuracy.__dict__
+    if any(v is not None for v in acc.values()):
+        print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
+
+
+def cmd_sparsify(args: argparse.Namespace) -> int:
+    from tinyprune.models.load import load_model, save_model
+    from tinyprune.outputs import output_file
+    from tinyprune.pipeline import DEFAULT_FINETUNE_EPOCHS, load_data
+    from tinyprune.progress import bars_enabled
+    from tinyprune.sparsify import SparsifyConfig, sparsify
+
+    model = _existing(args.model)
+    if args.data is not None:
+        _existing(args.data)
+    values = {"sparsity": args.sparsity, "block": args.block, "criterion": args.criterion,
+              "schedule": args.schedule, "allocation": args.allocation,
+              "max_layer_sparsity": args.max_layer_sparsity, "epochs": args.epochs}
+    defaulted = args.schedule is None
+    if defaulted:  # the build's rule: gradual when it fine-tunes
+        args.schedule = "gradual" if args.data is not None and args.epochs != 0 else "oneshot"
+        values["schedule"] = args.schedule
+    training = args.schedule in ("gradual", "imp")
+    if training and args.data is None:
+        raise UsageError(f"--schedule {args.schedule} fine-tunes while it prunes: pass --data "
+                         "with x_train and y_train (or --schedule oneshot)")
+    if args.criterion == "snip" and args.data is None:
+        raise UsageError("--criterion snip ranks blocks by gradients on data: pass --data, or "
+                         "use l1, lookahead or synflow (data-free)")
+    if args.epochs and args.data is None:
+        raise UsageError(f"--epochs {args.epochs}: fine-tuning needs training data; pass --data "
+                         "with x_train and y_train")
+    if training and args.epochs is None:
+        values["epochs"] = DEFAULT_FINETUNE_EPOCHS
+    config = SparsifyConfig.from_options(values, progress=bars_enabled())
+    suffix = model.suffix or ".keras"
+    out = args.out or model.with_name(f"{model.stem}_sparse{suffix}")
+    with output_file(out, force=args.force, inputs=[model]) as tmp:
+        loaded = load_model(model, trust_model=args.trust_model)
+        if loaded.model is None:
+            raise UsageError(f"{model}: an int8 .tflite cannot be sparsified; give the Keras "
+                             "model (tinyprune build finds the zero blocks of a sparse .tflite)")
+        data = load_data(args.data, loaded) if args.data else None
+        if defaulted and training and (data is None or data.x_train is None):
+            training, values["schedule"], values["epochs"] = False, "oneshot", None
+            config = SparsifyConfig.from_options(values, progress=bars_enabled())
+        if training and (data is None or data.x_train is None):
+            raise UsageError(f"{args.data}: --schedule {args.schedule} needs x_train, y_train")
+        result = sparsify(loaded.model, config, data=data)
+        save_model(result.model, tmp)
+    _print_sparsify(result)
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_sparsify(result: Any) -> None:
+    print(f"{'layer':<24} {'class':<16} {'weights':>9} {'removed':>9} {'sparsity':>8}")
+    for x in result.layers:
+        print(f"{x.name[:24]:<24} {x.class_name[:16]:<16} {x.weights:>9,} {x.removed:>9,} "
+              f"{x.sparsity:>8.1%}")
+    for x in result.skipped:
+        print(f"dense: {x.layer} ({x.reason})")
+    print(f"{result.pattern} {result.schedule} {result.criterion}: {result.removed:,} of "
+          f"{result.weights:,} weights removed ({result.sparsity:.1%})")
     acc = result.accuracy.__dict__
     if any(v is not None for v in acc.values()):
         print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
@@ -521,6 +602,33 @@ def _add_prune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
 
 
+def _add_sparsify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="Keras model (.keras, .h5, SavedModel folder)")
+    p.add_argument("--data", type=Path, help=".npz for gradient criteria, fine-tuning and "
+                   "accuracy")
+    p.add_argument("--out", type=Path, help="sparse model file (default <model>_sparse.keras "
+                   "next to the model); its folder must exist")
+    p.add_argument("--sparsity", type=float, metavar="S",
+                   help="fraction of weights removed (default 0.75; N:M: 1 - N/M)")
+    p.add_argument("--block", metavar="PATTERN",
+                   help="1x4 (default), 2x4, 4x4, 2:4, 1:4, 1x1 (unstructured)")
+    p.add_argument("--criterion", choices=SPARSIFY_CRITERIA,
+                   help="block importance (default l1; snip, synflow need --data)")
+    p.add_argument("--schedule", choices=SPARSIFY_SCHEDULES,
+                   help="oneshot, gradual or imp (both need --data with x_train); default "
+                   "gradual with --data (20 epochs), else oneshot")
+    p.add_argument("--allocation", choices=("uniform", "erk", "global"),
+                   help="per-layer sparsity from the target (default uniform)")
+    p.add_argument("--max-layer-sparsity", type=float, metavar="S",
+                   help="no layer sparser than this (default 0.95)")
+    p.add_argument("--epochs", type=int, metavar="N", help="fine-tune N epochs (default 0 for "
+                   "oneshot, 20 for gradual and imp; 0 with --data: one-shot, no training)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow Lambda layers / custom objects (runs code from the model file)")
+    p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
+
+
 def _add_codegen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True,
                    help="target board: picks the kernels' DSP path (list: tinyprune boards)")
@@ -627,6 +735,11 @@ COMMANDS: dict[str, Command] = {
               "Remove whole channels (filters) from a Keras model, coupled channels together "
               "(residuals, depthwise, concat), and save the smaller model in the same Keras "
               "flavor.", _add_prune_options, cmd_prune),
+    "sparsify": ("fine-grained sparsity: zero weights in blocks / N:M, save the sparse model",
+                 "Zero Dense/Conv weights in blocks (1x4, 2x4, 4x4), N:M groups (2:4, 1:4) or "
+                 "one by one (1x1), ranked by a criterion, on a schedule (oneshot, gradual, "
+                 "imp), and save the model in the same Keras flavor; tinyprune build then "
+                 "picks the block-sparse kernels.", _add_sparsify_options, cmd_sparsify),
     "codegen": ("int8 .tflite -> C project (model.c, weights.c)",
                 "Generate the C of an int8 .tflite for a board: model, weights and the kernels "
                 "it uses, a project that compiles on its own.", _add_codegen_options,

@@ -47,7 +47,6 @@ def test_project_file_and_cli_override(tmp_path: Path) -> None:
     ('model = "x"\ncycle_model = "m9"\n', "--cycle-model: expected one of m7, m4"),
     ('model = "x"\n[budgets]\nflash = "lots"\n', "flash: expected a size"),
     ("model = \n", "not valid TOML"),
-    ('model = "x"\n[sparsify]\nsparsity = 0.5\n', "not available"),
 ])
 def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

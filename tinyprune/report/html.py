@@ -180,6 +180,8 @@ def _weights_plot(report: dict[str, Any]) -> Plot:
     values = [x.get("weight_bytes") or 0 for x in layers]
     tips = [f"{_label(i, x)}: {fmt_int(v)} weight bytes"
             + (f", {fmt_percent(x['sparsity'])} zero" if x.get("sparsity") else "")
+            + (f", stored as {x['format']} (dense: {fmt_int(x.get('weight_bytes_dense'))})"
+               if x.get("format") not in (None, "dense") else "")
             for i, (x, v) in enumerate(zip(layers, values, strict=True))]
     spec = charts.BarSpec("chart-weights", f"{title}: {fmt_int(sum(values))} bytes in all",
                           [str(x.get("name")) for x in layers], values, tips, fmt_compact,
@@ -304,7 +306,9 @@ def _layer_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"i": i, "name": x.get("name"), "op": x.get("op"), "kernel": x.get("kernel"),
              "macs": fmt_int(x.get("macs")), "weights": fmt_int(x.get("weight_bytes")),
              "cycles": fmt_int(x.get("cycles")), "share": share(x.get("cycles"), total),
-             "sparsity": fmt_percent(x.get("sparsity"))} for i, x in enumerate(layers)]
+             "sparsity": fmt_percent(x.get("sparsity")),
+             "format": x.get("format") if x.get("format") not in (None, "dense") else ""}
+            for i, x in enumerate(layers)]
 
 
 def _variant_rows(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

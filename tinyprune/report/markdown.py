@@ -136,14 +136,17 @@ def _layers(report: dict[str, Any]) -> list[str]:
     total = sum(x.get("cycles") or 0 for x in layers) or None
     macs = sum(x.get("macs") or 0 for x in layers)
     weights = sum(x.get("weight_bytes") or 0 for x in layers)
-    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), fmt_int(x.get("macs")),
-             fmt_int(x.get("weight_bytes")), fmt_int(x.get("cycles")),
-             share(x.get("cycles"), total)) for i, x in enumerate(layers)]
+    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), x.get("format") or "",
+             fmt_int(x.get("macs")), fmt_int(x.get("weight_bytes")),
+             fmt_int(x.get("weight_bytes_dense")) if x.get("format") not in (None, "dense")
+             else "", fmt_int(x.get("cycles")), share(x.get("cycles"), total))
+            for i, x in enumerate(layers)]
     summary = (f"{len(layers)} layers: {fmt_int(macs)} MACs, {fmt_int(weights)} weight bytes, "
                f"{fmt_int(total)} cycles")
     return ["### Layers", "", f"<details><summary>{summary}</summary>", "",
-            *_table(["#", "layer", "op", "kernel", "MACs", "weights (B)", "cycles", "share"],
-                    "rlllrrrr", rows), "", "</details>", ""]
+            *_table(["#", "layer", "op", "kernel", "weights as", "MACs", "weights (B)",
+                     "dense (B)", "cycles", "share"], "rllllrrrrr", rows), "", "</details>",
+            ""]
 
 
 def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -151,12 +154,15 @@ def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
     for label, r in variants:
         fw, run, acc = r.get("firmware") or {}, r.get("run") or {}, r.get("accuracy") or {}
         pruning = (r.get("model") or {}).get("pruning") or {}
+        sparse = (r.get("model") or {}).get("sparsify") or {}
         rows.append((label, fmt_percent(pruning.get("ratio")) if pruning.get("ratio") else "0%",
+                     f"{fmt_percent(sparse.get('sparsity'))} {sparse.get('pattern')}"
+                     if sparse else "-",
                      fmt_bytes(fw.get("flash_used_bytes")), fmt_bytes(fw.get("ram_used_bytes")),
                      fmt_int(run.get("cycles_per_inference")), fmt_percent(acc.get("firmware")),
                      "✅" if r.get("ok") else "❌"))
-    return ["### Variants", "", *_table(["variant", "pruned", "flash", "RAM", "cycles",
-                                         "accuracy", "ok"], "lrrrrrc", rows), ""]
+    return ["### Variants", "", *_table(["variant", "pruned", "sparse", "flash", "RAM",
+                                         "cycles", "accuracy", "ok"], "llrrrrrc", rows), ""]
 
 
 def _footer(report: dict[str, Any]) -> list[str]:
