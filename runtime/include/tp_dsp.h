@@ -152,6 +152,31 @@ static inline int32_t tp_requantize_pos(int32_t x, int32_t multiplier, int32_t s
     return (high >> right) - ((threshold - (high & mask)) >> 31);
 }
 
+/**
+ * tp_requantize(x, multiplier, shift) + offset in one rounding, for shift <= -2 (r = -shift >= 2):
+ * the requantization of the fast kernel paths. `rounding` = 2^(r-2) + offset * 2^(r-1), computed
+ * by the code generator per channel (tinyprune/kernels/quant.py fast_rounding), with
+ * |rounding| <= 2^30 - 2.
+ *
+ * Why it is exact: TFLM rounds twice, H = floor((x*m + 2^30) / 2^31), then half away from zero
+ * by 2^r: floor((H + 2^(r-1) - [H < 0]) / 2^r). Nested floors merge, so the result plus offset is
+ * floor((x*m + 2^30 + 2^(30+r) + offset * 2^(31+r) - [H < 0] * 2^31) / 2^(31+r)); [H < 0] may be
+ * replaced by [x < 0] (they differ only when H = 0, where both give 0 for r >= 1), and since
+ * 31 + r >= 32 the quotient is the high word of that 64-bit sum shifted right by r - 1. With
+ * |x*m| < 2^62 the high word stays within int32 by the bound on `rounding`, and the result
+ * before the offset is below 2^29 in magnitude, so the offset cannot wrap. On Arm: AND, ORR,
+ * ADD, SMLAL, ASR (and MVN for r - 1 = ~shift): 6 instructions, against ~17 for
+ * tp_requantize_pos plus the offset. Checked against tp_requantize in tests/unit.
+ */
+static inline int32_t tp_requantize_fast(int32_t x, int32_t multiplier, int32_t shift,
+                                         int32_t rounding)
+{
+    const uint32_t lo = ((uint32_t)x & 0x80000000U) | 0x40000000U;
+    const uint32_t hi = (uint32_t)rounding + (uint32_t)(x >> 31);
+    const int64_t q = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * multiplier;
+    return (int32_t)(q >> 32) >> ~shift;
+}
+
 /** Clamps x to [lo, hi] (two compares, no branch on Arm). */
 static inline int32_t tp_clamp(int32_t x, int32_t lo, int32_t hi)
 {

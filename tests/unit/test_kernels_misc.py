@@ -41,6 +41,7 @@ SOURCES = (
     "tp_avg_pool_s8.c",
     "tp_mean_s8.c",
     "tp_add_s8.c",
+    "tp_add_table_s8.c",
     "tp_mul_s8.c",
     "tp_softmax_s8.c",
     "tp_logistic_s8.c",
