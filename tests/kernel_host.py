@@ -30,11 +30,17 @@ import numpy as np
 from tinyprune.ir import Graph
 from tinyprune.kernels.base import KernelCall, handler_for
 from tinyprune.kernels.conv import ConvArgs, ConvKernel
-from tinyprune.kernels.fully_connected import FcArgs, fc_scratch_bytes
+from tinyprune.kernels.fully_connected import (
+    FcArgs,
+    fc_interleaved_scratch_bytes,
+    fc_scratch_bytes,
+    fc_stream,
+)
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 CONV_SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
-                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
+                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c",
+                "tp_fully_connected_interleaved_s8.c")
 """The conv, depthwise and fully connected kernels (one library for all of them)."""
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
@@ -213,6 +219,35 @@ def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
         ctypes.byref(out_d), ptr(out))
     assert status == TP_OK
     return out
+
+
+def run_fc_interleaved(lib: ctypes.CDLL, a: FcArgs, stream: np.ndarray, x: np.ndarray,
+                       dsp: bool) -> np.ndarray:
+    """Runs tp_fully_connected_interleaved_s8 on its stream (fc_stream(a))."""
+    f_d = dims((a.out_features, 1, 1, a.in_features))
+    size = lib.tp_fully_connected_interleaved_s8_get_buffer_size(ctypes.byref(f_d))
+    assert size == fc_interleaved_scratch_bytes(a.in_features, dsp)
+    ctx, _buf = scratch(size)
+    params = FcParams(a.input_offset, a.output_offset, Activation(a.act_min, a.act_max))
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    out = np.zeros((a.rows, a.out_features), dtype=np.int8)
+    in_d, out_d = dims((a.rows, 1, 1, a.in_features)), dims((a.rows, 1, 1, a.out_features))
+    status = lib.tp_fully_connected_interleaved_s8(
+        ctypes.byref(ctx), ctypes.byref(params), None, ctypes.byref(in_d), ptr(x),
+        ctypes.byref(f_d), ptr(np.ascontiguousarray(stream)), None, None, ctypes.byref(out_d),
+        ptr(out))
+    assert status == TP_OK
+    return out
+
+
+def fc_outputs(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> dict[str, np.ndarray]:
+    """Every fully connected kernel that accepts the layer, by name: the general one, and the
+    interleaved one unless its folded bias leaves int32."""
+    got = {a.kernel: run_fc(lib, a, x, dsp)}
+    stream = fc_stream(a)
+    if stream is not None:
+        got["tp_fully_connected_interleaved_s8"] = run_fc_interleaved(lib, a, stream, x, dsp)
+    return got
 
 
 # ---- whole graphs through the handlers and template fragments ---------------------------

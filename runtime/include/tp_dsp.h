@@ -32,6 +32,14 @@
 extern "C" {
 #endif
 
+/** Inlined even where gcc would rather call: the kernels' inner loops keep their accumulators in
+ * registers only when the loop is part of the caller's body. */
+#if defined(__GNUC__)
+#define TP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TP_ALWAYS_INLINE inline
+#endif
+
 /** Rotate right by n (1..31); one ROR (or a rotated operand) on Arm. gcc 12 has no __ror. */
 static inline uint32_t tp_ror(uint32_t x, uint32_t n)
 {
@@ -184,6 +192,16 @@ static inline int32_t tp_clamp(int32_t x, int32_t lo, int32_t hi)
     return x > hi ? hi : x;
 }
 
+/** Saturates x to [-128, 127]: one SSAT on a core with the DSP extension. */
+static inline int32_t tp_ssat8(int32_t x)
+{
+#if TP_DSP_NATIVE
+    return __ssat(x, 8);
+#else
+    return tp_clamp(x, -128, 127);
+#endif
+}
+
 /* ---- building blocks shared by the DSP paths of the kernels ---------------------------------- */
 
 /**
@@ -239,7 +257,7 @@ static inline void tp_load_2x32_inc(const void **p, int32_t *lo, int32_t *hi)
  * pointer per operand and no spill (gcc 12 -O2, Cortex-M4/M7); two groups per loop trip.
  */
 /* One group of tp_dot_s8s16_2x2: s[0..3] as acc there. */
-static inline void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int32_t s[4])
+static TP_ALWAYS_INLINE void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int32_t s[4])
 {
     int32_t wa, wb, x0, x1;
     tp_load_2x32_inc(wp, &wa, &wb);
@@ -257,7 +275,7 @@ static inline void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int3
     s[3] = tp_smlad(u, x1, s[3]);
 }
 
-static inline void tp_dot_s8s16_2x2(const int8_t *w, const int32_t *x, int32_t groups,
+static TP_ALWAYS_INLINE void tp_dot_s8s16_2x2(const int8_t *w, const int32_t *x, int32_t groups,
                                     int32_t acc[4])
 {
     int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};

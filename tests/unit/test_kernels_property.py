@@ -430,8 +430,7 @@ def _direct_outputs(graph: Graph, x: np.ndarray, lib: ctypes.CDLL, dsp: bool) ->
         str, np.ndarray]:
     op = graph.ops[0]
     if op.opcode == "FULLY_CONNECTED":
-        a = fc_args(op, graph)
-        return {a.kernel: kh.run_fc(lib, a, x, dsp)}
+        return kh.fc_outputs(lib, fc_args(op, graph), x, dsp)
     args = depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
     kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
     return {k.name: kh.run_window(lib, k, args, x, dsp) for k in kernels if k.applies(args)}
