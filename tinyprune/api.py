@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tinyprune import fit, pipeline
 from tinyprune.config import BuildOptions, validate
 from tinyprune.errors import CheckFailed
-from tinyprune.outputs import output_folder
+from tinyprune.outputs import REPORTS, output_folder
 from tinyprune.progress import Progress, Steps
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tinyprune")
 
 # The top-level names a build writes in --out (checked before any work).
-BUILD_OUTPUTS = ("report.json", "model_int8.tflite", "src", "firmware", "host")
+BUILD_OUTPUTS = (*REPORTS, "model_int8.tflite", "src", "firmware", "host")
 NO_DATA_WARNING = ("no --data: calibration used seeded random inputs, nothing was fine-tuned and "
                    "no accuracy is measured; pass --data for an int8 model calibrated on real "
                    "inputs")
@@ -65,6 +65,7 @@ class Context:
     work: Path  # everything written here moves into --out when the build completes; scratch
     # files go to tempfile's folder, which output_folder points inside --out meanwhile
     say: Progress  # a detail line under the current step
+    baseline: dict[str, Any] | None = None  # an earlier report.json, for report.md/html
 
 
 @dataclass(frozen=True)
@@ -190,12 +191,12 @@ def _run_on_emulator(ctx: Context, s: State) -> State:
 
 
 def _report(ctx: Context, s: State) -> State:
-    from tinyprune.report import write_report
+    from tinyprune.report import write_outputs
 
     report = pipeline.assemble_report(ctx.opts, ctx.board, _need(s.info), _need(s.plan),
                                       _need(s.firmware), _need(s.checks), _need(s.host),
                                       _need(s.run), s.warnings)
-    write_report(report, ctx.work)
+    write_outputs(report, ctx.work, ctx.baseline)  # report.json + report.md, .html, junit.xml
     return replace(s, report=report)
 
 
@@ -248,8 +249,13 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+def build(opts: BuildOptions, progress: Progress | None = None,
+          baseline: dict[str, Any] | None = None) -> BuildResult:
     """Keras model or int8 .tflite -> verified firmware for a board, with a report.
+
+    ``baseline`` is an earlier report (``tinyprune.report.read_report``): report.md and
+    report.html then show the change against it. Read it before the build starts, since the
+    build deletes the report in its own --out first.
 
     Raises:
         UsageError: bad input (exit 2), found before any work where the options tell.
@@ -263,7 +269,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     out = opts.output_dir()
     state = State()
     with output_folder(out, force=opts.force, names=BUILD_OUTPUTS) as work:
-        ctx = Context(opts, board, work, steps.say)
+        ctx = Context(opts, board, work, steps.say, baseline)
         for stage in STAGES:
             with steps.step(stage.name, stage.detail(ctx, state)):
                 state = stage.run(ctx, state)

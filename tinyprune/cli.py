@@ -103,6 +103,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="seeded random full-range inputs checked on the host build besides the "
                    "test data (default 2000, fewer for models above 0.5 M MACs; 0: none)")
     p.add_argument("--force", action="store_true", default=None, help=FORCE_HELP)
+    p.add_argument("--baseline", type=Path, metavar="OLD/report.json",
+                   help="an earlier build's report.json (or its folder): report.md and "
+                   "report.html show the change against it")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
 
 
@@ -129,15 +132,21 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tinyprune import api
-    from tinyprune.report import failure_reason, summary_lines
+    from tinyprune.report import baseline_lines, failure_reason, read_report, summary_lines
 
     opts = _build_options(args)
-    result = api.build(opts, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    # read before the build: a baseline in the build's own --out is deleted when it starts
+    baseline = read_report(args.baseline) if args.baseline else None
+    result = api.build(opts, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                       baseline=baseline)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
         print("\n".join(summary_lines(result.report)))
-        print(f"report: {result.out_dir / 'report.json'}")
+        if baseline is not None:
+            print("\n".join(baseline_lines(result.report, baseline)))
+        print(f"report: {result.out_dir / 'report.json'} (and report.md, report.html, "
+              "junit.xml beside it)")
     if not result.ok:
         print(f"tinyprune: check failed: {failure_reason(result.report)}", file=sys.stderr)
         return 1
@@ -270,18 +279,55 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from tinyprune.report import summary_lines
+def _variant_labels(paths: Sequence[Path]) -> list[str]:
+    """Each report's name in a comparison: its build folder's name (the path when two clash)."""
+    names = [(p.parent.name if p.name == "report.json" else p.stem) if not p.is_dir()
+             else p.resolve().name for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
 
-    path = args.report if args.report.is_file() else args.report / "report.json"
-    if not path.is_file():
-        raise UsageError(f"{path}: no report.json; run 'tinyprune build' first")
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from tinyprune.outputs import output_file
+    from tinyprune.report import read_report, render, summary_lines
+    from tinyprune.report.checks import report_checks
+
+    reports = [read_report(p) for p in args.reports]
+    baseline = read_report(args.baseline) if args.baseline else None
+    variants = list(zip(_variant_labels(args.reports), reports, strict=True))
+    targets = {name: path for name, path in (("report.md", args.md), ("junit.xml", args.junit),
+                                             ("report.html", args.html)) if path is not None}
+    to_stdout = [name for name, path in targets.items() if str(path) == "-"]
+    if len(to_stdout) > 1:
+        raise UsageError(f"only one rendering can go to stdout ('-'), received "
+                         f"{', '.join(to_stdout)}")
     try:
-        report = json.loads(path.read_text())
-        print("\n".join(summary_lines(report)))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: not a tinyprune report ({type(exc).__name__}: {exc})") from None
-    return 0 if report.get("ok") else 1
+        texts = {name: render(name, reports[0], baseline, variants) for name in targets}
+        summary = summary_lines(reports[0])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{args.reports[0]}: not a tinyprune report "
+                         f"({type(exc).__name__}: {exc})") from None
+    inputs = [*args.reports, *([args.baseline] if args.baseline else [])]
+    with ExitStack() as stack:  # every file is checked before any is written
+        tmps = {name: stack.enter_context(output_file(path, force=args.force, inputs=inputs))
+                for name, path in targets.items() if str(path) != "-"}
+        for name, tmp in tmps.items():
+            tmp.write_text(texts[name], encoding="utf-8")
+    if to_stdout:
+        sys.stdout.write(texts[to_stdout[0]])
+    elif args.json:
+        print(json.dumps(reports[0], indent=2))
+    else:
+        print("\n".join(summary))
+        for name, path in targets.items():
+            print(f"wrote {path} ({name})")
+    failed = [(label, r) for label, r in variants if not r.get("ok")]
+    for label, r in failed:
+        why = "; ".join(f"{c.title}: {c.message}" for c in report_checks(r) if c.failed)
+        print(f"tinyprune: check failed: {label}: {why or 'the report says ok: false'}",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -346,7 +392,18 @@ def _add_codegen_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("report", type=Path, help="report.json or the build folder holding it")
+    p.add_argument("reports", type=Path, nargs="+", metavar="REPORT",
+                   help="report.json or the build folder holding it; with several, the first "
+                   "is rendered in full and all are compared as variants (accuracy against size)")
+    p.add_argument("--baseline", type=Path, metavar="OLD/report.json",
+                   help="an earlier report.json (or its folder) to show the change against")
+    p.add_argument("--md", type=Path, metavar="FILE", help="write the Markdown (a pull-request "
+                   "comment) to FILE ('-': stdout)")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML to FILE")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the self-contained HTML report with plots to FILE")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    p.add_argument("--force", action="store_true", help="replace the output files if they exist")
 
 
 def _no_options(p: argparse.ArgumentParser) -> None:
@@ -382,8 +439,10 @@ COMMANDS: dict[str, Command] = {
                 "Generate the C of an int8 .tflite for a board: model, weights and the kernels "
                 "it uses, a project that compiles on its own.", _add_codegen_options,
                 cmd_codegen),
-    "report": ("print the summary of an existing report.json",
-               "Print the summary of a build's report.json; exit 1 when the build failed.",
+    "report": ("print or re-render an existing report.json (Markdown, JUnit, HTML)",
+               "Print the summary of a build's report.json, or render it again as Markdown "
+               "(--md), JUnit XML (--junit) or HTML with plots (--html), optionally against a "
+               "--baseline report or with other builds as variants; exit 1 when a build failed.",
                _add_report_options, cmd_report),
 }
 

@@ -40,8 +40,9 @@ _MANIFEST_TMP = MANIFEST + ".tmp"
 RESERVED = (MANIFEST, _MANIFEST_TMP, STAGING)
 FORMAT = 1
 # Moved into place last, in this order, and deleted first, in the reverse order: a report means
-# the run completed. Renderings of the report (Markdown, HTML, JUnit) go before report.json.
-REPORTS = ("report.json",)
+# the run completed. Renderings of the report (Markdown, HTML, JUnit) go before report.json, so
+# report.json is deleted first and moved in last of all.
+REPORTS = ("report.md", "report.html", "junit.xml", "report.json")
 # A subprocess step (compiler, linker) that fails with this little space left failed for lack of
 # space, whatever its own message says (the linker deletes its half-written output first).
 LOW_SPACE_BYTES = 1 << 20

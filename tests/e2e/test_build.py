@@ -379,7 +379,8 @@ def test_nothing_written_outside_out(tmp_path: Path, monkeypatch) -> None:
     assert list(tmp.iterdir()) == []
     assert tempfile.tempdir == str(tmp)  # restored
     assert sorted(p.name for p in out.iterdir()) == [
-        ".tinyprune-manifest.json", "firmware", "host", "model_int8.tflite", "report.json", "src"]
+        ".tinyprune-manifest.json", "firmware", "host", "junit.xml", "model_int8.tflite",
+        "report.html", "report.json", "report.md", "src"]
 
 
 def test_prune_auto_measures_with_the_users_stack(tmp_path: Path, capsys) -> None:
