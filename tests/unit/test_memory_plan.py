@@ -1,10 +1,13 @@
-"""Memory planner: no two live buffers share bytes; greedy-by-size beats naive stacking."""
+"""Memory planner: no two live buffers share bytes; greedy-by-size beats naive stacking; the
+report's memory section maps buffers to the code ops."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tinyprune.ir.graph import Graph, Op, Quant, Tensor
+from tinyprune.plan import memory_section, plan
 from tinyprune.plan.memory import ALIGN, Buffer, lifetimes, place
 
 
@@ -52,3 +55,37 @@ def test_lifetimes_extend_outputs_to_end() -> None:
     assert span[0] == (0, 0)
     assert span[1] == (0, 2)  # graph output: live to the last op
     assert span[3] == (2, 2)
+
+
+def _mean_reshape_softmax() -> Graph:
+    """x -> MEAN (code op 0) -> y -> RESHAPE (alias) -> r -> SOFTMAX (code op 1) -> s."""
+    q = Quant((0.1,), (0,))
+    tensors = (
+        Tensor(0, "x", (1, 4, 4, 8), "int8", q),
+        Tensor(1, "axes", (2,), "int32", None, np.array([1, 2], np.int32)),
+        Tensor(2, "y", (1, 8), "int8", q),
+        Tensor(3, "shape", (3,), "int32", None, np.array([1, 1, 8], np.int32)),
+        Tensor(4, "r", (1, 1, 8), "int8", q),
+        Tensor(5, "s", (1, 1, 8), "int8", Quant((1 / 256,), (-128,))),
+    )
+    ops = (Op(0, "MEAN", (0, 1), (2,), {"keep_dims": False}, name="gap"),
+           Op(1, "RESHAPE", (2, 3), (4,), name="flat"),
+           Op(2, "SOFTMAX", (4,), (5,), {"beta": 1.0}, name="probs"))
+    return Graph(tensors, ops, (0,), (5,))
+
+
+def test_memory_section_maps_buffers_to_code_ops() -> None:
+    planned = plan(_mean_reshape_softmax(), dsp=True)
+    memory = memory_section(planned)
+    assert memory["arena_bytes"] == planned.memory.arena_bytes
+    assert memory["scratch_bytes"] == planned.memory.scratch_bytes
+    # RESHAPE emits no code: two layers, and y / r share one buffer live over both of them
+    assert [(t["op"], t["layer"]) for t in memory["timeline"]] == [(0, "gap"), (1, "probs")]
+    spans = {tuple(b["tensors"]): (b["first_op"], b["last_op"], b["size"])
+             for b in memory["buffers"]}
+    assert spans == {("x",): (0, 0, 128), ("y", "r"): (0, 1, 8), ("s",): (1, 1, 8)}
+    assert [t["live_bytes"] for t in memory["timeline"]] == [128 + 8, 8 + 8]
+    assert [t["scratch_bytes"] for t in memory["timeline"]] == [
+        p.call.scratch_bytes for p in planned.code_ops]
+    for b in memory["buffers"]:
+        assert b["offset"] + b["size"] <= memory["arena_bytes"]
