@@ -8,7 +8,7 @@ import pytest
 
 from tinyprune.ir.graph import Graph, Op, Quant, Tensor
 from tinyprune.plan import memory_section, plan
-from tinyprune.plan.memory import ALIGN, Buffer, lifetimes, place
+from tinyprune.plan.memory import ALIGN, ORDERS, Buffer, lifetimes, place, place_in_order
 
 
 def _random_buffers(rng: np.random.Generator, n: int) -> list[Buffer]:
@@ -89,3 +89,19 @@ def test_memory_section_maps_buffers_to_code_ops() -> None:
         p.call.scratch_bytes for p in planned.code_ops]
     for b in memory["buffers"]:
         assert b["offset"] + b["size"] <= memory["arena_bytes"]
+
+
+def test_place_keeps_the_smallest_arena_of_its_orders() -> None:
+    # Largest first (and earliest first) put the 64-byte buffer of op 2 above a 48 that lives
+    # over ops 0-2 and a 48 over 2-4, needing 176 bytes; size x lifetime first reaches the
+    # peak: 160 bytes live at op 2.
+    bufs = [Buffer((0,), 48, 0, 2), Buffer((1,), 64, 2, 2), Buffer((2,), 48, 2, 4),
+            Buffer((3,), 80, 0, 0)]
+    arenas = {name: place_in_order(bufs, key)[1] for name, key in ORDERS}
+    assert arenas == {"size": 176, "area": 160, "first": 176}
+    placed, arena = place(bufs)
+    assert arena == 160
+    for x in placed:
+        for y in placed:
+            if x is not y and x.overlaps_in_time(y):
+                assert x.offset + x.size <= y.offset or y.offset + y.size <= x.offset
