@@ -174,9 +174,11 @@ def window_params(a: ConvArgs) -> dict[str, Any]:
 
 
 def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
-               dsp: bool) -> np.ndarray:
+               dsp: bool, in_place: bool = False, expect: int = TP_OK) -> np.ndarray:
     """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
-    ones in ``a``); checks its scratch size against the Python formula."""
+    ones in ``a``); checks its scratch size against the Python formula. ``in_place``: output
+    and input are one buffer (the kernel's in-place scratch, or the normal one when the layer
+    cannot run in place); ``expect``: the status the kernel must return."""
     if a.depthwise:
         params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **window_params(a))
     else:
@@ -185,17 +187,28 @@ def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
     in_d, f_d, out_d = dims(a.input_shape), dims(a.filter_shape), dims(a.output_shape)
     size = getattr(lib, f"{kernel.name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
     assert size == kernel.scratch(a, dsp)
+    shared = kernel.in_place(a, dsp) if in_place else None
+    if shared is not None and hasattr(lib, f"{kernel.name}_get_buffer_size_in_place"):
+        size = getattr(lib, f"{kernel.name}_get_buffer_size_in_place")(ctypes.byref(in_d),
+                                                                       ctypes.byref(f_d))
+    assert shared is None or size == shared
     ctx, _buf = scratch(size)
     quant, _keep = per_channel(k.multiplier, k.shift)
     x = np.ascontiguousarray(x, dtype=np.int8)
     w = np.ascontiguousarray(k.weights)
     out = np.zeros(a.output_shape, dtype=np.int8)
+    if in_place:
+        both = np.zeros(max(x.size, out.size), np.int8)
+        both[:x.size] = x.reshape(-1)
+        x_ptr = out_ptr = ptr(both)
+    else:
+        x_ptr, out_ptr = ptr(x), ptr(out)
     status = getattr(lib, kernel.name)(
         ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
-        ptr(x), ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
-        ctypes.byref(out_d), ptr(out))
-    assert status == TP_OK
-    return out
+        x_ptr, ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
+        ctypes.byref(out_d), out_ptr)
+    assert status == expect
+    return both[:out.size].reshape(out.shape) if in_place else out
 
 
 def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:

@@ -139,6 +139,10 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
  * still describes the unpadded filter (C_OUT, KH, KW, C_IN). quant_params and bias are not read
  * (may be NULL). Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned.
  *
+ * In place: output may equal input for a 1x1 filter with stride 1, no padding, the same height
+ * and width and C_OUT <= C_IN (each pixel is read before its outputs are stored, at or before
+ * it); same scratch. Any other layer with output == input is refused (TP_ERR_ARG).
+ *
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small or the shapes disagree.
  */
 tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
@@ -165,6 +169,12 @@ int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
  * NULL). Scratch: C bytes rounded up to a multiple of 4 (a row of input zero points for the
  * padding taps); word aligned.
  *
+ * In place: output may equal input for SAME padding (1 each side), stride 1, dilation 1 (output
+ * shape = input shape); each output row then goes through a two-row ring in the scratch and
+ * overwrites its input row once the next output row (the last to read it) is done. Scratch then:
+ * tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(). Any other layer with output == input, or
+ * a smaller scratch, is refused (TP_ERR_ARG).
+ *
  * @return TP_OK, or TP_ERR_ARG when ch_mult != 1, the filter is not 3x3, the scratch is too
  *         small or the shapes disagree.
  */
@@ -178,6 +188,11 @@ tp_status tp_depthwise_conv_3x3_s8(const tp_context *ctx, const tp_dw_conv_param
 /** Scratch bytes tp_depthwise_conv_3x3_s8 needs: C_IN rounded up to a multiple of 4. */
 int32_t tp_depthwise_conv_3x3_s8_get_buffer_size(const tp_dims *input_dims,
                                                  const tp_dims *filter_dims);
+
+/** Scratch bytes tp_depthwise_conv_3x3_s8 needs in place (output == input): the above plus two
+ * output rows, each W * C rounded up to a multiple of 4. */
+int32_t tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims);
 
 #ifdef __cplusplus
 }

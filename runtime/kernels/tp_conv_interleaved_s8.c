@@ -93,6 +93,19 @@ static const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, con
     return stage;
 }
 
+/*
+ * In place (output == input): a 1x1 filter, stride 1, no padding, the same pixels and
+ * C_OUT <= C_IN, so pixel p's outputs land at or before its input, which is read (DSP: widened
+ * into a column; portable: copied into the scratch) before they are stored.
+ */
+static int in_place_allowed(const tp_conv_params *p, const tp_dims *in_d, const tp_dims *f_d,
+                            const tp_dims *out_d)
+{
+    return f_d->h == 1 && f_d->w == 1 && p->stride.h == 1 && p->stride.w == 1 &&
+           p->padding.h == 0 && p->padding.w == 0 && out_d->h == in_d->h &&
+           out_d->w == in_d->w && out_d->c <= in_d->c;
+}
+
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims)
 {
     (void)input_dims;
@@ -221,6 +234,7 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
                      const tp_dims *out_d, int8_t *out, void *buf)
 {
     const int32_t n4 = depth4(f_d);
+    const int in_place = (const int8_t *)out == in;
     for (int32_t b = 0; b < in_d->n; ++b) {
         const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
         for (int32_t oy = 0; oy < out_d->h; ++oy) {
@@ -228,6 +242,10 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int8_t *x = window_s8(p, in_d, in_b, f_d, y0, ox * p->stride.w - p->padding.w,
                                             (int8_t *)buf, n4);
+                if (in_place && x != (const int8_t *)buf) {
+                    copy_s8((int8_t *)buf, x, n4); /* in place: the pixel is overwritten below */
+                    x = (const int8_t *)buf;
+                }
                 for (int32_t o = 0; o < out_d->c; ++o) {
                     /* row o: word k / 4 of its pair at 8 * (k / 4) + 4 * (o % 2) */
                     const int8_t *w = stream + (o >> 1) * pair_bytes(n4) + (o & 1) * 4;
@@ -259,7 +277,8 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
     const tp_conv_params *p = conv_params;
     const tp_dims *in_d = input_dims, *f_d = filter_dims, *out_d = output_dims;
     if (f_d->c != in_d->c || f_d->n != out_d->c || in_d->n != out_d->n || ctx == NULL ||
-        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d)) {
+        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d) ||
+        (output == input && !in_place_allowed(p, in_d, f_d, out_d))) {
         return TP_ERR_ARG;
     }
     int32_t fast;

@@ -216,6 +216,26 @@ int32_t tp_depthwise_conv_3x3_s8_get_buffer_size(const tp_dims *input_dims,
     return (input_dims->c + 3) & ~3;
 }
 
+/* Bytes of one output row in the in-place ring (word aligned). */
+static int32_t ring_row(const tp_dims *input_dims)
+{
+    return (input_dims->w * input_dims->c + 3) & ~3;
+}
+
+int32_t tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims)
+{
+    return tp_depthwise_conv_3x3_s8_get_buffer_size(input_dims, filter_dims) +
+           2 * ring_row(input_dims);
+}
+
+/* Output row oy overwrites input row oy only once output row oy + 1 is done: SAME, stride 1. */
+static int in_place_allowed(const tp_dw_conv_params *p, const tp_dims *in_d, const tp_dims *out_d)
+{
+    return p->stride.h == 1 && p->stride.w == 1 && p->dilation.h == 1 && p->dilation.w == 1 &&
+           p->padding.h == 1 && p->padding.w == 1 && out_d->h == in_d->h && out_d->w == in_d->w;
+}
+
 /*
  * One output row. Interior pixels: DSP path, channel groups by row pointers; tap addresses by
  * fixed offsets for the rest. Border pixels: tap addresses by bounds checks.
@@ -260,9 +280,12 @@ tp_status tp_depthwise_conv_3x3_s8(const tp_context *ctx, const tp_dw_conv_param
     const tp_dw_conv_params *p = dw_params;
     const tp_dims *in_d = input_dims, *out_d = output_dims;
     const int32_t c_n = in_d->c;
+    const int in_place = output == input;
+    const int32_t need = in_place ? tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(in_d, filter_dims)
+                                  : tp_depthwise_conv_3x3_s8_get_buffer_size(in_d, filter_dims);
     if (p->ch_mult != 1 || filter_dims->h != 3 || filter_dims->w != 3 || filter_dims->c != c_n ||
         out_d->c != c_n || in_d->n != out_d->n || ctx == NULL || ctx->buf == NULL ||
-        ctx->size < tp_depthwise_conv_3x3_s8_get_buffer_size(in_d, filter_dims)) {
+        ctx->size < need || (in_place && !in_place_allowed(p, in_d, out_d))) {
         return TP_ERR_ARG;
     }
     int8_t *pad = (int8_t *)ctx->buf;
@@ -273,10 +296,22 @@ tp_status tp_depthwise_conv_3x3_s8(const tp_context *ctx, const tp_dw_conv_param
     memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
     layer l = {p, in_d, input, pad, (const group *)(const void *)(filter + 4), p->output_offset,
                p->activation.min, p->activation.max, fast};
+    /* In place: row oy goes to ring slot oy % 2 and row oy - 1 to its place once row oy is done
+     * (the last input row it needed); the last row after the loop. */
+    const int32_t row_bytes = out_d->w * c_n;
+    int8_t *ring = (int8_t *)ctx->buf + tp_depthwise_conv_3x3_s8_get_buffer_size(in_d, filter_dims);
     for (int32_t b = 0; b < in_d->n; ++b, l.in_b += in_d->h * in_d->w * c_n) {
-        for (int32_t oy = 0; oy < out_d->h; ++oy) {
-            output_row(&l, oy * p->stride.h - p->padding.h, out_d->w, output);
-            output += out_d->w * c_n;
+        for (int32_t oy = 0; oy < out_d->h; ++oy, output += row_bytes) {
+            int8_t *slot = ring + (oy & 1) * ring_row(in_d);
+            output_row(&l, oy * p->stride.h - p->padding.h, out_d->w, in_place ? slot : output);
+            if (in_place && oy > 0) {
+                memcpy(output - row_bytes, ring + ((oy - 1) & 1) * ring_row(in_d),
+                       (size_t)row_bytes);
+            }
+        }
+        if (in_place && out_d->h > 0) {
+            memcpy(output - row_bytes, ring + ((out_d->h - 1) & 1) * ring_row(in_d),
+                   (size_t)row_bytes);
         }
     }
     return TP_OK;

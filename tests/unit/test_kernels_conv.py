@@ -93,6 +93,10 @@ CASES = [
     Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_c6_in_place", (5, 5, 6), _conv(6, 1, activation="relu"), "CONV_2D", "RELU",
+         kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_c8_in_place_odd_pixels", (3, 5, 8), _conv(8, 1), "CONV_2D",
+         kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_cin7_odd_pixels", (5, 5, 7), _conv(9, 1, use_bias=False), "CONV_2D",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_s2_cin6", (7, 7, 6), _conv(5, 1, strides=2, activation="relu"), "CONV_2D",
@@ -238,6 +242,13 @@ def _args(graph: Graph, op: Op) -> ConvArgs | FcArgs:
     return depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
 
 
+IN_PLACE = {"conv1x1_cout_odd", "conv1x1_cout1_cin16_odd_pixels", "conv1x1_c6_in_place",
+            "conv1x1_c8_in_place_odd_pixels", "dw3x3_same_relu", "dw3x3_tiny_image_c12",
+            "dw3x3_odd_c4_relu", "dw3x3_odd_c16"}
+"""The cases whose layer a kernel can run in place (output over its input): 1x1 stride 1 with
+C_OUT <= C_IN, depthwise 3x3 SAME stride 1 (tp_nn_conv.h)."""
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
     """Every kernel that accepts the layer (not only the chosen one), both C paths."""
@@ -260,8 +271,26 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
                 kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
                 got = {k.name: kh.run_window(libs[dsp], k, args, x[None], dsp)
                        for k in kernels if k.applies(args)}
+                got.update({f"{k.name} in place": kh.run_window(libs[dsp], k, args, x[None],
+                                                                dsp, in_place=True)
+                            for k in kernels if k.applies(args) and k.in_place(args, dsp)})
             for name, out in got.items():
                 assert np.array_equal(out.reshape(want.shape), want), f"{name} dsp={dsp}"
+            assert any(n.endswith(" in place") for n in got) == (case.id in IN_PLACE)
+
+
+@pytest.mark.parametrize("name", ["dw3x3_s2_c6_relu6", "conv3x3_same_cin3", "conv1x1"])
+def test_in_place_refused_where_it_would_read_overwritten_input(
+        name: str, libs: dict[bool, ctypes.CDLL]) -> None:
+    """Output == input on a layer that cannot run in place: TP_ERR_ARG, on both paths."""
+    graph = fold_constants(read_tflite(model_bytes(CASE[name])))
+    args = _args(graph, _single_op(graph, CASE[name]))
+    assert isinstance(args, ConvArgs)
+    kernel = choose_kernel(args)
+    assert kernel.in_place(args, True) is None
+    x = np.zeros((1, *CASE[name].input_shape), np.int8)
+    for dsp in (False, True):
+        kh.run_window(libs[dsp], kernel, args, x, dsp, in_place=True, expect=kh.TP_ERR_ARG)
 
 
 def test_folded_bias_past_int32_falls_back() -> None:

@@ -32,6 +32,9 @@ class KernelCall:
         weight_bytes: bytes of constant data this call put in flash.
         alias: True when the op only reinterprets its input (RESHAPE and kin): no code, the memory
             planner gives the output the input's buffer.
+        in_place_scratch_bytes: not None when the kernel may write its output over its first
+            input (the planner decides; the call then needs this much scratch, and the fragment
+            gets ``scratch_bytes`` and ``scratch`` accordingly).
     """
 
     kernel: str
@@ -42,6 +45,7 @@ class KernelCall:
     macs: int = 0
     weight_bytes: int = 0
     alias: bool = False
+    in_place_scratch_bytes: int | None = None
 
 
 class LowerContext(Protocol):

@@ -166,6 +166,8 @@ class ConvKernel:
         scratch: its ``_get_buffer_size`` (args, dsp) -> bytes.
         stream: the prepared filter holds the bias and the per-channel parameters too (the
             kernel's bias and quant_params arguments are NULL).
+        in_place: the scratch bytes the kernel needs with output == input (args, dsp), or None
+            when the layer cannot run in place (tp_nn_conv.h says when each kernel can).
     """
 
     name: str
@@ -174,6 +176,7 @@ class ConvKernel:
     prepare: Callable[[ConvArgs], ConvArgs]
     scratch: Callable[[ConvArgs, bool], int]
     stream: bool = False
+    in_place: Callable[[ConvArgs, bool], int | None] = lambda a, dsp: None
 
 
 def folded_bias(a: ConvArgs) -> np.ndarray | None:
@@ -291,9 +294,34 @@ def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
     return replace(a, weights=group_stream(a), bias=None)
 
 
+def _same_pixels(a: ConvArgs) -> bool:
+    return a.stride == (1, 1) and a.input_shape[1:3] == a.output_shape[1:3]
+
+
+def _interleaved_in_place(a: ConvArgs, dsp: bool) -> int | None:
+    """1x1, stride 1, no padding, C_OUT <= C_IN: each pixel is read before its outputs land at or
+    before it; the same scratch."""
+    ok = (a.filter_shape[1:3] == (1, 1) and a.padding == (0, 0) and _same_pixels(a)
+          and a.output_shape[3] <= a.input_shape[3])
+    return _interleaved_scratch(a, dsp) if ok else None
+
+
+def _dw3x3_scratch(a: ConvArgs, dsp: bool) -> int:
+    return (a.input_shape[3] + 3) // 4 * 4
+
+
+def _dw3x3_in_place(a: ConvArgs, dsp: bool) -> int | None:
+    """SAME (padding 1), stride 1, dilation 1: a two-row ring of W * C bytes (rounded to 4) in
+    the scratch after the zero-point row."""
+    if not (_same_pixels(a) and a.padding == (1, 1) and a.dilation == (1, 1)):
+        return None
+    return _dw3x3_scratch(a, dsp) + 2 * ((a.input_shape[2] * a.input_shape[3] + 3) // 4 * 4)
+
+
 CONV_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
-               _prepare_interleaved, _interleaved_scratch, stream=True),
+               _prepare_interleaved, _interleaved_scratch, stream=True,
+               in_place=_interleaved_in_place),
     ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
                lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
 )
@@ -302,7 +330,7 @@ the folded bias would leave int32)."""
 
 DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
-               _prepare_dw3x3, lambda a, dsp: (a.input_shape[3] + 3) // 4 * 4, stream=True),
+               _prepare_dw3x3, _dw3x3_scratch, stream=True, in_place=_dw3x3_in_place),
     ConvKernel("tp_depthwise_conv_s8", ("tp_depthwise_conv_s8.c",), lambda a: True,
                lambda a: a, lambda a, dsp: 0),
 )
@@ -451,7 +479,8 @@ def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> Kernel
     flash = args.weights.size if kernel.stream else args.weight_bytes
     return KernelCall(kernel=kernel.name, sources=kernel.sources, template=template,
                       params=params, scratch_bytes=scratch_bytes, macs=args.macs,
-                      weight_bytes=flash)
+                      weight_bytes=flash,
+                      in_place_scratch_bytes=kernel.in_place(tflm_args, ctx.dsp))
 
 
 def _label(kind: str, op: Op, args: ConvArgs) -> str:
