@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
+	$(BIN)/python bench/layer_types.py
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench
