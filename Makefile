@@ -30,7 +30,8 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
-# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min).
+# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
+# layer types against CMSIS-NN and RAM against TFLite Micro on the official models (~6 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
