@@ -24,6 +24,11 @@ class EmulationError(CheckFailed):
     """Exit 1: the firmware faulted, hung or overflowed its stack on the emulated board."""
 
 
+class HardwareError(CheckFailed):
+    """Exit 1: a real board, its debug probe or its serial port failed during ``flash`` or
+    ``monitor`` (programming failed, no result lines before the timeout, a garbled line)."""
+
+
 class UsageError(TinypruneError):
     """Exit 2: bad input or usage (missing file, corrupt model, unknown board, bad option)."""
 
