@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinyprune import fit, pipeline
 from tinyprune.config import BuildOptions, validate
-from tinyprune.errors import CheckFailed, TinypruneError, ToolMissing
+from tinyprune.errors import CheckFailed, DoesNotFit, TinypruneError, ToolMissing
 from tinyprune.outputs import REPORTS, output_folder
 from tinyprune.progress import Progress, Steps
 
@@ -171,10 +171,10 @@ def _build_firmware(ctx: Context, s: State) -> State:
 
 def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     """A firmware that does not fit the board: say what would make it fit."""
-    text = str(exc)
-    if "does not fit" not in text:
+    if not isinstance(exc, DoesNotFit):
         return exc
-    ram = " RAM " in text
+    text = str(exc)
+    ram = exc.region == "RAM"
     region, size = ("RAM", ctx.board.ram.length) if ram else ("flash", ctx.board.flash.length)
     flag = f"--{region.lower()}-budget {size // 1024}K"
     if _need(s.info).kind == "tflite":
@@ -187,7 +187,7 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     samples = _need(s.checks).firmware_rows.nbytes
     if not ram and samples >= 4096:
         hint += f"; or compile fewer inputs in (they take {samples:,} bytes: lower --samples)"
-    return CheckFailed(f"{text}; {hint}")
+    return DoesNotFit(f"{text}; {hint}", exc.region, exc.available)
 
 
 def _run_on_emulator(ctx: Context, s: State) -> State:
