@@ -234,15 +234,21 @@ def pair_stream(rows: np.ndarray, params: list[np.ndarray], fast: bool) -> np.nd
     return np.ascontiguousarray(np.concatenate([head, body]))
 
 
-def _even(values: np.ndarray, n: int) -> np.ndarray:
+def padded(values: np.ndarray, n: int, repeat_last: bool) -> np.ndarray:
+    """values (int64) padded to n: with 0 (biases), or with the last value (multipliers, shifts,
+    rounding words: a padding channel requantized by a kernel then has valid parameters; its
+    result is never stored, but a shift of 0 would make tp_requantize_fast undefined in C)."""
     out = np.zeros(n, np.int64)
-    out[:values.size] = values
+    v = np.asarray(values, np.int64).reshape(-1)
+    out[:v.size] = v
+    if repeat_last and v.size:
+        out[v.size:] = v[-1]
     return out
 
 
 def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
-    """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row and
-    zero parameters), as the stream of :func:`pair_stream`."""
+    """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row, bias 0
+    and the last channel's requantization), as the stream of :func:`pair_stream`."""
     n4 = _depth4(a)
     c_out = a.filter_shape[0]
     even = (c_out + 1) // 2 * 2
@@ -252,8 +258,9 @@ def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
     folded = folded_bias(a)
     assert folded is not None
     rounding = rounding_words(a)
-    params = [_even(v, even) for v in (folded, a.multiplier, a.shift,
-                                       np.zeros(c_out) if rounding is None else rounding)]
+    params = [padded(folded, even, False)] + [
+        padded(v, even, True) for v in (a.multiplier, a.shift,
+                                         np.zeros(c_out) if rounding is None else rounding)]
     return replace(a, weights=pair_stream(rows, params, rounding is not None), bias=None)
 
 
@@ -281,7 +288,7 @@ def group_stream(a: ConvArgs) -> np.ndarray:
     params = np.zeros((4, groups * 4), np.int64)
     for i, v in enumerate((folded, a.multiplier, a.shift,
                            np.zeros(c) if rounding is None else rounding)):
-        params[i, :c] = v
+        params[i] = padded(v, groups * 4, i > 0)
     tap_bytes = taps.reshape(9, groups, 4).transpose(1, 0, 2).reshape(groups, 36)
     words = params.reshape(4, groups, 4).transpose(1, 0, 2).reshape(groups, 16)
     body = np.concatenate([tap_bytes, words.astype("<i4").view(np.int8)], axis=1)

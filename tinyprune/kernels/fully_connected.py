@@ -18,7 +18,12 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors, check_shifts
+from tinyprune.kernels.conv import (
+    channel_multipliers,
+    check_int8_tensors,
+    check_shifts,
+    padded,
+)
 from tinyprune.kernels.quant import activation_range, fast_rounding, quantize_multiplier
 
 FC_KERNELS = ("tp_fully_connected_interleaved_s8", "general")
@@ -100,7 +105,7 @@ def fc_stream(a: FcArgs) -> np.ndarray | None:
                     else rounding]
     words = np.zeros((len(per_row), out4), np.int64)
     for i, v in enumerate(per_row):
-        words[i, :a.out_features] = v
+        words[i] = padded(v, out4, i > 0)
     words = words.reshape(len(per_row), groups, 4).transpose(1, 0, 2).reshape(groups, -1)
     body = np.concatenate([weights, words.astype("<i4").view(np.int8)], axis=1)
     tensor = [0, 0, 0] if a.per_channel else [
