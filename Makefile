@@ -31,11 +31,14 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
 # MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
-# layer types against CMSIS-NN and RAM against TFLite Micro on the official models (~6 min).
+# emulator speed with and without the fault checks (~10 min), layer types against CMSIS-NN and
+# RAM against TFLite Micro on the official models (~6 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
+	$(BIN)/python bench/cycle_models.py
+	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/layer_types.py
 
 lint: setup

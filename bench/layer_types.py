@@ -1,11 +1,12 @@
 """Per-layer-type estimated cycles of our kernels against CMSIS-NN, and peak RAM against TFLite
 Micro's arena, on the four official MLPerf Tiny int8 models (tests/fixtures/mlperf_tiny/).
 
-Each model is built for nucleo_f746 (unicorn, the emulator's cycle model: docs/emulator.md), its
-layers grouped by type (conv kxk, conv 1x1, depthwise 3x3, FC, ADD, pool) and summed. The
-CMSIS-NN figures are the per-type sums measured on the same 64 layers with CMSIS-NN 99f736a built
-with our firmware flags, on the same emulator and cycle table (shared FACTS, 2026-12-01); the
-TFLite Micro arenas are the smallest arena its interpreter accepts for each model (issue 7).
+Each model is built for nucleo_f746 (unicorn, `--cycle-model table`: the flat per-class table of
+docs/cycle_models.md that the CMSIS-NN figures were priced with), its layers grouped by type
+(conv kxk, conv 1x1, depthwise 3x3, FC, ADD, pool) and summed. The CMSIS-NN figures are the
+per-type sums measured on the same 64 layers with CMSIS-NN 99f736a built with our firmware
+flags, on the same emulator and cycle table (shared FACTS, 2026-12-01); the TFLite Micro arenas
+are the smallest arena its interpreter accepts for each model (issue 7).
 Results go to ``bench/results/layer_types.{md,json}`` with the machine and date.
 
 usage: python bench/layer_types.py [--samples 2]
@@ -66,7 +67,8 @@ def measure(name: str, file: str, samples: int, work: Path) -> dict[str, Any]:
     from tinyprune.config import BuildOptions
 
     model = ROOT / "tests" / "fixtures" / "mlperf_tiny" / file
-    r = build(BuildOptions(board="nucleo_f746", model=model, out=work / file, samples=samples),
+    r = build(BuildOptions(board="nucleo_f746", model=model, out=work / file, samples=samples,
+                           cycle_model="table"),
               progress=lambda msg: print(f"  {name}: {msg}", file=sys.stderr)).report
     per_type: dict[str, float] = defaultdict(float)
     for layer, kind in zip(r["layers"], types_of(model), strict=True):
@@ -87,8 +89,9 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
             total[k] += v
     out = ["# Layer types against CMSIS-NN, peak RAM against TFLite Micro (nucleo_f746)", "",
            *[f"- {k}: {v}" for k, v in info.items()],
-           "- cycles: estimates from the emulator's cycle model (docs/emulator.md), the table "
-           "CMSIS-NN was measured with (shared FACTS, 2026-12-01, CMSIS-NN 99f736a)",
+           "- cycles: estimates from the emulator with `--cycle-model table` "
+           "(docs/cycle_models.md), the table CMSIS-NN was measured with (shared FACTS, "
+           "2026-12-01, CMSIS-NN 99f736a)",
            "- peak RAM: arena + scratch (firmware.arena_bytes) + measured stack peak", "",
            "| layer type | CMSIS-NN est. cycles | ours | ours / CMSIS-NN |", "|---|--:|--:|--:|"]
     for kind, ref in CMSIS_NN_TYPE.items():

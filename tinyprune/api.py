@@ -118,7 +118,8 @@ def _prune(ctx: Context, s: State) -> State:
         pruned = fit.prune_to_budgets(loaded, ctx.board, opts.budgets,
                                       criterion=opts.prune_criterion, finetune=finetune,
                                       work=Path(tempfile.mkdtemp(prefix="prune-search-")),
-                                      stack_bytes=opts.stack_bytes)
+                                      stack_bytes=opts.stack_bytes,
+                                      cycle_model=opts.cycle_model)
         if pruned.summary is not None:
             ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
                     f"({pruned.summary['reason']})")
@@ -193,7 +194,7 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
 def _run_on_emulator(ctx: Context, s: State) -> State:
     try:
         run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
-                               _need(s.host).reference)
+                               _need(s.host).reference, cycle_model=ctx.opts.cycle_model)
     except pipeline.RenodeMissing as exc:
         return replace(s, stop=_renode_missing(ctx, exc))
     return replace(s, run=run)

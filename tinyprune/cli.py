@@ -21,8 +21,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinyprune import __version__
+from tinyprune.config import CYCLE_MODELS
 from tinyprune.errors import TinypruneError, UsageError
 from tinyprune.quiet import quiet_third_party
+
+BOARDS_DIR_ENV = "TINYPRUNE_BOARDS_DIR"  # read by tinyprune.firmware.boards.search_dirs
 
 if TYPE_CHECKING:
     from tinyprune.config import BuildOptions
@@ -32,7 +35,6 @@ log = logging.getLogger("tinyprune")
 EPILOG = """exit codes: 0 ok, 1 a budget / accuracy / bit-exactness check failed,
 2 bad input or usage, 3 a required tool is missing.
 Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data.npz"""
-
 
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
 
@@ -83,6 +85,10 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none: build the "
                    "firmware but check only the host build)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="price the emulated run with this timing model (default: the board's "
+                   "core; table: the flat per-class table of earlier figures; "
+                   "docs/cycle_models.md)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
@@ -118,7 +124,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
-             "finetune_epochs", "emulator", "samples", "trust_model", "random_samples", "force")
+             "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
+             "random_samples", "force")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
@@ -155,27 +162,47 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_boards(args: argparse.Namespace) -> int:
     from tinyprune.firmware.boards import list_boards
+    from tinyprune.firmware.paths import boards_dir
 
+    shipped = boards_dir()
+    print(f"{'board':<16} {'MCU':<15} {'core':<14} {'clock':>9} {'flash':>9} {'RAM':>9} "
+          f"{'DSP':<4} emulators")
     for b in list_boards():
-        print(f"{b.name:<16} {b.mcu:<14} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz  "
-              f"flash {b.flash.length // 1024:>5} KiB  RAM {b.ram.length // 1024:>5} KiB  "
-              f"emulators: {', '.join(b.emulator.backends)}")
+        where = "" if b.path.parent == shipped else f"  ({b.path})"
+        print(f"{b.name:<16} {b.mcu:<15} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz "
+              f"{b.flash.length // 1024:>5} KiB {b.ram.length // 1024:>5} KiB "
+              f"{'yes' if b.dsp else 'no':<4} {', '.join(b.emulator.backends)}{where}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tinyprune.emulator import run_elf
+    from tinyprune.emulator.faults import FirmwareStopped
+    from tinyprune.emulator.limits import DEFAULT_TIMEOUT_S
+    from tinyprune.errors import EmulationError
     from tinyprune.firmware.boards import load_board
 
     board = load_board(args.board)
     if not args.elf.is_file():
         raise UsageError(f"{args.elf}: ELF file not found")
-    result = run_elf(board, args.elf, backend=args.emulator, regions=tuple(args.region or ()),
-                     max_instructions=args.max_instructions)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    try:
+        result = run_elf(board, args.elf, backend=args.emulator,
+                         regions=tuple(args.region or ()),
+                         max_instructions=args.max_instructions, timeout_s=timeout,
+                         cycle_model=args.cycle_model)
+    except FirmwareStopped as exc:  # all the firmware printed, then why it stopped
+        sys.stdout.write(exc.uart if exc.uart.endswith("\n") or not exc.uart else exc.uart + "\n")
+        sys.stdout.flush()
+        raise EmulationError(f"{exc.summary} (its UART output is above)") from exc
     sys.stdout.write(result.uart)
     if result.uart and not result.uart.endswith("\n"):
         sys.stdout.write("\n")
-    est = " (estimate)" if result.cycles_are_estimate else ""
+    from tinyprune.report.figures import estimate_label
+
+    est = estimate_label({"cycles_are_estimate": result.cycles_are_estimate,
+                          "cycle_model": result.cycle_model,
+                          "memory_model": dict(result.memory_model)})
     print(f"stopped: {result.stop_reason}, exit status {result.exit_status}")
     print(f"instructions: {result.instructions:,}  cycles{est}: {result.cycles:,}  "
           f"= {result.cycles / board.clock_hz * 1e3:.3f} ms at {board.clock_hz / 1e6:.0f} MHz")
@@ -443,11 +470,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elf", type=Path, required=True, help="the firmware ELF to run")
     p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"),
                    help="backend (default unicorn: cycle estimates; qemu: instruction counts)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="timing model of the cycle estimate (default: the board's core)")
     p.add_argument("--region", action="append", metavar="FUNCTION",
                    help="count instructions and cycles per call of this function (repeatable)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000, metavar="N",
-                   help="stop and fail past this many instructions (default 2e9: a hung "
-                   "firmware)")
+    p.add_argument("--max-instructions", type=int, metavar="N",
+                   help="stop and fail past N instructions (default: derived from the harness's "
+                   "result lines, ten times the first inference per sample; 2e9 for a program "
+                   "without them; see docs/emulator.md)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop and fail past this wall-clock time (default 1800 s)")
 
 
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:
@@ -583,8 +615,10 @@ COMMANDS: dict[str, Command] = {
     "run": ("run any ELF built for a board on the emulator",
             "Run an ELF on the emulated board: exit status, UART output, exact instructions "
             "and estimated cycles, per function with --region.", _add_run_options, cmd_run),
-    "boards": ("list the supported boards",
-               "List the boards in boards/*.toml: MCU, core, clock, flash, RAM, emulators.",
+    "boards": ("list the supported boards (core, clock, flash, RAM, DSP)",
+               "List the boards: the shipped boards/*.toml plus those in --boards-dir or "
+               f"{BOARDS_DIR_ENV}: MCU, core, clock, flash, RAM, DSP, emulators, and the file "
+               "of each board found outside the shipped folder.",
                _no_options, cmd_boards),
     "quantize": ("Keras model -> full-integer int8 .tflite",
                  "Convert a Keras model to a full-integer int8 .tflite (per-channel weights), "
@@ -632,6 +666,10 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (help_text, description, add_options, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
         add_options(p)
+        if name == "boards" or any("--board" in a.option_strings for a in p._actions):
+            p.add_argument("--boards-dir", type=Path, metavar="DIR",
+                           help="also look for <board>.toml files in DIR (before the shipped "
+                           f"boards; the {BOARDS_DIR_ENV} environment variable does the same)")
         p.set_defaults(func=fn)
     return parser
 
@@ -686,6 +724,10 @@ def _dispatch(argv: Sequence[str] | None, debug: bool) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if getattr(args, "boards_dir", None) is not None:
+            from tinyprune.firmware.boards import add_boards_dir
+
+            add_boards_dir(args.boards_dir)
         return int(args.func(args))
     except TinypruneError as exc:
         if debug:

@@ -13,6 +13,7 @@ import tomllib
 from tinyprune.errors import UsageError
 
 EMULATORS = ("unicorn", "qemu", "renode", "none")
+CYCLE_MODELS = ("m7", "m4", "m0plus", "table")  # tinyprune/emulator/cycle_models.py
 SIZE_HELP = 'expected a size like 65536, "64K" or "1M"'
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)i?[bB]?\s*$")
 
@@ -55,6 +56,7 @@ class BuildOptions:
     prune_criterion: str = "l1"
     finetune_epochs: int | None = None
     emulator: str = "unicorn"
+    cycle_model: str | None = None  # m7|m4|m0plus|table; None: the board's core
     samples: int = 20
     stack_bytes: int = 8192
     trust_model: bool = False
@@ -70,7 +72,8 @@ class BuildOptions:
         return Path("build") / f"{stem}-{self.board}"
 
 
-_TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
+_TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "cycle_model": str,
+        "samples": int, "out": Path,
         "stack": "size", "trust_model": bool, "seed": int, "random_samples": int}
 _PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
 _BUDGETS = {"flash": "budget_size", "ram": "budget_size", "latency_ms": "positive",
@@ -194,6 +197,9 @@ def validate(opts: BuildOptions) -> None:
     if opts.emulator not in EMULATORS:
         raise UsageError(f"--emulator: expected one of {', '.join(EMULATORS)}, "
                          f"received {opts.emulator!r}")
+    if opts.cycle_model is not None and opts.cycle_model not in CYCLE_MODELS:
+        raise UsageError(f"--cycle-model: expected one of {', '.join(CYCLE_MODELS)}, "
+                         f"received {opts.cycle_model!r}")
     _validate_counts(opts)
     if opts.prune_channels is not None:
         parse_ratio(opts.prune_channels, "--prune-channels")
@@ -234,6 +240,13 @@ def _latency_needs_cycles(opts: BuildOptions) -> None:
                          "use --emulator unicorn")
 
 
+def _cycle_model_needs_unicorn(opts: BuildOptions) -> None:
+    if opts.cycle_model is not None and opts.emulator != "unicorn":
+        raise UsageError(f"--cycle-model {opts.cycle_model} prices runs on the unicorn emulator "
+                         f"only (--emulator {opts.emulator} has its own timing or none); drop "
+                         "--cycle-model or use --emulator unicorn")
+
+
 def _accuracy_needs_data(opts: BuildOptions) -> None:
     b = opts.budgets
     for name, value in (("--min-accuracy", b.min_accuracy),
@@ -267,5 +280,5 @@ def _is_tflite(opts: BuildOptions) -> bool:
     return opts.model is not None and opts.model.suffix.lower() == ".tflite"
 
 
-_COMBINATIONS = (_latency_needs_cycles, _accuracy_needs_data, _pruning_needs_keras,
-                 _finetune_needs_data)
+_COMBINATIONS = (_latency_needs_cycles, _cycle_model_needs_unicorn, _accuracy_needs_data,
+                 _pruning_needs_keras, _finetune_needs_data)

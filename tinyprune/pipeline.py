@@ -38,7 +38,6 @@ MAX_EVAL_SAMPLES = 2000  # test rows on the host build and for accuracy
 # 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
 # (bench/results/prune_criteria.md); 10 did not.
 DEFAULT_FINETUNE_EPOCHS = 20
-MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 # Seeded random full-range inputs on the host build, besides the test rows: 2,000, fewer for
 # models whose reference-interpreter time would pass about a second (~1e9 MACs), at least 100.
 HOST_RANDOM_SAMPLES = 2000
@@ -133,7 +132,9 @@ class RunOutcome:
     cycles_are_estimate: bool
     layer_cycles: list[int] | None
     stack_peak: int | None
-    cycle_model: str | None = None  # what the cycles count, where it is not the emulator's model
+    # the model that priced the cycles (m7, m4, m0plus, table; Renode's own); None: none measured
+    cycle_model: str | None = None
+    memory_model: dict[str, Any] = field(default_factory=dict)
 
 
 def board_for(opts: BuildOptions) -> Board:
@@ -361,7 +362,7 @@ def write_expected_outputs(firmware: Firmware, info: ModelInfo, checks: CheckSet
 
 
 def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
-            reference: np.ndarray) -> RunOutcome:
+            reference: np.ndarray, cycle_model: str | None = None) -> RunOutcome:
     """Runs the firmware; compares its outputs with the reference rows of its inputs."""
     if emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
@@ -374,7 +375,7 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
     regions = ("tp_model_invoke",) if counting else ()
     with _sample_progress(len(checks.firmware_index), counting) as on_line:
         result = run_elf(board, firmware.elf, backend=emulator, regions=regions,
-                         on_line=on_line, max_instructions=MAX_INSTRUCTIONS)
+                         on_line=on_line, cycle_model=cycle_model)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "
@@ -390,7 +391,9 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
         instructions=invoke.instructions // max(invoke.calls, 1) if invoke else None,
         cycles=res.total_cycles // max(n, 1) if counting else None,
         cycles_are_estimate=result.cycles_are_estimate,
-        layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak)
+        layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak,
+        cycle_model=result.cycle_model if counting else None,
+        memory_model=dict(result.memory_model) if counting else {})
 
 
 class RenodeMissing(ToolMissing):
@@ -510,7 +513,7 @@ def _run_section(run: RunOutcome, board: Board, checks: CheckSet,
             "samples": checks.firmware_samples if fw is not None else 0,
             "random_samples": checks.firmware_random if fw is not None else 0,
             "cycles_per_inference": run.cycles, "cycles_are_estimate": run.cycles_are_estimate,
-            **({"cycle_model": run.cycle_model} if run.cycle_model else {}),
+            "cycle_model": run.cycle_model, "memory_model": run.memory_model,
             "latency_ms_at_clock": latency,
             "instructions_per_inference": run.instructions,
             "bit_exact": None if fw is None else fw.bit_exact,

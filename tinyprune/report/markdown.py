@@ -15,6 +15,7 @@ from tinyprune.report.checks import FAILED, PASSED, Check, report_checks, verdic
 from tinyprune.report.compare import figure_changes, layer_changes
 from tinyprune.report.figures import (
     MISSING,
+    estimate_label,
     fmt_bytes,
     fmt_int,
     fmt_ms,
@@ -63,7 +64,7 @@ def _cycles(run: dict[str, Any], board: dict[str, Any]) -> str:
         emulator = run.get("emulator")
         return (f"not measured on {emulator} (no cycle counter)" if emulator not in
                 (None, "none") else "not measured (no firmware run)")
-    est = " (estimate)" if run.get("cycles_are_estimate") else ""
+    est = estimate_label(run)
     clock = board.get("clock_hz")
     at = f" at {clock / 1e6:.0f} MHz" if clock else ""
     return f"{fmt_int(cycles)}{est} = {fmt_ms(run.get('latency_ms_at_clock'))}{at}"
