@@ -30,11 +30,17 @@ import numpy as np
 from tinyprune.ir import Graph
 from tinyprune.kernels.base import KernelCall, handler_for
 from tinyprune.kernels.conv import ConvArgs, ConvKernel
-from tinyprune.kernels.fully_connected import FcArgs, fc_scratch_bytes
+from tinyprune.kernels.fully_connected import (
+    FcArgs,
+    fc_interleaved_scratch_bytes,
+    fc_scratch_bytes,
+    fc_stream,
+)
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 CONV_SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
-                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
+                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c",
+                "tp_fully_connected_interleaved_s8.c")
 """The conv, depthwise and fully connected kernels (one library for all of them)."""
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
@@ -168,9 +174,11 @@ def window_params(a: ConvArgs) -> dict[str, Any]:
 
 
 def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
-               dsp: bool) -> np.ndarray:
+               dsp: bool, in_place: bool = False, expect: int = TP_OK) -> np.ndarray:
     """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
-    ones in ``a``); checks its scratch size against the Python formula."""
+    ones in ``a``); checks its scratch size against the Python formula. ``in_place``: output
+    and input are one buffer (the kernel's in-place scratch, or the normal one when the layer
+    cannot run in place); ``expect``: the status the kernel must return."""
     if a.depthwise:
         params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **window_params(a))
     else:
@@ -179,17 +187,28 @@ def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
     in_d, f_d, out_d = dims(a.input_shape), dims(a.filter_shape), dims(a.output_shape)
     size = getattr(lib, f"{kernel.name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
     assert size == kernel.scratch(a, dsp)
+    shared = kernel.in_place(a, dsp) if in_place else None
+    if shared is not None and hasattr(lib, f"{kernel.name}_get_buffer_size_in_place"):
+        size = getattr(lib, f"{kernel.name}_get_buffer_size_in_place")(ctypes.byref(in_d),
+                                                                       ctypes.byref(f_d))
+    assert shared is None or size == shared
     ctx, _buf = scratch(size)
     quant, _keep = per_channel(k.multiplier, k.shift)
     x = np.ascontiguousarray(x, dtype=np.int8)
     w = np.ascontiguousarray(k.weights)
     out = np.zeros(a.output_shape, dtype=np.int8)
+    if in_place:
+        both = np.zeros(max(x.size, out.size), np.int8)
+        both[:x.size] = x.reshape(-1)
+        x_ptr = out_ptr = ptr(both)
+    else:
+        x_ptr, out_ptr = ptr(x), ptr(out)
     status = getattr(lib, kernel.name)(
         ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
-        ptr(x), ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
-        ctypes.byref(out_d), ptr(out))
-    assert status == TP_OK
-    return out
+        x_ptr, ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
+        ctypes.byref(out_d), out_ptr)
+    assert status == expect
+    return both[:out.size].reshape(out.shape) if in_place else out
 
 
 def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
@@ -213,6 +232,35 @@ def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
         ctypes.byref(out_d), ptr(out))
     assert status == TP_OK
     return out
+
+
+def run_fc_interleaved(lib: ctypes.CDLL, a: FcArgs, stream: np.ndarray, x: np.ndarray,
+                       dsp: bool) -> np.ndarray:
+    """Runs tp_fully_connected_interleaved_s8 on its stream (fc_stream(a))."""
+    f_d = dims((a.out_features, 1, 1, a.in_features))
+    size = lib.tp_fully_connected_interleaved_s8_get_buffer_size(ctypes.byref(f_d))
+    assert size == fc_interleaved_scratch_bytes(a.in_features, dsp)
+    ctx, _buf = scratch(size)
+    params = FcParams(a.input_offset, a.output_offset, Activation(a.act_min, a.act_max))
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    out = np.zeros((a.rows, a.out_features), dtype=np.int8)
+    in_d, out_d = dims((a.rows, 1, 1, a.in_features)), dims((a.rows, 1, 1, a.out_features))
+    status = lib.tp_fully_connected_interleaved_s8(
+        ctypes.byref(ctx), ctypes.byref(params), None, ctypes.byref(in_d), ptr(x),
+        ctypes.byref(f_d), ptr(np.ascontiguousarray(stream)), None, None, ctypes.byref(out_d),
+        ptr(out))
+    assert status == TP_OK
+    return out
+
+
+def fc_outputs(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> dict[str, np.ndarray]:
+    """Every fully connected kernel that accepts the layer, by name: the general one, and the
+    interleaved one unless its folded bias leaves int32."""
+    got = {a.kernel: run_fc(lib, a, x, dsp)}
+    stream = fc_stream(a)
+    if stream is not None:
+        got["tp_fully_connected_interleaved_s8"] = run_fc_interleaved(lib, a, stream, x, dsp)
+    return got
 
 
 # ---- whole graphs through the handlers and template fragments ---------------------------

@@ -23,7 +23,7 @@ from tinyprune.config import DEFAULT_FINETUNE_EPOCHS, BuildOptions
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
-from tinyprune.plan import Plan, plan
+from tinyprune.plan import Plan, memory_section, plan
 from tinyprune.progress import bars_enabled
 
 if TYPE_CHECKING:
@@ -525,6 +525,7 @@ def assemble_report(opts: BuildOptions, board: Board, info: ModelInfo, planned: 
                      "firmware": host.firmware_accuracy,
                      "test_samples": None if checks.labels is None else len(checks.labels)},
         "layers": _layers(planned, run),
+        "memory": memory_section(planned),
         "warnings": list(warnings),
     }
     report["budgets"] = evaluate_budgets(opts.budgets, report)

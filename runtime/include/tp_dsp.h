@@ -32,6 +32,14 @@
 extern "C" {
 #endif
 
+/** Inlined even where gcc would rather call: the kernels' inner loops keep their accumulators in
+ * registers only when the loop is part of the caller's body. */
+#if defined(__GNUC__)
+#define TP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TP_ALWAYS_INLINE inline
+#endif
+
 /** Rotate right by n (1..31); one ROR (or a rotated operand) on Arm. gcc 12 has no __ror. */
 static inline uint32_t tp_ror(uint32_t x, uint32_t n)
 {
@@ -152,11 +160,46 @@ static inline int32_t tp_requantize_pos(int32_t x, int32_t multiplier, int32_t s
     return (high >> right) - ((threshold - (high & mask)) >> 31);
 }
 
+/**
+ * tp_requantize(x, multiplier, shift) + offset in one rounding, for shift <= -2 (r = -shift >= 2):
+ * the requantization of the fast kernel paths. `rounding` = 2^(r-2) + offset * 2^(r-1), computed
+ * by the code generator per channel (tinyprune/kernels/quant.py fast_rounding), with
+ * |rounding| <= 2^30 - 2.
+ *
+ * Why it is exact: TFLM rounds twice, H = floor((x*m + 2^30) / 2^31), then half away from zero
+ * by 2^r: floor((H + 2^(r-1) - [H < 0]) / 2^r). Nested floors merge, so the result plus offset is
+ * floor((x*m + 2^30 + 2^(30+r) + offset * 2^(31+r) - [H < 0] * 2^31) / 2^(31+r)); [H < 0] may be
+ * replaced by [x < 0] (they differ only when H = 0, where both give 0 for r >= 1), and since
+ * 31 + r >= 32 the quotient is the high word of that 64-bit sum shifted right by r - 1. With
+ * |x*m| < 2^62 the high word stays within int32 by the bound on `rounding`, and the result
+ * before the offset is below 2^29 in magnitude, so the offset cannot wrap. On Arm: AND, ORR,
+ * ADD, SMLAL, ASR (and MVN for r - 1 = ~shift): 6 instructions, against ~17 for
+ * tp_requantize_pos plus the offset. Checked against tp_requantize in tests/unit.
+ */
+static inline int32_t tp_requantize_fast(int32_t x, int32_t multiplier, int32_t shift,
+                                         int32_t rounding)
+{
+    const uint32_t lo = ((uint32_t)x & 0x80000000U) | 0x40000000U;
+    const uint32_t hi = (uint32_t)rounding + (uint32_t)(x >> 31);
+    const int64_t q = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * multiplier;
+    return (int32_t)(q >> 32) >> ~shift;
+}
+
 /** Clamps x to [lo, hi] (two compares, no branch on Arm). */
 static inline int32_t tp_clamp(int32_t x, int32_t lo, int32_t hi)
 {
     x = x < lo ? lo : x;
     return x > hi ? hi : x;
+}
+
+/** Saturates x to [-128, 127]: one SSAT on a core with the DSP extension. */
+static inline int32_t tp_ssat8(int32_t x)
+{
+#if TP_DSP_NATIVE
+    return __ssat(x, 8);
+#else
+    return tp_clamp(x, -128, 127);
+#endif
 }
 
 /* ---- building blocks shared by the DSP paths of the kernels ---------------------------------- */
@@ -214,7 +257,7 @@ static inline void tp_load_2x32_inc(const void **p, int32_t *lo, int32_t *hi)
  * pointer per operand and no spill (gcc 12 -O2, Cortex-M4/M7); two groups per loop trip.
  */
 /* One group of tp_dot_s8s16_2x2: s[0..3] as acc there. */
-static inline void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int32_t s[4])
+static TP_ALWAYS_INLINE void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int32_t s[4])
 {
     int32_t wa, wb, x0, x1;
     tp_load_2x32_inc(wp, &wa, &wb);
@@ -232,7 +275,7 @@ static inline void tp_dot_s8s16_2x2_group(const void **wp, const void **xp, int3
     s[3] = tp_smlad(u, x1, s[3]);
 }
 
-static inline void tp_dot_s8s16_2x2(const int8_t *w, const int32_t *x, int32_t groups,
+static TP_ALWAYS_INLINE void tp_dot_s8s16_2x2(const int8_t *w, const int32_t *x, int32_t groups,
                                     int32_t acc[4])
 {
     int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};

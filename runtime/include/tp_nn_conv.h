@@ -125,15 +125,23 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
  * window of each output pixel is gathered as raw int8 (padding as the input zero point; a 1x1
  * window with C_IN % 4 == 0 is read in place) and, on the DSP path, widened to int16 into one of
  * two interleaved columns; each pair of output channels then runs over both columns with three
- * LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in tp_dsp.h). Arguments as
- * tp_conv_s8, with the folded bias.
+ * LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in tp_dsp.h), and
+ * tp_requantize_fast when the stream's rounding words are valid. Arguments as tp_conv_s8, with
+ * bias, multipliers and shifts inside the filter stream.
  *
- * Filter layout (from [C_OUT, KH, KW, C_IN], by the generator): each row is the KH * KW * C_IN
- * values followed by zeros up to n4 (rounded up to a multiple of 4); C_OUT is padded to an even
- * count with a zero row; pair p (channels 2p and 2p + 1) is stored as, for each group g of four
- * values, the word of row 2p then the word of row 2p + 1: 2 * n4 bytes per pair, 4-byte
- * aligned. filter_dims still describes the unpadded filter (C_OUT, KH, KW, C_IN). bias (the
- * folded one) holds C_OUT values. Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned.
+ * Filter stream (built by the generator, tinyprune/kernels/conv.py pair_stream; 4-byte aligned):
+ * word 0 is 1 when the rounding words are valid for every channel (tp_requantize_fast in
+ * tp_dsp.h), else 0; then per pair p of output channels (2p, 2p + 1; C_OUT padded to even with a
+ * zero row and zero parameters): the two rows (each the KH * KW * C_IN values followed by zeros
+ * up to n4, rounded up to a multiple of 4) interleaved a word at a time, for each group g of four
+ * values the word of row 2p then the word of row 2p + 1 (2 * n4 bytes), then eight int32 words:
+ * the pair's two folded biases, two multipliers, two shifts and two rounding words. filter_dims
+ * still describes the unpadded filter (C_OUT, KH, KW, C_IN). quant_params and bias are not read
+ * (may be NULL). Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned.
+ *
+ * In place: output may equal input for a 1x1 filter with stride 1, no padding, the same height
+ * and width and C_OUT <= C_IN (each pixel is read before its outputs are stored, at or before
+ * it); same scratch. Any other layer with output == input is refused (TP_ERR_ARG).
  *
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small or the shapes disagree.
  */
@@ -150,12 +158,22 @@ int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
 
 /**
  * DEPTHWISE_CONV_2D with a 3x3 filter and depth multiplier 1 (any stride, padding, dilation).
- * Arguments as tp_depthwise_conv_s8, with the folded bias.
+ * Arguments as tp_depthwise_conv_s8, with bias, multipliers and shifts inside the filter stream.
  *
- * Filter layout (regrouped by the generator from [1, 3, 3, C]): G = C / 4 groups of
- * [9 taps][4 channels] (36 bytes each, tap t = 3 * ky + kx), then the last R = C % 4 channels as
- * [9 taps][R channels]. filter_dims still reads (1, 3, 3, C). Scratch: C bytes rounded up to a
- * multiple of 4 (a row of input zero points for the padding taps); word aligned.
+ * Filter stream (built by the generator, tinyprune/kernels/conv.py group_stream; 4-byte
+ * aligned): word 0 is 1 when the rounding words are valid for every channel
+ * (tp_requantize_fast), else 0; then per group of four channels (the last C % 4 channels padded
+ * with zeros to a group): nine tap words (int8 x 4, the group's channels at tap t = 3 * ky + kx)
+ * and four folded biases, four multipliers, four shifts and four rounding words: 25 words per
+ * group. filter_dims still reads (1, 3, 3, C). quant_params and bias are not read (may be
+ * NULL). Scratch: C bytes rounded up to a multiple of 4 (a row of input zero points for the
+ * padding taps); word aligned.
+ *
+ * In place: output may equal input for SAME padding (1 each side), stride 1, dilation 1 (output
+ * shape = input shape); each output row then goes through a two-row ring in the scratch and
+ * overwrites its input row once the next output row (the last to read it) is done. Scratch then:
+ * tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(). Any other layer with output == input, or
+ * a smaller scratch, is refused (TP_ERR_ARG).
  *
  * @return TP_OK, or TP_ERR_ARG when ch_mult != 1, the filter is not 3x3, the scratch is too
  *         small or the shapes disagree.
@@ -170,6 +188,11 @@ tp_status tp_depthwise_conv_3x3_s8(const tp_context *ctx, const tp_dw_conv_param
 /** Scratch bytes tp_depthwise_conv_3x3_s8 needs: C_IN rounded up to a multiple of 4. */
 int32_t tp_depthwise_conv_3x3_s8_get_buffer_size(const tp_dims *input_dims,
                                                  const tp_dims *filter_dims);
+
+/** Scratch bytes tp_depthwise_conv_3x3_s8 needs in place (output == input): the above plus two
+ * output rows, each W * C rounded up to a multiple of 4. */
+int32_t tp_depthwise_conv_3x3_s8_get_buffer_size_in_place(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims);
 
 #ifdef __cplusplus
 }

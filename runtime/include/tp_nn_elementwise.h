@@ -78,6 +78,39 @@ tp_status tp_mul_s8(const tp_mul_params *params,
                     const tp_dims *output_dims,
                     int8_t *output);
 
+/**
+ * Parameters of tp_add_table_s8 (ADD through per-input tables, computed by the code generator
+ * from tp_add_params; tinyprune/kernels/elementwise.py add_tables).
+ */
+typedef struct {
+    const int32_t *input1_table; /**< 256 values: input 1 value v scaled to the common domain,
+                                      at index v + 128, i.e. tp_requantize((v + input1_offset)
+                                      << left_shift, input1_multiplier, input1_shift) */
+    const int32_t *input2_table; /**< the same for input 2 */
+    int32_t output_multiplier;   /**< as tp_add_params */
+    int32_t output_shift;        /**< <= -2 (tp_requantize_fast) */
+    int32_t output_rounding;     /**< 2^(-shift-2) + output_offset * 2^(-shift-1), |.| <= 2^30 - 2 */
+    tp_activation activation;    /**< fused activation range */
+} tp_add_table_params;
+
+/**
+ * ADD, bit-exact with tp_add_s8 and TFLM, for the usual quantization (an output shift of -2 or
+ * less): each input value's scaled term is read from a 256-entry table instead of being
+ * requantized per element, and the sum is requantized with tp_requantize_fast (output offset
+ * folded in). Same-shape operands run four elements per step from word loads. 2 KB of flash
+ * (two int32 tables) per layer; no scratch. Arguments as tp_add_s8; the output may alias an
+ * input of the output's shape (each element is read before it is written).
+ *
+ * Returns TP_OK, or TP_ERR_ARG when the shapes do not broadcast or the output shift is above -2.
+ */
+tp_status tp_add_table_s8(const tp_add_table_params *params,
+                          const tp_dims *input1_dims,
+                          const int8_t *input1,
+                          const tp_dims *input2_dims,
+                          const int8_t *input2,
+                          const tp_dims *output_dims,
+                          int8_t *output);
+
 /* ---- internal helper shared by the element-wise kernels -------------------------------------- */
 
 /**

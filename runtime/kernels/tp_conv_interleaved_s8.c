@@ -1,29 +1,39 @@
 /*
  * tinyprune runtime: int8 CONV_2D for any filter, with interleaved filter row pairs.
  *
- * The code generator folds the input offset into the bias and lays the filter out as pairs of
- * output channels whose rows (padded with 0 to n4 = KH * KW * C_IN rounded up to a multiple of
- * 4) are interleaved a word at a time (see tp_nn_conv.h). The window of each output pixel is
- * gathered as raw int8 (padding as the input zero point, which the folded bias cancels; a 1x1
- * window with C_IN % 4 == 0 is read in place), then DSP path: widened to int16 into one of two
- * interleaved columns, and every channel pair x both columns runs tp_dot_s8s16_2x2 (three LDRD,
- * four SXTB16, eight SMLAD per 16 MACs). Portable path: the same data, one output at a time.
+ * The code generator folds the input offset into the bias and lays the filter out as a stream
+ * of output channel pairs (see tp_nn_conv.h): the two rows (padded with 0 to n4 = KH * KW * C_IN
+ * rounded up to a multiple of 4) interleaved a word at a time, then the pair's bias, multiplier,
+ * shift and rounding words, so one pointer walks the whole layer. The window of each output
+ * pixel is gathered as raw int8 (padding as the input zero point, which the folded bias
+ * cancels; a 1x1 window with C_IN % 4 == 0 is read in place), then DSP path: widened to int16
+ * into one of two interleaved columns, and every channel pair x both columns runs
+ * tp_dot_s8s16_2x2 (three LDRD, four SXTB16, eight SMLAD per 16 MACs) and requantizes its four
+ * results with tp_requantize_fast when the layer allows it (SSAT when the activation range is
+ * the whole int8 range). Portable path: the same data, one output at a time, with
+ * tp_requantize_pos.
  */
 #include "tp_nn_conv.h"
 #include "tp_nn_support.h"
 #include "tp_dsp.h"
 
-/* Requantization of the layer with the struct loads hoisted. */
+/* The words after the two filter rows of a pair in the stream. */
 typedef struct {
-    const int32_t *mult;
-    const int32_t *shift;
-    int32_t offset, lo, hi;
+    int32_t bias[2];
+    int32_t mult[2];
+    int32_t shift[2];
+    int32_t round[2];
+} pair_params;
+
+/* Output offset and clamp of the layer, and whether the rounding words are valid. */
+typedef struct {
+    int32_t offset, lo, hi, fast;
 } requant;
 
-static inline int8_t out_s8(int32_t acc, const requant *r, int32_t o)
+/* Bytes of one pair in the stream. */
+static inline int32_t pair_bytes(int32_t n4)
 {
-    acc = tp_wrap_add(tp_requantize_pos(acc, r->mult[o], r->shift[o]), r->offset);
-    return (int8_t)tp_clamp(acc, r->lo, r->hi);
+    return 2 * n4 + (int32_t)sizeof(pair_params);
 }
 
 static int32_t depth4(const tp_dims *f_d)
@@ -83,6 +93,19 @@ static const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, con
     return stage;
 }
 
+/*
+ * In place (output == input): a 1x1 filter, stride 1, no padding, the same pixels and
+ * C_OUT <= C_IN, so pixel p's outputs land at or before its input, which is read (DSP: widened
+ * into a column; portable: copied into the scratch) before they are stored.
+ */
+static int in_place_allowed(const tp_conv_params *p, const tp_dims *in_d, const tp_dims *f_d,
+                            const tp_dims *out_d)
+{
+    return f_d->h == 1 && f_d->w == 1 && p->stride.h == 1 && p->stride.w == 1 &&
+           p->padding.h == 0 && p->padding.w == 0 && out_d->h == in_d->h &&
+           out_d->w == in_d->w && out_d->c <= in_d->c;
+}
+
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims)
 {
     (void)input_dims;
@@ -106,33 +129,76 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
     }
 }
 
+/* Requantization modes of a layer (constants in each instance of matmul2_body). */
+enum { RQ_GENERAL, RQ_FAST, RQ_FAST_SAT };
+
+static TP_ALWAYS_INLINE int32_t requant_one(const requant *r, int32_t acc, int32_t m, int32_t s, int32_t k,
+                                  const int mode)
+{
+    if (mode == RQ_GENERAL) {
+        return tp_clamp(tp_wrap_add(tp_requantize_pos(acc, m, s), r->offset), r->lo, r->hi);
+    }
+    const int32_t v = tp_requantize_fast(acc, m, s, k);
+    return mode == RQ_FAST_SAT ? tp_ssat8(v) : tp_clamp(v, r->lo, r->hi);
+}
+
+/* The four results of pair pp: v[0], v[1] of its first channel (columns 0, 1), v[2], v[3]. */
+static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *pp, const int32_t acc[4],
+                                int32_t v[4], const int mode)
+{
+    v[0] = requant_one(r, acc[0], pp->mult[0], pp->shift[0], pp->round[0], mode);
+    v[1] = requant_one(r, acc[1], pp->mult[0], pp->shift[0], pp->round[0], mode);
+    v[2] = requant_one(r, acc[2], pp->mult[1], pp->shift[1], pp->round[1], mode);
+    v[3] = requant_one(r, acc[3], pp->mult[1], pp->shift[1], pp->round[1], mode);
+}
+
 /*
  * All output channels of the two columns into out0 and out1. For one column pass out1 == out0:
- * column 1's results are stored first and overwritten. An odd last channel runs as the pair
- * (o, o) against the zero row, and its second result is overwritten the same way.
+ * column 1's results are stored first and overwritten. An odd last channel is the first of a
+ * pair whose second row and parameters are zero; only its first channel is stored.
  */
-static void matmul2(const requant *r, const int8_t *filter, const int32_t *bias, int32_t c_out,
-                    int32_t n4, const int32_t *col, int8_t *out0, int8_t *out1)
+static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                                const int32_t *col, int8_t *out0, int8_t *out1, const int mode)
 {
-    const int32_t off = r->offset, lo = r->lo, hi = r->hi;
-    for (int32_t o = 0; o < c_out; o += 2, filter += 2 * n4) {
-        const int32_t o1 = o + 1 < c_out ? o + 1 : o;
-        const int32_t b0 = bias ? bias[o] : 0, b1 = bias ? bias[o1] : 0;
-        int32_t acc[4] = {b0, b0, b1, b1};
-        tp_dot_s8s16_2x2(filter, col, n4 >> 2, acc);
-        const int32_t m0 = r->mult[o], s0 = r->shift[o], m1 = r->mult[o1], s1 = r->shift[o1];
-        const int32_t v00 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[0], m0, s0), off), lo, hi);
-        const int32_t v01 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[1], m0, s0), off), lo, hi);
-        const int32_t v10 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[2], m1, s1), off), lo, hi);
-        const int32_t v11 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[3], m1, s1), off), lo, hi);
-        out1[o1] = (int8_t)v11, out1[o] = (int8_t)v01;
-        out0[o1] = (int8_t)v10, out0[o] = (int8_t)v00;
+    for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
+        const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
+        int32_t acc[4] = {pp->bias[0], pp->bias[0], pp->bias[1], pp->bias[1]};
+        int32_t v[4];
+        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        requant_pair(r, pp, acc, v, mode);
+        out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
+        out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
+        stream += pair_bytes(n4);
+    }
+    if (c_out & 1) {
+        const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
+        int32_t acc[4] = {pp->bias[0], pp->bias[0], 0, 0};
+        int32_t v[4];
+        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        requant_pair(r, pp, acc, v, mode);
+        out1[0] = (int8_t)v[1];
+        out0[0] = (int8_t)v[0];
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                    const int32_t *col, int8_t *out0, int8_t *out1)
+{
+    if (!r->fast) {
+        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_GENERAL);
+    } else if (r->lo == -128 && r->hi == 127) {
+        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST_SAT);
+    } else {
+        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST);
     }
 }
 
 static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *filter,
-                     const int32_t *bias, const tp_dims *out_d, int8_t *out, void *buf)
+                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
+                     const tp_dims *out_d, int8_t *out, void *buf)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
@@ -146,7 +212,7 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
                 widen_col(window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4), n4, col, filled);
                 if (++filled == 2) {
-                    matmul2(r, filter, bias, c_out, n4, col, out, out + c_out);
+                    matmul2(r, stream, c_out, n4, col, out, out + c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -157,17 +223,18 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
         for (int32_t g = 0; g < n4; g += 4) { /* column 1 := column 0, its results dropped */
             col[g + 1] = col[g], col[g + 3] = col[g + 2];
         }
-        matmul2(r, filter, bias, c_out, n4, col, out, out);
+        matmul2(r, stream, c_out, n4, col, out, out);
     }
 }
 
 #else /* portable C */
 
 static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *filter,
-                     const int32_t *bias, const tp_dims *out_d, int8_t *out, void *buf)
+                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
+                     const tp_dims *out_d, int8_t *out, void *buf)
 {
     const int32_t n4 = depth4(f_d);
+    const int in_place = (const int8_t *)out == in;
     for (int32_t b = 0; b < in_d->n; ++b) {
         const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
         for (int32_t oy = 0; oy < out_d->h; ++oy) {
@@ -175,14 +242,22 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int8_t *x = window_s8(p, in_d, in_b, f_d, y0, ox * p->stride.w - p->padding.w,
                                             (int8_t *)buf, n4);
+                if (in_place && x != (const int8_t *)buf) {
+                    copy_s8((int8_t *)buf, x, n4); /* in place: the pixel is overwritten below */
+                    x = (const int8_t *)buf;
+                }
                 for (int32_t o = 0; o < out_d->c; ++o) {
                     /* row o: word k / 4 of its pair at 8 * (k / 4) + 4 * (o % 2) */
-                    const int8_t *w = filter + (o >> 1) * 2 * n4 + (o & 1) * 4;
-                    int32_t acc = bias ? bias[o] : 0;
+                    const int8_t *w = stream + (o >> 1) * pair_bytes(n4) + (o & 1) * 4;
+                    const pair_params *pp =
+                        (const pair_params *)(const void *)(stream + (o >> 1) * pair_bytes(n4) + 2 * n4);
+                    int32_t acc = pp->bias[o & 1];
                     for (int32_t k = 0; k < n4; ++k) {
                         acc = tp_wrap_mac(acc, w[2 * (k & ~3) + (k & 3)], x[k]);
                     }
-                    *out++ = out_s8(acc, r, o);
+                    acc = tp_wrap_add(tp_requantize_pos(acc, pp->mult[o & 1], pp->shift[o & 1]),
+                                      r->offset);
+                    *out++ = (int8_t)tp_clamp(acc, r->lo, r->hi);
                 }
             }
         }
@@ -198,15 +273,17 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
                                  const tp_dims *bias_dims, const int32_t *bias,
                                  const tp_dims *output_dims, int8_t *output)
 {
-    (void)bias_dims;
+    (void)bias_dims, (void)quant_params, (void)bias;
     const tp_conv_params *p = conv_params;
     const tp_dims *in_d = input_dims, *f_d = filter_dims, *out_d = output_dims;
     if (f_d->c != in_d->c || f_d->n != out_d->c || in_d->n != out_d->n || ctx == NULL ||
-        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d)) {
+        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d) ||
+        (output == input && !in_place_allowed(p, in_d, f_d, out_d))) {
         return TP_ERR_ARG;
     }
-    const requant r = {quant_params->multiplier, quant_params->shift, p->output_offset,
-                       p->activation.min, p->activation.max};
-    conv_run(p, &r, in_d, input, f_d, filter, bias, out_d, output, ctx->buf);
+    int32_t fast;
+    memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
+    const requant r = {p->output_offset, p->activation.min, p->activation.max, fast};
+    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf);
     return TP_OK;
 }

@@ -50,7 +50,11 @@ def test_demo_build_with_pruning(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert rc == 0, capsys.readouterr().err
     for section, keys in SPEC_KEYS.items():
         assert keys <= set(r[section]), section
-    assert {"schema_version", "tinyprune_version", "layers", "budgets", "ok"} <= set(r)
+    assert {"schema_version", "tinyprune_version", "layers", "memory", "budgets", "ok"} <= set(r)
+    memory = r["memory"]  # the arena over the ops, one timeline entry per layer
+    assert memory["arena_bytes"] + memory["scratch_bytes"] == r["firmware"]["arena_bytes"]
+    assert [t["layer"] for t in memory["timeline"]] == [x["name"] for x in r["layers"]]
+    assert max(t["live_bytes"] for t in memory["timeline"]) <= memory["arena_bytes"]
     assert r["ok"] and r["run"]["bit_exact"] and r["run"]["host"]["bit_exact"]
     assert r["run"]["samples"] == 8 and r["run"]["mismatches"] == []
     assert r["run"]["host"]["dsp_path_bit_exact"] is True

@@ -31,6 +31,7 @@ from tinyprune.kernels.conv import (
     conv_args,
     conv_scratch_bytes,
     depthwise_args,
+    rounding_words,
 )
 from tinyprune.kernels.fully_connected import FcArgs, fc_args
 
@@ -92,6 +93,10 @@ CASES = [
     Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_c6_in_place", (5, 5, 6), _conv(6, 1, activation="relu"), "CONV_2D", "RELU",
+         kernel="tp_conv_interleaved_s8"),
+    Case("conv1x1_c8_in_place_odd_pixels", (3, 5, 8), _conv(8, 1), "CONV_2D",
+         kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_cin7_odd_pixels", (5, 5, 7), _conv(9, 1, use_bias=False), "CONV_2D",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_s2_cin6", (7, 7, 6), _conv(5, 1, strides=2, activation="relu"), "CONV_2D",
@@ -155,6 +160,8 @@ CASES = [
     Case("fc_per_channel_relu", (37,), _dense(13, activation="relu"), "FULLY_CONNECTED", "RELU"),
     Case("fc_nobias_relu6", (40,), _dense(7, use_bias=False, activation="relu6"),
          "FULLY_CONNECTED", "RELU6", per_channel_dense=False),
+    Case("fc_out8_in9", (9,), _dense(8), "FULLY_CONNECTED"),
+    Case("fc_out4_in3_per_tensor", (3,), _dense(4), "FULLY_CONNECTED", per_channel_dense=False),
 ]
 
 
@@ -235,6 +242,13 @@ def _args(graph: Graph, op: Op) -> ConvArgs | FcArgs:
     return depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
 
 
+IN_PLACE = {"conv1x1_cout_odd", "conv1x1_cout1_cin16_odd_pixels", "conv1x1_c6_in_place",
+            "conv1x1_c8_in_place_odd_pixels", "dw3x3_same_relu", "dw3x3_tiny_image_c12",
+            "dw3x3_odd_c4_relu", "dw3x3_odd_c16"}
+"""The cases whose layer a kernel can run in place (output over its input): 1x1 stride 1 with
+C_OUT <= C_IN, depthwise 3x3 SAME stride 1 (tp_nn_conv.h)."""
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
     """Every kernel that accepts the layer (not only the chosen one), both C paths."""
@@ -252,13 +266,31 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
     for dsp in (False, True):
         for x, want in zip(inputs, expected, strict=True):
             if isinstance(args, FcArgs):
-                got = {args.kernel: kh.run_fc(libs[dsp], args, x, dsp)}
+                got = kh.fc_outputs(libs[dsp], args, x, dsp)
             else:
                 kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
                 got = {k.name: kh.run_window(libs[dsp], k, args, x[None], dsp)
                        for k in kernels if k.applies(args)}
+                got.update({f"{k.name} in place": kh.run_window(libs[dsp], k, args, x[None],
+                                                                dsp, in_place=True)
+                            for k in kernels if k.applies(args) and k.in_place(args, dsp)})
             for name, out in got.items():
                 assert np.array_equal(out.reshape(want.shape), want), f"{name} dsp={dsp}"
+            assert any(n.endswith(" in place") for n in got) == (case.id in IN_PLACE)
+
+
+@pytest.mark.parametrize("name", ["dw3x3_s2_c6_relu6", "conv3x3_same_cin3", "conv1x1"])
+def test_in_place_refused_where_it_would_read_overwritten_input(
+        name: str, libs: dict[bool, ctypes.CDLL]) -> None:
+    """Output == input on a layer that cannot run in place: TP_ERR_ARG, on both paths."""
+    graph = fold_constants(read_tflite(model_bytes(CASE[name])))
+    args = _args(graph, _single_op(graph, CASE[name]))
+    assert isinstance(args, ConvArgs)
+    kernel = choose_kernel(args)
+    assert kernel.in_place(args, True) is None
+    x = np.zeros((1, *CASE[name].input_shape), np.int8)
+    for dsp in (False, True):
+        kh.run_window(libs[dsp], kernel, args, x, dsp, in_place=True, expect=kh.TP_ERR_ARG)
 
 
 def test_folded_bias_past_int32_falls_back() -> None:
@@ -344,8 +376,7 @@ def test_lower_registers_weights_and_scratch() -> None:
     assert call.scratch_bytes == 5 * 3 * 3 * 4  # two int16 columns + the int8 window
     assert call.params["kernel"] == call.kernel
     assert call.macs == 4 * 4 * 8 * 3 * 3 * 4
-    ctypes_of = {ctype for _, ctype in ctx.consts.values()}
-    assert ctypes_of == {"int8_t", "int32_t"}
+    assert {ctype for _, ctype in ctx.consts.values()} == {"int8_t"}  # one stream
     assert call.params["pad_w"] == 0 and call.params["pad_h"] == 0  # 8 -> 4 with stride 2: 1 total
     assert call.params["act_min"] >= -128 and "relu6" in call.params["label"]
 
@@ -360,16 +391,28 @@ def test_lower_interleaved_conv_folds_bias_and_interleaves_filter() -> None:
     assert call.kernel == call.params["kernel"] == "tp_conv_interleaved_s8"
     assert call.sources == ("tp_conv_interleaved_s8.c",)
     assert call.scratch_bytes == 5 * 28  # 27 values padded to 28: two int16 columns + int8 window
-    weights, _ = ctx.consts[call.params["filter"]]
-    # 5 channels padded to 6 (a zero row); pair p, group g: row 2p's word then row 2p + 1's
-    pairs = weights.reshape(3, 7, 2, 4)
+    stream, _ = ctx.consts[call.params["filter"]]
+    assert call.params["bias"] == call.params["multiplier"] == "NULL"  # all in the stream
+    assert call.weight_bytes == stream.size == 4 + 3 * (2 * 28 + 32)
+    fast = rounding_words(tflm) is not None
+    assert stream[:4].view("<i4")[0] == int(fast)
+    # 5 channels padded to 6 (a zero row); pair p: group g holds row 2p's word then row 2p + 1's,
+    # then bias, multiplier, shift, rounding of the two channels
+    pairs = stream[4:].reshape(3, 2 * 28 + 32)
     rows = np.zeros((6, 28), np.int8)
     rows[:5, :27] = tflm.weights.reshape(5, 27)
-    assert np.array_equal(pairs[1, 2, 1], rows[3, 8:12])
-    assert not pairs[2, :, 1].any() and not pairs[:, 6, :, 3].any()
-    bias, _ = ctx.consts[call.params["bias"]]
+    words = pairs[:, :56].reshape(3, 7, 2, 4)
+    assert np.array_equal(words[1, 2, 1], rows[3, 8:12])
+    assert not words[2, :, 1].any() and not words[:, 6, :, 3].any()
+    params = pairs[:, 56:].copy().view("<i4").reshape(3, 4, 2)
     sums = tflm.weights.reshape(5, -1).astype(np.int64).sum(axis=1)
-    assert np.array_equal(bias, tflm.bias + tflm.input_offset * sums)
+    assert np.array_equal(params[:, 0].reshape(-1)[:5], tflm.bias + tflm.input_offset * sums)
+    assert np.array_equal(params[:, 1].reshape(-1)[:5], tflm.multiplier)
+    assert np.array_equal(params[:, 2].reshape(-1)[:5], tflm.shift)
+    # the padding channel: bias 0, the last channel's multiplier and shift (a valid shift for
+    # tp_requantize_fast, whose result is dropped)
+    assert params[2, 0, 1] == 0
+    assert (params[2, 1, 1], params[2, 2, 1]) == (tflm.multiplier[4], tflm.shift[4])
 
 
 def test_int16_activations_are_refused() -> None:
@@ -406,6 +449,7 @@ def test_fc_batch_rows_equal_single_rows(dsp: bool, libs: dict[bool, ctypes.CDLL
     one = fc_args(graph.ops[0], graph)
     rows = dataclasses.replace(one, rows=5)
     x = np.random.default_rng(3).integers(-128, 128, (5, one.in_features), dtype=np.int8)
-    got = kh.run_fc(libs[dsp], rows, x, dsp)
-    want = np.concatenate([kh.run_fc(libs[dsp], one, r, dsp) for r in x])
-    assert np.array_equal(got, want)
+    got = kh.fc_outputs(libs[dsp], rows, x, dsp)
+    for name, out in got.items():
+        want = np.concatenate([kh.fc_outputs(libs[dsp], one, r, dsp)[name] for r in x])
+        assert np.array_equal(out, want), name

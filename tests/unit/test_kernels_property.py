@@ -23,8 +23,9 @@ kernel tables in tinyprune/kernels/conv.py, which the direct path iterates).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import kernel_host as kh
@@ -42,10 +43,10 @@ BATCH = 96  # inputs per draw (the batch dimension of the model)
 INT32_MAX = 2**31 - 1
 EXTREME_SCALES = (3e38, 1e-38, 1e-45)
 ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-GRAPH_SOURCES = ("tp_add_s8.c", "tp_mul_s8.c", "tp_max_pool_s8.c", "tp_avg_pool_s8.c",
-                 "tp_mean_s8.c", "tp_softmax_s8.c", "tp_logistic_s8.c", "tp_requantize_s8.c",
-                 "tp_quantize_f32_s8.c", "tp_dequantize_s8_f32.c", "tp_concat_s8.c",
-                 "tp_pad_s8.c")
+GRAPH_SOURCES = ("tp_add_s8.c", "tp_add_table_s8.c", "tp_mul_s8.c", "tp_max_pool_s8.c",
+                 "tp_avg_pool_s8.c", "tp_mean_s8.c", "tp_softmax_s8.c", "tp_logistic_s8.c",
+                 "tp_requantize_s8.c", "tp_quantize_f32_s8.c", "tp_dequantize_s8_f32.c",
+                 "tp_concat_s8.c", "tp_pad_s8.c")
 GRAPH_HEADERS = ("tp_nn_pool.h", "tp_nn_elementwise.h", "tp_nn_activation.h", "tp_nn_tensor.h")
 
 
@@ -316,6 +317,7 @@ class PropertyOp:
     generate: Callable[[np.random.Generator], bytes]
     draws: int
     direct: bool = False
+    kernels: dict[str, tuple[str, ...]] | None = None  # module tuples narrowed while lowering
 
 
 OPS = (
@@ -326,6 +328,8 @@ OPS = (
     PropertyOp("fc_per_channel", lambda r: _fc(r, per_channel=True), 30, direct=True),
     PropertyOp("fc_per_tensor", lambda r: _fc(r, per_channel=False), 30, direct=True),
     PropertyOp("add", lambda r: _binary(r, "ADD"), 30),
+    PropertyOp("add_general", lambda r: _binary(r, "ADD"), 16,
+               kernels={"ADD_KERNELS": ("tp_add_s8",)}),
     PropertyOp("mul", lambda r: _binary(r, "MUL"), 30),
     PropertyOp("max_pool", lambda r: _pool(r, "MAX_POOL_2D"), 12),
     PropertyOp("avg_pool", lambda r: _pool(r, "AVERAGE_POOL_2D"), 20),
@@ -426,11 +430,25 @@ def _direct_outputs(graph: Graph, x: np.ndarray, lib: ctypes.CDLL, dsp: bool) ->
         str, np.ndarray]:
     op = graph.ops[0]
     if op.opcode == "FULLY_CONNECTED":
-        a = fc_args(op, graph)
-        return {a.kernel: kh.run_fc(lib, a, x, dsp)}
+        return kh.fc_outputs(lib, fc_args(op, graph), x, dsp)
     args = depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
     kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
     return {k.name: kh.run_window(lib, k, args, x, dsp) for k in kernels if k.applies(args)}
+
+
+@contextlib.contextmanager
+def _narrowed(tables: dict[str, tuple[str, ...]]) -> Iterator[None]:
+    """The kernel tuples of tinyprune.kernels.elementwise narrowed (a row forcing a kernel)."""
+    from tinyprune.kernels import elementwise
+
+    saved = {k: getattr(elementwise, k) for k in tables}
+    for k, v in tables.items():
+        setattr(elementwise, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(elementwise, k, v)
 
 
 @dataclass
@@ -449,10 +467,11 @@ def graph_libs(tmp_path_factory: pytest.TempPathFactory) -> GraphLibs:
     for op in OPS:
         if op.direct:
             continue
-        for c in checked(op):
-            if c.graph is not None:
-                lowered[c.draw.id] = kh.lower_graph(f"tp_prop_{c.draw.id}", c.draw.tflite,
-                                                    c.graph, env)
+        with _narrowed(op.kernels or {}):
+            for c in checked(op):
+                if c.graph is not None:
+                    lowered[c.draw.id] = kh.lower_graph(f"tp_prop_{c.draw.id}", c.draw.tflite,
+                                                        c.graph, env)
     headers = "".join(f'#include "{h}"\n' for h in GRAPH_HEADERS)
     code = headers + "\n".join(lw.c_code for lw in lowered.values())
     cache = tmp_path_factory.mktemp("prop_graphs")
@@ -493,6 +512,18 @@ def test_every_kernel_matches_tflm_or_the_layer_is_refused(
                     f"{c.draw.id} {name} dsp={dsp}: {bad.size} of {want.size} bytes differ, "
                     f"first at {bad[0]}: ours {out.reshape(-1)[bad[0]]}, "
                     f"tflm {want.reshape(-1)[bad[0]]}")
+
+
+def test_rows_reach_their_kernels(graph_libs: GraphLibs) -> None:
+    """The ADD rows run the table kernel on most draws and the general one on every draw of
+    add_general (so both are compared with TFLM, the general one on the same extremes)."""
+    def kernels(row: str) -> list[str]:
+        return [lw.calls[-1].kernel for k, lw in graph_libs.lowered.items()
+                if k.rsplit("_", 1)[0] == row]
+
+    add = kernels("add")
+    assert add.count("tp_add_table_s8") >= len(add) // 2, add
+    assert set(kernels("add_general")) == {"tp_add_s8"}
 
 
 def test_extreme_activation_scales_are_refused_not_undefined() -> None:

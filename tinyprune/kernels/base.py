@@ -51,6 +51,9 @@ class KernelCall:
         est_cycles: the cost model's cycles for the chosen kernel (None when not estimated);
             filled in by the planner.
         reason: why the planner chose this kernel ("" when the op has a single handler).
+        in_place_scratch_bytes: not None when the kernel may write its output over its first
+            input (the planner decides; the call then needs this much scratch, and the fragment
+            gets ``scratch_bytes`` and ``scratch`` accordingly).
     """
 
     kernel: str
@@ -68,6 +71,7 @@ class KernelCall:
     dense_weight_bytes: int | None = None
     est_cycles: int | None = None
     reason: str = ""
+    in_place_scratch_bytes: int | None = None
 
 
 KERNEL_KINDS = ("dense", "sparse", "activation")

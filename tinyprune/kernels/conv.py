@@ -26,6 +26,7 @@ from tinyprune.kernels.base import KernelCall, LowerContext, register
 from tinyprune.kernels.quant import (
     MAX_LEFT_SHIFT,
     activation_range,
+    fast_rounding,
     quantize_multiplier,
     shift_error,
 )
@@ -164,6 +165,10 @@ class ConvKernel:
         prepare: the arguments the kernel takes (folded bias, regrouped filter) from the TFLM
             ones; only called when ``applies`` is True.
         scratch: its ``_get_buffer_size`` (args, dsp) -> bytes.
+        stream: the prepared filter holds the bias and the per-channel parameters too (the
+            kernel's bias and quant_params arguments are NULL).
+        in_place: the scratch bytes the kernel needs with output == input (args, dsp), or None
+            when the layer cannot run in place (tp_nn_conv.h says when each kernel can).
     """
 
     name: str
@@ -171,6 +176,8 @@ class ConvKernel:
     applies: Callable[[ConvArgs], bool]
     prepare: Callable[[ConvArgs], ConvArgs]
     scratch: Callable[[ConvArgs, bool], int]
+    stream: bool = False
+    in_place: Callable[[ConvArgs, bool], int | None] = lambda a, dsp: None
 
 
 def folded_bias(a: ConvArgs) -> np.ndarray | None:
@@ -209,16 +216,53 @@ def _is_interleavable(a: ConvArgs) -> bool:
     return folded_bias(a) is not None
 
 
+def pair_stream(rows: np.ndarray, params: list[np.ndarray], fast: bool) -> np.ndarray:
+    """The filter stream of tp_conv_interleaved_s8 (tp_nn_conv.h): word 0 is 1 when the
+    rounding words are valid, then per pair of output channels its two rows interleaved a word at
+    a time and its eight parameter words (bias, multiplier, shift, rounding; two of each).
+
+    Args:
+        rows: int8 [C_OUT rounded up to even, n4], the zero-padded filter rows.
+        params: four int32 arrays of C_OUT rounded up to even values each.
+        fast: the rounding words are valid (tp_requantize_fast applies to every channel).
+    """
+    pairs, n4 = rows.shape[0] // 2, rows.shape[1]
+    weights = rows.reshape(pairs, 2, n4 // 4, 4).transpose(0, 2, 1, 3).reshape(pairs, 2 * n4)
+    words = np.stack([p.astype(np.int32).reshape(pairs, 2) for p in params], axis=1)
+    tail = words.reshape(pairs, 8).astype("<i4").view(np.int8)
+    body = np.concatenate([weights.astype(np.int8), tail], axis=1).reshape(-1)
+    head = np.array([1 if fast else 0], "<i4").view(np.int8)
+    return np.ascontiguousarray(np.concatenate([head, body]))
+
+
+def padded(values: np.ndarray, n: int, repeat_last: bool) -> np.ndarray:
+    """values (int64) padded to n: with 0 (biases), or with the last value (multipliers, shifts,
+    rounding words: a padding channel requantized by a kernel then has valid parameters; its
+    result is never stored, but a shift of 0 would make tp_requantize_fast undefined in C)."""
+    out = np.zeros(n, np.int64)
+    v = np.asarray(values, np.int64).reshape(-1)
+    out[:v.size] = v
+    if repeat_last and v.size:
+        out[v.size:] = v[-1]
+    return out
+
+
 def _prepare_interleaved(a: ConvArgs) -> ConvArgs:
-    """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row),
-    each pair of rows interleaved a word at a time: [C_OUT / 2][n4 / 4][2][4] (tp_nn_conv.h)."""
+    """Folded bias; filter rows padded with zeros to n4 (and C_OUT to even with a zero row, bias 0
+    and the last channel's requantization), as the stream of :func:`pair_stream`."""
     n4 = _depth4(a)
     c_out = a.filter_shape[0]
-    rows = np.zeros(((c_out + 1) // 2 * 2, n4), np.int8)
+    even = (c_out + 1) // 2 * 2
+    rows = np.zeros((even, n4), np.int8)
     flat = a.weights.reshape(c_out, -1)
     rows[:c_out, :flat.shape[1]] = flat
-    pairs = rows.reshape(-1, 2, n4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
-    return replace(_with_folded_bias(a), weights=np.ascontiguousarray(pairs))
+    folded = folded_bias(a)
+    assert folded is not None
+    rounding = rounding_words(a)
+    params = [padded(folded, even, False)] + [
+        padded(v, even, True) for v in (a.multiplier, a.shift,
+                                         np.zeros(c_out) if rounding is None else rounding)]
+    return replace(a, weights=pair_stream(rows, params, rounding is not None), bias=None)
 
 
 def _interleaved_scratch(a: ConvArgs, dsp: bool) -> int:
@@ -230,19 +274,62 @@ def _is_dw3x3(a: ConvArgs) -> bool:
     return a.ch_mult == 1 and a.filter_shape[1:3] == (3, 3) and folded_bias(a) is not None
 
 
-def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
-    """Folded bias; filter [1, 3, 3, C] regrouped as [C / 4][9][4] + [9][C % 4]."""
+def group_stream(a: ConvArgs) -> np.ndarray:
+    """The filter stream of tp_depthwise_conv_3x3_s8 (tp_nn_conv.h): word 0 is 1 when the
+    rounding words are valid, then per group of four channels (the last C % 4 zero-padded to a
+    group) its nine tap words (int8 x 4, tap t = 3 * ky + kx) and its bias (folded),
+    multiplier, shift and rounding words, four of each: 25 words per group."""
     c = a.filter_shape[3]
-    w = a.weights.reshape(9, c)
-    full = c // 4 * 4
-    groups = w[:, :full].reshape(9, c // 4, 4).transpose(1, 0, 2).reshape(-1)
-    regrouped = np.concatenate([groups, w[:, full:].reshape(-1)]).astype(np.int8)
-    return replace(_with_folded_bias(a), weights=regrouped)
+    groups = (c + 3) // 4
+    taps = np.zeros((9, groups * 4), np.int8)
+    taps[:, :c] = a.weights.reshape(9, c)
+    folded = folded_bias(a)
+    assert folded is not None
+    rounding = rounding_words(a)
+    params = np.zeros((4, groups * 4), np.int64)
+    for i, v in enumerate((folded, a.multiplier, a.shift,
+                           np.zeros(c) if rounding is None else rounding)):
+        params[i] = padded(v, groups * 4, i > 0)
+    tap_bytes = taps.reshape(9, groups, 4).transpose(1, 0, 2).reshape(groups, 36)
+    words = params.reshape(4, groups, 4).transpose(1, 0, 2).reshape(groups, 16)
+    body = np.concatenate([tap_bytes, words.astype("<i4").view(np.int8)], axis=1)
+    head = np.array([0 if rounding is None else 1], "<i4").view(np.int8)
+    return np.ascontiguousarray(np.concatenate([head, body.reshape(-1)]))
+
+
+def _prepare_dw3x3(a: ConvArgs) -> ConvArgs:
+    """Folded bias; the filter and the per-channel parameters as :func:`group_stream`."""
+    return replace(a, weights=group_stream(a), bias=None)
+
+
+def _same_pixels(a: ConvArgs) -> bool:
+    return a.stride == (1, 1) and a.input_shape[1:3] == a.output_shape[1:3]
+
+
+def _interleaved_in_place(a: ConvArgs, dsp: bool) -> int | None:
+    """1x1, stride 1, no padding, C_OUT <= C_IN: each pixel is read before its outputs land at or
+    before it; the same scratch."""
+    ok = (a.filter_shape[1:3] == (1, 1) and a.padding == (0, 0) and _same_pixels(a)
+          and a.output_shape[3] <= a.input_shape[3])
+    return _interleaved_scratch(a, dsp) if ok else None
+
+
+def _dw3x3_scratch(a: ConvArgs, dsp: bool) -> int:
+    return (a.input_shape[3] + 3) // 4 * 4
+
+
+def _dw3x3_in_place(a: ConvArgs, dsp: bool) -> int | None:
+    """SAME (padding 1), stride 1, dilation 1: a two-row ring of W * C bytes (rounded to 4) in
+    the scratch after the zero-point row."""
+    if not (_same_pixels(a) and a.padding == (1, 1) and a.dilation == (1, 1)):
+        return None
+    return _dw3x3_scratch(a, dsp) + 2 * ((a.input_shape[2] * a.input_shape[3] + 3) // 4 * 4)
 
 
 CONV_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
-               _prepare_interleaved, _interleaved_scratch),
+               _prepare_interleaved, _interleaved_scratch, stream=True,
+               in_place=_interleaved_in_place),
     ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
                lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
 )
@@ -251,11 +338,17 @@ the folded bias would leave int32)."""
 
 DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
-               _prepare_dw3x3, lambda a, dsp: (a.input_shape[3] + 3) // 4 * 4),
+               _prepare_dw3x3, _dw3x3_scratch, stream=True, in_place=_dw3x3_in_place),
     ConvKernel("tp_depthwise_conv_s8", ("tp_depthwise_conv_s8.c",), lambda a: True,
                lambda a: a, lambda a, dsp: 0),
 )
 """DEPTHWISE_CONV_2D kernels, fastest first (the general tp_depthwise_conv_s8 accepts all)."""
+
+
+def rounding_words(a: ConvArgs) -> np.ndarray | None:
+    """The per-channel rounding words of tp_requantize_fast (tp_dsp.h) for the layer, or None
+    when a channel cannot take it (tinyprune/kernels/quant.py fast_rounding)."""
+    return fast_rounding(a.shift, a.output_offset)
 
 
 def choose_kernel(args: ConvArgs) -> ConvKernel:
@@ -361,13 +454,19 @@ def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> Kernel
     args = kernel.prepare(tflm_args)
     scratch_bytes = kernel.scratch(tflm_args, ctx.dsp)
     hint = op.name
+
+    def array(suffix: str, values: np.ndarray | None, ctype: str = "int32_t") -> str:
+        if kernel.stream or values is None:
+            return "NULL"
+        return ctx.const(f"{hint}_{suffix}", values, ctype)
+
     params = {
         "input": ctx.act(op.inputs[0]),
         "output": ctx.act(op.outputs[0]),
         "filter": ctx.const(f"{hint}_w", args.weights, "int8_t"),
-        "bias": "NULL" if args.bias is None else ctx.const(f"{hint}_b", args.bias, "int32_t"),
-        "multiplier": ctx.const(f"{hint}_mult", args.multiplier, "int32_t"),
-        "shift": ctx.const(f"{hint}_shift", args.shift, "int32_t"),
+        "bias": array("b", args.bias),
+        "multiplier": array("mult", args.multiplier),
+        "shift": array("shift", args.shift),
         "input_dims": _dims(args.input_shape),
         "filter_dims": _dims(args.filter_shape),
         "bias_dims": _dims((args.output_shape[3],)),
@@ -385,9 +484,11 @@ def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> Kernel
         "kernel": kernel.name,
     }
     template = "ops/depthwise_conv_s8.c.j2" if args.depthwise else "ops/conv_s8.c.j2"
+    flash = args.weights.size if kernel.stream else args.weight_bytes
     return KernelCall(kernel=kernel.name, sources=kernel.sources, template=template,
                       params=params, scratch_bytes=scratch_bytes, macs=args.macs,
-                      weight_bytes=args.weight_bytes)
+                      weight_bytes=flash,
+                      in_place_scratch_bytes=kernel.in_place(tflm_args, ctx.dsp))
 
 
 def _label(kind: str, op: Op, args: ConvArgs) -> str:

@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import activation_range, quantize_multiplier, shift_error
+from tinyprune.kernels.quant import (
+    activation_range,
+    fast_rounding,
+    quantize_multiplier,
+    requantize,
+    shift_error,
+)
 from tinyprune.kernels.tensor import (
     Dims4,
     c_dims,
@@ -22,6 +30,10 @@ from tinyprune.kernels.tensor import (
 )
 
 ADD_LEFT_SHIFT = 20  # TFLM: 20 for int8 (15 for int16)
+ADD_KERNELS = ("tp_add_table_s8", "tp_add_s8")
+"""ADD kernels, fastest first: the table kernel when the output shift is -2 or less (the usual
+case: 2 max(s1, s2) / (2^20 s_out) is far below 1/4), the general tp_add_s8 otherwise. Tests and
+benchmarks may narrow the tuple to force one."""
 
 
 def add_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int) -> dict[str, int]:
@@ -54,6 +66,25 @@ def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int) ->
         "output_shift": sh,
         "output_offset": zpo,
     }
+
+
+def add_tables(p: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The two 256-entry tables and the output rounding word of tp_add_table_s8, or None when
+    the output requantization cannot take tp_requantize_fast (output shift above -2).
+
+    Table entry v + 128 is TFLM's scaled input, tp_requantize((v + offset) << 20, multiplier,
+    shift), for every int8 value v: the sum of two entries is the raw sum AddFunc requantizes.
+    """
+    rounding = fast_rounding(np.array([p["output_shift"]]), p["output_offset"])
+    if rounding is None:
+        return None
+    values = np.arange(-128, 128, dtype=np.int64)
+
+    def table(i: int) -> np.ndarray:
+        shifted = (values + p[f"input{i}_offset"]) << p["left_shift"]
+        return requantize(shifted, p[f"input{i}_multiplier"], p[f"input{i}_shift"])
+
+    return table(1).astype(np.int32), table(2).astype(np.int32), int(rounding[0])
 
 
 def requant_error(opcode: str, s1: float, s2: float, so: float) -> str | None:
@@ -156,13 +187,21 @@ class BinaryHandler:
             output=ctx.act(out.index),
         )
         kernel = "tp_add_s8" if op.opcode == "ADD" else "tp_mul_s8"
+        tables = add_tables(params) if op.opcode == "ADD" else None
+        extra = 0
+        if tables is not None and ADD_KERNELS[0] == "tp_add_table_s8":
+            kernel = "tp_add_table_s8"
+            params.update(input1_table=ctx.const(f"{op.name}_t1", tables[0], "int32_t"),
+                          input2_table=ctx.const(f"{op.name}_t2", tables[1], "int32_t"),
+                          output_rounding=tables[2])
+            extra = tables[0].nbytes + tables[1].nbytes
         return KernelCall(
             kernel=kernel,
             sources=(f"{kernel}.c",),
             template=f"ops/{kernel.removeprefix('tp_')}.c.j2",
             params=params,
             macs=out.size if op.opcode == "MUL" else 0,
-            weight_bytes=const_bytes(a, b),
+            weight_bytes=const_bytes(a, b) + extra,
         )
 
 

@@ -19,8 +19,18 @@ from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors, check_shifts
-from tinyprune.kernels.quant import activation_range, quantize_multiplier
+from tinyprune.kernels.conv import (
+    channel_multipliers,
+    check_int8_tensors,
+    check_shifts,
+    padded,
+)
+from tinyprune.kernels.quant import activation_range, fast_rounding, quantize_multiplier
+
+FC_KERNELS = ("tp_fully_connected_interleaved_s8", "general")
+"""FULLY_CONNECTED kernels, fastest first: the interleaved stream kernel whenever the folded bias
+fits int32, else the general tp_fully_connected_s8 / _per_channel_s8 ("general"). Tests and
+benchmarks may narrow the tuple to force one."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,48 @@ def tensor_multiplier(input_scale: float, filter_scale: float,
 def fc_scratch_bytes(in_features: int, dsp: bool) -> int:
     """tp_fully_connected_s8_get_buffer_size: one int16 input row on the DSP path, else 0."""
     return 2 * in_features if dsp else 0
+
+
+def fc_folded_bias(a: FcArgs) -> np.ndarray | None:
+    """bias + input_offset * (sum of each weight row), or None when it leaves int32."""
+    sums = a.weights.astype(np.int64).sum(axis=1)
+    bias = np.zeros(a.out_features, np.int64) if a.bias is None else a.bias.astype(np.int64)
+    folded = bias + a.input_offset * sums
+    if folded.size and (folded.min() < -(2**31) or folded.max() >= 2**31):
+        return None
+    return folded
+
+
+def fc_stream(a: FcArgs) -> np.ndarray | None:
+    """The filter stream of tp_fully_connected_interleaved_s8 (tp_nn_fc.h), or None when the
+    folded bias leaves int32 (the general kernels run then)."""
+    folded = fc_folded_bias(a)
+    if folded is None:
+        return None
+    out4, in4 = (a.out_features + 3) // 4 * 4, (a.in_features + 3) // 4 * 4
+    rows = np.zeros((out4, in4), np.int8)
+    rows[:a.out_features, :a.in_features] = a.weights
+    groups = out4 // 4
+    weights = rows.reshape(groups, 4, in4 // 4, 4).transpose(0, 2, 1, 3).reshape(groups, 4 * in4)
+    rounding = fast_rounding(a.shift, a.output_offset)
+    per_row = [folded]
+    if a.per_channel:
+        per_row += [a.multiplier, a.shift, np.zeros(a.out_features) if rounding is None
+                    else rounding]
+    words = np.zeros((len(per_row), out4), np.int64)
+    for i, v in enumerate(per_row):
+        words[i] = padded(v, out4, i > 0)
+    words = words.reshape(len(per_row), groups, 4).transpose(1, 0, 2).reshape(groups, -1)
+    body = np.concatenate([weights, words.astype("<i4").view(np.int8)], axis=1)
+    tensor = [0, 0, 0] if a.per_channel else [
+        int(a.multiplier[0]), int(a.shift[0]), 0 if rounding is None else int(rounding[0])]
+    head = np.array([int(rounding is not None), int(a.per_channel), *tensor], "<i4")
+    return np.ascontiguousarray(np.concatenate([head.view(np.int8), body.reshape(-1)]))
+
+
+def fc_interleaved_scratch_bytes(in_features: int, dsp: bool) -> int:
+    """tp_fully_connected_interleaved_s8_get_buffer_size: 2 * IN4 on the DSP path, else 0."""
+    return 2 * ((in_features + 3) // 4 * 4) if dsp else 0
 
 
 def fc_args(op: Op, graph: Graph) -> FcArgs:
@@ -141,36 +193,48 @@ class FullyConnectedHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = fc_args(op, graph)
-        scratch_bytes = fc_scratch_bytes(a.in_features, ctx.dsp)
-        if a.per_channel:
-            quant_type = "tp_per_channel_quant"
-            mult = ctx.const(f"{op.name}_mult", a.multiplier, "int32_t")
-            shift = ctx.const(f"{op.name}_shift", a.shift, "int32_t")
-        else:
-            quant_type, mult, shift = "tp_per_tensor_quant", str(a.multiplier[0]), str(a.shift[0])
+        stream = fc_stream(a) if FC_KERNELS[0] == "tp_fully_connected_interleaved_s8" else None
         act = str(op.options.get("fused_activation_function", "NONE")).lower()
         params = {
-            "kernel": a.kernel,
             "input": ctx.act(op.inputs[0]),
             "output": ctx.act(op.outputs[0]),
-            "filter": ctx.const(f"{op.name}_w", a.weights, "int8_t"),
-            "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
-            "quant_type": quant_type, "multiplier": mult, "shift": shift,
             "input_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.in_features},
             "filter_dims": {"n": a.out_features, "h": 1, "w": 1, "c": a.in_features},
             "bias_dims": {"n": 1, "h": 1, "w": 1, "c": a.out_features},
             "output_dims": {"n": a.rows, "h": 1, "w": 1, "c": a.out_features},
             "input_offset": a.input_offset, "output_offset": a.output_offset,
             "act_min": a.act_min, "act_max": a.act_max,
-            "scratch": ctx.scratch if scratch_bytes else "NULL",
-            "scratch_bytes": scratch_bytes,
             "label": (f"fc {a.in_features}->{a.out_features}"
                       f"{' per-channel' if a.per_channel else ''}"
                       f"{'' if act == 'none' else ' ' + act}"),
         }
-        return KernelCall(kernel=a.kernel, sources=("tp_fully_connected_s8.c",),
-                          template="ops/fully_connected_s8.c.j2", params=params,
-                          scratch_bytes=scratch_bytes, macs=a.macs, weight_bytes=a.weight_bytes)
+        if stream is not None:
+            kernel = "tp_fully_connected_interleaved_s8"
+            source = f"{kernel}.c"
+            scratch_bytes = fc_interleaved_scratch_bytes(a.in_features, ctx.dsp)
+            params.update(filter=ctx.const(f"{op.name}_w", stream, "int8_t"))
+            template, flash = "ops/fully_connected_interleaved_s8.c.j2", stream.size
+        else:
+            kernel, source = a.kernel, "tp_fully_connected_s8.c"
+            scratch_bytes = fc_scratch_bytes(a.in_features, ctx.dsp)
+            params.update(self._general_params(op, a, ctx))
+            template, flash = "ops/fully_connected_s8.c.j2", a.weight_bytes
+        params.update(kernel=kernel, scratch=ctx.scratch if scratch_bytes else "NULL",
+                      scratch_bytes=scratch_bytes)
+        return KernelCall(kernel=kernel, sources=(source,), template=template, params=params,
+                          scratch_bytes=scratch_bytes, macs=a.macs, weight_bytes=flash)
+
+    @staticmethod
+    def _general_params(op: Op, a: FcArgs, ctx: LowerContext) -> dict[str, str]:
+        if a.per_channel:
+            quant_type = "tp_per_channel_quant"
+            mult = ctx.const(f"{op.name}_mult", a.multiplier, "int32_t")
+            shift = ctx.const(f"{op.name}_shift", a.shift, "int32_t")
+        else:
+            quant_type, mult, shift = "tp_per_tensor_quant", str(a.multiplier[0]), str(a.shift[0])
+        return {"filter": ctx.const(f"{op.name}_w", a.weights, "int8_t"),
+                "bias": "NULL" if a.bias is None else ctx.const(f"{op.name}_b", a.bias, "int32_t"),
+                "quant_type": quant_type, "multiplier": mult, "shift": shift}
 
 
 register(FullyConnectedHandler(), estimate=sparse_cost.fc_dense_estimate)

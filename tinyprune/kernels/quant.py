@@ -70,3 +70,46 @@ def shift_error(real: float, shift: int, max_shift: int = MAX_LEFT_SHIFT) -> str
     bound = "1" if max_shift == 0 else f"2^{max_shift}"
     return (f"expected a requantization multiplier below {bound} (a shift of at most {max_shift}), "
             f"received {real:.6g} (shift {shift})")
+
+
+def requantize(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """TFLM MultiplyByQuantizedMultiplier (tp_requantize) on int32 values, exactly (int64 numpy).
+
+    ``x << left`` wraps modulo 2^32 as in the shipped interpreter; shift in -31..31.
+    """
+    left, right = max(shift, 0), max(-shift, 0)
+    v = np.asarray(x, dtype=np.int64)
+    v = ((v << left) + 2**31) % 2**32 - 2**31
+    if multiplier == -(2**31):
+        raise ValueError("multiplier -2^31 does not come from QuantizeMultiplier")
+    prod = v * multiplier  # |v| <= 2^31, |m| < 2^31: fits int64
+    nudge = np.where(prod >= 0, 1 << 30, 1 - (1 << 30))
+    total = prod + nudge
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # truncating division
+    if right == 0:
+        return high
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
+FAST_MAX_SHIFT = -2
+"""tp_requantize_fast (runtime/include/tp_dsp.h) needs a right shift of at least 2."""
+FAST_ROUNDING_LIMIT = 2**30 - 2
+
+
+def fast_rounding(shifts: np.ndarray, offset: int) -> np.ndarray | None:
+    """The ``rounding`` words of tp_requantize_fast for these shifts and output offset, or None
+    when some channel cannot take it (a shift above -2, or a rounding word beyond 2^30 - 2).
+
+    rounding = 2^(r-2) + offset * 2^(r-1) with r = -shift: the output offset is folded into the
+    requantization, which the proof in tp_dsp.h allows within that bound.
+    """
+    s = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    if s.size == 0 or int(s.max()) > FAST_MAX_SHIFT:
+        return None
+    r = -s
+    rounding = (np.int64(1) << (r - 2)) + np.int64(offset) * (np.int64(1) << (r - 1))
+    if int(np.abs(rounding).max()) > FAST_ROUNDING_LIMIT:
+        return None
+    return rounding.astype(np.int32)

@@ -2,5 +2,7 @@
 
 from tinyprune.kernels.base import PlanOptions
 from tinyprune.plan.planner import Choice, ConstArray, Plan, PlannedOp, choose_kernel, plan
+from tinyprune.plan.summary import memory_section
 
-__all__ = ["Choice", "ConstArray", "Plan", "PlanOptions", "PlannedOp", "choose_kernel", "plan"]
+__all__ = ["Choice", "ConstArray", "Plan", "PlanOptions", "PlannedOp", "choose_kernel",
+           "memory_section", "plan"]

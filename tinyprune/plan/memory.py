@@ -1,12 +1,14 @@
 """Static memory plan: every activation tensor gets an offset in one arena.
 
-Buffers whose lifetimes overlap never share bytes; the placement is greedy by size with first fit
-into the gaps left by earlier placements (the strategy TFLite Micro's GreedyMemoryPlanner uses).
+Buffers whose lifetimes overlap never share bytes; each placement is first fit into the gaps left
+by earlier placements, in a few orders (largest first, as TFLite Micro's GreedyMemoryPlanner; size x
+lifetime first; earliest first), and the smallest arena wins.
 Tensors that alias (RESHAPE and kin only reinterpret their input) form one buffer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ALIGN = 16
@@ -43,10 +45,21 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def place(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
-    """Greedy by size, first fit: returns the placed buffers and the arena size."""
+ORDERS: tuple[tuple[str, Callable[[Buffer], tuple[int, int, tuple[int, ...]]]], ...] = (
+    ("size", lambda b: (-b.size, b.first, b.tensors)),
+    ("area", lambda b: (-b.size * (b.last - b.first + 1), b.first, b.tensors)),
+    ("first", lambda b: (b.first, -b.size, b.tensors)),
+)
+"""Placement orders tried by :func:`place`, each first fit: largest first (TFLM's greedy
+planner), largest size x lifetime first, earliest first."""
+
+
+def place_in_order(buffers: list[Buffer],
+                   key: Callable[[Buffer], tuple[int, int, tuple[int, ...]]]) -> tuple[
+        list[Buffer], int]:
+    """First fit in the order of ``key``: returns the placed buffers and the arena size."""
     placed: list[Buffer] = []
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.tensors)):
+    for buf in sorted(buffers, key=key):
         live = sorted((p for p in placed if p.overlaps_in_time(buf)), key=lambda p: p.offset)
         offset = 0
         for p in live:
@@ -56,6 +69,15 @@ def place(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
         placed.append(Buffer(buf.tensors, buf.size, buf.first, buf.last, offset))
     arena = max((_align(p.offset + p.size) for p in placed), default=0)
     return sorted(placed, key=lambda b: b.tensors), arena
+
+
+def place(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
+    """The smallest arena of the first-fit placements in :data:`ORDERS` (the first on a tie):
+    returns the placed buffers and the arena size. On the official MobileNetV1 (VWW) largest
+    first loses 9 KB to fragmentation (64,512 B for a peak of 55,296 live); size x lifetime
+    first reaches the peak."""
+    best = [place_in_order(buffers, key) for _, key in ORDERS]
+    return min(best, key=lambda r: r[1])
 
 
 def lifetimes(num_ops: int, uses: list[tuple[list[int], list[int]]], graph_inputs: list[int],

@@ -14,6 +14,7 @@ afterwards from the ops that remain, their aliases and their scratch needs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field, replace
 
@@ -31,6 +32,8 @@ from tinyprune.kernels.base import (
     handlers_for,
 )
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
+
+log = logging.getLogger(__name__)
 
 CTYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "uint16_t": np.uint16,
           "int32_t": np.int32, "uint32_t": np.uint32, "float": np.float32}
@@ -123,7 +126,7 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         choice = choose_kernel(op, graph, dsp, options)
         call = choice.entry.handler.lower(op, graph, ctx)
         planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
-    memory = _memory_plan(graph, planned)
+    memory, planned = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
                 memory=memory, dsp=dsp)
 
@@ -238,21 +241,86 @@ def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelC
         reason=choice.reason)
 
 
-def _memory_plan(graph: Graph, planned: list[PlannedOp]) -> MemoryPlan:
-    def is_act(t: int) -> bool:
-        return t >= 0 and not graph.tensors[t].is_const
+def _in_place(call: KernelCall) -> KernelCall:
+    """The call with its in-place scratch (the fragment's ``scratch_bytes`` and ``scratch``)."""
+    n = call.in_place_scratch_bytes or 0
+    params = {**call.params, "scratch_bytes": n, "scratch": "tp_scratch" if n else "NULL"}
+    return replace(call, params=params, scratch_bytes=n)
 
-    root: dict[int, int] = {}
 
-    def find(t: int) -> int:
-        while root.get(t, t) != t:
-            t = root[t]
+def _memory_plan(graph: Graph, planned: list[PlannedOp]) -> tuple[MemoryPlan, list[PlannedOp]]:
+    """The smaller plan (arena + scratch) of: every op out of place, and every op whose kernel
+    can write over its first input doing so where that input dies there (not a graph input or
+    output, not read again, not another input of the op). Returns it and the ops as planned."""
+    apart = _place(graph, planned, set())
+    shared = _sharing_ops(graph, planned)
+    if not shared:
+        return apart, planned
+    ops = [PlannedOp(p.op, _in_place(p.call)) if i in shared else p for i, p in enumerate(planned)]
+    together = _place(graph, ops, shared)
+    if together.arena_bytes + together.scratch_bytes < apart.arena_bytes + apart.scratch_bytes:
+        log.info("in place: %d ops; arena + scratch %d -> %d bytes", len(shared),
+                 apart.arena_bytes + apart.scratch_bytes,
+                 together.arena_bytes + together.scratch_bytes)
+        return together, ops
+    return apart, planned
+
+
+class _Roots:
+    """Union-find over activation tensors: tensors that share one arena buffer."""
+
+    def __init__(self) -> None:
+        self.root: dict[int, int] = {}
+
+    def find(self, t: int) -> int:
+        while self.root.get(t, t) != t:
+            t = self.root[t]
         return t
 
-    for p in planned:
+    def join(self, t: int, into: int) -> None:
+        self.root[self.find(t)] = self.find(into)
+
+
+def _is_act(graph: Graph, t: int) -> bool:
+    return t >= 0 and not graph.tensors[t].is_const
+
+
+def _roots(graph: Graph, planned: list[PlannedOp], shared: set[int]) -> _Roots:
+    roots = _Roots()
+    for i, p in enumerate(planned):
         if p.call.alias:
-            src = next(t for t in p.op.inputs if is_act(t))
-            root[find(p.op.outputs[0])] = find(src)
+            roots.join(p.op.outputs[0], next(t for t in p.op.inputs if _is_act(graph, t)))
+        elif i in shared:
+            roots.join(p.op.outputs[0], p.op.inputs[0])
+    return roots
+
+
+def _sharing_ops(graph: Graph, planned: list[PlannedOp]) -> set[int]:
+    """Ops whose output may take their first input's buffer (decided in order, so chains of
+    in-place ops see the buffers the earlier ones merged)."""
+    shared: set[int] = set()
+    for i, p in enumerate(planned):
+        if p.call.in_place_scratch_bytes is None or not _is_act(graph, p.op.inputs[0]):
+            continue
+        roots = _roots(graph, planned, shared)
+        src = roots.find(p.op.inputs[0])
+        fixed = {roots.find(t) for t in (*graph.inputs, *graph.outputs)}
+        others = [t for t in p.op.inputs[1:] if _is_act(graph, t)]
+        later = [t for q in planned[i + 1:] for t in q.op.inputs if _is_act(graph, t)]
+        if (src in fixed or roots.find(p.op.outputs[0]) in fixed
+                or any(roots.find(t) == src for t in (*others, *later))):
+            continue
+        shared.add(i)
+    return shared
+
+
+def _place(graph: Graph, planned: list[PlannedOp], shared: set[int]) -> MemoryPlan:
+    roots = _roots(graph, planned, shared)
+    find = roots.find
+
+    def is_act(t: int) -> bool:
+        return _is_act(graph, t)
+
     uses = [([find(t) for t in p.op.inputs if is_act(t)], [find(t) for t in p.op.outputs])
             for p in planned]
     span = lifetimes(len(planned), uses, [find(t) for t in graph.inputs],
