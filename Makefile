@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tinyprune-installed
 SYSTAMP := $(VENV)/.system-checked
 
-.PHONY: setup system demo test test-fast bench lint clean
+.PHONY: setup system demo demo-kws test test-fast bench lint clean
 
 setup: $(STAMP) system
 
@@ -23,6 +23,16 @@ demo: setup
 	$(BIN)/tinyprune build --board nucleo_f746 \
 	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz \
 	    --prune-channels 0.5 --out build/demo
+
+# Keyword spotting on synthetic speech (examples/kws): espeak-ng data set (cached), DS-CNN
+# trained once (reused while data and settings are unchanged), pruned 50%, firmware + report.
+KWS := build/kws
+demo-kws: setup
+	$(BIN)/python examples/kws/make_data.py --out $(KWS)/kws.npz
+	$(BIN)/python examples/kws/train.py --data $(KWS)/kws.npz --out $(KWS)/kws_dscnn.keras --reuse
+	$(BIN)/tinyprune build --board nucleo_f746 \
+	    --model $(KWS)/kws_dscnn.keras --data $(KWS)/kws.npz \
+	    --prune-channels 0.5 --finetune-epochs 8 --out build/demo-kws
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
