@@ -138,3 +138,26 @@ def test_mfcc_front_end_shape() -> None:
     np.testing.assert_allclose(out[2], features.mfcc(waves[2:])[0], rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="16000"):
         features.mfcc(waves[:, :8000])
+
+
+def test_split_words_cuts_at_breaks(md: Any) -> None:
+    rate = md.ESPEAK_RATE
+    burst = np.full(rate // 4, 10000, np.int16)  # 250 ms of "speech"
+    short_gap, long_gap = np.zeros(rate // 10, np.int16), np.zeros(rate // 2, np.int16)
+    word = np.concatenate([burst, short_gap, burst])  # a word with a stop closure inside
+    run = np.concatenate([long_gap, word, long_gap, burst, long_gap])
+    pieces = md.split_words(run, 2)
+    assert pieces is not None and [len(p) for p in pieces] == [len(word), len(burst)]
+    assert md.split_words(run, 3) is None
+    assert md.split_words(np.zeros(rate, np.int16), 1) is None
+
+
+@needs_espeak
+def test_word_by_word_fallback(md: Any, drawn: dict[str, Any],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    voice = md.plan(drawn["config"])[0]
+    together = md.speak(voice)
+    monkeypatch.setattr(md, "split_words", lambda samples, count: None)
+    alone = md.speak(voice)
+    assert sorted(alone) == sorted(together) == sorted(c.index for c in voice.spoken)
+    assert all(len(alone[i]) > 0.1 * md.ESPEAK_RATE for i in alone)
