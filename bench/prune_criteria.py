@@ -304,7 +304,15 @@ def _header(info: dict[str, Any], base: dict[str, Any], summ: dict[str, Any]) ->
             f"- unpruned: {base['macs']:,} MACs, {base['params']:,} params, accuracy "
             f"{pct(base['accuracy'])}%; target (issue #3): >= {pct(summ['target_floor'])}% at "
             "2x fewer MACs",
-            f"- total time {info['seconds']:.0f} s", ""]
+            _time_line(info), ""]
+
+
+def _time_line(info: dict[str, Any]) -> str:
+    parts = info.get("part_seconds")
+    if not parts:
+        return f"- total time {info['seconds']:.0f} s"
+    return (f"- total time {info['seconds']:.0f} s wall: {len(parts)} processes over disjoint "
+            f"criteria in parallel ({', '.join(f'{p:.0f}' for p in parts)} s), then merged")
 
 
 def _rows_table(rows: list[Row]) -> list[str]:
@@ -379,6 +387,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--model", type=Path, help="the trained Keras model (default: the preset's)")
     ap.add_argument("--data", type=Path, help="its .npz (default: the preset's)")
     ap.add_argument("--name", help="results file stem (default: the preset's)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the results files")
     ap.add_argument("--epochs", type=int, default=Settings.epochs)
     ap.add_argument("--learning-rate", type=float, default=Settings.learning_rate)
     ap.add_argument("--batch-size", type=int, default=Settings.batch_size)
@@ -389,6 +398,12 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--no-settings", action="store_true", help="skip the settings table")
     ap.add_argument("--compensated-finetune", action=argparse.BooleanOptionalAction,
                     help="also fine-tune the compensated models (default: on for digits)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of an earlier run with the same settings (the results "
+                         "are written after every row)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="PART_JSON",
+                    help="measure nothing: join the rows of runs over disjoint criteria (same "
+                         "settings, e.g. run in parallel with --results elsewhere)")
     return ap.parse_args()
 
 
@@ -399,9 +414,68 @@ def _relative(path: Path) -> str:
         return path.name
 
 
+def _command() -> str:
+    return " ".join(["python", "bench/prune_criteria.py", *sys.argv[1:]])
+
+
+def write_results(folder: Path, name: str, info: dict[str, Any], base: dict[str, Any],
+                  rows: list[Row], trials: list[dict[str, Any]]) -> str:
+    """Render and write ``<name>.md`` and ``<name>.json``; returns the Markdown."""
+    order = {c: i for i, c in enumerate(CRITERIA)}
+    rows = sorted(rows, key=lambda r: (order.get(r.criterion, len(order)), r.ratio))
+    summ = summary(rows, base["accuracy"])
+    text = markdown(info, rows, trials, base, summ)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.md").write_text(text)
+    (folder / f"{name}.json").write_text(json.dumps(
+        {**info, "baseline": base, "rows": [asdict(r) for r in rows], "settings_trials": trials,
+         "summary": summ}, indent=2) + "\n")
+    return text
+
+
+_SAME = ("title", "settings", "model", "data", "compensated_finetune")
+
+
+def merge(args: argparse.Namespace, preset: Preset) -> str:
+    """Join part results (same settings, disjoint rows) into one table."""
+    parts = [json.loads(path.read_text()) for path in args.merge]
+    first = parts[0]
+    for path, part in zip(args.merge, parts, strict=True):
+        for key in _SAME:
+            if part[key] != first[key]:
+                raise SystemExit(f"error: {path}: {key} differs from {args.merge[0]}")
+    rows = [Row(**r) for part in parts for r in part["rows"]]
+    keys = [(r.criterion, r.ratio) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("error: the parts measure some rows twice")
+    info = {**{k: first[k] for k in _SAME}, "machine": first["machine"],
+            "command": "; ".join([*(p["command"] for p in parts), _command()]),
+            "seconds": max(p["seconds"] for p in parts),
+            "part_seconds": [p["seconds"] for p in parts]}
+    return write_results(args.results, args.name or preset.name, info, first["baseline"],
+                         rows, [t for p in parts for t in p["settings_trials"]])
+
+
+def _resume(path: Path, info: dict[str, Any]) -> list[Row]:
+    """The rows of an earlier run with the same settings; its time and command go into
+    ``info``."""
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text())
+    if any(doc.get(k) != info[k] for k in _SAME):
+        raise SystemExit(f"error: {path}: earlier results have other settings; remove it or "
+                         "drop --resume")
+    info["command"] = f"{doc['command']}; {info['command']}"
+    info["seconds_before"] = doc["seconds"]
+    return [Row(**r) for r in doc["rows"]]
+
+
 def main() -> int:
     args = _args()
     preset = DATASETS[args.dataset]
+    if args.merge:
+        print(merge(args, preset))
+        return 0
     model_path, data_path = args.model or preset.model, args.data or preset.data
     comp_ft = (preset.compensated_finetune if args.compensated_finetune is None
                else args.compensated_finetune)
@@ -412,11 +486,21 @@ def main() -> int:
     settings = Settings(epochs=args.epochs, learning_rate=args.learning_rate,
                         batch_size=args.batch_size,
                         seeds=tuple(int(s) for s in args.seeds.split(",")))
+    name = args.name or preset.name
+    info: dict[str, Any] = {
+        "title": preset.title, "machine": machine(),
+        "settings": json.loads(json.dumps(asdict(settings))),  # tuples as lists, as on disk
+        "command": _command(), "model": _relative(model_path), "data": _relative(data_path),
+        "compensated_finetune": comp_ft, "seconds": 0.0}
+    rows = _resume(args.results / f"{name}.json", info) if args.resume else []
+    before = float(info.pop("seconds_before", 0.0))
+    done = {(r.criterion, r.ratio) for r in rows}
     model, data = load(model_path, data_path, preset.make)
     base = baseline(model, data)
-    rows = []
     for criterion in args.criteria.split(","):
         for ratio in (float(r) for r in args.ratios.split(",")):
+            if (criterion, ratio) in done:
+                continue
             rows.append(measure(model, data, criterion, ratio, settings, comp_ft))
             r = rows[-1]
             both = "-" if r.acc_compensated_finetuned is None else pct(
@@ -425,22 +509,13 @@ def main() -> int:
                   f"{pct(r.acc_compensated)} fine-tuned {pct(r.acc_finetuned)} ± "
                   f"{pct(r.finetuned_std)} both {both} ({r.seconds} s)", file=sys.stderr,
                   flush=True)
+            info["seconds"] = round(before + time.monotonic() - start, 1)
+            write_results(args.results, name, info, base, rows, [])
     trial_settings = replace(settings, seeds=tuple(int(s) for s in args.trial_seeds.split(",")))
     trials = [] if args.no_settings or not preset.trials else [
         run_trial(model, data, t, trial_settings) for t in TRIALS]
-    summ = summary(rows, base["accuracy"])
-    info = {"title": preset.title, "machine": machine(), "settings": asdict(settings),
-            "command": " ".join(["python", "bench/prune_criteria.py", *sys.argv[1:]]),
-            "model": _relative(model_path), "data": _relative(data_path),
-            "compensated_finetune": comp_ft, "seconds": round(time.monotonic() - start, 1)}
-    text = markdown(info, rows, trials, base, summ)
-    name = args.name or preset.name
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text)
-    (RESULTS / f"{name}.json").write_text(json.dumps(
-        {**info, "baseline": base, "rows": [asdict(r) for r in rows], "settings_trials": trials,
-         "summary": summ}, indent=2) + "\n")
-    print(text)
+    info["seconds"] = round(before + time.monotonic() - start, 1)
+    print(write_results(args.results, name, info, base, rows, trials))
     return 0
 
 
