@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "snip", "synflow", "random")
+SEEDED = frozenset({"random"})  # criteria whose ranking the seed draws
 TOLERANCE = 0.01  # the issue's target: within 1 point of the unpruned model
 NOISE_SIGMAS = 2.0  # "differs by more than the seed noise": |mean difference| > 2 standard errors
 
@@ -160,13 +161,15 @@ def std(values: list[float]) -> float:
 
 def measure(model: Any, data: Any, criterion: str, ratio: float, settings: Settings,
             compensated_finetune: bool) -> Row:
-    """Prune per seed (only ``random`` depends on it), fine-tune each with that seed."""
+    """Prune per seed (only once for the criteria the seed does not change: the cut is the
+    same), fine-tune each with that seed."""
     start = time.monotonic()
     ft = settings.finetune()
     pruned_acc, refit_acc, tuned, tuned_refit = [], [], [], []
     plain = None
     for i, seed in enumerate(settings.seeds):
-        plain = prune_once(model, data, settings, seed, ratio=ratio, criterion=criterion)
+        if plain is None or criterion in SEEDED:
+            plain = prune_once(model, data, settings, seed, ratio=ratio, criterion=criterion)
         pruned_acc.append(float(plain.accuracy.after_prune or 0.0))
         tuned.append(finetuned_accuracy(plain.model, data, ft, seed))
         if i == 0 or compensated_finetune:  # compensation without fine-tune: first seed only
@@ -414,8 +417,15 @@ def _relative(path: Path) -> str:
         return path.name
 
 
+def _portable(command: str) -> str:
+    """A command line without machine paths: absolute paths relative to the repository (or
+    their last part when outside it)."""
+    return " ".join(_relative(Path(word)) if word.startswith("/") else word
+                    for word in command.split(" "))
+
+
 def _command() -> str:
-    return " ".join(["python", "bench/prune_criteria.py", *sys.argv[1:]])
+    return _portable(" ".join(["python", "bench/prune_criteria.py", *sys.argv[1:]]))
 
 
 def write_results(folder: Path, name: str, info: dict[str, Any], base: dict[str, Any],
@@ -449,7 +459,7 @@ def merge(args: argparse.Namespace, preset: Preset) -> str:
     if len(set(keys)) != len(keys):
         raise SystemExit("error: the parts measure some rows twice")
     info = {**{k: first[k] for k in _SAME}, "machine": first["machine"],
-            "command": "; ".join([*(p["command"] for p in parts), _command()]),
+            "command": "; ".join([*(_portable(p["command"]) for p in parts), _command()]),
             "seconds": max(p["seconds"] for p in parts),
             "part_seconds": [p["seconds"] for p in parts]}
     return write_results(args.results, args.name or preset.name, info, first["baseline"],
