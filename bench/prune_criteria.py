@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "snip", "synflow", "random")
+RATIOS = (0.3, 0.5, 0.7)  # the default grid: every criterion at these fractions of channels
 SEEDED = frozenset({"random"})  # criteria whose ranking the seed draws
 TOLERANCE = 0.01  # the issue's target: within 1 point of the unpruned model
 NOISE_SIGMAS = 2.0  # "differs by more than the seed noise": |mean difference| > 2 standard errors
@@ -298,10 +299,11 @@ def _header(info: dict[str, Any], base: dict[str, Any], summ: dict[str, Any]) ->
             f"- command: `{info['command']}`",
             f"- model `{info['model']}`, data `{info['data']}` ({base['train_samples']:,} "
             f"training, {base['test_samples']:,} test samples)",
-            f"- fine-tune (every row): {s['epochs']} epochs, Adam lr {s['learning_rate']}, "
-            f"{s['lr_schedule']} schedule, batch {s['batch_size']}, validation split "
-            f"{s['validation_split']}, seeds {list(s['seeds'])} (pruned and fine-tuned once per "
-            "seed; the seed also draws the random criterion)",
+            f"- fine-tune (every row): {s['epochs']} epoch{'s' * (s['epochs'] != 1)}, "
+            f"Adam lr {s['learning_rate']}, {s['lr_schedule']} schedule, batch "
+            f"{s['batch_size']}, validation split {s['validation_split']}, seeds "
+            f"{list(s['seeds'])} (each seed fine-tunes its own copy of the cut; the cut is made "
+            "once per seed only for random, whose ranking the seed draws)",
             f"- one-shot, local scope, keep_first, round_to {s['round_to']}; gradients and "
             f"compensation on {s['samples']} training samples; accuracy on the test set",
             f"- unpruned: {base['macs']:,} MACs, {base['params']:,} params, accuracy "
@@ -349,6 +351,22 @@ def _distinct_lines(rows: list[Row], summ: dict[str, Any]) -> list[str]:
     return lines
 
 
+def missing(rows: list[Row]) -> list[tuple[str, float]]:
+    """The rows of the default grid (every criterion at RATIOS) that were not measured."""
+    done = {(r.criterion, r.ratio) for r in rows}
+    return [(c, ratio) for ratio in RATIOS for c in CRITERIA if (c, ratio) not in done]
+
+
+def _missing_lines(rows: list[Row]) -> list[str]:
+    gaps = missing(rows)
+    if not gaps:
+        return []
+    by_ratio = {ratio: [c for c, r in gaps if r == ratio] for ratio in RATIOS}
+    return ["", f"Not measured ({len(gaps)} of the {len(CRITERIA) * len(RATIOS)} rows of the "
+            "full grid): " + "; ".join(f"{ratio:.0%}: {', '.join(cs)}"
+                                        for ratio, cs in by_ratio.items() if cs) + "."]
+
+
 def markdown(info: dict[str, Any], rows: list[Row], trials: list[dict[str, Any]],
              base: dict[str, Any], summ: dict[str, Any]) -> str:
     lines = [*_header(info, base, summ), *_rows_table(rows)]
@@ -357,6 +375,7 @@ def markdown(info: dict[str, Any], rows: list[Row], trials: list[dict[str, Any]]
     lines += ["", f"Reached the target at >= 2x fewer MACs after fine-tune: "
               f"{', '.join(reached) or 'none'}."]
     lines += _distinct_lines(rows, summ)
+    lines += _missing_lines(rows)
     lines += ["", "Compensation gain (mean over criteria, accuracy points):", "",
               "| removed | without fine-tune | after fine-tune |", "|---|---|---|"]
     for ratio, g in summ["compensation_gain"].items():
@@ -396,7 +415,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=Settings.batch_size)
     ap.add_argument("--seeds", default="0", help="comma-separated prune and fine-tune seeds")
     ap.add_argument("--trial-seeds", default="0,1,2", help="seeds of the settings table")
-    ap.add_argument("--ratios", default="0.3,0.5,0.7")
+    ap.add_argument("--ratios", default=",".join(str(r) for r in RATIOS))
     ap.add_argument("--criteria", default=",".join(CRITERIA))
     ap.add_argument("--no-settings", action="store_true", help="skip the settings table")
     ap.add_argument("--compensated-finetune", action=argparse.BooleanOptionalAction,

@@ -74,3 +74,13 @@ def test_command_lines_carry_no_machine_paths(pc: Any) -> None:
     assert pc._portable(f"python bench/prune_criteria.py --data {inside} --results "
                         "/elsewhere/part_a --seeds 0,1") == (
         "python bench/prune_criteria.py --data build/kws/kws.npz --results part_a --seeds 0,1")
+
+
+def test_missing_rows_of_the_grid_are_named(pc: Any) -> None:
+    rows = [row(pc, c, [0.9, 0.9]) for c in pc.CRITERIA] + [row(pc, "l1", [0.9, 0.9], 0.3)]
+    gaps = pc.missing(rows)
+    assert ("l1", 0.3) not in gaps and ("l2", 0.3) in gaps and ("random", 0.7) in gaps
+    assert len(gaps) == 2 * len(pc.CRITERIA) - 1
+    assert "15 of the 24 rows" in "\n".join(pc._missing_lines(rows))
+    full = [row(pc, c, [0.9], r) for c in pc.CRITERIA for r in pc.RATIOS]
+    assert pc.missing(full) == [] and pc._missing_lines(full) == []
