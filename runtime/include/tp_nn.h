@@ -18,5 +18,6 @@
 #include "tp_nn_elementwise.h"
 #include "tp_nn_activation.h"
 #include "tp_nn_tensor.h"
+#include "tp_nn_sparse.h"
 
 #endif /* TP_NN_H */

@@ -93,8 +93,21 @@ _BAD: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "3-D labels": (_with(y_test=np.zeros((6, 2, 2))), "y_test must be 1-D class indices"),
     "string labels": (_with(y_test=np.array(list("abcdef"))), "y_test must be 1-D class indices"),
-    "fractional labels": (_with(y_test=np.full(6, 0.5)), "y_test must be integer class indices"),
-    "negative labels": (_with(y_test=np.full(6, -1)), "y_test must be class indices >= 0"),
+    "fractional labels": (
+        _with(y_test=np.array([1.0, 2.0, 0.5, 1.0, 0.0, 3.0])),
+        r"y_test holds label 0\.5 \(sample 2\); expected integer class indices$",
+    ),
+    "nan labels": (
+        _with(y_train=np.array([1.0] * 11 + [np.nan])),
+        r"y_train holds label nan \(sample 11\); expected integer class indices$",
+    ),
+    "nan one-hot labels": (
+        _with(y_train=np.full((12, 10), np.nan)), r"y_train \(one-hot\) contains NaN"
+    ),
+    "negative labels": (
+        _with(y_test=np.array([0, 1, 2, -1, 0, 0])),
+        r"y_test holds label -1 \(sample 3\); expected class indices >= 0$",
+    ),
     "empty": (_with(x_test=np.zeros((0, 8, 8, 1)), y_test=np.zeros(0)), "x_test is empty"),
 }
 
@@ -130,7 +143,7 @@ def test_wrong_suffix(tmp_path: Path) -> None:
 
 def test_pickled_objects_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
-    with pytest.raises(UsageError, match=r"not a readable \.npz file"):
+    with pytest.raises(UsageError, match=r"data\.npz: x holds Python objects \(pickled\)"):
         load_dataset(path, SHAPE)
 
 
@@ -150,3 +163,101 @@ def test_example_digits_dataset() -> None:
     assert data.x_test.min() >= 0.0 and data.x_test.max() <= 1.0
     assert data.num_classes == 10
     assert np.bincount(data.y_test).min() >= 43  # stratified: ~25% of each class (>= 174)
+
+
+# ---------------------------------------------------------------- labels against the model
+
+
+@pytest.mark.parametrize(("name", "value", "sample"), [("y_train", 12, 4), ("y_test", 10, 5)])
+def test_labels_beyond_the_model_classes_refused(tmp_path: Path, name: str, value: int,
+                                                 sample: int) -> None:
+    arrays = _arrays()
+    arrays[name][sample] = value
+    path = _write(tmp_path, **arrays)
+    load_dataset(path, SHAPE)  # without the model's output shape there is nothing to compare
+    with pytest.raises(UsageError) as info:
+        load_dataset(path, SHAPE, (10,))
+    assert str(info.value) == (
+        f"{path}: {name} holds label {value} (sample {sample}); expected class indices 0..9 "
+        "(the model's output has 10 classes); check the labels, or give the model trained on "
+        "them")
+    assert info.value.exit_code == 2
+
+
+def test_column_labels_and_squeezed_outputs_are_checked(tmp_path: Path) -> None:
+    arrays = _arrays()
+    arrays["y_train"] %= 3
+    arrays["y_test"] = np.full((6, 1), 3)
+    path = _write(tmp_path, **arrays)
+    assert load_dataset(path, SHAPE, (1, 1, 10)).y_test.tolist() == [3] * 6
+    with pytest.raises(UsageError, match=r"y_test holds label 3 \(sample 0\); expected class "
+                                         r"indices 0\.\.2 \(the model's output has 3 classes\)"):
+        load_dataset(path, SHAPE, (1, 1, 3))
+
+
+def test_one_hot_width_must_match_the_model(tmp_path: Path) -> None:
+    arrays = _arrays()
+    arrays["y_train"] = np.eye(12, dtype=np.float32)[arrays["y_train"]]
+    path = _write(tmp_path, **arrays)
+    with pytest.raises(UsageError, match=r"y_train is one-hot with 12 columns, but the model's "
+                                         r"output has 10 classes"):
+        load_dataset(path, SHAPE, (10,))
+
+
+@pytest.mark.parametrize(("output", "input_shape"), [
+    ((64,), (64,)),  # autoencoder: reconstructs its input, labels are not classes of it
+    ((1,), SHAPE),  # a single value: regression or a binary sigmoid
+    ((4, 4, 2), SHAPE),  # a map, not a class vector
+    ((None,), SHAPE),
+])
+def test_outputs_that_are_not_class_vectors_are_not_checked(tmp_path: Path, output: Any,
+                                                            input_shape: Any) -> None:
+    arrays = _arrays(shape=input_shape)
+    arrays["y_test"][0] = 100
+    data = load_dataset(_write(tmp_path, **arrays), input_shape, output)
+    assert data.y_test[0] == 100
+
+
+# ---------------------------------------------------------------- sizes read before loading
+
+
+def _npz_with_header(path: Path, shape: tuple[int, ...], payload: bytes = b"") -> Path:
+    """An .npz whose x array header declares ``shape`` (float64) over ``payload`` bytes."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", header.getvalue() + payload)
+        buf = io.BytesIO()
+        np.save(buf, np.zeros(2, np.int64))
+        zf.writestr("y.npy", buf.getvalue())
+    return path
+
+
+def test_huge_declared_array_refused_before_allocation(tmp_path: Path) -> None:
+    # 233 TiB declared, 16 bytes held: numpy would try to allocate it ("MemoryError").
+    path = _npz_with_header(tmp_path / "data.npz", (2, 2**44), b"\0" * 16)
+    with pytest.raises(UsageError) as info:
+        load_dataset(path, (None,))
+    assert str(info.value) == (
+        f"{path}: not a readable .npz file (x declares shape (2, 17592186044416) of float64, "
+        "more than the 144 bytes it holds)")
+
+
+def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tinyprune.data as data_module
+
+    arrays = {"x": np.zeros((100, 8, 8, 1), np.uint8), "y": np.zeros(100, np.int64)}
+    path = _write(tmp_path, **arrays)
+    monkeypatch.setattr(data_module, "MAX_DATA_BYTES", 20_000)  # holds 8.6 KB, 25.6 KB as float
+    with pytest.raises(UsageError, match=r"data\.npz: its inputs take as float32 25\.0 KiB, over "
+                                         r"tinyprune's limit of 19\.5 KiB \(use a subset of the "
+                                         r"samples; see docs/models\.md, 'Size limits'\)"):
+        load_dataset(path, SHAPE)
+    monkeypatch.setattr(data_module, "MAX_DATA_BYTES", 5_000)
+    with pytest.raises(UsageError, match=r"its arrays unpack to 7\.3 KiB, over tinyprune's "
+                                         r"limit of 4\.9 KiB"):
+        load_dataset(path, SHAPE)

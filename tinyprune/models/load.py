@@ -13,6 +13,8 @@ import contextlib
 import io
 import json
 import logging
+import math
+import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,12 @@ from typing import Any, Literal
 from tinyprune.errors import UsageError
 from tinyprune.models import safety
 from tinyprune.models._backend import Flavor, flavor_of, keras_module
+from tinyprune.models.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_GRAPH_BYTES,
+    MAX_MODEL_BYTES,
+    check_size,
+)
 from tinyprune.models.stats import count_macs, count_params
 from tinyprune.models.tflite_file import check_tflite
 
@@ -31,6 +39,11 @@ ModelKind = Literal["keras3", "tf_keras", "tflite"]
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TRUST_HINT = "pass --trust-model if you trust this file"
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", "SavedModel folder")
+# SavedObject identifiers of Keras objects (tf_keras saving/legacy/saved_model/constants.py).
+_KERAS_IDENTIFIERS = frozenset({
+    "_tf_keras_input_layer", "_tf_keras_layer", "_tf_keras_metric", "_tf_keras_model",
+    "_tf_keras_network", "_tf_keras_rnn_layer", "_tf_keras_sequential",
+})
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,15 @@ def _quiet_keras() -> Iterator[None]:
     import warnings
 
     buffer = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(buffer):
-        warnings.simplefilter("ignore")
-        yield
+    tf_log = logging.getLogger("tensorflow")  # tf_keras logs load-time warnings here
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buffer):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf_log.setLevel(level)
     if buffer.getvalue().strip():
         log.debug("keras said: %s", buffer.getvalue().strip())
 
@@ -120,14 +139,82 @@ def _flavor_from_version(version: str | None) -> Flavor:
     return "tf_keras" if version is not None and version.startswith("2.") else "keras3"
 
 
+def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> Any:
+    """A JSON member of a .keras archive, read no further than the config limit."""
+    check_size(path, f"{name} unpacks to", archive.getinfo(name).file_size, MAX_CONFIG_BYTES)
+    with archive.open(name) as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    check_size(path, f"{name} unpacks to", len(raw), MAX_CONFIG_BYTES)
+    return json.loads(raw)
+
+
+def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
+    members = archive.infolist()
+    check_size(path, "the archive unpacks to", sum(m.file_size for m in members),
+               MAX_MODEL_BYTES)
+    for member in members:
+        if member.filename.endswith(".h5"):
+            with archive.open(member) as f:
+                _check_h5_datasets(path, f)
+
+
 def _read_keras_zip(path: Path) -> tuple[Flavor, dict[str, Any]]:
     try:
         with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read("metadata.json"))
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+            meta = _read_member(path, archive, "metadata.json")
+            config = _read_member(path, archive, "config.json")
+            _check_archive(path, archive)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RuntimeError) as exc:
         raise UsageError(f"{path}: not a Keras model (not a valid .keras archive: {exc})") from None
+    if not isinstance(meta, dict) or not isinstance(config, dict):
+        raise UsageError(f"{path}: not a Keras model (metadata.json or config.json is not an "
+                         "object)")
     return _flavor_from_version(meta.get("keras_version")), config
+
+
+def _check_h5_datasets(path: Path, source: Any) -> None:
+    """Refuse an HDF5 file whose datasets declare more than MAX_MODEL_BYTES (before reading:
+    chunked, compressed datasets can expand far beyond the file size), or that links to data in
+    other files (external links, virtual or external-storage datasets)."""
+    import h5py
+
+    declared = 0
+
+    def visit(name: str, link: Any) -> str | None:  # a non-None return stops the visit
+        if isinstance(link, h5py.ExternalLink):
+            return f"'{name}' links to another file ({link.filename})"
+        return None
+
+    def add(name: str, obj: Any) -> str | None:
+        nonlocal declared
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                return f"dataset '{name}' keeps its data in other files"
+            declared += math.prod(int(d) for d in (obj.shape or ())) * obj.dtype.itemsize
+        return None
+
+    with h5py.File(source, "r") as h5:
+        problem = h5.visititems_links(visit) or h5.visititems(add)
+    if problem:
+        raise UsageError(f"{path}: {problem}; expected a self-contained model file")
+    check_size(path, "its weights declare", declared, MAX_MODEL_BYTES)
+
+
+def _h5_attr_text(path: Path, h5: Any, name: str) -> str | None:
+    """An HDF5 string attribute, its declared size checked before it is read."""
+    if name not in h5.attrs:
+        return None
+    attr = h5.attrs.get_id(name)
+    if attr.dtype.kind == "S":  # fixed-length: the declared size is what h5py allocates
+        size = math.prod(int(d) for d in (attr.shape or ())) * attr.dtype.itemsize
+        check_size(path, f"its {name} attribute holds", size, MAX_CONFIG_BYTES)
+    value = h5.attrs.get(name)
+    text = value.decode() if isinstance(value, bytes) else value
+    if text is not None and not isinstance(text, str):
+        raise UsageError(f"{path}: not a Keras model (attribute {name} is not a string)")
+    if text is not None:
+        check_size(path, f"its {name} attribute holds", len(text), MAX_CONFIG_BYTES)
+    return text
 
 
 def _read_h5(path: Path) -> tuple[Flavor, dict[str, Any]]:
@@ -138,38 +225,89 @@ def _read_h5(path: Path) -> tuple[Flavor, dict[str, Any]]:
 
     try:
         with h5py.File(path, "r") as h5:
-            version = h5.attrs.get("keras_version")
-            raw = h5.attrs.get("model_config")
-    except OSError as exc:
+            version = _h5_attr_text(path, h5, "keras_version")
+            raw = _h5_attr_text(path, h5, "model_config")
+        if raw is not None:
+            _check_h5_datasets(path, path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a Keras model (damaged HDF5 file: {exc})") from None
     if raw is None:
         raise UsageError(
             f"{path}: not a Keras model (HDF5 file without a model config; "
             "weights-only files are not models)"
         )
-    version = version.decode() if isinstance(version, bytes) else version
-    raw = raw.decode() if isinstance(raw, bytes) else raw
-    return _flavor_from_version(version), json.loads(raw)
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not a Keras model (model_config is not JSON: {exc})") from None
+    return _flavor_from_version(version), config
+
+
+def _folder_bytes(path: Path) -> int:
+    """Bytes of the files in a folder (linked files count with their targets' size)."""
+    total = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):  # a dangling link: TensorFlow reports it
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _metadata_entries(path: Path, raw: list[str]) -> list[dict[str, Any]]:
+    check_size(path, "its Keras metadata holds", sum(len(r) for r in raw), MAX_CONFIG_BYTES)
+    entries = [json.loads(r) for r in raw]
+    if not all(isinstance(e, dict) for e in entries):
+        raise ValueError("a metadata entry is not a JSON object")
+    return entries
+
+
+def _legacy_metadata(path: Path) -> list[str]:
+    """Keras metadata kept inside ``saved_model.pb`` (SavedModels written before TF 2.5)."""
+    keras_module("tf_keras")  # quiets TensorFlow and keeps Keras out of $HOME first
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((path / "saved_model.pb").read_bytes())
+    if not saved.meta_graphs:
+        return []
+    nodes = saved.meta_graphs[0].object_graph_def.nodes
+    return [node.user_object.metadata for node in nodes
+            if node.WhichOneof("kind") == "user_object"
+            and node.user_object.identifier in _KERAS_IDENTIFIERS and node.user_object.metadata]
 
 
 def _read_savedmodel(path: Path) -> list[dict[str, Any]]:
-    if not (path / "saved_model.pb").is_file():
+    """The per-object Keras metadata of a tf_keras SavedModel (``keras_metadata.pb``, or inside
+    ``saved_model.pb`` for TF < 2.5), sizes checked first."""
+    graph = path / "saved_model.pb"
+    if not graph.is_file():
         raise UsageError(f"{path}: not a model (folder without saved_model.pb)")
+    check_size(path, "the SavedModel folder holds", _folder_bytes(path), MAX_MODEL_BYTES)
+    check_size(path, "saved_model.pb holds", graph.stat().st_size, MAX_GRAPH_BYTES)
     meta_file = path / "keras_metadata.pb"
-    if not meta_file.is_file():
+    try:
+        if meta_file.is_file():
+            check_size(path, "keras_metadata.pb holds", meta_file.stat().st_size,
+                       MAX_CONFIG_BYTES)
+            keras_module("tf_keras")
+            from tf_keras.protobuf import saved_metadata_pb2
+
+            metadata = saved_metadata_pb2.SavedMetadata()
+            metadata.ParseFromString(meta_file.read_bytes())
+            raw = [node.metadata for node in metadata.nodes]
+        else:
+            raw = _legacy_metadata(path)
+        entries = _metadata_entries(path, raw)
+    except UsageError:
+        raise
+    except Exception as exc:  # protobuf DecodeError or bad JSON
+        raise UsageError(f"{path}: not a model (damaged SavedModel metadata: {exc})") from None
+    if not entries:
         raise UsageError(
-            f"{path}: expected a SavedModel saved by tf_keras (keras_metadata.pb), "
+            f"{path}: expected a SavedModel saved by tf_keras (with Keras metadata), "
             "received a plain TensorFlow SavedModel; give the .keras or .h5 file"
         )
-    keras_module("tf_keras")
-    from tf_keras.protobuf import saved_metadata_pb2
-
-    metadata = saved_metadata_pb2.SavedMetadata()
-    try:
-        metadata.ParseFromString(meta_file.read_bytes())
-        return [json.loads(node.metadata) for node in metadata.nodes]
-    except Exception as exc:  # protobuf DecodeError or bad JSON
-        raise UsageError(f"{path}: not a model (damaged keras_metadata.pb: {exc})") from None
+    return entries
 
 
 # ---------------------------------------------------------------- loaders per format
@@ -192,21 +330,24 @@ def _load_keras_file(path: Path, flavor: Flavor, trust_model: bool) -> Any:
 def _load_keras(path: Path, trust_model: bool) -> LoadedModel:
     if path.is_dir():
         flavor: Flavor = "tf_keras"
+        entries = _read_savedmodel(path)
         if not trust_model:
-            _refuse_unsafe(path, safety.find_unsafe_layers(_read_savedmodel(path), flavor))
-        else:
-            _read_savedmodel(path)
+            _refuse_unsafe(path, safety.find_unsafe_layers(entries, flavor))
     else:
+        check_size(path, "the file holds", path.stat().st_size, MAX_MODEL_BYTES)
         reader = _read_keras_zip if path.suffix == ".keras" else _read_h5
         flavor, config = reader(path)
         if not trust_model:
             _refuse_unsafe(path, safety.find_unsafe(config, flavor))
     model = _load_keras_file(path, flavor, trust_model)
+    if not trust_model:
+        _refuse_unsafe(path, safety.find_revived_layers(model))
     log.info("loaded %s (%s, %d layers)", path, flavor, len(model.layers))
     return wrap_model(model, path)
 
 
 def _load_tflite(path: Path) -> LoadedModel:
+    check_size(path, "the file holds", path.stat().st_size, MAX_MODEL_BYTES)
     data = path.read_bytes()
     info = check_tflite(path, data)
     return LoadedModel(
