@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tinyprune-installed
 SYSTAMP := $(VENV)/.system-checked
 
-.PHONY: setup system demo test test-fast bench fuzz lint clean
+.PHONY: setup system demo demo-kws test test-fast bench fuzz lint clean
 
 setup: $(STAMP) system
 
@@ -30,6 +30,16 @@ demo: setup
 	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
 	    --md build/demo-compare.md --force > /dev/null
 	@grep -A4 '^| variant' build/demo-compare.md
+
+# Keyword spotting on synthetic speech (examples/kws): espeak-ng data set (cached), DS-CNN
+# trained once (reused while data and settings are unchanged), pruned 50%, firmware + report.
+KWS := build/kws
+demo-kws: setup
+	$(BIN)/python examples/kws/make_data.py --out $(KWS)/kws.npz
+	$(BIN)/python examples/kws/train.py --data $(KWS)/kws.npz --out $(KWS)/kws_dscnn.keras --reuse
+	$(BIN)/tinyprune build --board nucleo_f746 \
+	    --model $(KWS)/kws_dscnn.keras --data $(KWS)/kws.npz \
+	    --prune-channels 0.5 --finetune-epochs 8 --out build/demo-kws
 
 test: setup
 	$(BIN)/python -m pytest -q -ra

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools tinyprune needs when they are missing (Debian/Ubuntu):
-# the Arm cross compiler with newlib, QEMU for Arm, a host C compiler, and Chromium (the tests
+# the Arm cross compiler with newlib, QEMU for Arm, a host C compiler, espeak-ng (the speech
+# synthesiser that makes the keyword-spotting data set of examples/kws) and Chromium (the tests
 # render report.html in headless Chromium; tinyprune itself does not need it).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -11,6 +12,7 @@ command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
     || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v cc >/dev/null || need+=(gcc)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v chromium >/dev/null || need+=(chromium)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 
