@@ -25,6 +25,7 @@ EXPECTED_GROUPS = {
                        ("conv2d_2",): 6},
     "concatenate": {("conv2d",): 8, ("conv2d_1",): 4, ("conv2d_2",): 8, ("conv2d_3",): 6},
     "flatten_dense": {("conv2d",): 8, ("dense",): 8},
+    "tensor_ops": {("conv2d", "conv2d_1", "conv2d_3"): 8, ("conv2d_2",): 4, ("conv2d_4",): 6},
 }
 
 

@@ -9,7 +9,7 @@ that exercises it; ``ARCHITECTURES`` lists the larger example networks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 Builder = Callable[[ModuleType], Any]
@@ -231,6 +231,35 @@ def conv1d(k: ModuleType) -> Any:
     return conv1d_series(k)
 
 
+def tensor_ops_of(k: ModuleType) -> Any:
+    """Functions on symbolic tensors: ``keras.ops`` (Keras 3 records ``Operation`` nodes) or
+    TensorFlow's (tf_keras records ``TFOpLambda`` layers)."""
+    if k.__name__ == "keras":
+        return k.ops
+    import tensorflow as tf
+
+    return SimpleNamespace(
+        relu6=tf.nn.relu6, relu=tf.nn.relu, transpose=tf.transpose,
+        mean=lambda x, axis, keepdims: tf.reduce_mean(x, axis=axis, keepdims=keepdims),
+    )
+
+
+def tensor_ops(k: ModuleType) -> Any:
+    """MobileNetV3's blocks written with tensor operations instead of layers: hard-swish
+    ``x * relu6(x + 3) / 6``, a squeeze-excite gate through ``mean`` and a hard-sigmoid, and a
+    residual ``+``."""
+    ops = tensor_ops_of(k)
+    inp, x = _stem(k)
+    y = k.layers.Conv2D(8, 3, padding="same")(x)
+    y = y * ops.relu6(y + 3.0) * (1.0 / 6.0)
+    s = ops.mean(y, axis=(1, 2), keepdims=True)
+    s = k.layers.Conv2D(4, 1, activation="relu")(s)
+    s = k.layers.Conv2D(8, 1)(s)
+    y = y * (ops.relu6(s + 3.0) * (1.0 / 6.0))
+    y = ops.relu(y + x)
+    return k.Model(inp, _head(k, k.layers.Conv2D(6, 1)(y)))
+
+
 COUPLINGS: dict[str, Builder] = {
     **{f"merge_{n.lower()}": merge(n)
        for n in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
@@ -248,6 +277,7 @@ COUPLINGS: dict[str, Builder] = {
     "spatial_ops": spatial_ops,
     "conv1d": conv1d,
     "mlp": mlp,
+    "tensor_ops": tensor_ops,
 }
 
 ARCHITECTURES: dict[str, Builder] = {
