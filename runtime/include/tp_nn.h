@@ -18,5 +18,7 @@
 #include "tp_nn_elementwise.h"
 #include "tp_nn_activation.h"
 #include "tp_nn_tensor.h"
+#include "tp_nn_transform.h"
+#include "tp_nn_transpose_conv.h"
 
 #endif /* TP_NN_H */

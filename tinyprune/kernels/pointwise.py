@@ -1,0 +1,190 @@
+"""HARD_SWISH, RELU, RELU6, LEAKY_RELU, TANH (int8): one-input activations.
+
+Every number is computed here as TFLite Micro's Prepare computes it (``hard_swish_common.cc``,
+``activations_common.cc``, ``leaky_relu_common.cc``, ``tanh.cc``), in float32 where TFLM divides
+floats and in double where it does; the kernels (``runtime/kernels/tp_<op>_s8.c``) and their
+template fragments only apply them. A new module beside ``activation.py`` (SOFTMAX, LOGISTIC):
+the ops of this family that MobileNetV3 and friends need, kept apart from the checks another
+change edits there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.kernels.base import KernelCall, LowerContext, register
+from tinyprune.kernels.quant import quantize_multiplier, tflite_round
+from tinyprune.kernels.tensor import fail, label_shape, op_input, op_output, require_int8
+
+log = logging.getLogger(__name__)
+
+F32 = np.float32
+TANH_INPUT_INTEGER_BITS = 4  # Q4.27 input, as LOGISTIC
+
+
+def f32_ratio(a: float, b: float) -> float:
+    """``a / b`` divided in float32 (TFLM ``float / float``), returned as a double."""
+    return float(F32(F32(a) / F32(b)))
+
+
+def downscale_int16(multiplier: int) -> int:
+    """TFLM DownScaleInt32ToInt16Multiplier: a Q31 multiplier rounded to Q15."""
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (multiplier + (1 << 15)) >> 16
+
+
+def hard_swish_params(x: Tensor, out: Tensor) -> dict[str, int]:
+    """tp_hard_swish_params: TFLM HardSwishPrepare (float32 scales, int16 multipliers)."""
+    hires = F32(F32(1.0 / 128.0) * F32(x.scale))
+    reluish_scale = F32(F32(3.0) / F32(32768.0))
+    out_mult, out_exp = quantize_multiplier(float(F32(hires / F32(out.scale))))
+    rel_mult, rel_exp = quantize_multiplier(float(F32(hires / reluish_scale)))
+    if out_exp > 0:
+        raise ValueError(
+            f"output scale {out.scale:g} is below input scale / 128 ({float(hires):g}); "
+            "TFLite Micro's HARD_SWISH needs it at least that large"
+        )
+    return {
+        "input_zero_point": x.zero_point,
+        "output_zero_point": out.zero_point,
+        "reluish_multiplier": downscale_int16(rel_mult),
+        "reluish_exponent": rel_exp,
+        "output_multiplier": downscale_int16(out_mult),
+        "output_exponent": out_exp,
+    }
+
+
+def relu_params(x: Tensor, out: Tensor) -> dict[str, Any]:
+    """tp_relu_params: TFLM CalculateReluOpData<int8_t> (requantized, clamped at zero)."""
+    multiplier, shift = quantize_multiplier(f32_ratio(x.scale, out.scale))
+    return {
+        "input_zero_point": x.zero_point,
+        "output_zero_point": out.zero_point,
+        "multiplier": multiplier,
+        "shift": shift,
+        "act_min": max(-128, out.zero_point),
+        "act_max": 127,
+    }
+
+
+def relu6_params(x: Tensor, out: Tensor) -> dict[str, Any]:
+    """The clamp of TFLM Relu6Prepare: [input zero point, FloatToQuantizedType(6.0)].
+
+    TFLite Micro clamps the raw input values and does not requantize them, even when the
+    converter gave the output another scale (it does for a standalone ReLU6); the firmware does
+    the same, to stay bit-exact with it, and the handler logs a warning.
+    """
+    six = tflite_round(float(F32(F32(6.0) / F32(x.scale)))) + x.zero_point
+    return {"act_min": x.zero_point, "act_max": min(127, max(-128, six))}
+
+
+def leaky_relu_params(x: Tensor, out: Tensor, alpha: float) -> dict[str, int]:
+    """tp_leaky_relu_params: TFLM CalculateOpDataLeakyRelu (float32 products, as TFLM)."""
+    alpha_real = float(F32(F32(F32(x.scale) * F32(alpha)) / F32(out.scale)))
+    alpha_mult, alpha_shift = quantize_multiplier(alpha_real)
+    identity_mult, identity_shift = quantize_multiplier(f32_ratio(x.scale, out.scale))
+    return {
+        "input_zero_point": x.zero_point,
+        "output_zero_point": out.zero_point,
+        "identity_multiplier": identity_mult,
+        "identity_shift": identity_shift,
+        "alpha_multiplier": alpha_mult,
+        "alpha_shift": alpha_shift,
+    }
+
+
+def input_radius(integer_bits: int, left_shift: int) -> int:
+    """TFLM CalculateInputRadius(integer_bits, left_shift, 31), double arithmetic, floored."""
+    value = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
+    return math.floor(value)
+
+
+def tanh_params(x: Tensor, out: Tensor) -> dict[str, int]:
+    """tp_tanh_params: TFLM tanh CalculateArithmeticOpData (int8)."""
+    if out.zero_point != 0 or out.scale != 1.0 / 128:
+        raise ValueError(
+            f"expects output scale 1/128 and zero point 0, received {out.scale}/{out.zero_point}"
+        )
+    q, shift = math.frexp(x.scale * (1 << (31 - TANH_INPUT_INTEGER_BITS)))
+    multiplier = tflite_round(q * (1 << 31))
+    if multiplier >= 1 << 31 or not -31 <= shift <= 31:
+        raise ValueError(f"input scale {x.scale:g} is out of the range int8 tanh supports")
+    return {
+        "input_zero_point": x.zero_point,
+        "input_range_radius": input_radius(TANH_INPUT_INTEGER_BITS, shift),
+        "input_multiplier": multiplier,
+        "input_left_shift": shift,
+    }
+
+
+@dataclass(frozen=True)
+class Pointwise:
+    """One kernel of this family: its C function and how its parameters are computed."""
+
+    kernel: str
+    params: Callable[[Op, Tensor, Tensor], dict[str, Any]]
+
+
+KERNELS: dict[str, Pointwise] = {
+    "HARD_SWISH": Pointwise("tp_hard_swish_s8", lambda op, x, y: hard_swish_params(x, y)),
+    "RELU": Pointwise("tp_relu_s8", lambda op, x, y: relu_params(x, y)),
+    "RELU6": Pointwise("tp_relu6_s8", lambda op, x, y: relu6_params(x, y)),
+    "LEAKY_RELU": Pointwise(
+        "tp_leaky_relu_s8", lambda op, x, y: leaky_relu_params(x, y, float(op.options["alpha"]))
+    ),
+    "TANH": Pointwise("tp_tanh_s8", lambda op, x, y: tanh_params(x, y)),
+}
+"""TFLite op -> kernel of the one-input activations."""
+
+
+@dataclass(frozen=True)
+class PointwiseHandler:
+    opcodes: tuple[str, ...] = tuple(KERNELS)
+
+    def _params(self, op: Op, graph: Graph) -> dict[str, Any]:
+        x, out = op_input(op, graph, 0), op_output(op, graph)
+        require_int8(op, x, out)
+        if x.size != out.size:
+            raise fail(op, f"expects the output shaped as the input, received {list(out.shape)}")
+        if op.opcode == "LEAKY_RELU" and "alpha" not in op.options:
+            raise fail(op, "has no alpha option")
+        try:
+            return KERNELS[op.opcode].params(op, x, out)
+        except ValueError as exc:
+            raise fail(op, str(exc)) from None
+
+    def check(self, op: Op, graph: Graph) -> None:
+        self._params(op, graph)
+
+    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
+        x, out = op_input(op, graph, 0), op_output(op, graph)
+        kernel = KERNELS[op.opcode].kernel
+        if op.opcode == "RELU6" and x.quant != out.quant:
+            log.warning(
+                "layer '%s': RELU6 output scale %g differs from its input's %g; TFLite Micro "
+                "clamps without requantizing, and so does the firmware (bit-exact with it)",
+                op.name, out.scale, x.scale)
+        params = self._params(op, graph)
+        params.update(
+            input=ctx.act(x.index),
+            output=ctx.act(out.index),
+            size=x.size,
+            label=f"{op.opcode.lower()} {label_shape(x.shape)}",
+        )
+        return KernelCall(
+            kernel=kernel,
+            sources=(f"{kernel}.c",),
+            template=f"ops/{kernel.removeprefix('tp_')}.c.j2",
+            params=params,
+        )
+
+
+register(PointwiseHandler())
