@@ -231,6 +231,15 @@ def conv1d(k: ModuleType) -> Any:
     return conv1d_series(k)
 
 
+def conv_transpose(k: ModuleType) -> Any:
+    """A decoder: strided conv down, Conv2DTranspose back up, a bilinear Resizing."""
+    inp, x = _stem(k)
+    x = k.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Resizing(12, 12, interpolation="bilinear")(x)
+    return k.Model(inp, _head(k, k.layers.Conv2D(4, 1)(x)))
+
+
 def tensor_ops_of(k: ModuleType) -> Any:
     """Functions on symbolic tensors: ``keras.ops`` (Keras 3 records ``Operation`` nodes) or
     TensorFlow's (tf_keras records ``TFOpLambda`` layers)."""
@@ -278,6 +287,7 @@ COUPLINGS: dict[str, Builder] = {
     "conv1d": conv1d,
     "mlp": mlp,
     "tensor_ops": tensor_ops,
+    "conv_transpose": conv_transpose,
 }
 
 ARCHITECTURES: dict[str, Builder] = {

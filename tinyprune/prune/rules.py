@@ -99,7 +99,8 @@ def _is_last_axis(axis: Any, rank: int) -> bool:
     return [a % rank for a in axes] == [rank - 1]
 
 
-@rule("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
+@rule("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D",
+      "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 def producer(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Filters or units form a new space; the input channels are read by the kernel."""
     config = node.config
@@ -132,7 +133,7 @@ def depthwise(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
 )
 def passthrough(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Channel ``c`` of the output is computed from channel ``c`` of the input only."""
