@@ -41,6 +41,7 @@ class Case:
         flavor: ``keras3`` or ``tf_keras``.
         setup: called with the built model (e.g. to set weights).
         nonnegative: test inputs never go below the input zero point (the op is undefined there).
+        batch: a fixed batch size for the inputs (None: unknown, as Keras leaves it).
     """
 
     id: str
@@ -51,6 +52,7 @@ class Case:
     flavor: str = "keras3"
     setup: Callable[[Any], None] | None = None
     nonnegative: bool = False
+    batch: int | None = None
 
     @property
     def range(self) -> tuple[float, float]:
@@ -64,7 +66,8 @@ class Case:
     def build(self) -> Any:
         k = self.keras()
         k.utils.set_random_seed(0)
-        ins = [k.Input(s, name=f"in{i}") for i, s in enumerate(self.shapes)]
+        ins = [k.Input(s, batch_size=self.batch, name=f"in{i}")
+               for i, s in enumerate(self.shapes)]
         model = k.Model(ins, self.graph(k)(ins if len(ins) > 1 else ins[0]))
         if self.setup is not None:
             self.setup(model)
@@ -93,13 +96,15 @@ def convert(case: Case) -> bytes:
 
 
 class HostCtx:
-    """LowerContext for the host: activations are slots of a ``void **T`` argument."""
+    """LowerContext for the host: activations are slots of a ``void **T`` argument; scratch is
+    sized for the DSP path (never smaller than the portable path's), so one lowering serves
+    both builds."""
 
-    dsp = False
-    scratch = "NULL"
+    dsp = True
 
     def __init__(self, prefix: str, slots: dict[int, int]) -> None:
         self.prefix, self.slots, self.consts = prefix, slots, []
+        self.scratch = f"{prefix}_scratch"
 
     def act(self, tensor_index: int) -> str:
         return f"T[{self.slots[tensor_index]}]"
@@ -141,7 +146,10 @@ def lower(case: Case, env: Any) -> Lowered:
             continue
         body.append(env.get_template(call.template).render(**call.params))
         body.append("    if (status != TP_OK) {\n        return (int)status;\n    }")
-    code = "\n".join([*ctx.consts, f"int {fn}(void **T)", "{", "    tp_status status = TP_OK;",
+    words = (max((c.scratch_bytes for c in calls), default=0) + 3) // 4
+    scratch = [f"static int32_t {ctx.scratch}[{words}];"] if words else []
+    code = "\n".join([*ctx.consts, *scratch, f"int {fn}(void **T)", "{",
+                      "    tp_status status = TP_OK;",
                       *(_indent(b) for b in body), "    return 0;", "}", ""])
     return Lowered(case, buf, graph, slots, calls, code)
 

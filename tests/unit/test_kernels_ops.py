@@ -1,8 +1,9 @@
 """The ops common Keras models turn into, bit-exact with TFLite Micro (portable and DSP builds).
 
 HARD_SWISH, RELU, RELU6, LEAKY_RELU, PRELU, TANH, SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, RSQRT,
-NEG (float), STRIDED_SLICE, SPLIT, SPLIT_V, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR and
-TRANSPOSE_CONV: each case is a tiny model converted to full-int8 TFLite; the graph goes through
+NEG (float), STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR and
+TRANSPOSE_CONV (and an unrolled tf_keras LSTM, which is made of them): each case is a tiny model
+converted to full-int8 TFLite; the graph goes through
 the real handlers and template fragments (tests/op_harness.py), and the outputs must equal the
 ``tflite_micro`` interpreter's byte for byte on inputs that walk every int8 value and on random
 ones. The premise of each case (the ops the converter emits) is asserted too.
@@ -149,6 +150,10 @@ CASES = [
     Case("split", lam(_split_swap), ((4, 4, 6),), "SPLIT"),
     Case("split_rows", lam(_split_rows), ((6, 4, 3),), "SPLIT"),
     Case("split_v", lam(_split_v), ((3, 3, 6),), "SPLIT_V"),
+    Case("unpack", lam(lambda k, t: k.ops.concatenate(_tf().unstack(t, axis=1)[::-1], -1)),
+         ((5, 4),), "UNPACK"),
+    Case("lstm_unrolled", L("LSTM", 6, unroll=True), ((5, 3),),
+         "UNPACK SPLIT FULLY_CONNECTED LOGISTIC TANH MUL ADD", flavor="tf_keras", batch=1),
     Case("bilinear_up2", L("UpSampling2D", interpolation="bilinear"), ((5, 4, 3),),
          "RESIZE_BILINEAR"),
     Case("bilinear_odd", L("Resizing", 8, 11, interpolation="bilinear"), ((5, 7, 2),),

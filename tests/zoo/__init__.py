@@ -3,7 +3,8 @@
 Every builder takes the flavor's module (``keras`` or ``tf_keras``) as ``k`` and returns a built
 model. Activations are zero-preserving (ReLU, ReLU6, linear) wherever a coupled channel flows, so
 the zero-channel equivalence tests hold exactly. ``COUPLINGS`` maps a coupling name to a builder
-that exercises it; ``ARCHITECTURES`` lists the larger example networks.
+that exercises it; ``ARCHITECTURES`` lists the larger example networks; ``BACKBONES`` the
+``keras.applications`` models users bring (no weights: nothing is downloaded) and two decoders.
 """
 
 from __future__ import annotations
@@ -296,4 +297,55 @@ ARCHITECTURES: dict[str, Builder] = {
     "conv1d_series": conv1d_series,
     "mlp": mlp,
     "digits_cnn": digits_cnn,
+}
+
+
+# ---- keras.applications backbones and decoders (tests/e2e/test_backbones.py) --------------
+
+def _app(name: str, shape: tuple[int, int, int] = (32, 32, 3), **kwargs: Any) -> Builder:
+    """``k.applications.<name>`` without weights, a 10-class head and logits out (an untrained
+    softmax head is refused: its logits span almost nothing)."""
+
+    def build(k: ModuleType) -> Any:
+        return getattr(k.applications, name)(input_shape=shape, weights=None, classes=10,
+                                             classifier_activation=None, **kwargs)
+
+    return build
+
+
+def conv_autoencoder(k: ModuleType) -> Any:
+    """A small convolutional autoencoder: two strided convs down, two Conv2DTranspose up."""
+    inp = k.Input((16, 16, 1))
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = k.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    return k.Model(inp, k.layers.Conv2D(1, 3, padding="same")(x), name="conv_autoencoder")
+
+
+def upsampling_net(k: ModuleType) -> Any:
+    """A segmentation-style head: conv features at 1/4 size, UpSampling2D back to the input.
+
+    Keras 3's nearest UpSampling2D becomes TILE, which TFLite Micro lacks (refused with what to
+    do); Keras 3 builds use bilinear, tf_keras builds nearest (RESIZE_NEAREST_NEIGHBOR).
+    """
+    interpolation = "bilinear" if k.__name__ == "keras" else "nearest"
+    inp = k.Input((24, 24, 3))
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = k.layers.Conv2D(24, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.UpSampling2D(interpolation=interpolation)(x)
+    x = k.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = k.layers.UpSampling2D(interpolation=interpolation)(x)
+    return k.Model(inp, k.layers.Conv2D(4, 1)(x), name="upsampling_net")
+
+
+BACKBONES: dict[str, Builder] = {
+    "mobilenet_v2": _app("MobileNetV2", alpha=0.35),
+    "mobilenet_v3_small": _app("MobileNetV3Small", alpha=0.75),
+    "mobilenet_v3_small_minimalistic": _app("MobileNetV3Small", alpha=0.75, minimalistic=True),
+    "mobilenet_v3_large": _app("MobileNetV3Large", alpha=0.75),
+    "mobilenet_v3_large_minimalistic": _app("MobileNetV3Large", alpha=0.75, minimalistic=True),
+    "efficientnet_b0": _app("EfficientNetB0"),
+    "conv_autoencoder": conv_autoencoder,
+    "upsampling_net": upsampling_net,
 }

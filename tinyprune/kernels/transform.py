@@ -1,4 +1,4 @@
-"""STRIDED_SLICE, SPLIT, SPLIT_V, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR (int8), and TILE.
+"""STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR (int8); TILE.
 
 Slices and resizes on static shapes, as Keras ``Cropping2D``, tensor slicing, ``ops.split``,
 ``UpSampling2D(interpolation="bilinear")`` and ``Resizing`` become. Every index is computed here
@@ -158,42 +158,55 @@ class StridedSliceHandler:
 
 @dataclass(frozen=True)
 class SplitHandler:
-    """SPLIT (inputs: axis, tensor) and SPLIT_V (inputs: tensor, sizes, axis)."""
+    """SPLIT (inputs: axis, tensor), SPLIT_V (inputs: tensor, sizes, axis) and UNPACK (input:
+    tensor; option axis; each output drops the axis), all one copy kernel."""
 
-    opcodes: tuple[str, ...] = ("SPLIT", "SPLIT_V")
+    opcodes: tuple[str, ...] = ("SPLIT", "SPLIT_V", "UNPACK")
 
-    def _layout(self, op: Op, graph: Graph) -> tuple[Tensor, list[Tensor], int]:
-        data_index, axis_index = (1, 0) if op.opcode == "SPLIT" else (0, 2)
-        x = op_input(op, graph, data_index)
+    def _axis(self, op: Op, graph: Graph, x: Tensor) -> int:
+        rank = len(x.shape)
+        if op.opcode == "UNPACK":
+            axes = [int(op.options.get("axis", 0))]
+        else:
+            axes = _const_ints(op, graph, 0 if op.opcode == "SPLIT" else 2, "axis")
+        if len(axes) != 1 or not -rank <= axes[0] < rank:
+            raise fail(op, f"axis {axes} is out of range for shape {list(x.shape)}")
+        return axes[0] % rank
+
+    def _layout(self, op: Op, graph: Graph) -> tuple[Tensor, list[Tensor], int, list[int]]:
+        x = op_input(op, graph, 1 if op.opcode == "SPLIT" else 0)
         outs = [graph.tensor(i) for i in op.outputs]
         require_int8(op, x, *outs)
         _same_quantization(op, x, *outs)
-        axes = _const_ints(op, graph, axis_index, "axis")
-        rank = len(x.shape)
-        if len(axes) != 1 or not -rank <= axes[0] < rank:
-            raise fail(op, f"axis {axes} is out of range for shape {list(x.shape)}")
-        axis = axes[0] % rank
+        axis = self._axis(op, graph, x)
+        rest = [d for i, d in enumerate(x.shape) if i != axis]
+        extents = []
         for t in outs:
-            rest = [d for i, d in enumerate(t.shape) if i != axis]
-            if len(t.shape) != rank or rest != [d for i, d in enumerate(x.shape) if i != axis]:
+            shape = list(t.shape)
+            if op.opcode == "UNPACK":
+                shape.insert(axis, 1)
+            if len(shape) != len(x.shape) or [d for i, d in enumerate(shape) if i != axis] != rest:
                 raise fail(op, f"output '{t.name}' of shape {list(t.shape)} does not fit input "
                                f"{list(x.shape)} along axis {axis}")
-        if sum(t.shape[axis] for t in outs) != x.shape[axis]:
+            extents.append(shape[axis])
+        if sum(extents) != x.shape[axis]:
             raise fail(op, f"outputs along axis {axis} do not add up to {x.shape[axis]}")
-        return x, outs, axis
+        return x, outs, axis, extents
 
     def check(self, op: Op, graph: Graph) -> None:
         self._layout(op, graph)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
-        x, outs, axis = self._layout(op, graph)
+        x, outs, axis, extents = self._layout(op, graph)
         inner = math.prod(x.shape[axis + 1:])
         params = {
             "input": ctx.act(x.index),
             "outer": math.prod(x.shape[:axis]),
             "input_row": x.shape[axis] * inner,
-            "outputs": [{"data": ctx.act(t.index), "row": t.shape[axis] * inner} for t in outs],
-            "label": f"split {label_shape(x.shape)} into {len(outs)} along axis {axis}",
+            "outputs": [{"data": ctx.act(t.index), "row": e * inner}
+                        for t, e in zip(outs, extents, strict=True)],
+            "label": f"{op.opcode.lower()} {label_shape(x.shape)} into {len(outs)} along "
+                     f"axis {axis}",
         }
         return KernelCall(kernel="tp_split_s8", sources=("tp_split_s8.c",),
                           template="ops/split_s8.c.j2", params=params)
