@@ -36,23 +36,28 @@ static int32_t dot_offset(const int8_t *x, const int8_t *w, int32_t n, int32_t o
 }
 
 
+/* The taps (ky, kx) reaching output (y, x) are those with y + pad_h - ky a multiple of the
+ * stride inside the input: ky steps by the stride from (y + pad_h) % stride_h. */
 static int32_t sum_taps(const tp_transpose_conv_params *p, const tp_dims *in, const int8_t *image,
                         const tp_dims *f, const int8_t *filter_o, int32_t y, int32_t x)
 {
+    const int32_t sh = p->stride.h;
+    const int32_t sw = p->stride.w;
+    const int32_t oy = y + p->padding.h;
+    const int32_t ox = x + p->padding.w;
     int32_t acc = 0;
-    for (int32_t ky = 0; ky < f->h; ++ky) {
-        const int32_t ty = y + p->padding.h - ky;
-        if (ty < 0 || ty % p->stride.h != 0 || ty / p->stride.h >= in->h) {
+    for (int32_t ky = oy % sh; ky < f->h && ky <= oy; ky += sh) {
+        const int32_t iy = (oy - ky) / sh;
+        if (iy >= in->h) {
             continue;
         }
-        const int8_t *row = image + (ty / p->stride.h) * in->w * in->c;
-        for (int32_t kx = 0; kx < f->w; ++kx) {
-            const int32_t tx = x + p->padding.w - kx;
-            if (tx < 0 || tx % p->stride.w != 0 || tx / p->stride.w >= in->w) {
-                continue;
+        const int8_t *row = image + iy * in->w * in->c;
+        const int8_t *taps = filter_o + ky * f->w * f->c;
+        for (int32_t kx = ox % sw; kx < f->w && kx <= ox; kx += sw) {
+            const int32_t ix = (ox - kx) / sw;
+            if (ix < in->w) {
+                acc += dot_offset(row + ix * in->c, taps + kx * f->c, f->c, p->input_offset);
             }
-            acc += dot_offset(row + (tx / p->stride.w) * in->c, filter_o + (ky * f->w + kx) * f->c,
-                              f->c, p->input_offset);
         }
     }
     return acc;
@@ -76,7 +81,8 @@ tp_status tp_transpose_conv_s8(const tp_context *ctx,
     const tp_dims *in = input_dims;
     const tp_dims *f = filter_dims;
     const tp_dims *o = output_dims;
-    if (in->n != o->n || in->c != f->c || f->n != o->c || p->stride.w < 1 || p->stride.h < 1) {
+    if (in->n != o->n || in->c != f->c || f->n != o->c || p->stride.w < 1 || p->stride.h < 1 ||
+        p->padding.w < 0 || p->padding.h < 0) {
         return TP_ERR_ARG;
     }
     const int32_t filter_row = f->h * f->w * f->c;

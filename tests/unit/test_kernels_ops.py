@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kernel_host import RUNTIME
+from kernel_host import RUNTIME, build_kernels
 from op_harness import Case, Lowered, cases_code, check_case, compile_cases, kernel_sources
 from op_harness import lower_all as _lower_all
 
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir import Graph, Op, Quant, Tensor
 from tinyprune.kernels.base import handler_for
+from tinyprune.kernels.pointwise import hard_swish_params, hard_swish_table
 from tinyprune.kernels.transform import SliceMasks, nearest_indices, strided_slice_plan
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # converter statistics notice
@@ -153,7 +154,8 @@ CASES = [
     Case("unpack", lam(lambda k, t: k.ops.concatenate(_tf().unstack(t, axis=1)[::-1], -1)),
          ((5, 4),), "UNPACK"),
     Case("lstm_unrolled", L("LSTM", 6, unroll=True), ((5, 3),),
-         "UNPACK SPLIT FULLY_CONNECTED LOGISTIC TANH MUL ADD", flavor="tf_keras", batch=1),
+         "UNPACK SPLIT FULLY_CONNECTED LOGISTIC TANH MUL ADD", flavor="tf_keras", batch=1,
+         setup=_random_weights(7, -0.6, 0.6)),
     Case("bilinear_up2", L("UpSampling2D", interpolation="bilinear"), ((5, 4, 3),),
          "RESIZE_BILINEAR"),
     Case("bilinear_odd", L("Resizing", 8, 11, interpolation="bilinear"), ((5, 7, 2),),
@@ -222,7 +224,7 @@ def _kernels(lw: Lowered | Exception) -> list[str]:
 def test_every_new_kernel_is_exercised(lowered: dict[str, Lowered | Exception]) -> None:
     used = {k for lw in lowered.values() for k in _kernels(lw)}
     new = {p.stem for p in (RUNTIME / "kernels").glob("tp_*.c")} & {
-        "tp_hard_swish_s8", "tp_relu_s8", "tp_relu6_s8", "tp_leaky_relu_s8", "tp_tanh_s8",
+        "tp_lut_s8", "tp_relu_s8", "tp_relu6_s8", "tp_leaky_relu_s8", "tp_tanh_s8",
         "tp_prelu_s8", "tp_sub_s8", "tp_maximum_s8", "tp_minimum_s8", "tp_squared_difference_s8",
         "tp_rsqrt_s8", "tp_neg_f32", "tp_strided_slice_s8", "tp_split_s8", "tp_resize_nearest_s8",
         "tp_resize_bilinear_s8", "tp_transpose_conv_s8"}
@@ -237,8 +239,46 @@ def test_hard_swish_cases_cover_both_reluish_shifts(lowered: dict[str, Lowered |
         lw = lowered[case]
         assert isinstance(lw, Lowered)
         exponents |= {c.params["reluish_exponent"] for c in lw.calls
-                      if c.kernel == "tp_hard_swish_s8"}
+                      if c.kernel == "tp_lut_s8"}
     assert min(exponents) < 0 < max(exponents), exponents
+
+
+class _HardSwishParams(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int32) for n in (
+        "input_zero_point", "output_zero_point", "reluish_multiplier", "reluish_exponent",
+        "output_multiplier", "output_exponent")]
+
+
+def _hard_swish_param_sets() -> list[dict[str, int]]:
+    """Input scales from 1e-4 to 3, output scales around the function's range, random zero
+    points: left- and right-shifting relu-ish multipliers, saturation, int16 wrap-around."""
+    rng = np.random.default_rng(5)
+    sets = []
+    for in_scale in np.geomspace(1e-4, 3.0, 24):
+        for ratio in (1 / 128, 0.02, 0.3, 1.0, 4.0):
+            x = _t(0, (1,), float(np.float32(in_scale)), int(rng.integers(-128, 128)))
+            y = _t(1, (1,), float(np.float32(in_scale * ratio)), int(rng.integers(-128, 128)))
+            try:
+                sets.append(hard_swish_params(x, y))
+            except ValueError:  # output scale below input / 128: refused like TFLM
+                continue
+    return sets
+
+
+def test_hard_swish_table_equals_the_reference_kernel(build_dir: Path) -> None:
+    """HARD_SWISH runs by table (tp_lut_s8, checked against TFLM above); the table equals the
+    in-house reference kernel tp_hard_swish_s8 on every int8 value, over many quantizations."""
+    lib = build_kernels(["tp_hard_swish_s8.c"], {}, build_dir)
+    x = np.arange(-128, 128, dtype=np.int8)
+    sets = _hard_swish_param_sets()
+    assert len(sets) > 80 and len({p["reluish_exponent"] for p in sets}) > 6
+    for params in sets:
+        out = np.zeros(256, np.int8)
+        status = lib.tp_hard_swish_s8(ctypes.byref(_HardSwishParams(**params)), 256,
+                                      x.ctypes.data_as(ctypes.c_void_p),
+                                      out.ctypes.data_as(ctypes.c_void_p))
+        assert status == 0
+        np.testing.assert_array_equal(hard_swish_table(params), out, err_msg=str(params))
 
 
 # ---- generation-time arithmetic against numpy / by hand ------------------------------------

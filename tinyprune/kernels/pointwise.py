@@ -62,6 +62,62 @@ def hard_swish_params(x: Tensor, out: Tensor) -> dict[str, int]:
     }
 
 
+# ---- HARD_SWISH by table: tp_hard_swish_s8's int16 arithmetic, value by value ---------------
+
+def _i16(v: int) -> int:
+    """The int16 a C conversion gives (two's complement wrap)."""
+    return ((v + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def _cdiv(x: int, d: int) -> int:
+    """C integer division (truncates towards zero)."""
+    q = abs(x) // d
+    return q if x >= 0 else -q
+
+
+def _srdhm16(a: int, b: int) -> int:
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return _i16(_cdiv(ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14)), 1 << 15))
+
+
+def _sdhm16(a: int, b: int) -> int:
+    return (1 << 15) - 1 if a == b == -(1 << 15) else _i16(_cdiv(a * b, 1 << 15))
+
+
+def _rounding_divide16(x: int, exponent: int) -> int:
+    mask = _i16((1 << exponent) - 1)
+    remainder = _i16(x & mask)
+    threshold = _i16((mask >> 1) + (1 if x < 0 else 0))
+    return _i16((x >> exponent) + (1 if remainder > threshold else 0))
+
+
+def _saturating_left_shift16(v: int, amount: int) -> int:
+    return max(-(1 << 15), min((1 << 15) - 1, v * (1 << amount)))
+
+
+def _hard_swish_value(p: dict[str, int], x: int) -> int:
+    hires = _i16(_i16(x - p["input_zero_point"]) * (1 << 7))
+    preshift_output = _srdhm16(hires, p["output_multiplier"])
+    reluish, exponent = hires, p["reluish_exponent"]
+    if exponent > 0:
+        reluish = _saturating_left_shift16(reluish, exponent - 1)
+    reluish = _srdhm16(reluish, p["reluish_multiplier"])
+    if exponent > 0:
+        reluish = _saturating_left_shift16(reluish, 1)
+    if exponent < 0:
+        reluish = _rounding_divide16(reluish, -exponent)
+    reluish = _i16((reluish + (1 << 15)) >> 1)
+    out = _rounding_divide16(_sdhm16(reluish, preshift_output), -p["output_exponent"])
+    return max(-128, min(127, _i16(out + p["output_zero_point"])))
+
+
+def hard_swish_table(params: dict[str, int]) -> np.ndarray:
+    """HARD_SWISH of every int8 input (index = input + 128), as tp_hard_swish_s8 computes it."""
+    return np.array([_hard_swish_value(params, x) for x in range(-128, 128)], dtype=np.int8)
+
+
 def relu_params(x: Tensor, out: Tensor) -> dict[str, Any]:
     """tp_relu_params: TFLM CalculateReluOpData<int8_t> (requantized, clamped at zero)."""
     multiplier, shift = quantize_multiplier(f32_ratio(x.scale, out.scale))
@@ -127,14 +183,21 @@ def tanh_params(x: Tensor, out: Tensor) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Pointwise:
-    """One kernel of this family: its C function and how its parameters are computed."""
+    """One kernel of this family: its C function and how its parameters are computed.
+
+    ``table``, when set, turns the parameters into the 256 outputs of every int8 input; the op
+    then runs as ``tp_lut_s8`` (its kernel stays the in-house reference the table is tested
+    against).
+    """
 
     kernel: str
     params: Callable[[Op, Tensor, Tensor], dict[str, Any]]
+    table: Callable[[dict[str, int]], np.ndarray] | None = None
 
 
 KERNELS: dict[str, Pointwise] = {
-    "HARD_SWISH": Pointwise("tp_hard_swish_s8", lambda op, x, y: hard_swish_params(x, y)),
+    "HARD_SWISH": Pointwise("tp_hard_swish_s8", lambda op, x, y: hard_swish_params(x, y),
+                            table=hard_swish_table),
     "RELU": Pointwise("tp_relu_s8", lambda op, x, y: relu_params(x, y)),
     "RELU6": Pointwise("tp_relu6_s8", lambda op, x, y: relu6_params(x, y)),
     "LEAKY_RELU": Pointwise(
@@ -166,7 +229,8 @@ class PointwiseHandler:
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)
-        kernel = KERNELS[op.opcode].kernel
+        spec = KERNELS[op.opcode]
+        kernel = spec.kernel
         if op.opcode == "RELU6" and x.quant != out.quant:
             log.warning(
                 "layer '%s': RELU6 output scale %g differs from its input's %g; TFLite Micro "
@@ -179,6 +243,11 @@ class PointwiseHandler:
             size=x.size,
             label=f"{op.opcode.lower()} {label_shape(x.shape)}",
         )
+        if spec.table is not None:
+            table = ctx.const(f"{op.name}_table", spec.table(params), "int8_t")
+            return KernelCall(kernel="tp_lut_s8", sources=("tp_lut_s8.c",),
+                              template="ops/lut_s8.c.j2", params={**params, "table": table},
+                              weight_bytes=256)
         return KernelCall(
             kernel=kernel,
             sources=(f"{kernel}.c",),
