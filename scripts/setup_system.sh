@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools tinyprune needs when they are missing (Debian/Ubuntu):
-# the Arm cross compiler with newlib, QEMU for Arm, and a host C compiler.
+# the Arm cross compiler with newlib, QEMU for Arm, a host C compiler, and Chromium (the tests
+# render report.html in headless Chromium; tinyprune itself does not need it).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
     || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v cc >/dev/null || need+=(gcc)
+command -v chromium >/dev/null || need+=(chromium)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -2,8 +2,9 @@
 
 Shared by the kernel unit tests. A library is built once per (sources, defines) and cached in a
 folder the caller gives (a pytest ``tmp_path_factory`` folder, so nothing is written into the
-repository). The ctypes mirrors of ``tp_nn_types.h`` live here; op-specific parameter structs
-belong to each test module.
+repository). The ctypes mirrors of ``tp_nn_types.h``, ``tp_nn_conv.h`` and ``tp_nn_fc.h`` live
+here, with the calls of the conv / depthwise / FC kernels (``run_window``, ``run_fc``) that the
+kernel tests and the property tests share.
 
 Example::
 
@@ -19,11 +20,22 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import numpy as np
 
+from tinyprune.ir import Graph
+from tinyprune.kernels.base import KernelCall, handler_for
+from tinyprune.kernels.conv import ConvArgs, ConvKernel
+from tinyprune.kernels.fully_connected import FcArgs, fc_scratch_bytes
+
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+CONV_SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
+                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
+"""The conv, depthwise and fully connected kernels (one library for all of them)."""
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
 _LOADED: dict[Path, ctypes.CDLL] = {}
@@ -126,3 +138,202 @@ def per_channel(multiplier: np.ndarray, shift: np.ndarray) -> tuple[PerChannelQu
     m = np.ascontiguousarray(multiplier, dtype=np.int32)
     s = np.ascontiguousarray(shift, dtype=np.int32)
     return PerChannelQuant(ptr(m, ctypes.c_int32), ptr(s, ctypes.c_int32)), [m, s]
+
+
+# ---- ctypes mirrors of tp_nn_conv.h / tp_nn_fc.h ---------------------------------------------
+
+class ConvParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("stride", Tile), ("padding", Tile), ("dilation", Tile),
+                ("activation", Activation)]
+
+
+class DwConvParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("ch_mult", ctypes.c_int32), ("stride", Tile), ("padding", Tile),
+                ("dilation", Tile), ("activation", Activation)]
+
+
+class FcParams(ctypes.Structure):
+    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("activation", Activation)]
+
+
+# ---- calling the kernels -----------------------------------------------------------------------
+
+def window_params(a: ConvArgs) -> dict[str, Any]:
+    return {"input_offset": a.input_offset, "output_offset": a.output_offset,
+            "stride": Tile(*a.stride), "padding": Tile(*a.padding),
+            "dilation": Tile(*a.dilation), "activation": Activation(a.act_min, a.act_max)}
+
+
+def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
+               dsp: bool) -> np.ndarray:
+    """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
+    ones in ``a``); checks its scratch size against the Python formula."""
+    if a.depthwise:
+        params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **window_params(a))
+    else:
+        params = ConvParams(**window_params(a))
+    k = kernel.prepare(a)
+    in_d, f_d, out_d = dims(a.input_shape), dims(a.filter_shape), dims(a.output_shape)
+    size = getattr(lib, f"{kernel.name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
+    assert size == kernel.scratch(a, dsp)
+    ctx, _buf = scratch(size)
+    quant, _keep = per_channel(k.multiplier, k.shift)
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(k.weights)
+    out = np.zeros(a.output_shape, dtype=np.int8)
+    status = getattr(lib, kernel.name)(
+        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
+        ptr(x), ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
+        ctypes.byref(out_d), ptr(out))
+    assert status == TP_OK
+    return out
+
+
+def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
+    """Runs the per-tensor or per-channel fully connected kernel on one input."""
+    f_d = dims((a.out_features, 1, 1, a.in_features))
+    size = lib.tp_fully_connected_s8_get_buffer_size(ctypes.byref(f_d))
+    assert size == fc_scratch_bytes(a.in_features, dsp)
+    ctx, _buf = scratch(size)
+    params = FcParams(a.input_offset, a.output_offset, Activation(a.act_min, a.act_max))
+    if a.per_channel:
+        quant, _keep = per_channel(a.multiplier, a.shift)
+    else:
+        quant = PerTensorQuant(int(a.multiplier[0]), int(a.shift[0]))
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(a.weights)
+    out = np.zeros((a.rows, a.out_features), dtype=np.int8)
+    in_d, out_d = dims((a.rows, 1, 1, a.in_features)), dims((a.rows, 1, 1, a.out_features))
+    status = getattr(lib, a.kernel)(
+        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
+        ptr(x), ctypes.byref(f_d), ptr(w), None, ptr(a.bias, ctypes.c_int32),
+        ctypes.byref(out_d), ptr(out))
+    assert status == TP_OK
+    return out
+
+
+# ---- whole graphs through the handlers and template fragments ---------------------------
+
+class HostCtx:
+    """LowerContext for the test: activations are slots of a ``void **T`` argument."""
+
+    dsp = False
+    scratch = "NULL"
+
+    def __init__(self, prefix: str, slots: dict[int, int]) -> None:
+        self.prefix, self.slots, self.consts = prefix, slots, []
+
+    def act(self, tensor_index: int) -> str:
+        return f"T[{self.slots[tensor_index]}]"
+
+    def const(self, hint: str, values: np.ndarray, ctype: str) -> str:
+        name = f"{self.prefix}_k{len(self.consts)}"
+        body = ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
+        self.consts.append(f"static const {ctype} {name}[] = {{ {body} }};")
+        return name
+
+
+@dataclass
+class Lowered:
+    fn: str  # the C function
+    tflite: bytes
+    graph: Graph
+    slots: dict[int, int]  # tensor index -> buffer slot (aliases share one)
+    calls: list[KernelCall]
+    c_code: str
+
+
+def lower_graph(fn: str, tflite: bytes, graph: Graph, env: jinja2.Environment) -> Lowered:
+    """Every op of ``graph`` through its handler (``check``, ``lower``) and template fragment,
+    as one C function ``int fn(void **T)`` over activation slots (aliases share a slot)."""
+    slots: dict[int, int] = {}
+    for t in graph.tensors:
+        if not t.is_const:
+            slots[t.index] = len(slots)
+    ctx = HostCtx(fn, slots)
+    calls, body = [], []
+    for op in graph.ops:
+        handler = handler_for(op)
+        handler.check(op, graph)
+        call = handler.lower(op, graph, ctx)
+        calls.append(call)
+        if call.alias:
+            slots[op.outputs[0]] = slots[op.inputs[0]]
+            continue
+        body.append(env.get_template(call.template).render(**call.params))
+        body.append("    if (status != TP_OK) {\n        return (int)status;\n    }")
+    code = "\n".join(
+        [
+            *ctx.consts,
+            f"int {fn}(void **T)",
+            "{",
+            "    tp_status status = TP_OK;",
+            "    (void)T, (void)status;  /* an all-alias graph uses neither */",
+            *(_indent(b) for b in body),
+            "    return 0;",
+            "}",
+            "",
+        ]
+    )
+    return Lowered(fn, tflite, graph, slots, calls, code)
+
+
+def _indent(block: str) -> str:
+    return "\n".join("    " + line if line.strip() else line for line in block.splitlines())
+
+
+def compile_fragments(code: str, dsp: int, cache: Path, sources: Sequence[str]) -> ctypes.CDLL:
+    """The C of :func:`lower_graph` (headers included) with the kernels ``sources``, one host
+    library per code and path (cached in ``cache``)."""
+    digest = hashlib.sha1(code.encode() + str(dsp).encode())
+    for p in [
+        *(RUNTIME / "kernels" / s for s in sources),
+        *sorted((RUNTIME / "include").glob("*.h")),
+    ]:
+        digest.update(p.read_bytes())
+    lib = cache / f"misc_{digest.hexdigest()[:16]}.so"
+    if not lib.exists():
+        src = lib.with_suffix(".c")
+        src.write_text(code)
+        cmd = [
+            compiler(),
+            *CFLAGS,
+            f"-DTP_USE_DSP={dsp}",
+            f"-I{RUNTIME / 'include'}",
+            str(src),
+            *(str(RUNTIME / "kernels" / s) for s in sources),
+            "-o",
+            str(lib),
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert res.returncode == 0, f"generated code does not compile:\n{res.stderr}"
+    return ctypes.CDLL(str(lib))
+
+
+_NP = {"int8": np.int8, "float32": np.float32}
+
+
+def run_lowered(lw: Lowered, lib: ctypes.CDLL, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs the function of :func:`lower_graph` on one set of graph inputs; the outputs."""
+    bufs: dict[int, np.ndarray] = {}
+    for idx, slot in lw.slots.items():
+        t = lw.graph.tensor(idx)
+        if slot not in bufs:
+            bufs[slot] = np.zeros(t.nbytes // 4 + 2, np.float32).view(np.uint8)  # 4-byte aligned
+    for i, x in zip(lw.graph.inputs, inputs, strict=True):
+        raw = np.ascontiguousarray(x).view(np.uint8).reshape(-1)
+        bufs[lw.slots[i]][: raw.size] = raw
+    n = max(lw.slots.values()) + 1  # slots an alias replaced stay unused
+    table = (ctypes.c_void_p * n)(*(bufs[s].ctypes.data if s in bufs else None for s in range(n)))
+    status = getattr(lib, lw.fn)(table)
+    assert status == 0, f"kernel returned status {status}"
+    outs = []
+    for o in lw.graph.outputs:
+        t = lw.graph.tensor(o)
+        outs.append(bufs[lw.slots[o]][: t.nbytes].view(_NP[t.dtype]).reshape(t.shape).copy())
+    return outs
+
+

@@ -1,28 +1,47 @@
 """The Python API: what the CLI, the tests and users call. ``build`` runs the whole pipeline.
 
-Everything is written under the output folder only. Work happens in ``<out>/.partial`` and moves
-into place when the build finishes, so a failed build leaves no half-written artifacts and never a
-report that looks like a success (a stale ``report.json`` from an earlier run is removed first).
+A build is the sequence :data:`STAGES`: each stage is a small function from the artifacts so far
+(:class:`State`) to the next state, and names its progress step. The stage calls live in
+:mod:`tinyprune.pipeline` and the budget search in :mod:`tinyprune.fit`; this module sits on top
+of both. A new stage is one function and one entry in ``STAGES``.
+
+Everything is written through :func:`tinyprune.outputs.output_folder`: the run works in a staging
+folder inside ``--out`` and moves its results into place at the end, the report last; a failed or
+killed build leaves no report (README, "What tinyprune touches in --out").
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tinyprune.config import BuildOptions
-from tinyprune.errors import UsageError
+from tinyprune import fit, pipeline
+from tinyprune.config import BuildOptions, validate
+from tinyprune.errors import CheckFailed
+from tinyprune.outputs import REPORTS, output_folder
+from tinyprune.progress import Progress, Steps
+
+if TYPE_CHECKING:
+    from tinyprune.codegen import CProject
+    from tinyprune.firmware import Board, Firmware
+    from tinyprune.ir import Graph
+    from tinyprune.plan import Plan
 
 log = logging.getLogger("tinyprune")
 
-Progress = Callable[[str], None]
+# The top-level names a build writes in --out (checked before any work).
+BUILD_OUTPUTS = (*REPORTS, "model_int8.tflite", "src", "firmware", "host")
+NO_DATA_WARNING = ("no --data: calibration used seeded random inputs, nothing was fine-tuned and "
+                   "no accuracy is measured; pass --data for an int8 model calibrated on real "
+                   "inputs")
+NO_FINETUNE_WARNING = ("pruned without fine-tuning: --data has no x_train, y_train (the pruned "
+                       "model's accuracy may drop)")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,86 +56,221 @@ class BuildResult:
         return bool(self.report["ok"])
 
 
-@contextmanager
-def _staging(out: Path) -> Iterator[Path]:
-    created = not out.exists()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "report.md"):
-        (out / stale).unlink(missing_ok=True)
-    stage = out / ".partial"
-    shutil.rmtree(stage, ignore_errors=True)
-    (stage / "tmp").mkdir(parents=True)
-    saved_tempdir = tempfile.tempdir
-    tempfile.tempdir = str(stage / "tmp")  # the TF converter's scratch SavedModel goes here too
+@dataclass(frozen=True)
+class Context:
+    """What every stage may read: the options, the board, the folder to write into."""
+
+    opts: BuildOptions
+    board: Board
+    work: Path  # everything written here moves into --out when the build completes; scratch
+    # files go to tempfile's folder, which output_folder points inside --out meanwhile
+    say: Progress  # a detail line under the current step
+    baseline: dict[str, Any] | None = None  # an earlier report.json, for report.md/html
+
+
+@dataclass(frozen=True)
+class State:
+    """The artifacts produced so far; each stage fills its own."""
+
+    loaded: pipeline.Loaded | None = None
+    pruned: pipeline.Pruned | None = None
+    tflite: bytes | None = None
+    graph: Graph | None = None
+    info: pipeline.ModelInfo | None = None
+    plan: Plan | None = None
+    checks: pipeline.CheckSet | None = None
+    project: CProject | None = None
+    host: pipeline.HostCheck | None = None
+    firmware: Firmware | None = None
+    run: pipeline.RunOutcome | None = None
+    report: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def _need(value: T | None) -> T:
+    assert value is not None, "a stage ran before the stage that produces its input"
+    return value
+
+
+def _warn(state: State, message: str) -> State:
+    log.warning("%s", message)
+    return replace(state, warnings=(*state.warnings, message))
+
+
+def _load(ctx: Context, s: State) -> State:
+    loaded = pipeline.load(ctx.opts)
+    s = replace(s, loaded=loaded)
+    return _warn(s, NO_DATA_WARNING) if loaded.model.model is not None and \
+        loaded.data is None else s
+
+
+def _prune(ctx: Context, s: State) -> State:
+    opts, loaded = ctx.opts, _need(s.loaded)
+    if not opts.prune_channels:
+        return replace(s, pruned=pipeline.Pruned(loaded.model.model, None))
+    pipeline.keras_model(opts, loaded)
+    finetune = pipeline.finetune_for(opts, loaded.data)
+    if opts.prune_channels == "auto":
+        pruned = fit.prune_to_budgets(loaded, ctx.board, opts.budgets,
+                                      criterion=opts.prune_criterion, finetune=finetune,
+                                      work=Path(tempfile.mkdtemp(prefix="prune-search-")),
+                                      stack_bytes=opts.stack_bytes)
+        if pruned.summary is not None:
+            ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
+                    f"({pruned.summary['reason']})")
+    else:
+        pruned = pipeline.prune_by_ratio(opts, loaded)
+    s = replace(s, pruned=pruned)
+    pruned_something = pruned.model is not loaded.model.model
+    if pruned_something and finetune is None and opts.finetune_epochs is None and \
+            loaded.data is not None:
+        s = _warn(s, NO_FINETUNE_WARNING)
+    return s
+
+
+def _quantize(ctx: Context, s: State) -> State:
+    loaded, pruned = _need(s.loaded), _need(s.pruned)
+    tflite = pipeline.quantize(loaded, pruned.model)
+    (ctx.work / "model_int8.tflite").write_bytes(tflite)
+    return replace(s, tflite=tflite, graph=pipeline.read_graph(tflite, pruned.model),
+                   info=pipeline.model_info(ctx.opts, loaded, pruned))
+
+
+def _plan(ctx: Context, s: State) -> State:
+    return replace(s, plan=pipeline.make_plan(_need(s.graph), ctx.board))
+
+
+def _codegen(ctx: Context, s: State) -> State:
+    planned = _need(s.plan)
+    macs = sum(p.call.macs for p in planned.code_ops)
+    checks = pipeline.check_set(_need(s.graph), _need(s.loaded).data, ctx.opts, macs)
+    return replace(s, checks=checks,
+                   project=pipeline.make_project(planned, _need(s.info), checks, ctx.work))
+
+
+def _verify_on_host(ctx: Context, s: State) -> State:
+    host = pipeline.verify_on_host(_need(s.tflite), _need(s.graph), _need(s.project),
+                                   _need(s.checks), ctx.work, dsp=ctx.board.dsp)
+    return replace(s, host=host)
+
+
+def _build_firmware(ctx: Context, s: State) -> State:
     try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    finally:
-        tempfile.tempdir = saved_tempdir
-    shutil.rmtree(stage / "tmp", ignore_errors=True)
-    for item in stage.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        item.replace(target)
-    stage.rmdir()
+        firmware = pipeline.make_firmware(_need(s.project), ctx.board, ctx.work / "firmware",
+                                          stack_bytes=ctx.opts.stack_bytes)
+    except CheckFailed as exc:
+        raise _with_next_step(exc, ctx, s) from None
+    return replace(s, firmware=firmware)
 
 
-class _Steps:
-    """Numbered progress lines with timings: ``[3/9] quantize ... 1.2 s``."""
+def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
+    """A firmware that does not fit the board: say what would make it fit."""
+    text = str(exc)
+    if "does not fit" not in text:
+        return exc
+    ram = " RAM " in text
+    region, size = ("RAM", ctx.board.ram.length) if ram else ("flash", ctx.board.flash.length)
+    flag = f"--{region.lower()}-budget {size // 1024}K"
+    if _need(s.info).kind == "tflite":
+        hint = (f"choose a board with more {region} (tinyprune boards), or prune the Keras model "
+                "before converting it")
+    elif ctx.opts.prune_channels != "auto":
+        hint = f"prune it until it fits: --prune-channels auto {flag}"
+    else:
+        hint = f"set a smaller {flag.split()[0]} or choose a board with more {region}"
+    samples = _need(s.checks).firmware_rows.nbytes
+    if not ram and samples >= 4096:
+        hint += f"; or compile fewer inputs in (they take {samples:,} bytes: lower --samples)"
+    return CheckFailed(f"{text}; {hint}")
 
-    NAMES = ("load", "prune", "quantize", "plan", "codegen", "verify on host", "build firmware",
-             "run on emulator", "report")
 
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress or (lambda msg: log.info("%s", msg))
-
-    @contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[None]:
-        n = self.NAMES.index(name) + 1
-        start = time.monotonic()
-        self.progress(f"[{n}/{len(self.NAMES)}] {name}{' ' + detail if detail else ''} ...")
-        yield
-        self.progress(f"[{n}/{len(self.NAMES)}] {name} done in {time.monotonic() - start:.1f} s")
+def _run_on_emulator(ctx: Context, s: State) -> State:
+    run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
+                           _need(s.host).reference)
+    return replace(s, run=run)
 
 
-def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+def _report(ctx: Context, s: State) -> State:
+    from tinyprune.report import write_outputs
+
+    report = pipeline.assemble_report(ctx.opts, ctx.board, _need(s.info), _need(s.plan),
+                                      _need(s.firmware), _need(s.checks), _need(s.host),
+                                      _need(s.run), s.warnings)
+    write_outputs(report, ctx.work, ctx.baseline)  # report.json + report.md, .html, junit.xml
+    return replace(s, report=report)
+
+
+def _prune_detail(ctx: Context, s: State) -> str:
+    opts = ctx.opts
+    if not opts.prune_channels:
+        return "(skipped)"
+    what = ("auto: searching the ratio that meets the budgets" if opts.prune_channels == "auto"
+            else f"{opts.prune_channels:.0%} of channels")
+    return f"{what}, {opts.prune_criterion}"
+
+
+def _host_detail(ctx: Context, s: State) -> str:
+    checks = _need(s.checks)
+    return f"({checks.samples:,} samples + {checks.random:,} random inputs)"
+
+
+def _emulator_detail(ctx: Context, s: State) -> str:
+    if ctx.opts.emulator == "none":
+        return "(skipped: --emulator none, the check is host-only)"
+    checks = _need(s.checks)
+    return f"{ctx.opts.emulator} ({checks.firmware_samples} samples + " \
+        f"{checks.firmware_random} random inputs)"
+
+
+def _no_detail(ctx: Context, s: State) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the build: its progress name, what it does, what its progress line adds."""
+
+    name: str
+    run: Callable[[Context, State], State]
+    detail: Callable[[Context, State], str] = _no_detail
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("load", _load, lambda ctx, s: str(_need(ctx.opts.model).name)),
+    Stage("prune", _prune, _prune_detail),
+    Stage("quantize", _quantize,
+          lambda ctx, s: "(int8 .tflite given)" if _need(s.pruned).model is None else ""),
+    Stage("plan", _plan),
+    Stage("codegen", _codegen),
+    Stage("verify on host", _verify_on_host, _host_detail),
+    Stage("build firmware", _build_firmware, lambda ctx, s: f"for {ctx.board.name}"),
+    Stage("run on emulator", _run_on_emulator, _emulator_detail),
+    Stage("report", _report),
+)
+
+
+def build(opts: BuildOptions, progress: Progress | None = None,
+          baseline: dict[str, Any] | None = None) -> BuildResult:
     """Keras model or int8 .tflite -> verified firmware for a board, with a report.
 
+    ``baseline`` is an earlier report (``tinyprune.report.read_report``): report.md and
+    report.html then show the change against it. Read it before the build starts, since the
+    build deletes the report in its own --out first.
+
     Raises:
-        UsageError: bad input (exit 2). ToolMissing: toolchain or emulator absent (exit 3).
+        UsageError: bad input (exit 2), found before any work where the options tell.
+        ToolMissing: toolchain or emulator absent (exit 3).
         CheckFailed: the image does not fit, or firmware faulted (exit 1). A build that completes
         with a broken budget or a bit-exactness failure returns a report with ``ok`` false.
     """
-    from tinyprune import pipeline
-
-    steps = _Steps(progress)
+    validate(opts)
     board = pipeline.board_for(opts)
+    steps = Steps([stage.name for stage in STAGES], progress)
     out = opts.output_dir()
-    with _staging(out) as stage:
-        front = pipeline.front_end(opts, stage, steps, board)
-        with steps.step("plan"):
-            planned = pipeline.make_plan(front, board)
-        with steps.step("codegen"):
-            project = pipeline.make_project(front, planned, opts, stage)
-        with steps.step("verify on host", f"({len(front.eval_inputs)} samples)"):
-            host = pipeline.verify_on_host(front, project, stage, dsp=board.dsp)
-        with steps.step("build firmware", f"for {board.name}"):
-            firmware = pipeline.make_firmware(project, board, stage / "firmware",
-                                              stack_bytes=opts.stack_bytes)
-        with steps.step("run on emulator", opts.emulator):
-            run = pipeline.emulate(front, firmware, board, opts, host.reference)
-        with steps.step("report"):
-            report = pipeline.assemble_report(opts, board, front, planned, firmware, host, run)
-            from tinyprune.report import write_report
-
-            write_report(report, stage)
-    return BuildResult(report=report, out_dir=out)
+    state = State()
+    with output_folder(out, force=opts.force, names=BUILD_OUTPUTS) as work:
+        ctx = Context(opts, board, work, steps.say, baseline)
+        for stage in STAGES:
+            with steps.step(stage.name, stage.detail(ctx, state)):
+                state = stage.run(ctx, state)
+    return BuildResult(report=_need(state.report), out_dir=out)

@@ -7,16 +7,25 @@ external tool is missing. User errors print one line, never a traceback (``--deb
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinyprune import __version__
 from tinyprune.errors import TinypruneError, UsageError
+from tinyprune.quiet import quiet_third_party
+
+if TYPE_CHECKING:
+    from tinyprune.config import BuildOptions
 
 log = logging.getLogger("tinyprune")
 
@@ -28,9 +37,30 @@ Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
 
 
+FORCE_HELP = ("write into a non-empty folder tinyprune did not create (beside the files there; "
+              "none of them is deleted or overwritten)")
+FORCE_FILE_HELP = "replace the output file if it exists"
+
+
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """ "; did you mean X?" for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices:
+            names = [str(c) for c in choices]
+            what = "command" if isinstance(action, argparse._SubParsersAction) else \
+                "/".join(action.option_strings) or action.dest
+            raise argparse.ArgumentError(
+                None, f"{what}: invalid choice {value!r}{did_you_mean(str(value), names)} "
+                f"(choose from {', '.join(names)})")
 
 
 def _add_build_options(p: argparse.ArgumentParser) -> None:
@@ -51,9 +81,11 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
-                   help="run the firmware on this emulator (default unicorn; none = build only)")
-    p.add_argument("--samples", type=int, help="samples run on the firmware and compared "
-                   "bit for bit with the TFLite Micro reference (default 20)")
+                   help="run the firmware on this emulator (default unicorn; none: build the "
+                   "firmware but check only the host build)")
+    p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
+                   "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
+                   "random input per four (at most 8)")
     p.add_argument("--stack", dest="stack_bytes", type=str, metavar="SIZE",
                    help="stack reserved in RAM, e.g. 8K (default 8K)")
     p.add_argument("--trust-model", action="store_true", default=None,
@@ -63,11 +95,21 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-budget", type=float, metavar="MS",
                    help="fail if the estimated latency at the board clock exceeds it")
     p.add_argument("--min-accuracy", type=float, metavar="A",
-                   help="fail if firmware accuracy is below it (0..1)")
+                   help="fail if firmware accuracy is below it (a fraction: 0.9 for 90%%)")
+    p.add_argument("--max-accuracy-drop", type=float, metavar="D",
+                   help="fail if firmware accuracy is more than D below the model as given "
+                   "(a fraction: 0.01 for one point)")
+    p.add_argument("--random-samples", type=int, metavar="N",
+                   help="seeded random full-range inputs checked on the host build besides the "
+                   "test data (default 2000, fewer for models above 0.5 M MACs; 0: none)")
+    p.add_argument("--force", action="store_true", default=None, help=FORCE_HELP)
+    p.add_argument("--baseline", type=Path, metavar="OLD/report.json",
+                   help="an earlier build's report.json (or its folder): report.md and "
+                   "report.html show the change against it")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
 
 
-def _build_options(args: argparse.Namespace):
+def _build_options(args: argparse.Namespace) -> BuildOptions:
     from tinyprune.config import parse_ratio, parse_size, resolve
 
     config = args.config
@@ -76,53 +118,39 @@ def _build_options(args: argparse.Namespace):
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
-             "finetune_epochs", "emulator", "samples", "trust_model")
+             "finetune_epochs", "emulator", "samples", "trust_model", "random_samples", "force")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
     cli["budgets"] = {
         "flash": parse_size(args.flash_budget, "--flash-budget") if args.flash_budget else None,
         "ram": parse_size(args.ram_budget, "--ram-budget") if args.ram_budget else None,
-        "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy}
+        "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy,
+        "max_accuracy_drop": args.max_accuracy_drop}
     return resolve(cli, config)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tinyprune import api
-    from tinyprune.report import summary_lines
+    from tinyprune.report import baseline_lines, failure_reason, read_report, summary_lines
 
     opts = _build_options(args)
-    result = api.build(opts, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    # read before the build: a baseline in the build's own --out is deleted when it starts
+    baseline = read_report(args.baseline) if args.baseline else None
+    result = api.build(opts, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                       baseline=baseline)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
         print("\n".join(summary_lines(result.report)))
-        print(f"report: {result.out_dir / 'report.json'}")
+        if baseline is not None:
+            print("\n".join(baseline_lines(result.report, baseline)))
+        print(f"report: {result.out_dir / 'report.json'} (and report.md, report.html, "
+              "junit.xml beside it)")
     if not result.ok:
-        why = _failure_reason(result.report)
-        print(f"tinyprune: check failed: {why}", file=sys.stderr)
+        print(f"tinyprune: check failed: {failure_reason(result.report)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _failure_reason(report: dict) -> str:
-    from tinyprune.report import fmt_number
-
-    broken = [f"{k} (limit {fmt_number(v['limit'])}, actual {fmt_number(v['actual'])})"
-              for k, v in report["budgets"].items() if not v["ok"]]
-    if broken:
-        hint = ""
-        model = report["model"]
-        prunable = {"flash", "ram", "latency_ms"} & {
-            k for k, v in report["budgets"].items() if not v["ok"]}
-        if prunable and model.get("kind") != "tflite" and not model.get("pruning"):
-            hint = "; add --prune-channels auto to prune the model until it meets them"
-        return "budget broken: " + ", ".join(broken) + hint
-    run = report["run"]
-    if not run["bit_exact"] or not run["host"]["bit_exact"]:
-        return ("firmware outputs differ from the TFLite Micro reference "
-                f"({len(run['mismatches'])} mismatching samples; see report.json run.mismatches)")
-    return "the DSP kernel path differs from the reference on the host (see report.json run.host)"
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
@@ -157,40 +185,59 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if not result.exit_status else 1
 
 
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    return path
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from tinyprune.data import load_dataset
     from tinyprune.models.load import load_model
+    from tinyprune.outputs import output_file
+    from tinyprune.pipeline import load_data
     from tinyprune.quantize import quantize
 
-    loaded = load_model(args.model, trust_model=args.trust_model)
-    data = load_dataset(args.data, loaded.input_shape) if args.data else None
-    out = args.out or args.model.with_name(args.model.stem + "_int8.tflite")
-    tflite = loaded.tflite_bytes if loaded.model is None else quantize(loaded, data)
-    assert tflite is not None
-    out.write_bytes(tflite)
+    model = _existing(args.model)
+    out = args.out or model.with_name(model.stem + "_int8.tflite")
+    with output_file(out, force=args.force, inputs=[model]) as tmp:
+        loaded = load_model(model, trust_model=args.trust_model)
+        data = load_data(args.data, loaded) if args.data else None
+        tflite = loaded.tflite_bytes if loaded.model is None else quantize(loaded, data)
+        assert tflite is not None
+        tmp.write_bytes(tflite)
     print(f"wrote {out} ({len(tflite):,} bytes)")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from tinyprune.data import load_dataset
     from tinyprune.models.load import load_model, save_model
+    from tinyprune.outputs import output_file
+    from tinyprune.pipeline import load_data
+    from tinyprune.progress import bars_enabled
     from tinyprune.prune import FineTune, PruneConfig, prune
 
-    loaded = load_model(args.model, trust_model=args.trust_model)
-    if loaded.model is None:
-        raise UsageError(f"{args.model}: an int8 .tflite cannot be pruned; give the Keras model")
-    data = load_dataset(args.data, loaded.input_shape) if args.data else None
-    finetune = FineTune(epochs=args.finetune_epochs, lr_schedule="cosine") \
-        if args.finetune_epochs else None
-    result = prune(loaded.model, PruneConfig(
-        ratio=args.channels, criterion=args.criterion, scope=args.scope,
-        round_to=args.round_to, min_channels=args.min_channels, compensate=args.compensate,
-        finetune=finetune, target_params=args.target_params, target_macs=args.target_macs),
-        data=data)
-    suffix = args.model.suffix or ".keras"
-    out = args.out or args.model.with_name(f"{args.model.stem}_pruned{suffix}")
-    save_model(result.model, out)
+    model = _existing(args.model)
+    suffix = model.suffix or ".keras"
+    out = args.out or model.with_name(f"{model.stem}_pruned{suffix}")
+    with output_file(out, force=args.force, inputs=[model]) as tmp:
+        loaded = load_model(model, trust_model=args.trust_model)
+        if loaded.model is None:
+            raise UsageError(f"{model}: an int8 .tflite cannot be pruned; give the Keras model")
+        data = load_data(args.data, loaded) if args.data else None
+        finetune = FineTune(epochs=args.finetune_epochs, lr_schedule="cosine") \
+            if args.finetune_epochs else None
+        result = prune(loaded.model, PruneConfig(
+            ratio=args.channels, criterion=args.criterion, scope=args.scope,
+            round_to=args.round_to, min_channels=args.min_channels, compensate=args.compensate,
+            finetune=finetune, target_params=args.target_params, target_macs=args.target_macs,
+            progress=bars_enabled()), data=data)
+        save_model(result.model, tmp)
+    _print_prune(result)
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_prune(result: Any) -> None:
     print(f"{'layer':<24} {'channels':>13} {'params':>17} {'MACs':>23}")
     for x in result.layers:
         print(f"{x.name[:24]:<24} {x.channels_before:>6} -> {x.channels_after:<4} "
@@ -203,22 +250,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
     acc = result.accuracy.__dict__
     if any(v is not None for v in acc.values()):
         print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
-    print(f"wrote {out}")
-    return 0
+
+
+# What codegen writes at the top of its folder (checked before any work).
+CODEGEN_OUTPUTS = ("model.c", "model.h", "weights.c", "weights.h", "host_main.c", "runtime")
 
 
 def cmd_codegen(args: argparse.Namespace) -> int:
     from tinyprune.codegen import copy_runtime, generate
     from tinyprune.firmware.boards import load_board
     from tinyprune.ir import read_tflite
+    from tinyprune.outputs import output_folder
     from tinyprune.plan import plan
 
     board = load_board(args.board)
-    planned = plan(read_tflite(args.model), dsp=board.dsp)
-    out = args.out or Path("build") / f"{args.model.stem}-{board.name}" / "src"
-    project = generate(planned, out, model_name=args.model.stem, source_name=args.model.name)
-    copy_runtime(project, out)
-    print(f"wrote {project.directory}: {len(planned.code_ops)} layers, arena "
+    model = _existing(args.model)
+    out = args.out or Path("build") / f"{model.stem}-{board.name}-codegen"
+    with output_folder(out, force=args.force, names=CODEGEN_OUTPUTS) as work:
+        planned = plan(read_tflite(model), dsp=board.dsp)
+        project = generate(planned, work, model_name=model.stem, source_name=model.name)
+        copy_runtime(project, work)
+    print(f"wrote {out}: {len(planned.code_ops)} layers, arena "
           f"{planned.memory.arena_bytes:,} bytes, weights {planned.weight_bytes:,} bytes")
     dsp = " -DTP_USE_DSP=1" if board.dsp else ""
     print(f"compile with your firmware: model.c weights.c runtime/*.c, -I{out} -I{out}/runtime"
@@ -227,18 +279,172 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from tinyprune.report import summary_lines
+def _variant_labels(paths: Sequence[Path]) -> list[str]:
+    """Each report's name in a comparison: its build folder's name (the path when two clash)."""
+    names = [(p.parent.name if p.name == "report.json" else p.stem) if not p.is_dir()
+             else p.resolve().name for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
 
-    path = args.report if args.report.is_file() else args.report / "report.json"
-    if not path.is_file():
-        raise UsageError(f"{path}: no report.json; run 'tinyprune build' first")
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from tinyprune.outputs import output_file
+    from tinyprune.report import read_report, render, summary_lines
+    from tinyprune.report.checks import report_checks
+
+    reports = [read_report(p) for p in args.reports]
+    baseline = read_report(args.baseline) if args.baseline else None
+    variants = list(zip(_variant_labels(args.reports), reports, strict=True))
+    targets = {name: path for name, path in (("report.md", args.md), ("junit.xml", args.junit),
+                                             ("report.html", args.html)) if path is not None}
+    to_stdout = [name for name, path in targets.items() if str(path) == "-"]
+    if len(to_stdout) > 1:
+        raise UsageError(f"only one rendering can go to stdout ('-'), received "
+                         f"{', '.join(to_stdout)}")
     try:
-        report = json.loads(path.read_text())
-        print("\n".join(summary_lines(report)))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: not a tinyprune report ({type(exc).__name__}: {exc})") from None
-    return 0 if report.get("ok") else 1
+        texts = {name: render(name, reports[0], baseline, variants) for name in targets}
+        summary = summary_lines(reports[0])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{args.reports[0]}: not a tinyprune report "
+                         f"({type(exc).__name__}: {exc})") from None
+    inputs = [*args.reports, *([args.baseline] if args.baseline else [])]
+    with ExitStack() as stack:  # every file is checked before any is written
+        tmps = {name: stack.enter_context(output_file(path, force=args.force, inputs=inputs))
+                for name, path in targets.items() if str(path) != "-"}
+        for name, tmp in tmps.items():
+            tmp.write_text(texts[name], encoding="utf-8")
+    if to_stdout:
+        sys.stdout.write(texts[to_stdout[0]])
+    elif args.json:
+        print(json.dumps(reports[0], indent=2))
+    else:
+        print("\n".join(summary))
+        for name, path in targets.items():
+            print(f"wrote {path} ({name})")
+    failed = [(label, r) for label, r in variants if not r.get("ok")]
+    for label, r in failed:
+        why = "; ".join(f"{c.title}: {c.message}" for c in report_checks(r) if c.failed)
+        print(f"tinyprune: check failed: {label}: {why or 'the report says ok: false'}",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help="the board the ELF was built for (its memory "
+                   "map is emulated exactly; list: tinyprune boards)")
+    p.add_argument("--elf", type=Path, required=True, help="the firmware ELF to run")
+    p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"),
+                   help="backend (default unicorn: cycle estimates; qemu: instruction counts)")
+    p.add_argument("--region", action="append", metavar="FUNCTION",
+                   help="count instructions and cycles per call of this function (repeatable)")
+    p.add_argument("--max-instructions", type=int, default=2_000_000_000, metavar="N",
+                   help="stop and fail past this many instructions (default 2e9: a hung "
+                   "firmware)")
+
+
+def _add_quantize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="Keras model (.keras, .h5, SavedModel folder)")
+    p.add_argument("--data", type=Path, help="representative data (.npz) to calibrate the int8 "
+                   "ranges on; seeded random inputs if absent")
+    p.add_argument("--out", type=Path, help="output .tflite (default <model>_int8.tflite next "
+                   "to the model); its folder must exist")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow Lambda layers / custom objects (runs code from the model file)")
+    p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
+
+
+def _add_prune_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="Keras model (.keras, .h5, SavedModel folder)")
+    p.add_argument("--data", type=Path, help=".npz for data-driven criteria, compensation, "
+                   "fine-tuning and accuracy")
+    p.add_argument("--out", type=Path, help="pruned model file (default <model>_pruned.keras "
+                   "next to the model); its folder must exist")
+    p.add_argument("--channels", type=float, default=0.5, help="fraction removed (default 0.5)")
+    p.add_argument("--criterion", default="l1", choices=CRITERIA,
+                   help="channel importance (default l1; taylor, fisher, snip need --data)")
+    p.add_argument("--scope", choices=("local", "global"), default="local",
+                   help="rank channels within each layer (local, default) or across the model")
+    p.add_argument("--round-to", type=int, default=4, metavar="N",
+                   help="channel counts rounded to a multiple of N (default 4, for SIMD kernels)")
+    p.add_argument("--min-channels", type=int, default=4, metavar="N",
+                   help="never leave a layer fewer than N channels (default 4)")
+    p.add_argument("--compensate", action="store_true",
+                   help="refit the next layers by least squares on calibration activations")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="fine-tune N epochs after pruning (needs x_train, y_train; default 0)")
+    p.add_argument("--target-params", type=int, help="search the ratio reaching this many params")
+    p.add_argument("--target-macs", type=int, help="search the ratio reaching this many MACs")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow Lambda layers / custom objects (runs code from the model file)")
+    p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
+
+
+def _add_codegen_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True,
+                   help="target board: picks the kernels' DSP path (list: tinyprune boards)")
+    p.add_argument("--model", type=Path, required=True, help="an int8 .tflite")
+    p.add_argument("--out", type=Path, help="output folder (default "
+                   "build/<stem>-<board>-codegen/); nothing is written outside it")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("reports", type=Path, nargs="+", metavar="REPORT",
+                   help="report.json or the build folder holding it; with several, the first "
+                   "is rendered in full and all are compared as variants (accuracy against size)")
+    p.add_argument("--baseline", type=Path, metavar="OLD/report.json",
+                   help="an earlier report.json (or its folder) to show the change against")
+    p.add_argument("--md", type=Path, metavar="FILE", help="write the Markdown (a pull-request "
+                   "comment) to FILE ('-': stdout)")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML to FILE")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the self-contained HTML report with plots to FILE")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    p.add_argument("--force", action="store_true", help="replace the output files if they exist")
+
+
+def _no_options(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
+                Callable[[argparse.Namespace], int]]
+COMMANDS: dict[str, Command] = {
+    "build": ("the whole pipeline: model -> verified firmware + report.json",
+              "Prune (optionally), quantize to int8, generate C, build the firmware for the "
+              "board, run it on the emulator and check it bit for bit against the TFLite Micro "
+              "reference; writes report.json and the firmware under --out.",
+              _add_build_options, cmd_build),
+    "check": ("same as build, for CI: exits 1 when a budget in tinyprune.toml is broken",
+              "The build, named for CI: exit 1 when a budget, the accuracy or the "
+              "bit-exactness check fails (budgets from tinyprune.toml or the options).",
+              _add_build_options, cmd_build),
+    "run": ("run any ELF built for a board on the emulator",
+            "Run an ELF on the emulated board: exit status, UART output, exact instructions "
+            "and estimated cycles, per function with --region.", _add_run_options, cmd_run),
+    "boards": ("list the supported boards",
+               "List the boards in boards/*.toml: MCU, core, clock, flash, RAM, emulators.",
+               _no_options, cmd_boards),
+    "quantize": ("Keras model -> full-integer int8 .tflite",
+                 "Convert a Keras model to a full-integer int8 .tflite (per-channel weights), "
+                 "calibrated on --data.", _add_quantize_options, cmd_quantize),
+    "prune": ("structural pruning: remove conv/dense channels, save the smaller Keras model",
+              "Remove whole channels (filters) from a Keras model, coupled channels together "
+              "(residuals, depthwise, concat), and save the smaller model in the same Keras "
+              "flavor.", _add_prune_options, cmd_prune),
+    "codegen": ("int8 .tflite -> C project (model.c, weights.c)",
+                "Generate the C of an int8 .tflite for a board: model, weights and the kernels "
+                "it uses, a project that compiles on its own.", _add_codegen_options,
+                cmd_codegen),
+    "report": ("print or re-render an existing report.json (Markdown, JUnit, HTML)",
+               "Print the summary of a build's report.json, or render it again as Markdown "
+               "(--md), JUnit XML (--junit) or HTML with plots (--html), optionally against a "
+               "--baseline report or with other builds as variants; exit 1 when a build failed.",
+               _add_report_options, cmd_report),
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -248,70 +454,57 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tinyprune {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-        "build": ("the whole pipeline: model -> verified firmware + report.json", cmd_build),
-        "check": ("same as build, for CI: exits 1 when a budget in tinyprune.toml is broken",
-                  cmd_build),
-    }
-    for name, (help_text, fn) in commands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
-        _add_build_options(p)
+    for name, (help_text, description, add_options, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
+        add_options(p)
         p.set_defaults(func=fn)
-    p = sub.add_parser("run", help="run any ELF built for a board on the emulator",
-                       description="Run an ELF on the emulated board: exit status, UART output, "
-                       "exact instructions and estimated cycles, per function with --region.")
-    p.add_argument("--board", required=True)
-    p.add_argument("--elf", type=Path, required=True)
-    p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"))
-    p.add_argument("--region", action="append", metavar="FUNCTION",
-                   help="count instructions and cycles per call of this function (repeatable)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("boards", help="list the supported boards")
-    p.set_defaults(func=cmd_boards)
-    p = sub.add_parser("quantize", help="Keras model -> full-integer int8 .tflite")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, help="representative data (.npz); random if absent")
-    p.add_argument("--out", type=Path, help="output .tflite (default <model>_int8.tflite)")
-    p.add_argument("--trust-model", action="store_true")
-    p.set_defaults(func=cmd_quantize)
-    p = sub.add_parser("prune", help="structural pruning: remove conv/dense channels, save the "
-                       "smaller Keras model", description="Remove whole channels (filters) from a "
-                       "Keras model, coupled channels together (residuals, depthwise, concat), "
-                       "and save the smaller model in the same Keras flavor.")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--data", type=Path, help=".npz for data-driven criteria, compensation, "
-                   "fine-tuning and accuracy")
-    p.add_argument("--out", type=Path, help="pruned model file (default <model>_pruned.keras)")
-    p.add_argument("--channels", type=float, default=0.5, help="fraction removed (default 0.5)")
-    p.add_argument("--criterion", default="l1", choices=CRITERIA,
-                   help="channel importance (default l1; taylor, fisher, snip need --data)")
-    p.add_argument("--scope", choices=("local", "global"), default="local")
-    p.add_argument("--round-to", type=int, default=4, help="channel counts rounded to a multiple")
-    p.add_argument("--min-channels", type=int, default=4)
-    p.add_argument("--compensate", action="store_true",
-                   help="refit the next layers by least squares on calibration activations")
-    p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--target-params", type=int, help="search the ratio reaching this many params")
-    p.add_argument("--target-macs", type=int, help="search the ratio reaching this many MACs")
-    p.add_argument("--trust-model", action="store_true")
-    p.set_defaults(func=cmd_prune)
-    p = sub.add_parser("codegen", help="int8 .tflite -> C project (model.c, weights.c)")
-    p.add_argument("--board", required=True)
-    p.add_argument("--model", type=Path, required=True, help="an int8 .tflite")
-    p.add_argument("--out", type=Path, help="output folder (default build/<stem>-<board>/src)")
-    p.set_defaults(func=cmd_codegen)
-    p = sub.add_parser("report", help="print the summary of an existing report.json")
-    p.add_argument("report", type=Path, help="report.json or the build folder holding it")
-    p.set_defaults(func=cmd_report)
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds the stack like Ctrl-C, so the output is cleaned up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    saved = {s: signal.signal(s, _terminate) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_third_party()  # before anything imports TensorFlow or Keras
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
+    try:
+        with _signals_unwind():
+            return _dispatch(argv, debug)
+    except KeyboardInterrupt:
+        print("tinyprune: interrupted", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        print(f"tinyprune: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def _dispatch(argv: Sequence[str] | None, debug: bool) -> int:
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
@@ -324,9 +517,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tinyprune: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("tinyprune: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -59,6 +59,8 @@ class BuildOptions:
     stack_bytes: int = 8192
     trust_model: bool = False
     seed: int = 0
+    random_samples: int | None = None  # seeded random inputs on the host build; None: automatic
+    force: bool = False  # write into a non-empty folder tinyprune did not create
     budgets: Budgets = field(default_factory=Budgets)
 
     def output_dir(self) -> Path:
@@ -69,10 +71,10 @@ class BuildOptions:
 
 
 _TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
-        "stack": "size", "trust_model": bool, "seed": int}
+        "stack": "size", "trust_model": bool, "seed": int, "random_samples": int}
 _PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
-_BUDGETS = {"flash": "size", "ram": "size", "latency_ms": float, "min_accuracy": float,
-            "max_accuracy_drop": float}
+_BUDGETS = {"flash": "budget_size", "ram": "budget_size", "latency_ms": "positive",
+            "min_accuracy": "fraction", "max_accuracy_drop": "fraction"}
 
 
 def parse_ratio(value: Any, where: str) -> float | str:
@@ -88,11 +90,37 @@ def parse_ratio(value: Any, where: str) -> float | str:
     return ratio
 
 
+def check_fraction(value: float, where: str) -> float:
+    """An accuracy (or accuracy drop) as a fraction: 0.9, not 90."""
+    if not 0.0 <= value <= 1.0:
+        hint = f" (e.g. {value / 100:g} for {value:g}%)" if 1.0 < value <= 100.0 else ""
+        raise UsageError(f"{where}: expected a fraction between 0 and 1{hint}, received {value:g}")
+    return value
+
+
+def check_positive(value: float, where: str) -> float:
+    if not value > 0.0 or value == float("inf"):
+        raise UsageError(f"{where}: expected a number > 0, received {value:g}")
+    return value
+
+
+def check_budget_size(value: int, where: str) -> int:
+    if value <= 0:
+        raise UsageError(f"{where}: expected a size > 0, received {value}")
+    return value
+
+
 def _typed(value: Any, kind: Any, where: str) -> Any:
     if kind == "size":
         return parse_size(value, where)
+    if kind == "budget_size":
+        return check_budget_size(parse_size(value, where), where)
     if kind == "ratio":
         return parse_ratio(value, where)
+    if kind in ("fraction", "positive"):
+        number = _typed(value, float, where)
+        return check_fraction(number, where) if kind == "fraction" else \
+            check_positive(number, where)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is Path and isinstance(value, str):
@@ -156,6 +184,8 @@ def resolve(cli: dict[str, Any], config: Path | None) -> BuildOptions:
 
 
 def validate(opts: BuildOptions) -> None:
+    """Every option and combination that can be judged before any work; UsageError naming the
+    option otherwise. Project-file values were checked when read, so names here are options."""
     if not opts.board:
         raise UsageError("no board given: pass --board NAME (see 'tinyprune boards') "
                          "or set board in tinyprune.toml")
@@ -164,7 +194,78 @@ def validate(opts: BuildOptions) -> None:
     if opts.emulator not in EMULATORS:
         raise UsageError(f"--emulator: expected one of {', '.join(EMULATORS)}, "
                          f"received {opts.emulator!r}")
-    if opts.samples < 1:
-        raise UsageError(f"--samples: expected at least 1, received {opts.samples}")
+    _validate_counts(opts)
     if opts.prune_channels is not None:
         parse_ratio(opts.prune_channels, "--prune-channels")
+    _validate_budgets(opts.budgets)
+    for rule in _COMBINATIONS:
+        rule(opts)
+
+
+def _validate_counts(opts: BuildOptions) -> None:
+    if opts.samples < 1:
+        raise UsageError(f"--samples: expected at least 1, received {opts.samples}")
+    if opts.random_samples is not None and opts.random_samples < 0:
+        raise UsageError(f"--random-samples: expected 0 or more, received {opts.random_samples}")
+    if opts.finetune_epochs is not None and opts.finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs: expected 0 or more, received {opts.finetune_epochs}")
+    if opts.stack_bytes < 256 or opts.stack_bytes % 8:
+        raise UsageError(f"--stack: expected a multiple of 8 bytes, at least 256, received "
+                         f"{opts.stack_bytes}")
+
+
+def _validate_budgets(b: Budgets) -> None:
+    for name, value in (("--flash-budget", b.flash), ("--ram-budget", b.ram)):
+        if value is not None:
+            check_budget_size(value, name)
+    if b.latency_ms is not None:
+        check_positive(b.latency_ms, "--latency-budget")
+    for name, frac in (("--min-accuracy", b.min_accuracy),
+                       ("--max-accuracy-drop", b.max_accuracy_drop)):
+        if frac is not None:
+            check_fraction(frac, name)
+
+
+def _latency_needs_cycles(opts: BuildOptions) -> None:
+    if opts.budgets.latency_ms is not None and opts.emulator != "unicorn":
+        why = "runs no firmware" if opts.emulator == "none" else "has no cycle counter"
+        raise UsageError(f"--latency-budget needs cycle estimates, which only --emulator unicorn "
+                         f"gives (--emulator {opts.emulator} {why}); drop the latency budget or "
+                         "use --emulator unicorn")
+
+
+def _accuracy_needs_data(opts: BuildOptions) -> None:
+    b = opts.budgets
+    for name, value in (("--min-accuracy", b.min_accuracy),
+                        ("--max-accuracy-drop", b.max_accuracy_drop)):
+        if value is not None and opts.data is None:
+            raise UsageError(f"{name} needs test data to measure accuracy on: pass --data with "
+                             "x_test, y_test (or x, y)")
+    if b.max_accuracy_drop is not None and _is_tflite(opts):
+        raise UsageError(f"--max-accuracy-drop compares with the float Keras model; {opts.model} "
+                         "is an int8 .tflite (use --min-accuracy, or build from the Keras model)")
+
+
+def _pruning_needs_keras(opts: BuildOptions) -> None:
+    if opts.prune_channels and _is_tflite(opts):
+        raise UsageError(f"{opts.model}: --prune-channels needs a Keras model; an int8 .tflite "
+                         "cannot be pruned (prune the Keras model, then convert)")
+    b = opts.budgets
+    if opts.prune_channels == "auto" and b.flash is None and b.ram is None and \
+            b.latency_ms is None:
+        raise UsageError("--prune-channels auto: set a --flash-budget, --ram-budget or "
+                         "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
+
+
+def _finetune_needs_data(opts: BuildOptions) -> None:
+    if opts.finetune_epochs and opts.data is None:
+        raise UsageError(f"--finetune-epochs {opts.finetune_epochs}: fine-tuning needs training "
+                         "data; pass --data with x_train and y_train")
+
+
+def _is_tflite(opts: BuildOptions) -> bool:
+    return opts.model is not None and opts.model.suffix.lower() == ".tflite"
+
+
+_COMBINATIONS = (_latency_needs_cycles, _accuracy_needs_data, _pruning_needs_keras,
+                 _finetune_needs_data)

@@ -12,10 +12,18 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tinyprune import pipeline
 from tinyprune.config import Budgets
 from tinyprune.errors import CheckFailed, UsageError
+from tinyprune.ir import read_tflite
+from tinyprune.pipeline import Loaded, Pruned
+from tinyprune.progress import bars_enabled
+
+if TYPE_CHECKING:
+    from tinyprune.firmware import Board, Firmware
+    from tinyprune.prune import FineTune
 
 log = logging.getLogger("tinyprune")
 
@@ -31,26 +39,22 @@ class Measured:
     macs: int
 
 
-def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path, latency: bool,
+def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
             stack_bytes: int) -> Measured:
     """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it, with
-    the same firmware step and stack size as the build itself."""
+    the same stage calls and stack size as the build itself."""
     from tinyprune.codegen import generate
-    from tinyprune.ir import read_tflite
-    from tinyprune.pipeline import make_firmware
-    from tinyprune.plan import plan
-    from tinyprune.quantize import quantize
     from tinyprune.verify import random_inputs
 
     try:
-        graph = read_tflite(quantize(loaded, data, model=model, samples=32))
-        planned = plan(graph, dsp=board.dsp)
+        graph = read_tflite(pipeline.quantize(loaded, model, samples=32))
+        planned = pipeline.make_plan(graph, board)
         macs = sum(p.call.macs for p in planned.code_ops)
         project = generate(planned, work / "src", model_name="search", source_name="search",
                            samples=random_inputs(graph, 1))
         try:
-            fw = make_firmware(project, board, work / "fw", stack_bytes=stack_bytes,
-                               name="search")
+            fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=stack_bytes,
+                                        name="search")
         except CheckFailed as exc:  # too big for the board: measured size is in the map
             log.debug("candidate does not fit the board: %s", exc)
             return Measured(board.flash.length + 1, board.ram.length + 1, None, macs)
@@ -60,7 +64,7 @@ def measure(model: Any, loaded: Any, data: Any, board: Any, work: Path, latency:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _latency(fw: Any, board: Any) -> float:
+def _latency(fw: Firmware, board: Board) -> float:
     from tinyprune.emulator import run_elf
     from tinyprune.emulator.protocol import parse_results
 
@@ -95,50 +99,58 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
         t["target_ram"] = int((budgets.ram - overhead) * MARGIN)
     if budgets.latency_ms is not None and m.latency_ms:
         t["target_macs"] = int(m.macs * budgets.latency_ms / m.latency_ms * MARGIN)
+    overheads: dict[str, tuple[str, int | None]] = {
+        "target_flash": ("flash", m.flash - est_flash),
+                 "target_ram": ("RAM", m.ram - est_ram), "target_macs": ("latency", None)}
     for key, value in t.items():
         if value is not None and value <= 0:
+            name, extra = overheads[key]
+            need = f" (about {extra:,} bytes without any weights)" if extra else ""
             raise CheckFailed(f"budgets cannot be met by pruning: the firmware without any "
-                              f"weights already needs more ({key.removeprefix('target_')})")
+                              f"weights already needs more {name} than the budget{need}; "
+                              f"raise the {name} budget, or choose a board or model that fits")
     return t
 
 
-def prune_to_budgets(loaded: Any, data: Any, board: Any, budgets: Budgets, *, criterion: str,
-                     finetune: Any, work: Path,
-                     stack_bytes: int) -> tuple[Any, dict[str, Any] | None]:
-    """Returns the least-pruned model whose firmware meets the budgets, and the prune summary.
+def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterion: str,
+                     finetune: FineTune | None, work: Path, stack_bytes: int) -> Pruned:
+    """The least-pruned model whose firmware meets the budgets, with the prune summary.
 
     Raises:
         UsageError: no flash, RAM or latency budget is set.
-        CheckFailed: no ratio meets the budgets.
+        CheckFailed: no ratio meets the budgets (the message says what to relax).
     """
     from tinyprune.prune import PruneConfig, estimate, prune
 
     if budgets.flash is None and budgets.ram is None and budgets.latency_ms is None:
         raise UsageError("--prune-channels auto: set a --flash-budget, --ram-budget or "
                          "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
+    given = loaded.model.model
     latency = budgets.latency_ms is not None
-    m = measure(loaded.model, loaded, data, board, work / "r0", latency, stack_bytes)
+    m = measure(given, loaded, board, work / "r0", latency, stack_bytes)
     if not broken(budgets, m):
         log.info("the unpruned model meets the budgets; nothing pruned")
-        return loaded.model, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"}
-    before = estimate(loaded.model)  # the engine's units: its targets are compared to these
+        return Pruned(given, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"})
+    before = estimate(given)  # the engine's units: its targets are compared to these
     est_flash, est_ram = before.flash_bytes, before.ram_bytes
     targets: dict[str, int | None] = {}
     for rnd in range(1, ROUNDS + 1):
         targets = _targets(budgets, m, est_flash, est_ram, targets)
         config = PruneConfig(criterion=criterion, target_flash=targets["target_flash"],
-                             target_ram=targets["target_ram"], target_macs=targets["target_macs"])
-        result = prune(loaded.model, config, data=data)
-        m = measure(result.model, loaded, data, board, work / f"r{rnd}", latency, stack_bytes)
+                             target_ram=targets["target_ram"], target_macs=targets["target_macs"],
+                             progress=bars_enabled())
+        result = prune(given, config, data=loaded.data)
+        m = measure(result.model, loaded, board, work / f"r{rnd}", latency, stack_bytes)
         est_flash, est_ram = result.flash_after, result.ram_after
         log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
         if not broken(budgets, m):
-            final = prune(loaded.model, PruneConfig(ratio=result.ratio, criterion=criterion,
-                                                    finetune=finetune), data=data)
+            final = prune(given, PruneConfig(ratio=result.ratio, criterion=criterion,
+                                             finetune=finetune, progress=bars_enabled()),
+                          data=loaded.data)
             summary = final.summary()
             summary["reason"] = "searched to meet " + ", ".join(
                 k for k in ("flash", "ram", "latency_ms") if getattr(budgets, k) is not None)
-            return final.model, summary
+            return Pruned(final.model, summary)
     raise CheckFailed("no pruning ratio meets the budgets after "
                       f"{ROUNDS} rounds: {'; '.join(broken(budgets, m))}; relax a budget or "
                       "choose a smaller model")

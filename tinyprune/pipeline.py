@@ -1,13 +1,14 @@
-"""The stages of ``tinyprune build``, each a function from the previous stage's artifact.
+"""The stage calls of ``tinyprune build``: each takes earlier artifacts and returns its own.
 
-``api.build`` strings them together; they are kept here, small and separate, so tests and other
-commands (``codegen``, ``run``, ``check``) reuse them.
+They know nothing of the order they run in or of progress lines: :mod:`tinyprune.api` strings
+them together, and the budget search (:mod:`tinyprune.fit`) reuses them to measure candidates, so
+imports go one way: ``api -> fit -> pipeline -> the stage packages``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,58 +20,114 @@ import numpy as np
 from tinyprune import __version__, verify
 from tinyprune.codegen import CProject, generate
 from tinyprune.config import BuildOptions
-from tinyprune.errors import CheckFailed, UsageError
+from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
 from tinyprune.plan import Plan, plan
+from tinyprune.progress import bars_enabled
 
 if TYPE_CHECKING:
-    from tinyprune.api import _Steps
     from tinyprune.data import Dataset
     from tinyprune.firmware import Board, Firmware
     from tinyprune.models.load import LoadedModel
+    from tinyprune.prune import FineTune
 
 log = logging.getLogger("tinyprune")
 
-MAX_EVAL_SAMPLES = 2000
+MAX_EVAL_SAMPLES = 2000  # test rows on the host build and for accuracy
 # 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
 # (bench/results/prune_criteria.md); 10 did not.
 DEFAULT_FINETUNE_EPOCHS = 20
 MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
+# Seeded random full-range inputs on the host build, besides the test rows: 2,000, fewer for
+# models whose reference-interpreter time would pass about a second (~1e9 MACs), at least 100.
+HOST_RANDOM_SAMPLES = 2000
+HOST_RANDOM_MACS = 1_000_000_000
+HOST_RANDOM_MIN = 100
+HOST_RANDOM_BYTES = 64 << 20
+# On the firmware: one random input per four samples, at most 8 and 32 KiB of flash.
+FIRMWARE_RANDOM_EVERY = 4
+FIRMWARE_RANDOM_MAX = 8
+FIRMWARE_RANDOM_BYTES = 32 << 10
+HOST_MISMATCHES_SHOWN = 20
+# Emulators with a cycle counter (DWT CYCCNT); QEMU's reads 0, so its figures would be fake.
+CYCLE_COUNTING = frozenset({"unicorn"})
 
 
 @dataclass(frozen=True)
-class FrontEnd:
-    """The model side of a build: what was loaded, pruned, quantized and what it is checked on."""
+class Loaded:
+    """The model as given and the checked data set (None without ``--data``)."""
+
+    model: LoadedModel
+    data: Dataset | None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The Keras model after the prune stage (the given one when nothing was pruned)."""
+
+    model: Any
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report says about the model: source, sizes, pruning, float accuracy."""
 
     source: Path
     kind: str
-    tflite: bytes = field(repr=False)
-    graph: Graph = field(repr=False)
-    eval_inputs: np.ndarray = field(repr=False)  # raw input rows for the host check
-    eval_labels: np.ndarray | None = field(repr=False)  # None without data
-    fw_inputs: np.ndarray = field(repr=False)  # the first rows, run on the firmware
-    float_accuracy: float | None
-    original_float_accuracy: float | None  # the model as given, before pruning
     params_before: int | None
     params_after: int | None
     macs_before: int | None
-    prune: dict[str, Any] | None
+    pruning: dict[str, Any] | None
+    float_accuracy: float | None
+    original_float_accuracy: float | None  # the model as given, before pruning
+
+
+@dataclass(frozen=True)
+class CheckSet:
+    """The inputs the generated code is checked on, as raw input bytes, one row each.
+
+    ``rows`` holds first the ``samples`` sample rows (test data, or without data seeded random
+    stand-ins), then ``random`` extra seeded random full-range rows. The host build runs every
+    row; the firmware runs the first ``firmware_samples`` sample rows and the first
+    ``firmware_random`` random rows.
+    """
+
+    rows: np.ndarray = field(repr=False)
+    labels: np.ndarray | None = field(repr=False)  # of the sample rows; None without data
+    samples: int
+    random: int
+    firmware_samples: int
+    firmware_random: int
+
+    @property
+    def firmware_index(self) -> np.ndarray:
+        return np.r_[0:self.firmware_samples, self.samples:self.samples + self.firmware_random]
+
+    @property
+    def firmware_rows(self) -> np.ndarray:
+        return self.rows[self.firmware_index]
 
 
 @dataclass(frozen=True)
 class HostCheck:
-    comparison: verify.Comparison
+    comparison: verify.Comparison  # every row of the CheckSet, portable C path
+    dsp_comparison: verify.Comparison | None  # the DSP path; None when the board has no DSP
     int8_reference_accuracy: float | None
     firmware_accuracy: float | None
     reference: np.ndarray = field(repr=False)
-    dsp_bit_exact: bool | None  # None: the board has no DSP, its path is not built
+
+    @property
+    def bit_exact(self) -> bool:
+        dsp_ok = self.dsp_comparison is None or self.dsp_comparison.bit_exact
+        return self.comparison.bit_exact and dsp_ok
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     emulator: str
-    comparison: verify.Comparison | None
+    comparison: verify.Comparison | None  # None: no firmware ran (--emulator none)
     instructions: int | None
     cycles: int | None
     cycles_are_estimate: bool
@@ -90,9 +147,6 @@ def board_for(opts: BuildOptions) -> Board:
 def preflight(opts: BuildOptions, board: Board) -> None:
     """Fails fast (exit 3, with the install command) when a required tool is missing: the same
     checks the stages make, run before any work."""
-    import shutil
-
-    from tinyprune.errors import ToolMissing
     from tinyprune.firmware.build import require_toolchain
 
     require_toolchain()
@@ -112,138 +166,162 @@ def preflight(opts: BuildOptions, board: Board) -> None:
                          f"{', '.join(board.emulator.backends)} (or none)")
 
 
-def front_end(opts: BuildOptions, stage: Path, steps: _Steps, board: Board) -> FrontEnd:
-    """load -> (prune) -> quantize; picks the evaluation and firmware samples."""
+def load(opts: BuildOptions) -> Loaded:
     from tinyprune.models.load import load_model
-    from tinyprune.models.stats import count_macs, count_params
 
     assert opts.model is not None
-    with steps.step("load", str(opts.model.name)):
-        loaded = load_model(opts.model, trust_model=opts.trust_model)
-        data = _dataset(opts, loaded)
-    model = loaded.model
-    params_before = count_params(model) if model is not None else None
-    macs_before = count_macs(model) if model is not None else None
-    prune_info = None
-    with steps.step("prune", _prune_label(opts)):
-        if opts.prune_channels:
-            model, prune_info = _prune(opts, loaded, data, board, stage)
-            if opts.prune_channels == "auto" and prune_info is not None:
-                steps.progress(f"      chose to remove {prune_info['ratio']:.1%} of channels "
-                               f"({prune_info['reason']})")
-    with steps.step("quantize", "(int8 .tflite given)" if model is None else ""):
-        tflite = loaded.tflite_bytes if model is None else _quantize(loaded, model, data)
-    assert tflite is not None, "a model without Keras object carries its .tflite bytes"
-    (stage / "model_int8.tflite").write_bytes(tflite)
-    graph = read_tflite(tflite)
-    if model is not None:
-        graph = keras_layer_names(graph, [layer.name for layer in model.layers])
-    eval_inputs, labels = _eval_set(graph, data, opts)
-    float_acc = _float_accuracy(model, data) if model is not None and data is not None else None
-    original_acc = float_acc
-    if prune_info is not None and model is not loaded.model and data is not None:
-        original_acc = _float_accuracy(loaded.model, data)
-    return FrontEnd(
-        source=opts.model, kind=loaded.kind, tflite=tflite, graph=graph, eval_inputs=eval_inputs,
-        eval_labels=labels, fw_inputs=eval_inputs[:opts.samples], float_accuracy=float_acc,
-        original_float_accuracy=original_acc,
-        params_before=params_before,
-        params_after=count_params(model) if model is not None else None,
-        macs_before=macs_before, prune=prune_info)
+    model = load_model(opts.model, trust_model=opts.trust_model)
+    return Loaded(model, None if opts.data is None else load_data(opts.data, model))
 
 
-def _dataset(opts: BuildOptions, loaded: LoadedModel) -> Dataset | None:
-    if opts.data is None:
-        return None
+def load_data(path: Path, model: LoadedModel) -> Dataset:
+    """The data set, checked against the model's input and (single) output: labels must be
+    classes of the model."""
     from tinyprune.data import load_dataset
 
-    return load_dataset(opts.data, loaded.input_shape)
+    output = model.output_shapes[0] if len(model.output_shapes) == 1 else None
+    return load_dataset(path, model.input_shape, output)
 
 
-def _prune_label(opts: BuildOptions) -> str:
-    if not opts.prune_channels:
-        return "(skipped)"
-    what = ("auto: searching the ratio that meets the budgets" if opts.prune_channels == "auto"
-            else f"{opts.prune_channels:.0%} of channels")
-    return f"{what}, {opts.prune_criterion}"
+def finetune_for(opts: BuildOptions, data: Dataset | None) -> FineTune | None:
+    """The fine-tuning after pruning: ``--finetune-epochs``, by default 20 with training data."""
+    from tinyprune.prune import FineTune
 
-
-def _prune(opts: BuildOptions, loaded: LoadedModel, data: Dataset | None, board: Board,
-           stage: Path) -> tuple[Any, dict[str, Any] | None]:
-    from tinyprune.fit import prune_to_budgets
-    from tinyprune.prune import FineTune, PruneConfig, prune
-
-    if loaded.model is None:
-        raise UsageError(f"{opts.model}: --prune-channels needs a Keras model; an int8 .tflite "
-                         "cannot be pruned (prune the Keras model, then convert)")
     trainable = data is not None and data.x_train is not None
     epochs = opts.finetune_epochs if opts.finetune_epochs is not None else (
         DEFAULT_FINETUNE_EPOCHS if trainable else 0)
     if epochs and not trainable:
         raise UsageError(f"--finetune-epochs {epochs}: fine-tuning needs training data; pass "
                          "--data with x_train and y_train")
-    finetune = FineTune(epochs=epochs, lr_schedule="cosine") if epochs else None
-    if opts.prune_channels == "auto":
-        return prune_to_budgets(loaded, data, board, opts.budgets, criterion=opts.prune_criterion,
-                                finetune=finetune, work=stage / "search",
-                                stack_bytes=opts.stack_bytes)
+    return FineTune(epochs=epochs, lr_schedule="cosine") if epochs else None
+
+
+def keras_model(opts: BuildOptions, loaded: Loaded) -> Any:
+    """The Keras model to prune; UsageError for an int8 .tflite."""
+    if loaded.model.model is None:
+        raise UsageError(f"{opts.model}: --prune-channels needs a Keras model; an int8 .tflite "
+                         "cannot be pruned (prune the Keras model, then convert)")
+    return loaded.model.model
+
+
+def prune_by_ratio(opts: BuildOptions, loaded: Loaded) -> Pruned:
+    """Removes the fraction ``--prune-channels`` of the channels, then fine-tunes."""
+    from tinyprune.prune import PruneConfig, prune
+
     assert isinstance(opts.prune_channels, float)
     config = PruneConfig(ratio=opts.prune_channels, criterion=opts.prune_criterion,
-                         finetune=finetune)
-    result = prune(loaded.model, config, data=data)
-    return result.model, result.summary()
+                         finetune=finetune_for(opts, loaded.data), progress=bars_enabled())
+    result = prune(keras_model(opts, loaded), config, data=loaded.data)
+    return Pruned(result.model, result.summary())
 
 
-def _quantize(loaded: LoadedModel, model: Any, data: Dataset | None) -> bytes:
-    from tinyprune.quantize import quantize
+def quantize(loaded: Loaded, model: Any, samples: int | None = None) -> bytes:
+    """int8 .tflite bytes of ``model`` (calibrated on the data, or on random inputs without)."""
+    from tinyprune.quantize import quantize as convert
 
-    return quantize(loaded, data, model=model)
-
-
-def _eval_set(graph: Graph, data: Dataset | None,
-              opts: BuildOptions) -> tuple[np.ndarray, np.ndarray | None]:
-    if data is None or data.x_test is None:
-        return verify.random_inputs(graph, opts.samples, seed=opts.seed), None
-    x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
-    return verify.encode_inputs(graph, x), np.asarray(y).reshape(-1)
+    if model is None:
+        assert loaded.model.tflite_bytes is not None, "a .tflite model carries its bytes"
+        return loaded.model.tflite_bytes
+    if samples is None:
+        return convert(loaded.model, loaded.data, model=model)
+    return convert(loaded.model, loaded.data, model=model, samples=samples)
 
 
-def _float_accuracy(model: Any, data: Dataset) -> float | None:
+def read_graph(tflite: bytes, model: Any) -> Graph:
+    """The IR of the int8 model, its layers named after the Keras layers when there are any."""
+    graph = read_tflite(tflite)
+    if model is not None:
+        graph = keras_layer_names(graph, [layer.name for layer in model.layers])
+    return graph
+
+
+def model_info(opts: BuildOptions, loaded: Loaded, pruned: Pruned) -> ModelInfo:
+    from tinyprune.models.stats import count_macs, count_params
+
+    given, model, data = loaded.model.model, pruned.model, loaded.data
+    float_acc = original = None
+    if model is not None and data is not None:
+        float_acc = original = _float_accuracy(model, data)
+        if model is not given:
+            original = _float_accuracy(given, data)
+    assert opts.model is not None
+    return ModelInfo(
+        source=opts.model, kind=loaded.model.kind,
+        params_before=count_params(given) if given is not None else None,
+        params_after=count_params(model) if model is not None else None,
+        macs_before=count_macs(given) if given is not None else None,
+        pruning=pruned.summary, float_accuracy=float_acc, original_float_accuracy=original)
+
+
+def _float_accuracy(model: Any, data: Dataset) -> float:
     x, y = data.x_test[:MAX_EVAL_SAMPLES], data.y_test[:MAX_EVAL_SAMPLES]
     pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
-def make_plan(front: FrontEnd, board: Board) -> Plan:
-    return plan(front.graph, dsp=board.dsp)
+def make_plan(graph: Graph, board: Board) -> Plan:
+    return plan(graph, dsp=board.dsp)
 
 
-def make_project(front: FrontEnd, planned: Plan, opts: BuildOptions, stage: Path) -> CProject:
-    return generate(planned, stage / "src", model_name=front.source.stem,
-                    source_name=front.source.name, samples=front.fw_inputs)
+def host_random_count(opts: BuildOptions, macs: int, row_bytes: int) -> int:
+    """How many seeded random inputs the host build checks (``--random-samples`` or auto)."""
+    if opts.random_samples is not None:
+        return opts.random_samples
+    n = min(HOST_RANDOM_SAMPLES, max(HOST_RANDOM_MIN, HOST_RANDOM_MACS // max(macs, 1)))
+    return max(1, min(n, HOST_RANDOM_BYTES // max(row_bytes, 1)))
 
 
-def verify_on_host(front: FrontEnd, project: CProject, stage: Path, dsp: bool) -> HostCheck:
-    """Host builds against the reference on the eval set: the portable path, and where the board
-    has the DSP extension also the DSP path (intrinsics emulated in C)."""
-    work = stage / "host"
-    work.mkdir(exist_ok=True)
-    reference = verify.reference_outputs(front.tflite, front.graph, front.eval_inputs)
-    exe = verify.host_compile(project, work, dsp=False)
-    outputs = verify.host_outputs(exe, front.eval_inputs, project.output_bytes, work)
-    dsp_exact = None
-    if dsp:
-        exe_dsp = verify.host_compile(project, work, dsp=True)
-        outputs_dsp = verify.host_outputs(exe_dsp, front.eval_inputs, project.output_bytes, work)
-        dsp_exact = verify.compare(reference, outputs_dsp).bit_exact
-    comparison = verify.compare(reference, outputs)
+def firmware_random_count(samples: int, host_random: int, row_bytes: int) -> int:
+    n = min(FIRMWARE_RANDOM_MAX, samples // FIRMWARE_RANDOM_EVERY, host_random)
+    return min(n, FIRMWARE_RANDOM_BYTES // max(row_bytes, 1))
+
+
+def check_set(graph: Graph, data: Dataset | None, opts: BuildOptions, macs: int) -> CheckSet:
+    """Sample rows (test data, or seeded stand-ins) and seeded random full-range rows."""
+    labels = None
+    if data is None:
+        sample_rows = verify.random_inputs(graph, opts.samples, seed=opts.seed)
+    else:
+        sample_rows = verify.encode_inputs(graph, data.x_test[:MAX_EVAL_SAMPLES])
+        labels = np.asarray(data.y_test[:MAX_EVAL_SAMPLES]).reshape(-1)
+    row_bytes = int(sample_rows.shape[1])
+    n_random = host_random_count(opts, macs, row_bytes)
+    random_rows = verify.random_inputs(graph, n_random, seed=opts.seed + 1)
+    return CheckSet(
+        rows=np.concatenate([sample_rows, random_rows.reshape(n_random, row_bytes)]),
+        labels=labels, samples=len(sample_rows), random=n_random,
+        firmware_samples=min(opts.samples, len(sample_rows)),
+        firmware_random=firmware_random_count(opts.samples, n_random, row_bytes))
+
+
+def make_project(planned: Plan, info: ModelInfo, checks: CheckSet, work: Path) -> CProject:
+    return generate(planned, work / "src", model_name=info.source.stem,
+                    source_name=info.source.name, samples=checks.firmware_rows)
+
+
+def verify_on_host(tflite: bytes, graph: Graph, project: CProject, checks: CheckSet, work: Path,
+                   dsp: bool) -> HostCheck:
+    """Host builds against the reference on every row of the check set: the portable path, and
+    where the board has the DSP extension also the DSP path (intrinsics emulated in C)."""
+    host = work / "host"
+    host.mkdir(exist_ok=True)
+    reference = verify.reference_outputs(tflite, graph, checks.rows)
+
+    def run(dsp_path: bool) -> tuple[verify.Comparison, np.ndarray]:
+        exe = verify.host_compile(project, host, dsp=dsp_path)
+        outputs = verify.host_outputs(exe, checks.rows, project.output_bytes, host)
+        return verify.compare(reference, outputs), outputs
+
+    comparison, outputs = run(False)
+    dsp_comparison = run(True)[0] if dsp else None
     ref_acc = fw_acc = None
-    if front.eval_labels is not None:
-        ref_acc = verify.accuracy(front.graph, reference, front.eval_labels)
-        fw_acc = verify.accuracy(front.graph, outputs, front.eval_labels)
-    return HostCheck(comparison=comparison, int8_reference_accuracy=ref_acc,
-                     firmware_accuracy=fw_acc, reference=reference,
-                     dsp_bit_exact=dsp_exact)
+    if checks.labels is not None:
+        n = checks.samples
+        ref_acc = verify.accuracy(graph, reference[:n], checks.labels)
+        fw_acc = verify.accuracy(graph, outputs[:n], checks.labels)
+    return HostCheck(comparison=comparison, dsp_comparison=dsp_comparison,
+                     int8_reference_accuracy=ref_acc, firmware_accuracy=fw_acc,
+                     reference=reference)
 
 
 def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes: int,
@@ -256,18 +334,18 @@ def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes
                           out_dir, stack_bytes=stack_bytes, name=name)
 
 
-def emulate(front: FrontEnd, firmware: Firmware, board: Board, opts: BuildOptions,
+def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
             reference: np.ndarray) -> RunOutcome:
-    """Runs the firmware; compares its outputs with ``reference`` (rows of the eval set, whose
-    first rows are the firmware's samples)."""
-    if opts.emulator == "none":
+    """Runs the firmware; compares its outputs with the reference rows of its inputs."""
+    if emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
     from tinyprune.emulator import run_elf
     from tinyprune.emulator.protocol import parse_results
 
-    regions = ("tp_model_invoke",) if opts.emulator == "unicorn" else ()
-    with _sample_progress(len(front.fw_inputs), opts.emulator) as on_line:
-        result = run_elf(board, firmware.elf, backend=opts.emulator, regions=regions,
+    counting = emulator in CYCLE_COUNTING
+    regions = ("tp_model_invoke",) if counting else ()
+    with _sample_progress(len(checks.firmware_index), counting) as on_line:
+        result = run_elf(board, firmware.elf, backend=emulator, regions=regions,
                          on_line=on_line, max_instructions=MAX_INSTRUCTIONS)
     res = parse_results(result.uart)
     if res.status != 0:
@@ -275,23 +353,22 @@ def emulate(front: FrontEnd, firmware: Firmware, board: Board, opts: BuildOption
                           f"arguments in layer {res.status - 1})")
     n = len(res.outputs)
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
-    reference = reference[:n]
+    expected = reference[checks.firmware_index]
     layer_cycles = [int(np.mean(c)) for c in zip(*(s.layer_cycles for s in res.samples),
                                                      strict=True)]
     invoke = result.regions.get("tp_model_invoke")
-    instructions = invoke.instructions // max(invoke.calls, 1) if invoke else None
-    cycles = res.total_cycles // max(n, 1) if opts.emulator == "unicorn" else None
     return RunOutcome(
-        emulator=opts.emulator, comparison=verify.compare(reference, actual),
-        instructions=instructions, cycles=cycles,
-        cycles_are_estimate=result.cycles_are_estimate, layer_cycles=layer_cycles,
-        stack_peak=res.stack_peak)
+        emulator=emulator, comparison=verify.compare(expected, actual),
+        instructions=invoke.instructions // max(invoke.calls, 1) if invoke else None,
+        cycles=res.total_cycles // max(n, 1) if counting else None,
+        cycles_are_estimate=result.cycles_are_estimate,
+        layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak)
 
 
 @contextmanager
-def _sample_progress(samples: int, emulator: str) -> Iterator[Callable[[str], None] | None]:
+def _sample_progress(samples: int, counting: bool) -> Iterator[Callable[[str], None] | None]:
     """A progress bar over the samples the firmware reports (on a terminal, unicorn only)."""
-    if emulator != "unicorn" or not sys.stderr.isatty():
+    if not counting or not bars_enabled():
         yield None
         return
     from tqdm import tqdm
@@ -300,56 +377,77 @@ def _sample_progress(samples: int, emulator: str) -> Iterator[Callable[[str], No
         yield lambda line: bar.update(1) if line.startswith("@tp out ") else None
 
 
-def assemble_report(opts: BuildOptions, board: Board, front: FrontEnd, planned: Plan,
-                    firmware: Firmware, host: HostCheck, run: RunOutcome) -> dict[str, Any]:
+def assemble_report(opts: BuildOptions, board: Board, info: ModelInfo, planned: Plan,
+                    firmware: Firmware, checks: CheckSet, host: HostCheck, run: RunOutcome,
+                    warnings: tuple[str, ...] = ()) -> dict[str, Any]:
     from tinyprune.report import SCHEMA_VERSION, evaluate_budgets
 
     weights = [c.values for c in planned.consts if c.ctype == "int8_t"]
     total = sum(w.size for w in weights)
     sparsity = float(sum(int(np.count_nonzero(w == 0)) for w in weights) / total) if total else 0.0
     macs_after = sum(p.call.macs for p in planned.code_ops)
-    cmp = run.comparison if run.comparison is not None else host.comparison
-    mismatches = [m.__dict__ for m in cmp.mismatches]
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tinyprune_version": __version__,
         "board": {"name": board.name, "cpu": board.core, "clock_hz": board.clock_hz,
                   "flash_bytes": board.flash.length, "ram_bytes": board.ram.length},
-        "model": {"source": front.source.name, "kind": front.kind,
-                  "params_before": front.params_before, "params_after": front.params_after,
-                  "macs_before": front.macs_before or macs_after, "macs_after": macs_after,
-                  "sparsity": round(sparsity, 4), "pruning": front.prune},
+        "model": {"source": info.source.name, "kind": info.kind,
+                  "params_before": info.params_before, "params_after": info.params_after,
+                  "macs_before": info.macs_before or macs_after, "macs_after": macs_after,
+                  "sparsity": round(sparsity, 4), "pruning": info.pruning},
         "firmware": {"flash_used_bytes": firmware.flash_used_bytes,
                      "ram_used_bytes": firmware.ram_used_bytes,
                      "arena_bytes": planned.memory.arena_bytes + planned.memory.scratch_bytes,
                      "stack_peak_bytes": run.stack_peak,
                      "stack_reserved_bytes": firmware.stack_bytes,
                      "samples_bytes": firmware.samples_bytes, "elf_sha256": firmware.elf_sha256},
-        "run": _run_section(run, board, cmp, host, mismatches),
-        "accuracy": {"float": front.float_accuracy,
-                     "float_original": front.original_float_accuracy,
+        "run": _run_section(run, board, checks, host),
+        "accuracy": {"float": info.float_accuracy,
+                     "float_original": info.original_float_accuracy,
                      "int8_reference": host.int8_reference_accuracy,
                      "firmware": host.firmware_accuracy,
-                     "test_samples": None if front.eval_labels is None else len(front.eval_labels)},
+                     "test_samples": None if checks.labels is None else len(checks.labels)},
         "layers": _layers(planned, run),
+        "warnings": list(warnings),
     }
     report["budgets"] = evaluate_budgets(opts.budgets, report)
     budgets_ok = all(b["ok"] for b in report["budgets"].values())
-    report["ok"] = bool(report["run"]["bit_exact"] and host.comparison.bit_exact
-                        and host.dsp_bit_exact is not False and budgets_ok)
+    firmware_ok = run.comparison is None or run.comparison.bit_exact
+    report["ok"] = bool(firmware_ok and host.bit_exact and budgets_ok)
     return report
 
 
-def _run_section(run: RunOutcome, board: Board, cmp: verify.Comparison, host: HostCheck,
-                 mismatches: list) -> dict[str, Any]:
+def _mismatches(cmp: verify.Comparison, index: np.ndarray, checks: CheckSet,
+                limit: int | None = None) -> list[dict[str, Any]]:
+    """Mismatch entries, each saying which input it was: ``sample`` row or ``random`` row."""
+    out = []
+    for m in cmp.mismatches[:limit]:
+        row = int(index[m.sample]) if m.sample < len(index) else -1
+        kind, k = ("sample", row) if row < checks.samples else ("random", row - checks.samples)
+        out.append({**m.__dict__, "input": kind, "row": k})
+    return out
+
+
+def _run_section(run: RunOutcome, board: Board, checks: CheckSet,
+                 host: HostCheck) -> dict[str, Any]:
     latency = None if run.cycles is None else run.cycles / board.clock_hz * 1000.0
-    return {"emulator": run.emulator, "samples": cmp.samples,
+    fw = run.comparison
+    everything = np.arange(len(checks.rows))
+    return {"emulator": run.emulator, "check": "host-only" if fw is None else "firmware",
+            "samples": checks.firmware_samples if fw is not None else 0,
+            "random_samples": checks.firmware_random if fw is not None else 0,
             "cycles_per_inference": run.cycles, "cycles_are_estimate": run.cycles_are_estimate,
             "latency_ms_at_clock": latency,
-            "instructions_per_inference": run.instructions, "bit_exact": cmp.bit_exact,
-            "mismatches": mismatches,
-            "host": {"samples": host.comparison.samples, "bit_exact": host.comparison.bit_exact,
-                     "dsp_path_bit_exact": host.dsp_bit_exact}}
+            "instructions_per_inference": run.instructions,
+            "bit_exact": None if fw is None else fw.bit_exact,
+            "mismatches": [] if fw is None else _mismatches(fw, checks.firmware_index, checks),
+            "host": {"samples": checks.samples, "random_samples": checks.random,
+                     "bit_exact": host.comparison.bit_exact,
+                     "mismatch_count": len(host.comparison.mismatches),
+                     "mismatches": _mismatches(host.comparison, everything, checks,
+                                               HOST_MISMATCHES_SHOWN),
+                     "dsp_path_bit_exact": None if host.dsp_comparison is None
+                     else host.dsp_comparison.bit_exact}}
 
 
 def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:

@@ -152,7 +152,8 @@ def encode_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
 def random_inputs(graph: Graph, n: int, seed: int = 0) -> np.ndarray:
     """Seeded random raw inputs over the whole int8 range (or N(0,1) floats)."""
     rng = np.random.default_rng(seed)
-    rows = []
+    row_bytes = sum(graph.tensor(ti).nbytes for ti in graph.inputs)
+    rows: list[np.ndarray] = []
     for _ in range(n):
         parts = []
         for ti in graph.inputs:
@@ -163,4 +164,4 @@ def random_inputs(graph: Graph, n: int, seed: int = 0) -> np.ndarray:
                 lo, hi = _RANGE[t.dtype]
                 parts.append(rng.integers(lo, hi + 1, t.size).astype(_NP[t.dtype]).tobytes())
         rows.append(np.frombuffer(b"".join(parts), dtype=np.uint8))
-    return np.stack(rows)
+    return np.stack(rows) if rows else np.zeros((0, row_bytes), np.uint8)

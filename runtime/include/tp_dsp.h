@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "tp_nn_support.h"
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
 #include <arm_acle.h>
 #define TP_DSP_NATIVE 1
@@ -79,7 +81,6 @@ static inline int32_t tp_pack16(int32_t lo, int32_t hi)
 {
     return (int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xFFFFU));
 }
-static inline int32_t tp_wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
 #if TP_DSP_NATIVE
 
@@ -137,7 +138,8 @@ static inline int32_t tp_sadd16(int32_t a, int32_t b)
  * division by 2^right is written without branches: with rem = high & mask and threshold =
  * mask / 2 + (high < 0), (threshold - rem) >> 31 is -1 exactly when rem > threshold (both lie in
  * [0, 2^30], so the difference cannot overflow). About 17 instructions on Arm (one SMLAL), no
- * branch; used by the conv and FC kernels.
+ * branch; used by the conv and FC kernels. Same precondition as tp_requantize: -31 <= shift
+ * <= 31 (guaranteed by the code generator), multiplier in [0, 2^31).
  */
 static inline int32_t tp_requantize_pos(int32_t x, int32_t multiplier, int32_t shift)
 {

@@ -42,9 +42,10 @@ tp_status tp_pad_s8(const tp_pad_params *params,
 
 /** int8 -> int8 requantization: out = clamp(MBQM(in + input_offset, m, s) + output_offset). */
 typedef struct {
-    int32_t multiplier;     /**< input_scale / output_scale; 0 means a plain copy (same scale
-                                 and zero point) */
-    int32_t shift;          /**< matching shift (either sign) */
+    int32_t multiplier;     /**< input_scale / output_scale (0: the scale ratio is below
+                                 2^-32, every output is output_offset, as in TFLM) */
+    int32_t shift;          /**< matching shift, -31..31; multiplier 2^30 with shift 1 and
+                                 input_offset == -output_offset is the identity: a copy */
     int32_t input_offset;   /**< minus the input zero point */
     int32_t output_offset;  /**< output zero point */
 } tp_requant_params;
@@ -62,7 +63,7 @@ tp_status tp_requantize_s8(const tp_requant_params *params,
 typedef struct {
     const int8_t *data;       /**< input data */
     int32_t row;              /**< elements per outer index: axis extent * inner size */
-    tp_requant_params quant;  /**< multiplier 0: copied as is */
+    tp_requant_params quant;  /**< the identity (2^30, 1, -zp, zp): copied as is */
 } tp_concat_input;
 
 /** Parameters of CONCATENATION on a tensor viewed as [outer, axis * inner]. */

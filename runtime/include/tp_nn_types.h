@@ -48,13 +48,17 @@ typedef struct {
     int32_t max;
 } tp_activation;
 
-/** Per-channel requantization: one (multiplier, shift) pair per output channel. */
+/**
+ * Per-channel requantization: one (multiplier, shift) pair per output channel, as TFLM's
+ * QuantizeMultiplier gives them: multiplier in [2^30, 2^31) or 0, shift in -31..31 (the code
+ * generator refuses a layer that would need a larger shift; the kernels do not check it).
+ */
 typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
 } tp_per_channel_quant;
 
-/** Per-tensor requantization. */
+/** Per-tensor requantization (same ranges as tp_per_channel_quant). */
 typedef struct {
     int32_t multiplier;
     int32_t shift;

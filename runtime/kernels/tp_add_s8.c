@@ -11,7 +11,8 @@ static inline int8_t add_one(const tp_add_params *p, int32_t x, int32_t y)
     const int32_t b = (int32_t)((uint32_t)(y + p->input2_offset) << p->left_shift);
     const int32_t sum = tp_requantize(a, p->input1_multiplier, p->input1_shift) +
                         tp_requantize(b, p->input2_multiplier, p->input2_shift);
-    const int32_t out = tp_requantize(sum, p->output_multiplier, p->output_shift) + p->output_offset;
+    const int32_t scaled = tp_requantize(sum, p->output_multiplier, p->output_shift);
+    const int32_t out = tp_wrap_add(scaled, p->output_offset);
     return (int8_t)TP_CLAMP(out, p->activation.min, p->activation.max);
 }
 

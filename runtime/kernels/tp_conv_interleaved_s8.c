@@ -22,7 +22,7 @@ typedef struct {
 
 static inline int8_t out_s8(int32_t acc, const requant *r, int32_t o)
 {
-    acc = tp_requantize_pos(acc, r->mult[o], r->shift[o]) + r->offset;
+    acc = tp_wrap_add(tp_requantize_pos(acc, r->mult[o], r->shift[o]), r->offset);
     return (int8_t)tp_clamp(acc, r->lo, r->hi);
 }
 
@@ -121,10 +121,10 @@ static void matmul2(const requant *r, const int8_t *filter, const int32_t *bias,
         int32_t acc[4] = {b0, b0, b1, b1};
         tp_dot_s8s16_2x2(filter, col, n4 >> 2, acc);
         const int32_t m0 = r->mult[o], s0 = r->shift[o], m1 = r->mult[o1], s1 = r->shift[o1];
-        const int32_t v00 = tp_clamp(tp_requantize_pos(acc[0], m0, s0) + off, lo, hi);
-        const int32_t v01 = tp_clamp(tp_requantize_pos(acc[1], m0, s0) + off, lo, hi);
-        const int32_t v10 = tp_clamp(tp_requantize_pos(acc[2], m1, s1) + off, lo, hi);
-        const int32_t v11 = tp_clamp(tp_requantize_pos(acc[3], m1, s1) + off, lo, hi);
+        const int32_t v00 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[0], m0, s0), off), lo, hi);
+        const int32_t v01 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[1], m0, s0), off), lo, hi);
+        const int32_t v10 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[2], m1, s1), off), lo, hi);
+        const int32_t v11 = tp_clamp(tp_wrap_add(tp_requantize_pos(acc[3], m1, s1), off), lo, hi);
         out1[o1] = (int8_t)v11, out1[o] = (int8_t)v01;
         out0[o1] = (int8_t)v10, out0[o] = (int8_t)v00;
     }
@@ -180,7 +180,7 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
                     const int8_t *w = filter + (o >> 1) * 2 * n4 + (o & 1) * 4;
                     int32_t acc = bias ? bias[o] : 0;
                     for (int32_t k = 0; k < n4; ++k) {
-                        acc += w[2 * (k & ~3) + (k & 3)] * x[k];
+                        acc = tp_wrap_mac(acc, w[2 * (k & ~3) + (k & 3)], x[k]);
                     }
                     *out++ = out_s8(acc, r, o);
                 }

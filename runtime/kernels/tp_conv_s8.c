@@ -12,7 +12,7 @@
 
 static inline int8_t conv_out(int32_t acc, int32_t mult, int32_t shift, const tp_conv_params *p)
 {
-    acc = tp_requantize_pos(acc, mult, shift) + p->output_offset;
+    acc = tp_wrap_add(tp_requantize_pos(acc, mult, shift), p->output_offset);
     return (int8_t)TP_CLAMP(acc, p->activation.min, p->activation.max);
 }
 
@@ -125,8 +125,8 @@ static void dot_2x2(const int8_t *w0, int32_t n, const int32_t *col, int32_t acc
     }
     for (int32_t t = 0; t < (n & 3); ++t) {
         const int32_t x = col[t];
-        a00 += w0[t] * tp_lo16(x), a01 += w0[t] * tp_hi16(x);
-        a10 += w1[t] * tp_lo16(x), a11 += w1[t] * tp_hi16(x);
+        a00 = tp_wrap_mac(a00, w0[t], tp_lo16(x)), a01 = tp_wrap_mac(a01, w0[t], tp_hi16(x));
+        a10 = tp_wrap_mac(a10, w1[t], tp_lo16(x)), a11 = tp_wrap_mac(a11, w1[t], tp_hi16(x));
     }
     acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
 }
@@ -146,7 +146,7 @@ static void dot_1x2(const int8_t *w, int32_t n, const int32_t *col, int32_t acc[
         w += 4, col += 4;
     }
     for (int32_t t = 0; t < (n & 3); ++t) {
-        a0 += w[t] * tp_lo16(col[t]), a1 += w[t] * tp_hi16(col[t]);
+        a0 = tp_wrap_mac(a0, w[t], tp_lo16(col[t])), a1 = tp_wrap_mac(a1, w[t], tp_hi16(col[t]));
     }
     acc[0] = a0, acc[1] = a1;
 }
@@ -225,7 +225,7 @@ static int32_t window_dot(const tp_conv_params *p, const tp_dims *in_d, const in
             }
             const int8_t *x = in + (iy * in_d->w + ix) * c;
             for (int32_t ci = 0; ci < c; ++ci) {
-                acc += w[ci] * (x[ci] + p->input_offset);
+                acc = tp_wrap_mac(acc, w[ci], x[ci] + p->input_offset);
             }
         }
     }
@@ -246,7 +246,7 @@ static void conv_portable(const tp_conv_params *p, const tp_per_channel_quant *q
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
                 for (int32_t o = 0; o < out_d->c; ++o) {
                     int32_t acc = window_dot(p, in_d, in_b, f_d, filter + o * n, y0, x0);
-                    acc += bias ? bias[o] : 0;
+                    acc = tp_wrap_add(acc, bias ? bias[o] : 0);
                     *out++ = conv_out(acc, q->multiplier[o], q->shift[o], p);
                 }
             }

@@ -37,7 +37,7 @@ typedef struct {
 
 static inline int8_t out_s8(const requant *r, int32_t acc, int32_t c)
 {
-    acc = tp_requantize_pos(acc, r->mult[c], r->shift[c]) + r->offset;
+    acc = tp_wrap_add(tp_requantize_pos(acc, r->mult[c], r->shift[c]), r->offset);
     return (int8_t)tp_clamp(acc, r->lo, r->hi);
 }
 
@@ -71,10 +71,10 @@ static inline void store4(const requant *r, int32_t c, int32_t a0, int32_t a1, i
 {
     const int32_t off = r->offset, lo = r->lo, hi = r->hi;
     const int32_t *m = r->mult + c, *s = r->shift + c;
-    const int32_t v0 = tp_clamp(tp_requantize_pos(a0, m[0], s[0]) + off, lo, hi);
-    const int32_t v1 = tp_clamp(tp_requantize_pos(a1, m[1], s[1]) + off, lo, hi);
-    const int32_t v2 = tp_clamp(tp_requantize_pos(a2, m[2], s[2]) + off, lo, hi);
-    const int32_t v3 = tp_clamp(tp_requantize_pos(a3, m[3], s[3]) + off, lo, hi);
+    const int32_t v0 = tp_clamp(tp_wrap_add(tp_requantize_pos(a0, m[0], s[0]), off), lo, hi);
+    const int32_t v1 = tp_clamp(tp_wrap_add(tp_requantize_pos(a1, m[1], s[1]), off), lo, hi);
+    const int32_t v2 = tp_clamp(tp_wrap_add(tp_requantize_pos(a2, m[2], s[2]), off), lo, hi);
+    const int32_t v3 = tp_clamp(tp_wrap_add(tp_requantize_pos(a3, m[3], s[3]), off), lo, hi);
     out[c] = (int8_t)v0, out[c + 1] = (int8_t)v1, out[c + 2] = (int8_t)v2, out[c + 3] = (int8_t)v3;
 }
 
@@ -147,7 +147,7 @@ static void pixel_channels(const requant *r, const int8_t *const tap[TAPS], cons
         const int32_t step = in_tail ? tail : 4;
         int32_t acc = r->bias != NULL ? r->bias[c] : 0;
         for (int32_t t = 0; t < TAPS; ++t) {
-            acc += wc[t * step] * tap[t][c];
+            acc = tp_wrap_mac(acc, wc[t * step], tap[t][c]);
         }
         out[c] = out_s8(r, acc, c);
     }

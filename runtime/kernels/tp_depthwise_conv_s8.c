@@ -32,7 +32,7 @@ typedef struct {
 static inline int8_t dw_out(int32_t acc, const tp_per_channel_quant *q, int32_t o,
                             const tp_dw_conv_params *p)
 {
-    acc = tp_requantize_pos(acc, q->multiplier[o], q->shift[o]) + p->output_offset;
+    acc = tp_wrap_add(tp_requantize_pos(acc, q->multiplier[o], q->shift[o]), p->output_offset);
     return (int8_t)TP_CLAMP(acc, p->activation.min, p->activation.max);
 }
 
@@ -47,7 +47,7 @@ static void dw_pixel_any(const tp_dw_conv_params *p, const tp_per_channel_quant 
         int32_t acc = bias ? bias[o] : 0;
         for (int32_t r = win->rows; r > 0; --r) {
             for (int32_t k = 0; k < win->cols; ++k) {
-                acc += w[k * win->w_col] * (x[k * win->x_col] + p->input_offset);
+                acc = tp_wrap_mac(acc, w[k * win->w_col], x[k * win->x_col] + p->input_offset);
             }
             x += win->x_row;
             w += win->w_row;

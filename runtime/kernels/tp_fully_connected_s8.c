@@ -23,7 +23,7 @@ typedef struct {
 static inline int8_t fc_out(int32_t acc, const fc_quant *q, int32_t o, const tp_fc_params *p)
 {
     const int32_t i = o * q->step;
-    acc = tp_requantize_pos(acc, q->mult[i], q->shift[i]) + p->output_offset;
+    acc = tp_wrap_add(tp_requantize_pos(acc, q->mult[i], q->shift[i]), p->output_offset);
     return (int8_t)TP_CLAMP(acc, p->activation.min, p->activation.max);
 }
 
@@ -49,8 +49,8 @@ static void dot_rows2(const int8_t *w, const int32_t *x, const int8_t *in, int32
         x += 2, w += 4, w1 += 4;
     }
     for (int32_t k = n & ~3; k < n; ++k, ++w, ++w1) {
-        a0 += *w * (in[k] + offset);
-        a1 += *w1 * (in[k] + offset);
+        a0 = tp_wrap_mac(a0, *w, in[k] + offset);
+        a1 = tp_wrap_mac(a1, *w1, in[k] + offset);
     }
     acc[0] = a0, acc[1] = a1;
 }
@@ -85,7 +85,8 @@ static void dot_rows4(const int8_t *w, const int32_t *x, const int8_t *in, int32
     }
     for (int32_t k = n & ~3; k < n; ++k) {
         const int32_t xk = in[k] + offset;
-        a0 += *w++ * xk, a1 += *w1++ * xk, a2 += *w2++ * xk, a3 += *w3++ * xk;
+        a0 = tp_wrap_mac(a0, *w++, xk), a1 = tp_wrap_mac(a1, *w1++, xk);
+        a2 = tp_wrap_mac(a2, *w2++, xk), a3 = tp_wrap_mac(a3, *w3++, xk);
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
@@ -101,7 +102,7 @@ static int32_t dot_row(const int8_t *w, const int32_t *x, const int8_t *in, int3
         x += 2, w += 4;
     }
     for (int32_t k = n & ~3; k < n; ++k) {
-        acc += *w++ * (in[k] + offset);
+        acc = tp_wrap_mac(acc, *w++, in[k] + offset);
     }
     return acc;
 }
@@ -146,9 +147,9 @@ static void fc_row(const tp_context *ctx, const tp_fc_params *p, const fc_quant 
         const int8_t *w = filter + o * n;
         int32_t acc = 0;
         for (int32_t k = 0; k < n; ++k) {
-            acc += w[k] * (in[k] + p->input_offset);
+            acc = tp_wrap_mac(acc, w[k], in[k] + p->input_offset);
         }
-        out[o] = fc_out(acc + (bias ? bias[o] : 0), q, o, p);
+        out[o] = fc_out(tp_wrap_add(acc, bias ? bias[o] : 0), q, o, p);
     }
 }
 

@@ -13,7 +13,7 @@ static int8_t mean_out(const tp_mean_params *p, int32_t sum, int32_t count)
 {
     /* TFLM: static_cast<int32_t>(temp_sum - input_zero_point * (int64_t)count) */
     const int32_t shifted = (int32_t)(uint32_t)((int64_t)sum + (int64_t)p->input_offset * count);
-    const int32_t out = tp_requantize(shifted, p->multiplier, p->shift) + p->output_offset;
+    const int32_t out = tp_wrap_add(tp_requantize(shifted, p->multiplier, p->shift), p->output_offset);
     return (int8_t)TP_CLAMP(out, INT8_MIN, INT8_MAX);
 }
 

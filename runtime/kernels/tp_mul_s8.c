@@ -8,7 +8,7 @@
 static inline int8_t mul_one(const tp_mul_params *p, int32_t x, int32_t y)
 {
     const int32_t prod = (x + p->input1_offset) * (y + p->input2_offset);
-    const int32_t out = tp_requantize(prod, p->output_multiplier, p->output_shift) + p->output_offset;
+    const int32_t out = tp_wrap_add(tp_requantize(prod, p->output_multiplier, p->output_shift), p->output_offset);
     return (int8_t)TP_CLAMP(out, p->activation.min, p->activation.max);
 }
 

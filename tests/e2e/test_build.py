@@ -63,7 +63,7 @@ def test_demo_build_with_pruning(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # Host build equals the reference, so int8-reference and firmware accuracy are the same.
     assert r["accuracy"]["firmware"] == r["accuracy"]["int8_reference"] > 0.5
     assert r["accuracy"]["test_samples"] == 450
-    assert not (out / ".partial").exists()
+    assert not (out / ".tinyprune-partial").exists()
     names = {p.name for p in out.iterdir()}
     assert {"report.json", "model_int8.tflite", "src", "firmware"} <= names
     printed = capsys.readouterr().out
@@ -139,6 +139,7 @@ def test_tflite_input_skips_quantize_and_qemu_cross_check(tmp_path: Path) -> Non
                  "--out", str(first), "--samples", "2", "--emulator", "qemu") == 0
     r = report_of(first)
     assert r["run"]["emulator"] == "qemu" and r["run"]["bit_exact"]
+    assert all(layer["cycles"] is None for layer in r["layers"])  # QEMU has no cycle counter
     tfl = tmp_path / "digits_int8.tflite"
     tfl.write_bytes((first / "model_int8.tflite").read_bytes())
     second = tmp_path / "second"
@@ -266,6 +267,7 @@ def test_model_too_big_for_board(tmp_path: Path, capsys) -> None:
                      "--out", str(tmp_path / "o"), "--samples", "1")
     assert rc == 1, err
     assert "FLASH" in err.upper() and "524288" in err.replace(",", "")
+    assert "--prune-channels auto --flash-budget 512K" in err  # the next step
     assert not (tmp_path / "o" / "report.json").exists()
 
 
@@ -333,7 +335,7 @@ def test_prune_auto_meets_flash_budget(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
     (["--prune-channels", "auto"], 2, "--flash-budget"),
-    (["--prune-channels", "auto", "--flash-budget", "2K"], 1, "cannot be met"),
+    (["--prune-channels", "auto", "--flash-budget", "2K"], 1, "raise the flash budget"),
     (["--prune-channels", "1.5"], 2, "--prune-channels"),
 ])
 def test_prune_auto_errors(args: list[str], code: int, needle: str, tmp_path: Path,
@@ -354,7 +356,8 @@ def test_builds_are_reproducible(tmp_path: Path) -> None:
                      "--out", str(out), "--samples", "2", "--emulator", "none") == 0
         r = report_of(out)
         assert r["run"]["emulator"] == "none" and r["run"]["cycles_per_inference"] is None
-        assert r["run"]["bit_exact"]  # from the host build, the only check without an emulator
+        assert r["run"]["bit_exact"] is None and r["run"]["check"] == "host-only"
+        assert r["run"]["host"]["bit_exact"]  # the only check without an emulator
         shas.append(r["firmware"]["elf_sha256"])
         elf = (out / "firmware" / "firmware.elf").read_bytes()
         assert str(tmp_path).encode() not in elf and str(ROOT).encode() not in elf
@@ -376,7 +379,8 @@ def test_nothing_written_outside_out(tmp_path: Path, monkeypatch) -> None:
     assert list(tmp.iterdir()) == []
     assert tempfile.tempdir == str(tmp)  # restored
     assert sorted(p.name for p in out.iterdir()) == [
-        "firmware", "host", "model_int8.tflite", "report.json", "src"]
+        ".tinyprune-manifest.json", "firmware", "host", "junit.xml", "model_int8.tflite",
+        "report.html", "report.json", "report.md", "src"]
 
 
 def test_prune_auto_measures_with_the_users_stack(tmp_path: Path, capsys) -> None:

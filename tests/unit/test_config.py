@@ -31,7 +31,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_project_file_and_cli_override(tmp_path: Path) -> None:
-    cfg = _write(tmp_path, 'model = "m.keras"\nboard = "nucleo_f746"\nsamples = 5\n'
+    cfg = _write(tmp_path, 'model = "m.keras"\ndata = "d.npz"\nboard = "nucleo_f746"\nsamples = 5\n'
                  '[prune]\nchannels = 0.5\n[budgets]\nflash = "256K"\nram = 65536\n'
                  'min_accuracy = 0.9\n')
     opts = resolve({"samples": 7, "board": None, "budgets": {"ram": 1000}}, cfg)

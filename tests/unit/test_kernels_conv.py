@@ -27,99 +27,21 @@ from tinyprune.kernels.conv import (
     CONV_KERNELS,
     DEPTHWISE_KERNELS,
     ConvArgs,
-    ConvKernel,
     choose_kernel,
     conv_args,
     conv_scratch_bytes,
     depthwise_args,
 )
-from tinyprune.kernels.fully_connected import FcArgs, fc_args, fc_scratch_bytes
+from tinyprune.kernels.fully_connected import FcArgs, fc_args
 
-SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
-           "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c")
 SAMPLES = 3
-
-
-# ---- ctypes mirrors of tp_nn_conv.h / tp_nn_fc.h ---------------------------------------------
-
-class ConvParams(ctypes.Structure):
-    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
-                ("stride", kh.Tile), ("padding", kh.Tile), ("dilation", kh.Tile),
-                ("activation", kh.Activation)]
-
-
-class DwConvParams(ctypes.Structure):
-    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
-                ("ch_mult", ctypes.c_int32), ("stride", kh.Tile), ("padding", kh.Tile),
-                ("dilation", kh.Tile), ("activation", kh.Activation)]
-
-
-class FcParams(ctypes.Structure):
-    _fields_ = [("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
-                ("activation", kh.Activation)]
 
 
 @pytest.fixture(scope="session")
 def libs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, ctypes.CDLL]:
     cache = tmp_path_factory.mktemp("kernels")
-    return {dsp: kh.build_kernels(SOURCES, {"TP_USE_DSP": int(dsp)}, cache)
+    return {dsp: kh.build_kernels(kh.CONV_SOURCES, {"TP_USE_DSP": int(dsp)}, cache)
             for dsp in (False, True)}
-
-
-# ---- calling the kernels -----------------------------------------------------------------------
-
-def _window_params(a: ConvArgs) -> dict[str, Any]:
-    return {"input_offset": a.input_offset, "output_offset": a.output_offset,
-            "stride": kh.Tile(*a.stride), "padding": kh.Tile(*a.padding),
-            "dilation": kh.Tile(*a.dilation), "activation": kh.Activation(a.act_min, a.act_max)}
-
-
-def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
-               dsp: bool) -> np.ndarray:
-    """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
-    ones in ``a``); checks its scratch size against the Python formula."""
-    if a.depthwise:
-        params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **_window_params(a))
-    else:
-        params = ConvParams(**_window_params(a))
-    k = kernel.prepare(a)
-    in_d, f_d, out_d = kh.dims(a.input_shape), kh.dims(a.filter_shape), kh.dims(a.output_shape)
-    size = getattr(lib, f"{kernel.name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
-    assert size == kernel.scratch(a, dsp)
-    ctx, _buf = kh.scratch(size)
-    quant, _keep = kh.per_channel(k.multiplier, k.shift)
-    x = np.ascontiguousarray(x, dtype=np.int8)
-    w = np.ascontiguousarray(k.weights)
-    out = np.zeros(a.output_shape, dtype=np.int8)
-    status = getattr(lib, kernel.name)(
-        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
-        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(k.bias, ctypes.c_int32),
-        ctypes.byref(out_d), kh.ptr(out))
-    assert status == kh.TP_OK
-    return out
-
-
-def run_fc(lib: ctypes.CDLL, a: FcArgs, x: np.ndarray, dsp: bool) -> np.ndarray:
-    """Runs the per-tensor or per-channel fully connected kernel on one input."""
-    f_d = kh.dims((a.out_features, 1, 1, a.in_features))
-    size = lib.tp_fully_connected_s8_get_buffer_size(ctypes.byref(f_d))
-    assert size == fc_scratch_bytes(a.in_features, dsp)
-    ctx, _buf = kh.scratch(size)
-    params = FcParams(a.input_offset, a.output_offset, kh.Activation(a.act_min, a.act_max))
-    if a.per_channel:
-        quant, _keep = kh.per_channel(a.multiplier, a.shift)
-    else:
-        quant = kh.PerTensorQuant(int(a.multiplier[0]), int(a.shift[0]))
-    x = np.ascontiguousarray(x, dtype=np.int8)
-    w = np.ascontiguousarray(a.weights)
-    out = np.zeros((a.rows, a.out_features), dtype=np.int8)
-    in_d, out_d = kh.dims((a.rows, 1, 1, a.in_features)), kh.dims((a.rows, 1, 1, a.out_features))
-    status = getattr(lib, a.kernel)(
-        ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
-        kh.ptr(x), ctypes.byref(f_d), kh.ptr(w), None, kh.ptr(a.bias, ctypes.c_int32),
-        ctypes.byref(out_d), kh.ptr(out))
-    assert status == kh.TP_OK
-    return out
 
 
 # ---- the models --------------------------------------------------------------------------------
@@ -330,10 +252,10 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
     for dsp in (False, True):
         for x, want in zip(inputs, expected, strict=True):
             if isinstance(args, FcArgs):
-                got = {args.kernel: run_fc(libs[dsp], args, x, dsp)}
+                got = {args.kernel: kh.run_fc(libs[dsp], args, x, dsp)}
             else:
                 kernels = DEPTHWISE_KERNELS if args.depthwise else CONV_KERNELS
-                got = {k.name: run_window(libs[dsp], k, args, x[None], dsp)
+                got = {k.name: kh.run_window(libs[dsp], k, args, x[None], dsp)
                        for k in kernels if k.applies(args)}
             for name, out in got.items():
                 assert np.array_equal(out.reshape(want.shape), want), f"{name} dsp={dsp}"
@@ -471,7 +393,7 @@ def test_small_scratch_is_an_error(libs: dict[bool, ctypes.CDLL]) -> None:
     x = np.zeros(a.input_shape, dtype=np.int8)
     w = np.ascontiguousarray(a.weights)
     status = libs[True].tp_conv_s8(
-        ctypes.byref(ctx), ctypes.byref(ConvParams(**_window_params(a))), ctypes.byref(quant),
+        ctypes.byref(ctx), ctypes.byref(kh.ConvParams(**kh.window_params(a))), ctypes.byref(quant),
         ctypes.byref(kh.dims(a.input_shape)), kh.ptr(x), ctypes.byref(kh.dims(a.filter_shape)),
         kh.ptr(w), None, None, ctypes.byref(kh.dims(a.output_shape)), kh.ptr(out))
     assert status == kh.TP_ERR_ARG
@@ -484,6 +406,6 @@ def test_fc_batch_rows_equal_single_rows(dsp: bool, libs: dict[bool, ctypes.CDLL
     one = fc_args(graph.ops[0], graph)
     rows = dataclasses.replace(one, rows=5)
     x = np.random.default_rng(3).integers(-128, 128, (5, one.in_features), dtype=np.int8)
-    got = run_fc(libs[dsp], rows, x, dsp)
-    want = np.concatenate([run_fc(libs[dsp], one, r, dsp) for r in x])
+    got = kh.run_fc(libs[dsp], rows, x, dsp)
+    want = np.concatenate([kh.run_fc(libs[dsp], one, r, dsp) for r in x])
     assert np.array_equal(got, want)

@@ -9,7 +9,6 @@ outputs must equal the TFLite Micro interpreter's bit for bit on random inputs.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,11 +19,18 @@ from typing import Any
 import jinja2
 import numpy as np
 import pytest
-from kernel_host import CFLAGS, RUNTIME, build_kernels, compiler
+from kernel_host import (
+    RUNTIME,
+    Lowered,
+    build_kernels,
+    compile_fragments,
+    lower_graph,
+    run_lowered,
+)
 
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir import Graph, Op, Quant, Tensor, read_tflite
-from tinyprune.kernels.base import KernelCall, handler_for
+from tinyprune.kernels.base import handler_for
 from tinyprune.kernels.elementwise import broadcast_dims
 from tinyprune.kernels.reduce import mean_params
 
@@ -198,100 +204,16 @@ def _same_scale_mean(buf: bytes) -> bytes:
     return bytes(builder.Output())
 
 
-class HostCtx:
-    """LowerContext for the test: activations are slots of a ``void **T`` argument."""
-
-    dsp = False
-    scratch = "NULL"
-
-    def __init__(self, prefix: str, slots: dict[int, int]) -> None:
-        self.prefix, self.slots, self.consts = prefix, slots, []
-
-    def act(self, tensor_index: int) -> str:
-        return f"T[{self.slots[tensor_index]}]"
-
-    def const(self, hint: str, values: np.ndarray, ctype: str) -> str:
-        name = f"{self.prefix}_k{len(self.consts)}"
-        body = ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
-        self.consts.append(f"static const {ctype} {name}[] = {{ {body} }};")
-        return name
-
-
-@dataclass
-class Lowered:
-    case: Case
-    tflite: bytes
-    graph: Graph
-    slots: dict[int, int]  # tensor index -> buffer slot (aliases share one)
-    calls: list[KernelCall]
-    c_code: str
-
-
 def _lower(case: Case, env: jinja2.Environment) -> Lowered:
     buf = _convert(case)
     graph = read_tflite(buf)
     opcodes = [op.opcode for op in graph.ops]
     assert all(o in opcodes for o in case.ops.split()), f"{case.id}: converter gave {opcodes}"
-    slots: dict[int, int] = {}
-    for t in graph.tensors:
-        if not t.is_const:
-            slots[t.index] = len(slots)
-    fn = f"tp_case_{case.id}"
-    ctx = HostCtx(fn, slots)
-    calls, body = [], []
-    for op in graph.ops:
-        handler = handler_for(op)
-        handler.check(op, graph)
-        call = handler.lower(op, graph, ctx)
-        calls.append(call)
-        if call.alias:
-            slots[op.outputs[0]] = slots[op.inputs[0]]
-            continue
-        body.append(env.get_template(call.template).render(**call.params))
-        body.append("    if (status != TP_OK) {\n        return (int)status;\n    }")
-    code = "\n".join(
-        [
-            *ctx.consts,
-            f"int {fn}(void **T)",
-            "{",
-            "    tp_status status = TP_OK;",
-            *(_indent(b) for b in body),
-            "    return 0;",
-            "}",
-            "",
-        ]
-    )
-    return Lowered(case, buf, graph, slots, calls, code)
-
-
-def _indent(block: str) -> str:
-    return "\n".join("    " + line if line.strip() else line for line in block.splitlines())
+    return lower_graph(f"tp_case_{case.id}", buf, graph, env)
 
 
 def _compile(code: str, dsp: int, cache: Path) -> ctypes.CDLL:
-    digest = hashlib.sha1(code.encode() + str(dsp).encode())
-    for p in [
-        *(RUNTIME / "kernels" / s for s in SOURCES),
-        *sorted((RUNTIME / "include").glob("*.h")),
-    ]:
-        digest.update(p.read_bytes())
-    lib = cache / f"misc_{digest.hexdigest()[:16]}.so"
-    if not lib.exists():
-        src = lib.with_suffix(".c")
-        src.write_text(code)
-        cmd = [
-            compiler(),
-            *CFLAGS,
-            f"-DTP_USE_DSP={dsp}",
-            f"-I{RUNTIME / 'include'}",
-            str(src),
-            *(str(RUNTIME / "kernels" / s) for s in SOURCES),
-            "-o",
-            str(lib),
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        assert res.returncode == 0, f"generated code does not compile:\n{res.stderr}"
-    return ctypes.CDLL(str(lib))
+    return compile_fragments(code, dsp, cache, SOURCES)
 
 
 @pytest.fixture(scope="session")
@@ -363,27 +285,8 @@ def _oracle(lw: Lowered, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(interp.get_output(i)) for i in range(len(lw.graph.outputs))]
 
 
-_NP = {"int8": np.int8, "float32": np.float32}
-
-
 def _ours(lw: Lowered, lib: ctypes.CDLL, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    bufs: dict[int, np.ndarray] = {}
-    for idx, slot in lw.slots.items():
-        t = lw.graph.tensor(idx)
-        if slot not in bufs:
-            bufs[slot] = np.zeros(t.nbytes // 4 + 2, np.float32).view(np.uint8)  # 4-byte aligned
-    for i, x in zip(lw.graph.inputs, inputs, strict=True):
-        raw = np.ascontiguousarray(x).view(np.uint8).reshape(-1)
-        bufs[lw.slots[i]][: raw.size] = raw
-    n = max(lw.slots.values()) + 1  # slots an alias replaced stay unused
-    table = (ctypes.c_void_p * n)(*(bufs[s].ctypes.data if s in bufs else None for s in range(n)))
-    status = getattr(lib, f"tp_case_{lw.case.id}")(table)
-    assert status == 0, f"kernel returned status {status}"
-    outs = []
-    for o in lw.graph.outputs:
-        t = lw.graph.tensor(o)
-        outs.append(bufs[lw.slots[o]][: t.nbytes].view(_NP[t.dtype]).reshape(t.shape).copy())
-    return outs
+    return run_lowered(lw, lib, inputs)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -422,7 +325,7 @@ def test_concat_requantizes_only_differing_inputs(lowered: dict[str, Lowered | E
     kernels = [c.kernel for c in lw.calls if not c.alias]
     assert "tp_requantize_s8" in kernels  # the converter's QUANTIZE int8 -> int8
     concat = next(c for c in lw.calls if c.kernel == "tp_concat_s8")
-    assert [i["multiplier"] for i in concat.params["inputs"]] == [0, 0, 0]
+    assert [(i["multiplier"], i["shift"]) for i in concat.params["inputs"]] == [(1 << 30, 1)] * 3
 
 
 # ---- parameter functions and errors --------------------------------------------------------
@@ -559,7 +462,7 @@ def test_concat_requantizes_like_tp_requantize(build_dir: Path) -> None:
         )
         expected.append(ref.reshape(outer, r))
     np.testing.assert_array_equal(out.reshape(outer, -1), np.concatenate(expected, axis=1))
-    assert quants[1]["multiplier"] == 0  # same quantization: copied
+    assert (quants[1]["multiplier"], quants[1]["shift"]) == (1 << 30, 1)  # identity: copied
     assert not np.array_equal(expected[0].reshape(-1), data[0])  # and the others really changed
 
 

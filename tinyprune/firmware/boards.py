@@ -6,6 +6,7 @@ target and the emulators that can run its firmware. See ``docs/boards.md`` for e
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -300,6 +301,9 @@ def load_board(name_or_path: str | Path) -> Board:
         return _read_board_file(path)
     path = boards_dir() / f"{text}.toml"
     if not _NAME_RE.match(text) or not path.is_file():
-        names = ", ".join(board_names()) or "(none)"
-        raise UsageError(f"board {text!r} not found; available: {names}")
+        known = board_names()
+        close = difflib.get_close_matches(text.lower(), known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"board {text!r} not found; {hint}available: "
+                         f"{', '.join(known) or '(none)'}")
     return _read_board_file(path)

@@ -32,11 +32,12 @@ def softmax_params(beta: float, input_scale: float) -> dict[str, int]:
     real = min(beta * input_scale * (1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
     if not real > 1.0:
         raise ValueError(
-            f"beta * input scale = {beta * input_scale:.2g} is too small for int8 softmax: the "
-            f"logits it was calibrated on span only {255 * input_scale:.2g}, so every class "
-            "gets the same probability; this is what an untrained model or calibration data "
-            "unlike the model's inputs give. Train the model, or pass --data with real samples "
-            "(x_train calibrates the quantization)"
+            "expected beta * input scale * 2^26 above 1 (TFLM's "
+            f"QuantizeMultiplierGreaterThanOne), received {real:g} (beta * input scale = "
+            f"{beta * input_scale:.2g}): the logits it was calibrated on span only "
+            f"{255 * input_scale:.2g}, so every class gets the same probability; this is what "
+            "an untrained model or calibration data unlike the model's inputs give. Train the "
+            "model, or pass --data with real samples (x_train calibrates the quantization)"
         )
     multiplier, shift = quantize_multiplier(real)
     diff_min = -input_radius(SOFTMAX_DIFF_INTEGER_BITS, shift)
@@ -48,7 +49,10 @@ def logistic_params(input_scale: float, input_zp: int) -> dict[str, int]:
     q, shift = math.frexp(input_scale * (1 << (31 - LOGISTIC_INPUT_INTEGER_BITS)))
     multiplier = tflite_round(q * (1 << 31))
     if multiplier >= 1 << 31 or not 0 <= shift <= 31:
-        raise ValueError(f"input scale {input_scale:g} is out of the range int8 logistic supports")
+        raise ValueError(
+            f"input scale: expected 2^-28 .. 2^4 (a left shift of 0..31 into Q4.27), received "
+            f"{input_scale:g}"
+        )
     return {
         "input_zero_point": input_zp,
         "input_range_radius": input_radius(LOGISTIC_INPUT_INTEGER_BITS, shift),

@@ -22,7 +22,13 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import activation_range, quantize_multiplier
+from tinyprune.kernels.quant import (
+    MAX_LEFT_SHIFT,
+    activation_range,
+    quantize_multiplier,
+    shift_error,
+)
+from tinyprune.kernels.tensor import require_scales
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -294,6 +300,7 @@ def check_int8_tensors(op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor
         if t.quant is None:
             raise _fail(op, f"expected quantized tensors, tensor '{t.name}' has no quantization")
     assert x.quant and y.quant and w.quant
+    require_scales(op, x, w, y)
     if len(x.quant.scale) != 1 or len(y.quant.scale) != 1:
         raise _fail(op, "expected per-tensor quantized activations, received per-channel")
     if any(z != 0 for z in w.quant.zero_point):
@@ -303,6 +310,23 @@ def check_int8_tensors(op: Op, x: Tensor, w: Tensor, b: Tensor | None, y: Tensor
     if act not in ACTIVATIONS:
         raise _fail(op, f"fused activation: expected one of {', '.join(ACTIVATIONS)}, "
                         f"received {act}")
+    try:
+        activation_range(str(act), y.scale, y.zero_point)
+    except ValueError as exc:
+        raise _fail(op, f"output '{y.name}': {exc}") from None
+
+
+def check_shifts(op: Op, x: Tensor, w: Tensor, y: Tensor, shifts: np.ndarray) -> None:
+    """Refuses a layer whose requantization multiplier (input scale x filter scale / output
+    scale) of some channel needs a left shift the kernels, like TFLM, cannot apply (> 31)."""
+    assert w.quant
+    for c in np.flatnonzero(np.asarray(shifts) > MAX_LEFT_SHIFT)[:1]:
+        scale = w.quant.scale[c] if len(w.quant.scale) > 1 else w.quant.scale[0]
+        real = float(np.float64(x.scale) * np.float64(scale) / np.float64(y.scale))
+        err = shift_error(real, int(shifts[c]))
+        raise _fail(op, f"output '{y.name}' channel {c}: input scale {x.scale:g} ('{x.name}') x "
+                        f"filter scale {scale:g} ('{w.name}') / output scale {y.scale:g}: {err}; "
+                        "check the quantization of these tensors")
 
 
 def _check_window(op: Op, graph: Graph, channels: int, quant_axis: int) -> None:
@@ -387,6 +411,7 @@ class ConvHandler:
             raise _fail(op, f"grouped convolution is not supported: filter depth {w.shape[3]}, "
                             f"input channels {x.shape[3]}")
         _check_window(op, graph, channels=w.shape[0], quant_axis=0)
+        check_shifts(op, x, w, graph.tensor(op.outputs[0]), conv_args(op, graph).shift)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         args = conv_args(op, graph)
@@ -399,7 +424,11 @@ class DepthwiseConvHandler:
     opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
 
     def check(self, op: Op, graph: Graph) -> None:
-        x, w, _ = _inputs(op, graph)
+        x, w, b = _inputs(op, graph)
+        if b is None:  # tflite-micro's DEPTHWISE_CONV_2D Prepare crashes (segfault) without one
+            raise _fail(op, "without a bias cannot be checked against the TFLite Micro "
+                            "reference (it crashes on such a layer); expected a bias tensor, "
+                            "received none")
         if len(x.shape) == len(w.shape) == 4:
             if w.shape[0] != 1 or w.shape[3] % x.shape[3] != 0:
                 raise _fail(op, f"expected a filter [1, KH, KW, C_IN * multiplier], received "
@@ -409,6 +438,7 @@ class DepthwiseConvHandler:
                 raise _fail(op, f"depth_multiplier: expected {w.shape[3] // x.shape[3]} from the "
                                 f"shapes, received {mult}")
         _check_window(op, graph, channels=w.shape[3], quant_axis=3)
+        check_shifts(op, x, w, graph.tensor(op.outputs[0]), depthwise_args(op, graph).shift)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         args = depthwise_args(op, graph)

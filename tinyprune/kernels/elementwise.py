@@ -7,7 +7,7 @@ from typing import Any
 
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import activation_range, quantize_multiplier
+from tinyprune.kernels.quant import activation_range, quantize_multiplier, shift_error
 from tinyprune.kernels.tensor import (
     Dims4,
     c_dims,
@@ -18,6 +18,7 @@ from tinyprune.kernels.tensor import (
     op_output,
     operand,
     require_int8,
+    require_scales,
 )
 
 ADD_LEFT_SHIFT = 20  # TFLM: 20 for int8 (15 for int16)
@@ -53,6 +54,24 @@ def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int) ->
         "output_shift": sh,
         "output_offset": zpo,
     }
+
+
+def requant_error(opcode: str, s1: float, s2: float, so: float) -> str | None:
+    """Why the kernel (and TFLM) cannot requantize ADD / MUL with these scales, or None.
+
+    ADD: TFLM's QuantizeMultiplierSmallerThanOneExp aborts unless 2 * max(s1, s2) /
+    (2^20 * so) rounds to a multiplier below 1. MUL: s1 * s2 / so needs a shift <= 31.
+    """
+    if opcode == "ADD":
+        twice_max = 2 * max(s1, s2)
+        real = twice_max / ((1 << ADD_LEFT_SHIFT) * so)
+        err = shift_error(real, add_params(s1, 0, s2, 0, so, 0)["output_shift"], max_shift=0)
+        what = f"2 x max input scale {twice_max / 2:g} / (2^20 x output scale {so:g})"
+    else:
+        real = s1 * s2 / so
+        err = shift_error(real, mul_params(s1, 0, s2, 0, so, 0)["output_shift"])
+        what = f"input scales {s1:g} x {s2:g} / output scale {so:g}"
+    return None if err is None else f"{what}: {err}"
 
 
 def broadcast_dims(
@@ -102,6 +121,7 @@ class BinaryHandler:
     def check(self, op: Op, graph: Graph) -> None:
         a, b, out = op_input(op, graph, 0), op_input(op, graph, 1), op_output(op, graph)
         require_int8(op, a, b, out)
+        require_scales(op, a, b, out)
         try:
             broadcast_dims(a.shape, b.shape, out.shape)
             activation_range(
@@ -109,6 +129,10 @@ class BinaryHandler:
             )
         except ValueError as exc:
             raise fail(op, f"is not supported: {exc}") from None
+        error = requant_error(op.opcode, a.scale, b.scale, out.scale)
+        if error:
+            raise fail(op, f"output '{out.name}': {error}; check the quantization of "
+                           f"'{a.name}', '{b.name}' and '{out.name}'")
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a, b, out = op_input(op, graph, 0), op_input(op, graph, 1), op_output(op, graph)

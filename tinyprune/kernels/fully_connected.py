@@ -18,7 +18,7 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors
+from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors, check_shifts
 from tinyprune.kernels.quant import activation_range, quantize_multiplier
 
 
@@ -98,6 +98,18 @@ def _fail(op: Op, reason: str) -> UnsupportedError:
     return UnsupportedError(f"layer '{op.name}': {op.opcode} {reason}")
 
 
+def _check_bias_scale(op: Op, x: Tensor, w: Tensor, b: Tensor, y: Tensor) -> None:
+    """TFLM's per-tensor FULLY_CONNECTED Prepare (GetQuantizedConvolutionMultipler) fails
+    unless |input scale x filter scale - bias scale| / output scale <= 0.02; so do we."""
+    assert w.quant
+    product = float(np.float64(x.scale) * np.float64(w.quant.scale[0]))
+    bias_scale = float(b.quant.scale[0]) if b.quant is not None and b.quant.scale else 0.0
+    if not abs(product - bias_scale) / y.scale <= 0.02:
+        raise _fail(op, f"bias '{b.name}': expected a scale of input scale x filter scale = "
+                        f"{product:.6g} (within 0.02 output steps, as TFLM requires), received "
+                        f"{bias_scale:.6g}")
+
+
 class FullyConnectedHandler:
     """FULLY_CONNECTED with int8 weights, per-tensor or per-channel."""
 
@@ -122,6 +134,9 @@ class FullyConnectedHandler:
                             f"{len(w.quant.scale)} on axis {w.quant.axis}")
         if b is not None and b.size != out_f:
             raise _fail(op, f"expected {out_f} bias values, received {b.size}")
+        check_shifts(op, x, w, y, fc_args(op, graph).shift)
+        if b is not None and not w.quant.per_channel:
+            _check_bias_scale(op, x, w, b, y)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = fc_args(op, graph)

@@ -34,7 +34,13 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype_min: 
     """TFLM CalculateActivationRangeQuantized for a fused activation name."""
 
     def q(v: float) -> int:  # float32 division, as TFLM computes it
-        return zero_point + tflite_round(float(np.float32(v) / np.float32(scale)))
+        with np.errstate(over="ignore", divide="ignore"):
+            steps = float(np.float32(v) / np.float32(scale))
+        if not abs(steps) < 2**31 - 128:  # TFLM's static_cast<int32_t> is undefined there
+            raise ValueError(f"fused activation {activation}: {v:g} / output scale leaves int32; "
+                             f"expected an output scale above {abs(v) / 2**31:g}, received "
+                             f"{scale:g}")
+        return zero_point + tflite_round(steps)
 
     if activation == "NONE":
         return dtype_min, dtype_max
@@ -45,3 +51,22 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype_min: 
     if activation == "RELU_N1_TO_1":
         return max(dtype_min, q(-1.0)), min(dtype_max, q(1.0))
     raise ValueError(f"fused activation {activation} has no integer range")
+
+
+MAX_LEFT_SHIFT = 31
+"""The largest shift tp_requantize / tp_requantize_pos take (a multiplier below 2^31 x 2^0):
+TFLM's MultiplyByQuantizedMultiplier computes ``x * (1 << shift)``, undefined from 32 on, so a
+real multiplier of 2^31 or more has no reference result; the handlers refuse it."""
+
+
+def shift_error(real: float, shift: int, max_shift: int = MAX_LEFT_SHIFT) -> str | None:
+    """Why a (real multiplier, shift) from :func:`quantize_multiplier` cannot run, or None.
+
+    ``max_shift`` is 31 for MultiplyByQuantizedMultiplier and 0 where TFLM requires a
+    multiplier below 1 (ADD's QuantizeMultiplierSmallerThanOneExp).
+    """
+    if shift <= max_shift:
+        return None
+    bound = "1" if max_shift == 0 else f"2^{max_shift}"
+    return (f"expected a requantization multiplier below {bound} (a shift of at most {max_shift}), "
+            f"received {real:.6g} (shift {shift})")

@@ -16,8 +16,16 @@ import numpy as np
 
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import quantize_multiplier
-from tinyprune.kernels.tensor import c_dims, fail, label_shape, op_input, op_output, require_int8
+from tinyprune.kernels.quant import quantize_multiplier, shift_error
+from tinyprune.kernels.tensor import (
+    c_dims,
+    fail,
+    label_shape,
+    op_input,
+    op_output,
+    require_int8,
+    require_scales,
+)
 
 
 def mean_params(
@@ -61,6 +69,7 @@ class MeanHandler:
     def check(self, op: Op, graph: Graph) -> None:
         x, out = op_input(op, graph, 0), op_output(op, graph)
         require_int8(op, x, out)
+        require_scales(op, x, out)
         raw = _axes(op, graph, x)
         rank = len(x.shape)
         if not raw or any(not -rank <= a < rank for a in raw):
@@ -75,6 +84,13 @@ class MeanHandler:
             )
         if math.prod(x.shape[a] for a in axes) > (1 << 23):
             raise fail(op, "reduces more than 2^23 elements per output")
+        count = math.prod(x.shape[a] for a in axes)
+        p = mean_params(x.scale, x.zero_point, out.scale, out.zero_point, count)
+        error = shift_error(x.scale / out.scale / count, p["shift"])
+        if error:
+            raise fail(op, f"output '{out.name}': input scale {x.scale:g} / output scale "
+                           f"{out.scale:g} / {count} elements: {error}; check the quantization "
+                           f"of '{x.name}' and '{out.name}'")
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)

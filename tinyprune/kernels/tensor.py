@@ -16,7 +16,7 @@ import numpy as np
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import quantize_multiplier
+from tinyprune.kernels.quant import quantize_multiplier, shift_error
 
 Dims4 = tuple[int, int, int, int]
 
@@ -52,6 +52,15 @@ def require_int8(op: Op, *tensors: Tensor) -> None:
             )
         if t.quant is None or len(t.quant.scale) != 1:
             raise fail(op, f"expects per-tensor quantization of '{t.name}'")
+
+
+def require_scales(op: Op, *tensors: Tensor) -> None:
+    """Each quantized tensor has finite, positive scales (the requantization multipliers are
+    computed from them; the model reader refuses such files too, this keeps the handlers safe)."""
+    for t in tensors:
+        for s in () if t.quant is None else t.quant.scale:
+            if not (math.isfinite(s) and s > 0):
+                raise fail(op, f"tensor '{t.name}': expected a finite positive scale, received {s}")
 
 
 def require_rank(op: Op, t: Tensor, max_rank: int = 4) -> None:
@@ -93,9 +102,9 @@ def const_bytes(*tensors: Tensor) -> int:
 
 
 def requant_params(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> dict[str, int]:
-    """int8 -> int8 requantization (TFLM PrepareQuantizeReference); multiplier 0 = plain copy."""
-    if in_scale == out_scale and in_zp == out_zp:
-        return {"multiplier": 0, "shift": 0, "input_offset": -in_zp, "output_offset": out_zp}
+    """int8 -> int8 requantization (TFLM PrepareQuantizeReference). Equal scales give TFLM's
+    identity multiplier (2^30, shift 1), which the kernel copies when the zero points are equal
+    too; a ratio below 2^-32 gives multiplier 0 (every output is the output zero point)."""
     multiplier, shift = quantize_multiplier(in_scale / out_scale)
     return {
         "multiplier": multiplier,
@@ -103,6 +112,16 @@ def requant_params(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -
         "input_offset": -in_zp,
         "output_offset": out_zp,
     }
+
+
+def check_requant(op: Op, src: Tensor, out: Tensor) -> None:
+    """Refuses an int8 -> int8 requantization whose multiplier needs a shift above 31."""
+    require_scales(op, src, out)
+    p = requant_params(src.scale, src.zero_point, out.scale, out.zero_point)
+    error = shift_error(src.scale / out.scale, p["shift"])
+    if error:
+        raise fail(op, f"'{src.name}' -> '{out.name}': input scale {src.scale:g} / output scale "
+                       f"{out.scale:g}: {error}; check the quantization of these tensors")
 
 
 def _act_or_none(op: Op) -> str:
@@ -211,6 +230,7 @@ class ConcatHandler:
                     f"input '{t.name}' of shape {list(t.shape)} does not fit output "
                     f"{list(out.shape)} along axis {axis}",
                 )
+            check_requant(op, t, out)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         out = op_output(op, graph)
@@ -258,6 +278,7 @@ class QuantizeHandler:
         require_int8(op, out)
         if x.dtype == "int8":
             require_int8(op, x)
+            check_requant(op, x, out)
         elif x.dtype != "float32":
             raise fail(op, f"supports float32 or int8 input, received {x.dtype}")
         if not out.scale > 0:

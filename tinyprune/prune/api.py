@@ -45,7 +45,8 @@ def _schedule(pruner: Pruner, model: Any, start: _Start, data: Dataset | None) -
     config = pruner.config
     reference = {g.name: g.size for g in start.dep.groups}
     current = model
-    steps = tqdm(range(config.steps), desc="prune", disable=not config.progress, leave=False)
+    steps = tqdm(range(config.steps), desc="prune", disable=None if config.progress else True,
+                 leave=False)
     for step in steps:
         ratio = start.ratio * (step + 1) / config.steps
         if step == 0:

@@ -88,7 +88,7 @@ class PruneConfig:
         verify: check that the pruned model equals the original with the removed channels'
             contributions zeroed (a few random inputs), before compensation and fine-tuning.
         seed: seed of the random criterion and of the verification inputs.
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars (only ever on a terminal).
     """
 
     ratio: float = 0.5

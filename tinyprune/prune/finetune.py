@@ -41,7 +41,8 @@ def _loss(k: Any, model: Any, data: Dataset) -> Any:
 def _progress_callback(k: Any, epochs: int, enabled: bool) -> Any:
     class _Bar(k.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
-            self.bar = tqdm(total=epochs, desc="fine-tune", disable=not enabled, leave=False)
+            self.bar = tqdm(total=epochs, desc="fine-tune", disable=None if enabled else True,
+                            leave=False)
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.bar.update(1)

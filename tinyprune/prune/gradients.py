@@ -47,7 +47,8 @@ def gradient_stats(
     flat = [v for vs in variables.values() for v in vs]
     grad, grad_sq = _zeros_like(variables), _zeros_like(variables)
     batches = range(0, len(x), batch_size)
-    for start in tqdm(batches, desc="gradients", disable=not progress, leave=False):
+    for start in tqdm(batches, desc="gradients", disable=None if progress else True,
+                      leave=False):
         xb = tf.convert_to_tensor(x[start:start + batch_size])
         yb = None if y is None else tf.convert_to_tensor(y[start:start + batch_size])
         with tf.GradientTape() as tape:
