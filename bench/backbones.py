@@ -108,6 +108,12 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write(rows: list[dict[str, Any]], info: dict[str, str]) -> None:
+    (RESULTS / "backbones.json").write_text(json.dumps({"machine": info, "rows": rows},
+                                                       indent=1))
+    (RESULTS / "backbones.md").write_text(markdown(rows, info))
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
@@ -119,16 +125,14 @@ def main() -> int:
     parser.add_argument("--flavor", default="keras3", choices=["keras3", "tf_keras"])
     args = parser.parse_args()
     info = {**machine(), "load_average": " ".join(f"{v:.1f}" for v in os.getloadavg())}
-    rows = []
+    rows: list[dict[str, Any]] = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             for prune in (None, 0.5):
                 rows.append(measure(name, args.flavor, prune, Path(tmp)))
                 print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "backbones.json").write_text(json.dumps({"machine": info, "rows": rows},
-                                                       indent=1))
-    (RESULTS / "backbones.md").write_text(markdown(rows, info))
+                _write(rows, info)  # after every row: a run stopped early keeps what it measured
     return 0 if all("error" not in r["attempts"][-1] and r["attempts"][-1]["bit_exact"]
                     for r in rows) else 1
 

@@ -332,9 +332,9 @@ REFUSALS = {
              r"layer 'layer_x': TILE is not supported: TFLite Micro has no TILE kernel.*"
              r"UpSampling2D\(interpolation='bilinear'\)"),
     "tanh_output": (_graph("TANH", {}, _t(0, (8,)), _t(1, (8,), scale=0.02)),
-                    r"layer 'layer_x': TANH expects output scale 1/128 and zero point 0"),
+                    r"layer 'layer_x': TANH expected output scale 1/128 and zero point 0"),
     "maximum_scales": (_graph("MAXIMUM", {}, _t(0, (8,)), _t(1, (8,), scale=0.2), _t(2, (8,))),
-                       r"MAXIMUM is not supported: expects both inputs and the output quantized"),
+                       r"MAXIMUM is not supported: expected both inputs and the output quantized"),
     "resize_size": (_graph("RESIZE_BILINEAR", {}, _t(0, (1, 4, 4, 2)),
                            _t(1, (2,), data=[8, 6], dtype="int32"), _t(2, (1, 8, 8, 2))),
                     r"RESIZE_BILINEAR size \[8, 6\] does not match output \[1, 8, 8, 2\]"),

@@ -9,6 +9,7 @@ stays a small table.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
 from tinyprune.kernels.elementwise import broadcast_dims
-from tinyprune.kernels.quant import activation_range, quantize_multiplier
+from tinyprune.kernels.quant import activation_range, checked_multiplier
 from tinyprune.kernels.tensor import (
     c_dims,
     const_bytes,
@@ -28,6 +29,7 @@ from tinyprune.kernels.tensor import (
     op_output,
     operand,
     require_int8,
+    require_normal_scales,
 )
 
 F32 = np.float32
@@ -41,12 +43,12 @@ def sub_params(a: Tensor, b: Tensor, out: Tensor) -> dict[str, int]:
     real_out = float(F32(twice_max / F32(F32(1 << SUB_LEFT_SHIFT) * F32(out.scale))))
     if not 0.0 < real_out < 1.0:
         raise ValueError(
-            f"output scale {out.scale:g} is too small for input scales {a.scale:g} and "
-            f"{b.scale:g} (TFLite Micro requires 2 * max input scale < 2^20 * output scale)"
+            "expected 2 x max input scale below 2^20 x output scale (TFLite Micro's SUB), "
+            f"received input scales {a.scale:g} and {b.scale:g}, output scale {out.scale:g}"
         )
-    m1, sh1 = quantize_multiplier(float(F32(F32(a.scale) / twice_max)))
-    m2, sh2 = quantize_multiplier(float(F32(F32(b.scale) / twice_max)))
-    mo, sho = quantize_multiplier(real_out)
+    m1, sh1 = checked_multiplier(float(F32(F32(a.scale) / twice_max)), "input 1 scale / (2 x max)")
+    m2, sh2 = checked_multiplier(float(F32(F32(b.scale) / twice_max)), "input 2 scale / (2 x max)")
+    mo, sho = checked_multiplier(real_out, "2 x max input scale / (2^20 x output scale)")
     return {
         "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
         "left_shift": SUB_LEFT_SHIFT,
@@ -60,9 +62,10 @@ def squared_difference_params(a: Tensor, b: Tensor, out: Tensor) -> dict[str, in
     """tp_squared_difference_params: TFLM squared_difference.cc PrepareQuantized (double)."""
     twice_max = 2.0 * max(a.scale, b.scale)
     shifted_out = float(F32(F32(1 << (2 * SQUARED_DIFFERENCE_LEFT_SHIFT)) * F32(out.scale)))
-    m1, sh1 = quantize_multiplier(a.scale / twice_max)
-    m2, sh2 = quantize_multiplier(b.scale / twice_max)
-    mo, sho = quantize_multiplier(twice_max * twice_max / shifted_out)
+    m1, sh1 = checked_multiplier(a.scale / twice_max, "input 1 scale / (2 x max)")
+    m2, sh2 = checked_multiplier(b.scale / twice_max, "input 2 scale / (2 x max)")
+    mo, sho = checked_multiplier(twice_max * twice_max / shifted_out,
+                                  "(2 x max input scale)^2 / (2^14 x output scale)")
     return {
         "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
         "left_shift": SQUARED_DIFFERENCE_LEFT_SHIFT,
@@ -74,8 +77,9 @@ def squared_difference_params(a: Tensor, b: Tensor, out: Tensor) -> dict[str, in
 
 def prelu_params(x: Tensor, alpha: Tensor, out: Tensor) -> dict[str, int]:
     """tp_prelu_params: TFLM CalculatePreluParams (double)."""
-    m1, sh1 = quantize_multiplier(x.scale / out.scale)
-    m2, sh2 = quantize_multiplier(x.scale * alpha.scale / out.scale)
+    m1, sh1 = checked_multiplier(x.scale / out.scale, "input scale / output scale")
+    m2, sh2 = checked_multiplier(x.scale * alpha.scale / out.scale,
+                                  "input scale x alpha scale / output scale")
     return {
         "input_offset": -x.zero_point, "alpha_offset": -alpha.zero_point,
         "output_offset": out.zero_point,
@@ -86,7 +90,7 @@ def prelu_params(x: Tensor, alpha: Tensor, out: Tensor) -> dict[str, int]:
 def _same_quantization(a: Tensor, b: Tensor, out: Tensor) -> dict[str, int]:
     if not a.quant == b.quant == out.quant:
         raise ValueError(
-            "expects both inputs and the output quantized alike (TFLite Micro compares raw "
+            "expected both inputs and the output quantized alike (TFLite Micro compares raw "
             f"values), received scales {a.scale:g}, {b.scale:g}, {out.scale:g}"
         )
     return {}
@@ -123,11 +127,13 @@ class BinaryHandler:
     def _params(self, op: Op, graph: Graph) -> dict[str, Any]:
         a, b, out = op_input(op, graph, 0), op_input(op, graph, 1), op_output(op, graph)
         require_int8(op, a, b, out)
+        require_normal_scales(op, a, b, out)
         spec = BINARY[op.opcode]
         try:
             d1, d2, do = broadcast_dims(a.shape, b.shape, out.shape)
             act_min, act_max = _activation(op, out, spec.fused_activation)
-            params: dict[str, Any] = spec.params(a, b, out)
+            with np.errstate(over="ignore", divide="ignore", under="ignore"):
+                params: dict[str, Any] = spec.params(a, b, out)
         except ValueError as exc:
             raise fail(op, f"is not supported: {exc}") from None
         params.update(
@@ -162,7 +168,8 @@ class BinaryHandler:
 def rsqrt_params(x: Tensor, out: Tensor) -> dict[str, int]:
     """tp_rsqrt_params: TFLM SetRsqrtOutputMultiplier (float32 square root and product)."""
     product = F32(np.sqrt(F32(x.scale))) * F32(out.scale)
-    multiplier, shift = quantize_multiplier(1.0 / float(product))
+    multiplier, shift = checked_multiplier(1.0 / float(product) if product else math.inf,
+                                           "1 / (sqrt(input scale) x output scale)")
     return {
         "input_zero_point": x.zero_point,
         "output_zero_point": out.zero_point,
@@ -178,12 +185,23 @@ class RsqrtHandler:
     def check(self, op: Op, graph: Graph) -> None:
         x, out = op_input(op, graph, 0), op_output(op, graph)
         require_int8(op, x, out)
+        require_normal_scales(op, x, out)
         if x.size != out.size:
             raise fail(op, f"expects the output shaped as the input, received {list(out.shape)}")
+        self._params(x, out, op)
+
+    @staticmethod
+    def _params(x: Tensor, out: Tensor, op: Op) -> dict[str, Any]:
+        try:
+            with np.errstate(over="ignore", divide="ignore", under="ignore"):
+                return rsqrt_params(x, out)
+        except ValueError as exc:
+            raise fail(op, f"is not supported: {exc}") from None
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         x, out = op_input(op, graph, 0), op_output(op, graph)
-        params: dict[str, Any] = rsqrt_params(x, out)
+        self.check(op, graph)
+        params: dict[str, Any] = self._params(x, out, op)
         params.update(
             input=ctx.act(x.index), output=ctx.act(out.index), size=x.size,
             label=f"rsqrt {label_shape(x.shape)}",

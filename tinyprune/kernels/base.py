@@ -77,12 +77,19 @@ class OpHandler(Protocol):
 
 
 _REGISTRY: dict[str, OpHandler] = {}
+_REFUSED: dict[str, str] = {}
+"""Ops that have no kernel on purpose -> why and what to do instead (not in supported_ops)."""
 
 
 def register(handler: OpHandler) -> OpHandler:
     for code in handler.opcodes:
         _REGISTRY[code] = handler
     return handler
+
+
+def refuse(opcode: str, reason: str) -> None:
+    """Registers an op that is refused with ``reason`` (why, and what to use instead)."""
+    _REFUSED[opcode] = reason
 
 
 def supported_ops() -> list[str]:
@@ -95,6 +102,10 @@ def handler_for(op: Op) -> OpHandler:
     try:
         return _REGISTRY[op.opcode]
     except KeyError:
+        if op.opcode in _REFUSED:
+            raise UnsupportedError(
+                f"layer '{op.name}': {op.opcode} is not supported: {_REFUSED[op.opcode]}"
+            ) from None
         raise UnsupportedError(
             f"layer '{op.name}': op {op.opcode} is not supported; supported ops: "
             + ", ".join(sorted(_REGISTRY))

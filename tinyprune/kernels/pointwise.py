@@ -20,8 +20,15 @@ import numpy as np
 
 from tinyprune.ir.graph import Graph, Op, Tensor
 from tinyprune.kernels.base import KernelCall, LowerContext, register
-from tinyprune.kernels.quant import quantize_multiplier, tflite_round
-from tinyprune.kernels.tensor import fail, label_shape, op_input, op_output, require_int8
+from tinyprune.kernels.quant import checked_multiplier, tflite_round
+from tinyprune.kernels.tensor import (
+    fail,
+    label_shape,
+    op_input,
+    op_output,
+    require_int8,
+    require_normal_scales,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +52,14 @@ def hard_swish_params(x: Tensor, out: Tensor) -> dict[str, int]:
     """tp_hard_swish_params: TFLM HardSwishPrepare (float32 scales, int16 multipliers)."""
     hires = F32(F32(1.0 / 128.0) * F32(x.scale))
     reluish_scale = F32(F32(3.0) / F32(32768.0))
-    out_mult, out_exp = quantize_multiplier(float(F32(hires / F32(out.scale))))
-    rel_mult, rel_exp = quantize_multiplier(float(F32(hires / reluish_scale)))
+    out_mult, out_exp = checked_multiplier(float(F32(hires / F32(out.scale))),
+                                           "input scale / 128 / output scale")
+    rel_mult, rel_exp = checked_multiplier(float(F32(hires / reluish_scale)),
+                                           "input scale / 128 / (3 / 2^15)")
     if out_exp > 0:
         raise ValueError(
-            f"output scale {out.scale:g} is below input scale / 128 ({float(hires):g}); "
-            "TFLite Micro's HARD_SWISH needs it at least that large"
+            f"expected an output scale of at least input scale / 128 ({float(hires):g}), as "
+            f"TFLite Micro's HARD_SWISH needs, received {out.scale:g}"
         )
     return {
         "input_zero_point": x.zero_point,
@@ -120,7 +129,8 @@ def hard_swish_table(params: dict[str, int]) -> np.ndarray:
 
 def relu_params(x: Tensor, out: Tensor) -> dict[str, Any]:
     """tp_relu_params: TFLM CalculateReluOpData<int8_t> (requantized, clamped at zero)."""
-    multiplier, shift = quantize_multiplier(f32_ratio(x.scale, out.scale))
+    multiplier, shift = checked_multiplier(f32_ratio(x.scale, out.scale),
+                                           "input scale / output scale")
     return {
         "input_zero_point": x.zero_point,
         "output_zero_point": out.zero_point,
@@ -138,15 +148,20 @@ def relu6_params(x: Tensor, out: Tensor) -> dict[str, Any]:
     converter gave the output another scale (it does for a standalone ReLU6); the firmware does
     the same, to stay bit-exact with it, and the handler logs a warning.
     """
-    six = tflite_round(float(F32(F32(6.0) / F32(x.scale)))) + x.zero_point
+    steps = float(F32(F32(6.0) / F32(x.scale)))
+    if not abs(steps) < 2**31 - 128:  # TFLM's conversion to int32 is undefined there
+        raise ValueError(f"6.0 / input scale leaves int32; expected an input scale above "
+                         f"{6.0 / 2**31:g}, received {x.scale:g}")
+    six = tflite_round(steps) + x.zero_point
     return {"act_min": x.zero_point, "act_max": min(127, max(-128, six))}
 
 
 def leaky_relu_params(x: Tensor, out: Tensor, alpha: float) -> dict[str, int]:
     """tp_leaky_relu_params: TFLM CalculateOpDataLeakyRelu (float32 products, as TFLM)."""
     alpha_real = float(F32(F32(F32(x.scale) * F32(alpha)) / F32(out.scale)))
-    alpha_mult, alpha_shift = quantize_multiplier(alpha_real)
-    identity_mult, identity_shift = quantize_multiplier(f32_ratio(x.scale, out.scale))
+    alpha_mult, alpha_shift = checked_multiplier(alpha_real, "input scale x alpha / output scale")
+    identity_mult, identity_shift = checked_multiplier(f32_ratio(x.scale, out.scale),
+                                                       "input scale / output scale")
     return {
         "input_zero_point": x.zero_point,
         "output_zero_point": out.zero_point,
@@ -167,12 +182,13 @@ def tanh_params(x: Tensor, out: Tensor) -> dict[str, int]:
     """tp_tanh_params: TFLM tanh CalculateArithmeticOpData (int8)."""
     if out.zero_point != 0 or out.scale != 1.0 / 128:
         raise ValueError(
-            f"expects output scale 1/128 and zero point 0, received {out.scale}/{out.zero_point}"
+            f"expected output scale 1/128 and zero point 0, received {out.scale}/{out.zero_point}"
         )
     q, shift = math.frexp(x.scale * (1 << (31 - TANH_INPUT_INTEGER_BITS)))
     multiplier = tflite_round(q * (1 << 31))
-    if multiplier >= 1 << 31 or not -31 <= shift <= 31:
-        raise ValueError(f"input scale {x.scale:g} is out of the range int8 tanh supports")
+    if multiplier >= 1 << 31 or not 0 <= shift <= 31:  # TFLM shifts 1 << shift: 0..31
+        raise ValueError(f"input scale: expected 2^-27 .. 2^4 (a left shift of 0..31 into "
+                         f"Q4.27), received {x.scale:g}")
     return {
         "input_zero_point": x.zero_point,
         "input_range_radius": input_radius(TANH_INPUT_INTEGER_BITS, shift),
@@ -215,12 +231,14 @@ class PointwiseHandler:
     def _params(self, op: Op, graph: Graph) -> dict[str, Any]:
         x, out = op_input(op, graph, 0), op_output(op, graph)
         require_int8(op, x, out)
+        require_normal_scales(op, x, out)
         if x.size != out.size:
             raise fail(op, f"expects the output shaped as the input, received {list(out.shape)}")
         if op.opcode == "LEAKY_RELU" and "alpha" not in op.options:
             raise fail(op, "has no alpha option")
         try:
-            return KERNELS[op.opcode].params(op, x, out)
+            with np.errstate(over="ignore", divide="ignore", under="ignore"):
+                return KERNELS[op.opcode].params(op, x, out)
         except ValueError as exc:
             raise fail(op, str(exc)) from None
 

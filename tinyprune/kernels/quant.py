@@ -70,3 +70,16 @@ def shift_error(real: float, shift: int, max_shift: int = MAX_LEFT_SHIFT) -> str
     bound = "1" if max_shift == 0 else f"2^{max_shift}"
     return (f"expected a requantization multiplier below {bound} (a shift of at most {max_shift}), "
             f"received {real:.6g} (shift {shift})")
+
+
+def checked_multiplier(real: float, what: str, max_shift: int = MAX_LEFT_SHIFT) -> tuple[int, int]:
+    """:func:`quantize_multiplier` of ``real``, or ValueError naming ``what`` where TFLM's
+    result is undefined (a multiplier that is not finite, or needs a shift above ``max_shift``).
+    """
+    if not math.isfinite(real):
+        raise ValueError(f"{what}: expected a finite requantization multiplier, received {real:g}")
+    multiplier, shift = quantize_multiplier(real)
+    err = shift_error(real, shift, max_shift)
+    if err is not None:
+        raise ValueError(f"{what}: {err}")
+    return multiplier, shift

@@ -8,7 +8,7 @@ interpolate. Values are never requantized, so input and outputs must share one q
 TFLite converter guarantees it; a model that breaks it is refused).
 
 TILE has no TFLite Micro kernel, so a model with it cannot be checked against the reference: its
-handler only refuses it, naming the Keras layer that makes it and what to use instead.
+refusal (``base.refuse``, not a supported op) names the Keras layer that makes it and what to use.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tinyprune.ir.graph import Graph, Op, Tensor
-from tinyprune.kernels.base import KernelCall, LowerContext, register
+from tinyprune.kernels.base import KernelCall, LowerContext, refuse, register
 from tinyprune.kernels.quant import tflite_round
 from tinyprune.kernels.tensor import (
     Dims4,
@@ -290,26 +290,13 @@ class ResizeHandler:
 # ---- TILE: refused with what to do ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TileHandler:
-    """Refuses TILE: TFLite Micro, the reference every build is checked against, has no TILE."""
-
-    opcodes: tuple[str, ...] = ("TILE",)
-
-    def check(self, op: Op, graph: Graph) -> None:
-        raise fail(op, "is not supported: TFLite Micro has no TILE kernel, so the firmware could "
-                       "not be checked against it. Keras 3's UpSampling2D(interpolation='nearest') "
-                       "converts to EXPAND_DIMS + TILE + RESHAPE; use "
-                       "UpSampling2D(interpolation='bilinear') or keras.layers.Resizing(height, "
-                       "width, interpolation='nearest') (RESIZE_NEAREST_NEIGHBOR), or a tf_keras "
-                       "model, whose UpSampling2D converts to RESIZE_NEAREST_NEIGHBOR")
-
-    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
-        self.check(op, graph)
-        raise AssertionError("unreachable")  # pragma: no cover
-
+refuse("TILE", "TFLite Micro has no TILE kernel, so the firmware could not be checked against "
+              "it. Keras 3's UpSampling2D(interpolation='nearest') converts to EXPAND_DIMS + "
+              "TILE + RESHAPE; use UpSampling2D(interpolation='bilinear') or "
+              "keras.layers.Resizing(height, width, interpolation='nearest') "
+              "(RESIZE_NEAREST_NEIGHBOR), or a tf_keras model, whose UpSampling2D converts to "
+              "RESIZE_NEAREST_NEIGHBOR")
 
 register(StridedSliceHandler())
 register(SplitHandler())
 register(ResizeHandler())
-register(TileHandler())
