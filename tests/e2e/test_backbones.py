@@ -93,7 +93,7 @@ def test_keras3_nearest_upsampling_is_refused_with_what_to_do(tmp_path: Path) ->
     path = save_model(k.Model(inp, x), tmp_path / "up.keras")
     opts = BuildOptions(board="nucleo_f746", model=path, out=tmp_path / "out", samples=1,
                         emulator="none")
-    with pytest.raises(UnsupportedError, match=r"layer 'up': TILE is not supported: TFLite "
+    with pytest.raises(UnsupportedError, match=r"layer 'up': op TILE is not supported: TFLite "
                                                r"Micro has no TILE kernel.*bilinear"):
         build(opts, progress=lambda _: None)
     assert not (tmp_path / "out" / "report.json").exists()

@@ -6,7 +6,9 @@ TRANSPOSE_CONV (and an unrolled tf_keras LSTM, which is made of them): each case
 converted to full-int8 TFLite; the graph goes through
 the real handlers and template fragments (tests/op_harness.py), and the outputs must equal the
 ``tflite_micro`` interpreter's byte for byte on inputs that walk every int8 value and on random
-ones. The premise of each case (the ops the converter emits) is asserted too.
+ones. The premise of each case (the ops the converter emits) is asserted too. These cases are
+about the Keras layers and the converter (which op, which options, the quantization calibration
+gives); the arithmetic at every quantization extreme is tests/unit/test_kernels_property.py's.
 """
 
 from __future__ import annotations
@@ -89,11 +91,6 @@ def _split_v(k: Any, t: Any) -> Any:
     return k.ops.concatenate([c, a, b], axis=-1)
 
 
-def _split_rows(k: Any, t: Any) -> Any:
-    a, b = k.ops.split(t, 2, axis=1)
-    return k.ops.concatenate([b, a], axis=1)
-
-
 def _resize_v1(kind: str, size: tuple[int, int], **kw: Any) -> Callable[[Any], Any]:
     """tf.compat.v1 resize (align_corners / half_pixel_centers are options only there)."""
     return lam(lambda k, t: getattr(_tf().compat.v1.image, kind)(t, size, **kw))
@@ -105,26 +102,20 @@ CONVT_WEIGHTS = _random_weights(3, -0.6, 0.6)
 CASES = [
     # ---- one-input activations (pointwise.py) ----
     Case("hard_swish_r4", L("Activation", "hard_swish"), ((6, 43),), "HARD_SWISH", rep=4.0),
-    Case("hard_swish_r12", L("Activation", "hard_swish"), ((256,),), "HARD_SWISH", rep=12.0),
     Case("hard_swish_r05", L("Activation", "hard_swish"), ((256,),), "HARD_SWISH", rep=0.5),
     Case("hard_swish_asym", L("Activation", "hard_swish"), ((256,),), "HARD_SWISH",
          rep=(-1.0, 7.0)),
     Case("relu", L("ReLU"), ((4, 5, 6),), "RELU", rep=3.0),
-    Case("relu_positive", L("ReLU"), ((64,),), "RELU", rep=(0.5, 3.0)),
     Case("relu6_r8", L("ReLU", 6.0), ((4, 4, 8),), "RELU6", rep=8.0),
-    Case("relu6_r2", L("ReLU", 6.0), ((64,),), "RELU6", rep=2.0),
     Case("leaky_02", L("LeakyReLU", negative_slope=0.2), ((4, 4, 8),), "LEAKY_RELU", rep=3.0),
-    Case("leaky_001", L("LeakyReLU", negative_slope=0.01), ((256,),), "LEAKY_RELU", rep=6.0),
     Case("leaky_15", L("LeakyReLU", negative_slope=1.5), ((256,),), "LEAKY_RELU", rep=2.0),
     Case("tanh_r1", L("Activation", "tanh"), ((256,),), "TANH", rep=1.0),
     Case("tanh_r4", L("Activation", "tanh"), ((3, 5, 7),), "TANH", rep=4.0),
-    Case("tanh_r20", L("Activation", "tanh"), ((256,),), "TANH", rep=20.0),
     Case("prelu_channel", L("PReLU"), ((5, 5, 6),), "PRELU", rep=3.0,
          setup=_random_weights(1, -0.5, 1.5)),
     Case("prelu_shared", L("PReLU", shared_axes=[1, 2]), ((4, 4, 5),), "PRELU", rep=3.0,
          setup=_random_weights(2, -1.0, 0.8)),
     # ---- broadcasting arithmetic (arith.py) ----
-    Case("sub_same", _merge("Subtract"), ((4, 4, 3), (4, 4, 3)), "SUB"),
     Case("sub_scales", _merge("Subtract"), ((4, 4, 3), (4, 4, 3)), "SUB", rep=(-0.2, 6.0)),
     Case("sub_channel", lam(lambda k, t: t[0] - t[1]), ((4, 5, 6), (6,)), "SUB"),
     Case("sub_const", lam(lambda k, t: t - np.linspace(-1, 2, 5).astype(np.float32)),
@@ -132,12 +123,8 @@ CASES = [
     Case("sub_relu", chain(_merge("Subtract"), L("ReLU")), ((3, 3, 4), (3, 3, 4)), "SUB"),
     Case("maximum", _merge("Maximum"), ((4, 4, 3), (4, 4, 3)), "MAXIMUM"),
     Case("minimum", _merge("Minimum"), ((4, 4, 3), (4, 4, 3)), "MINIMUM"),
-    Case("maximum_rows", lam(lambda k, t: k.ops.maximum(t[0], t[1])), ((3, 6), (1, 6)),
-         "MAXIMUM"),
     Case("squared_difference", lam(lambda k, t: _tf().math.squared_difference(t[0], t[1])),
          ((4, 4, 3), (4, 4, 3)), "SQUARED_DIFFERENCE"),
-    Case("squared_difference_bc", lam(lambda k, t: _tf().math.squared_difference(t[0], t[1])),
-         ((4, 4, 3), (3,)), "SQUARED_DIFFERENCE", rep=5.0),
     Case("rsqrt", lam(lambda k, t: k.ops.rsqrt(t)), ((256,),), "RSQRT", rep=(0.05, 4.0),
          nonnegative=True),
     Case("layernorm", L("LayerNormalization"), ((4, 4, 8),), "SQUARED_DIFFERENCE RSQRT NEG"),
@@ -147,9 +134,7 @@ CASES = [
     Case("slice_reverse", lam(lambda k, t: t[:, ::-1, 1:, ::-2]), ((5, 4, 6),),
          "STRIDED_SLICE"),
     Case("slice_shrink", lam(lambda k, t: t[:, 2]), ((5, 4, 6),), "STRIDED_SLICE"),
-    Case("slice_negative", lam(lambda k, t: t[:, -3:-1, :-1]), ((5, 4, 6),), "STRIDED_SLICE"),
     Case("split", lam(_split_swap), ((4, 4, 6),), "SPLIT"),
-    Case("split_rows", lam(_split_rows), ((6, 4, 3),), "SPLIT"),
     Case("split_v", lam(_split_v), ((3, 3, 6),), "SPLIT_V"),
     Case("unpack", lam(lambda k, t: k.ops.concatenate(_tf().unstack(t, axis=1)[::-1], -1)),
          ((5, 4),), "UNPACK"),
@@ -160,17 +145,9 @@ CASES = [
          "RESIZE_BILINEAR"),
     Case("bilinear_odd", L("Resizing", 8, 11, interpolation="bilinear"), ((5, 7, 2),),
          "RESIZE_BILINEAR"),
-    Case("bilinear_down", L("Resizing", 3, 4, interpolation="bilinear"), ((7, 9, 2),),
-         "RESIZE_BILINEAR"),
     Case("bilinear_align", _resize_v1("resize_bilinear", (9, 7), align_corners=True),
          ((4, 3, 2),), "RESIZE_BILINEAR"),
-    Case("bilinear_corner", _resize_v1("resize_bilinear", (9, 7)), ((4, 3, 2),),
-         "RESIZE_BILINEAR"),
     Case("nearest_up2", L("Resizing", 10, 8, interpolation="nearest"), ((5, 4, 3),),
-         "RESIZE_NEAREST_NEIGHBOR"),
-    Case("nearest_odd", L("Resizing", 8, 11, interpolation="nearest"), ((5, 7, 2),),
-         "RESIZE_NEAREST_NEIGHBOR"),
-    Case("nearest_down", L("Resizing", 3, 4, interpolation="nearest"), ((7, 9, 2),),
          "RESIZE_NEAREST_NEIGHBOR"),
     Case("nearest_align", _resize_v1("resize_nearest_neighbor", (9, 7), align_corners=True),
          ((4, 3, 2),), "RESIZE_NEAREST_NEIGHBOR"),
@@ -186,10 +163,6 @@ CASES = [
     Case("convt_4x4s2_same_relu",
          L("Conv2DTranspose", 3, 4, strides=2, padding="same", activation="relu"),
          ((3, 4, 6),), "TRANSPOSE_CONV", setup=CONVT_WEIGHTS),
-    Case("convt_stride_1x2", L("Conv2DTranspose", 4, (3, 2), strides=(1, 2), padding="same"),
-         ((4, 3, 5),), "TRANSPOSE_CONV", setup=CONVT_WEIGHTS),
-    Case("convt_1x1", L("Conv2DTranspose", 8, 1), ((3, 3, 16),), "TRANSPOSE_CONV",
-         setup=CONVT_WEIGHTS),
 ]
 # fmt: on
 
@@ -329,7 +302,7 @@ def _t(index: int, shape: tuple[int, ...], scale: float = 0.1, zp: int = 0,
 REFUSALS = {
     "tile": (_graph("TILE", {}, _t(0, (1, 4, 1, 8)), _t(1, (4,), data=[1, 1, 2, 1],
                                                            dtype="int32"), _t(2, (1, 4, 2, 8))),
-             r"layer 'layer_x': TILE is not supported: TFLite Micro has no TILE kernel.*"
+             r"layer 'layer_x': op TILE is not supported: TFLite Micro has no TILE kernel.*"
              r"UpSampling2D\(interpolation='bilinear'\)"),
     "tanh_output": (_graph("TANH", {}, _t(0, (8,)), _t(1, (8,), scale=0.02)),
                     r"layer 'layer_x': TANH expected output scale 1/128 and zero point 0"),

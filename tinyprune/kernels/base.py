@@ -104,7 +104,7 @@ def handler_for(op: Op) -> OpHandler:
     except KeyError:
         if op.opcode in _REFUSED:
             raise UnsupportedError(
-                f"layer '{op.name}': {op.opcode} is not supported: {_REFUSED[op.opcode]}"
+                f"layer '{op.name}': op {op.opcode} is not supported: {_REFUSED[op.opcode]}"
             ) from None
         raise UnsupportedError(
             f"layer '{op.name}': op {op.opcode} is not supported; supported ops: "
