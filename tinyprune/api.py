@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinyprune import fit, pipeline
 from tinyprune.config import BuildOptions, validate
-from tinyprune.errors import CheckFailed
+from tinyprune.errors import CheckFailed, DoesNotFit, TinypruneError, ToolMissing
 from tinyprune.outputs import REPORTS, output_folder
 from tinyprune.progress import Progress, Steps
 
@@ -35,6 +35,7 @@ log = logging.getLogger("tinyprune")
 
 # The top-level names a build writes in --out (checked before any work).
 BUILD_OUTPUTS = (*REPORTS, "model_int8.tflite", "src", "firmware", "host")
+RENODE_OUTPUTS = ("renode",)  # --emulator renode: the scripts beside the firmware
 NO_DATA_WARNING = ("no --data: calibration used seeded random inputs, nothing was fine-tuned and "
                    "no accuracy is measured; pass --data for an int8 model calibrated on real "
                    "inputs")
@@ -85,6 +86,9 @@ class State:
     run: pipeline.RunOutcome | None = None
     report: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    # set by a stage that ends the build early: its outputs so far are kept (no report is
+    # written, nothing looks like a success) and this error is raised once they are in place
+    stop: TinypruneError | None = None
 
 
 def _need(value: T | None) -> T:
@@ -160,15 +164,17 @@ def _build_firmware(ctx: Context, s: State) -> State:
                                           stack_bytes=ctx.opts.stack_bytes)
     except CheckFailed as exc:
         raise _with_next_step(exc, ctx, s) from None
+    pipeline.write_expected_outputs(firmware, _need(s.info), _need(s.checks),
+                                    _need(s.host).reference)
     return replace(s, firmware=firmware)
 
 
 def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     """A firmware that does not fit the board: say what would make it fit."""
-    text = str(exc)
-    if "does not fit" not in text:
+    if not isinstance(exc, DoesNotFit):
         return exc
-    ram = " RAM " in text
+    text = str(exc)
+    ram = exc.region == "RAM"
     region, size = ("RAM", ctx.board.ram.length) if ram else ("flash", ctx.board.flash.length)
     flag = f"--{region.lower()}-budget {size // 1024}K"
     if _need(s.info).kind == "tflite":
@@ -181,13 +187,29 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
     samples = _need(s.checks).firmware_rows.nbytes
     if not ram and samples >= 4096:
         hint += f"; or compile fewer inputs in (they take {samples:,} bytes: lower --samples)"
-    return CheckFailed(f"{text}; {hint}")
+    return DoesNotFit(f"{text}; {hint}", exc.region, exc.available)
 
 
 def _run_on_emulator(ctx: Context, s: State) -> State:
-    run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
-                           _need(s.host).reference)
+    try:
+        run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
+                               _need(s.host).reference)
+    except pipeline.RenodeMissing as exc:
+        return replace(s, stop=_renode_missing(ctx, exc))
     return replace(s, run=run)
+
+
+def _renode_missing(ctx: Context, exc: pipeline.RenodeMissing) -> ToolMissing:
+    """Exit 3 naming the scripts where they will be once the outputs are in place."""
+    from tinyprune.emulator.renode_backend import INSTALL_HINT, UART_LOG
+
+    out = ctx.opts.output_dir()
+    files = [out / p.relative_to(ctx.work) for p in exc.scripts]
+    robot = next(f for f in files if f.suffix == ".robot")
+    return ToolMissing(
+        f"renode-test not found; wrote {', '.join(map(str, files))} beside the firmware, and no "
+        f"report (nothing ran). {INSTALL_HINT}; then run `renode-test {robot}` (the firmware's "
+        f"result lines go to {robot.parent / UART_LOG}), or build again with --emulator renode")
 
 
 def _report(ctx: Context, s: State) -> State:
@@ -259,7 +281,8 @@ def build(opts: BuildOptions, progress: Progress | None = None,
 
     Raises:
         UsageError: bad input (exit 2), found before any work where the options tell.
-        ToolMissing: toolchain or emulator absent (exit 3).
+        ToolMissing: toolchain or emulator absent (exit 3); for ``--emulator renode`` without
+            renode-test, raised after the firmware and the Renode scripts are in --out.
         CheckFailed: the image does not fit, or firmware faulted (exit 1). A build that completes
         with a broken budget or a bit-exactness failure returns a report with ``ok`` false.
     """
@@ -268,9 +291,14 @@ def build(opts: BuildOptions, progress: Progress | None = None,
     steps = Steps([stage.name for stage in STAGES], progress)
     out = opts.output_dir()
     state = State()
-    with output_folder(out, force=opts.force, names=BUILD_OUTPUTS) as work:
+    names = BUILD_OUTPUTS + (RENODE_OUTPUTS if opts.emulator == "renode" else ())
+    with output_folder(out, force=opts.force, names=names) as work:
         ctx = Context(opts, board, work, steps.say, baseline)
         for stage in STAGES:
             with steps.step(stage.name, stage.detail(ctx, state)):
                 state = stage.run(ctx, state)
+            if state.stop is not None:
+                break
+    if state.stop is not None:
+        raise state.stop
     return BuildResult(report=_need(state.report), out_dir=out)

@@ -279,6 +279,113 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flash(args: argparse.Namespace) -> int:
+    from tinyprune.firmware.boards import load_board
+    from tinyprune.hardware.flash import build_board, find_firmware, flash_elf
+
+    if args.elf is not None and args.out is not None:
+        raise UsageError("--elf and --out: give one (an ELF, or the build folder holding "
+                         "firmware/firmware.elf)")
+    name = args.board or (build_board(args.out) if args.out is not None else None)
+    if name is None:
+        raise UsageError("--board: required (the board to flash; list: tinyprune boards)")
+    board = load_board(name)
+    elf = find_firmware(board, args.elf, args.out)
+    done = flash_elf(board, elf, probe=args.probe, on_start=lambda probe: print(
+        f"flashing {elf} to {board.name} through {probe.description} ...", file=sys.stderr,
+        flush=True))
+    print(f"flashed {elf} ({done.bytes_programmed:,} bytes) to {board.name} (pyocd target "
+          f"{done.target}) through {done.probe.description} {done.probe.unique_id}; the board "
+          "was reset and runs it")
+    build = f" --out {args.out}" if args.out is not None else ""
+    print(f"read its results: tinyprune monitor --port PORT --board {board.name}{build} --reset")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from tinyprune.hardware.report import results_lines
+    from tinyprune.hardware.run import MonitorRequest, monitor
+    from tinyprune.report import failure_reason, summary_lines
+
+    req = MonitorRequest(port=args.port, board=args.board, baud=args.baud, build=args.out,
+                         timeout=args.timeout, reset=args.reset, probe=args.probe)
+    def opened() -> None:
+        print(f"reading {args.port} until '@tp end' (at most {args.timeout:g} s)"
+              + ("" if args.reset else "; reset the board if nothing comes"),
+              file=sys.stderr, flush=True)
+
+    echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.echo else None
+    outcome = monitor(req, on_line=echo, on_open=opened)
+    if outcome.report is None:
+        clock = outcome.board.clock_hz if outcome.board is not None else None
+        if args.json:
+            print(json.dumps(_results_json(outcome.capture), indent=2))
+        else:
+            print("\n".join(results_lines(outcome.capture.results, clock, args.port)))
+        return 0
+    if args.json:
+        print(json.dumps(outcome.report, indent=2))
+    else:
+        print("\n".join(summary_lines(outcome.report)))
+        print(f"report: {outcome.report_dir}/report.json (and report.md, report.html, junit.xml, "
+              "uart.log beside it)")
+    if not outcome.report["ok"]:
+        print(f"tinyprune: check failed: {failure_reason(outcome.report)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _results_json(capture: Any) -> dict[str, Any]:
+    r = capture.results
+    return {"port": capture.port, "board": r.board, "model": r.model, "layers": r.layers,
+            "status": r.status, "stack_peak_bytes": r.stack_peak, "stack_bytes": r.stack_size,
+            "cycles_per_inference": r.total_cycles // max(len(r.samples), 1),
+            "layer_cycles": r.mean_layer_cycles,
+            "samples": [{"index": s.index, "cycles": s.cycles, "output_hex": s.output.hex(),
+                         "layer_cycles": list(s.layer_cycles)} for s in r.samples]}
+
+
+def _export_source(args: argparse.Namespace) -> tuple[Path, str, str]:
+    """(the int8 .tflite, the board name, the model's file name) from --model/--board or --from."""
+    if args.source is None:
+        if args.model is None or args.board is None:
+            raise UsageError("export: give --model M.tflite and --board B, or --from BUILD (a "
+                             "build folder)")
+        return _existing(args.model), args.board, args.model.name
+    if args.model is not None:
+        raise UsageError("--from and --model: give one (--from takes the build's "
+                         "model_int8.tflite)")
+    from tinyprune.report import read_report
+
+    report = read_report(args.source)
+    built_for = str(report["board"]["name"])
+    if args.board is not None and args.board != built_for:
+        raise UsageError(f"--board {args.board}: the build in {args.source} is for {built_for}")
+    model = args.source / "model_int8.tflite"
+    if not model.is_file():
+        raise UsageError(f"--from {args.source}: no model_int8.tflite in it; pass --model")
+    return model, built_for, str(report["model"].get("source") or model.name)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tinyprune.export import default_name, export_library, format_outputs, library_name
+    from tinyprune.firmware.boards import load_board
+    from tinyprune.ir import read_tflite
+    from tinyprune.outputs import output_folder
+
+    model, board_name, source_name = _export_source(args)
+    board = load_board(board_name)
+    name = library_name(args.name) if args.name else default_name(Path(source_name).stem)
+    out = args.out or Path("build") / f"{Path(source_name).stem}-{board.name}-{args.format}"
+    with output_folder(out, force=args.force, names=format_outputs(args.format, name)) as work:
+        done = export_library(read_tflite(model), board, work, fmt=args.format, name=name,
+                              source_name=source_name)
+    print(f"wrote {out}: {done.format} library {done.name} ({len(done.files)} files; kernels "
+          f"{', '.join(k.removesuffix('.c') for k in done.kernels)})")
+    print(f"how to call it and add it to your firmware: {out / 'README.md'}")
+    return 0
+
+
 def _variant_labels(paths: Sequence[Path]) -> list[str]:
     """Each report's name in a comparison: its build folder's name (the path when two clash)."""
     names = [(p.parent.name if p.name == "report.json" else p.stem) if not p.is_dir()
@@ -406,6 +513,57 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace the output files if they exist")
 
 
+def _add_flash_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", help="the board to flash: its [flash_tool] target names pyocd's "
+                   "target (default with --out: the build's board; list: tinyprune boards)")
+    p.add_argument("--elf", type=Path, help="the firmware ELF to flash")
+    p.add_argument("--out", type=Path, metavar="DIR", help="a build folder: flashes "
+                   "DIR/firmware/firmware.elf (default: the one build for the board under build/)")
+    p.add_argument("--probe", metavar="UID", help="the debug probe's unique id (or part of it) "
+                   "when several are connected (pyocd list shows them)")
+
+
+def _add_monitor_options(p: argparse.ArgumentParser) -> None:
+    from tinyprune.hardware.monitor import DEFAULT_TIMEOUT_S
+
+    p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyACM0 "
+                   "or COM3 (python -m serial.tools.list_ports lists them)")
+    p.add_argument("--baud", type=int, metavar="N", help="baud rate (default: the board file's "
+                   "uart.baud, 115200)")
+    p.add_argument("--board", help="the board (for its baud rate, clock and --reset; default "
+                   "with --out: the build's board)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="the build folder of the firmware the "
+                   "board runs: its outputs are compared byte for byte with the build's reference "
+                   "and the board's report is written to DIR/board/")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"fail when '@tp end' has not arrived S seconds after the port opened "
+                   f"(default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--reset", action="store_true", help="reset the board through its debug "
+                   "probe (pyocd) once the port is open, so the run is read from its start")
+    p.add_argument("--probe", metavar="UID", help="with --reset: the debug probe's unique id")
+    p.add_argument("--echo", action="store_true", help="print every line received (stderr)")
+    p.add_argument("--json", action="store_true", help="print the results (or the board's "
+                   "report.json) as JSON")
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    from tinyprune.export import FORMATS
+
+    p.add_argument("--format", required=True, choices=tuple(FORMATS),
+                   help="cmake: a CMakeLists.txt with a library target; make: a Makefile "
+                   "fragment; arduino: an Arduino library with an example sketch")
+    p.add_argument("--model", type=Path, help="an int8 .tflite (with --board)")
+    p.add_argument("--board", help="the board the library is planned for: its core picks the "
+                   "kernels (list: tinyprune boards; default with --from: the build's board)")
+    p.add_argument("--from", dest="source", type=Path, metavar="BUILD",
+                   help="a build folder: exports its model_int8.tflite for its board")
+    p.add_argument("--name", help="library name, a lowercase C identifier (default: from the "
+                   "model's file name); the header is <name>.h, the call <name>_invoke()")
+    p.add_argument("--out", type=Path, help="output folder (default "
+                   "build/<stem>-<board>-<format>/); nothing is written outside it")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
 def _no_options(p: argparse.ArgumentParser) -> None:
     pass
 
@@ -439,6 +597,23 @@ COMMANDS: dict[str, Command] = {
                 "Generate the C of an int8 .tflite for a board: model, weights and the kernels "
                 "it uses, a project that compiles on its own.", _add_codegen_options,
                 cmd_codegen),
+    "flash": ("put a build's firmware on a real board through its debug probe (pyocd)",
+              "Program a firmware ELF (--elf, or the build in --out) into the board's flash "
+              "through its debug probe with pyocd, then reset it so the firmware runs and "
+              "prints its results on the board's serial port (read them with tinyprune "
+              "monitor).", _add_flash_options, cmd_flash),
+    "monitor": ("read a real board's results from its serial port into a report",
+                "Read the firmware's result lines from the board's serial port (pyserial) until "
+                "'@tp end': cycles (the board's DWT) at its clock, per layer, the stack peak and "
+                "the outputs. With --out BUILD the outputs are compared byte for byte with the "
+                "build's TFLite Micro reference and the board's report (report.json, .md, .html, "
+                "junit.xml) is written to BUILD/board/; exit 1 when they differ or a budget "
+                "breaks.", _add_monitor_options, cmd_monitor),
+    "export": ("int8 model -> a C library for your firmware (CMake, Makefile or Arduino)",
+               "Write the model as a self-contained library: the generated model, only the "
+               "kernels it uses, a header with the API, a README with the three lines to call "
+               "it, and the build glue of --format (cmake, make or arduino).",
+               _add_export_options, cmd_export),
     "report": ("print or re-render an existing report.json (Markdown, JUnit, HTML)",
                "Print the summary of a build's report.json, or render it again as Markdown "
                "(--md), JUnit XML (--junit) or HTML with plots (--html), optionally against a "

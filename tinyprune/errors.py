@@ -20,8 +20,24 @@ class CheckFailed(TinypruneError):
     exit_code = 1
 
 
+class DoesNotFit(CheckFailed):
+    """Exit 1: the linked image needs more flash or RAM than the board has.
+
+    ``region`` is ``"FLASH"`` or ``"RAM"``, ``available`` the region's size in bytes."""
+
+    def __init__(self, message: str, region: str, available: int) -> None:
+        super().__init__(message)
+        self.region = region
+        self.available = available
+
+
 class EmulationError(CheckFailed):
     """Exit 1: the firmware faulted, hung or overflowed its stack on the emulated board."""
+
+
+class HardwareError(CheckFailed):
+    """Exit 1: a real board, its debug probe or its serial port failed during ``flash`` or
+    ``monitor`` (programming failed, no result lines before the timeout, a garbled line)."""
 
 
 class UsageError(TinypruneError):

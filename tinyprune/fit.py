@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tinyprune import pipeline
 from tinyprune.config import Budgets
-from tinyprune.errors import CheckFailed, UsageError
+from tinyprune.errors import CheckFailed, DoesNotFit, UsageError
 from tinyprune.ir import read_tflite
 from tinyprune.pipeline import Loaded, Pruned
 from tinyprune.progress import bars_enabled
@@ -55,7 +55,7 @@ def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
         try:
             fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=stack_bytes,
                                         name="search")
-        except CheckFailed as exc:  # too big for the board: measured size is in the map
+        except DoesNotFit as exc:  # too big for the board: measured size is in the map
             log.debug("candidate does not fit the board: %s", exc)
             return Measured(board.flash.length + 1, board.ram.length + 1, None, macs)
         latency_ms = _latency(fw, board) if latency else None

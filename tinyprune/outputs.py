@@ -1,7 +1,9 @@
 """Where tinyprune writes: the rules of the output folder (``--out``) and of single output files.
 
-Every command that writes goes through :func:`output_folder` (``build``, ``check``, ``codegen``)
-or :func:`output_file` (``prune``, ``quantize``). The rules (README, "What tinyprune touches"):
+Every command that writes goes through :func:`output_folder` (``build``, ``check``, ``codegen``,
+``export``), :func:`output_part` (``monitor``: one sub-folder of a build folder) or
+:func:`output_file` (``prune``, ``quantize``, ``report``). The rules (README, "What tinyprune
+touches"):
 
 - tinyprune keeps a manifest of what it wrote, ``<out>/.tinyprune-manifest.json``, and only ever
   replaces or deletes a path listed there, never through a symbolic link.
@@ -368,7 +370,7 @@ def _move_into(src: Path, dst: Path, last: Sequence[str] = ()) -> None:
     for name in entries:
         target = dst / name
         if (src / name).is_dir() and _lstat(target) is not None:
-            _move_into(src / name, target)
+            _move_into(src / name, target, last)
         else:
             os.rename(src / name, target)
 
@@ -377,7 +379,8 @@ def _commit(folder: _Folder, work: Path) -> None:
     files, dirs = _walk(work)
     _check_conflicts(folder, files, dirs)
     kept = folder.manifest.dirs
-    folder.save(replace(folder.manifest, files=frozenset(files), dirs=kept | dirs))
+    # after _clear (or _clear_part) the manifest lists only what stays beside the new files
+    folder.save(replace(folder.manifest, files=folder.manifest.files | files, dirs=kept | dirs))
     _move_into(work, folder.root, last=REPORTS)
     _remove_tree(folder.staging)
     folder.save(replace(folder.manifest, dirs=folder.manifest.dirs - {STAGING}))
@@ -493,6 +496,88 @@ def output_folder(out: Path, *, force: bool = False, names: Sequence[str] = ()) 
             if space is not None:
                 raise space from exc
             raise
+
+
+# --- one part of an existing folder -------------------------------------------------------------
+
+def _clear_part(folder: _Folder, part: str) -> None:
+    """Deletes tinyprune's files under ``part/`` (reports first) and the folders left empty."""
+    m = folder.manifest
+    prefix = part + "/"
+    files = {f for f in m.files if f.startswith(prefix)}
+    for rel in sorted(files, key=lambda r: _deletion_order(PurePosixPath(r).name)):
+        _remove_file(folder.root / rel)
+    dirs = {d for d in m.dirs if d == part or d.startswith(prefix)}
+    kept = set()
+    for rel in _deepest_first(dirs):
+        try:
+            (folder.root / rel).rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # it holds files tinyprune did not write
+            kept.add(rel)
+    folder.save(replace(m, files=m.files - files, dirs=(m.dirs - dirs) | kept))
+
+
+def _open_part(out: Path, part: str) -> _Folder:
+    root = _root_of(out)
+    if not root.is_dir():
+        raise OutputError(f"--out {out}: no such folder; name the folder of a tinyprune build")
+    manifest = _read_manifest(root)
+    if manifest is None:
+        raise OutputError(f"--out {out} was not written by tinyprune (it has no {MANIFEST}); "
+                          "name the folder of a tinyprune build")
+    _check_taken(root, manifest, [part])
+    _check_no_links(root, manifest)
+    folder = _Folder(root, manifest)
+    try:
+        folder.save(replace(manifest, dirs=manifest.dirs | {STAGING}))
+    except OSError as exc:
+        raise _writable_error(root, exc) from None
+    return folder
+
+
+@contextmanager
+def output_part(out: Path, part: str) -> Iterator[Path]:
+    """Adds (or replaces) the sub-folder ``part`` of a folder tinyprune wrote, e.g. ``board/``
+    (``tinyprune monitor``'s report of a real board) inside a build folder; the rest stays.
+
+    The folder must carry tinyprune's manifest. Before any work tinyprune's previous ``part`` is
+    deleted, its report first; the new one is staged in ``<out>/.tinyprune-partial/`` and moved
+    into place at the end, report last. A failure leaves no ``part`` (so no earlier report of it
+    remains beside a failure); a later run that replaces the whole folder deletes it too.
+
+    Raises:
+        OutputError: ``out`` is missing, not tinyprune's, or ``part`` is taken by a file it did
+            not write (exit 2).
+    """
+    root = _root_of(out)
+    with _locked(root) if root.is_dir() else _no_lock():
+        folder = _open_part(out, part)
+        try:
+            _clear_part(folder, part)
+            _remove_tree(folder.staging)
+            (folder.staging / "out" / part).mkdir(parents=True)
+            (folder.staging / "tmp").mkdir()
+            with scratch_tempdir(folder.staging / "tmp"):
+                yield folder.staging / "out" / part
+            _remove_tree(folder.staging / "tmp")
+            _commit(folder, folder.staging / "out")
+        except BaseException as exc:
+            space = _space_error(folder.root, exc, folder.staging / "out")
+            try:
+                _remove_tree(folder.staging)
+                folder.save(replace(folder.manifest, dirs=folder.manifest.dirs - {STAGING}))
+            except OSError as cleanup:
+                log.debug("could not clean %s after a failed run: %s", folder.root, cleanup)
+            if space is not None:
+                raise space from exc
+            raise
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
 
 
 # --- single files -------------------------------------------------------------------------------

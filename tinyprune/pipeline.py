@@ -8,7 +8,7 @@ imports go one way: ``api -> fit -> pipeline -> the stage packages``.
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,6 +133,7 @@ class RunOutcome:
     cycles_are_estimate: bool
     layer_cycles: list[int] | None
     stack_peak: int | None
+    cycle_model: str | None = None  # what the cycles count, where it is not the emulator's model
 
 
 def board_for(opts: BuildOptions) -> Board:
@@ -156,11 +157,12 @@ def preflight(opts: BuildOptions, board: Board) -> None:
 
         require_qemu()
     if opts.emulator == "renode":
-        if shutil.which("renode") is None:
-            raise ToolMissing("renode not found; Renode is not in Debian or PyPI: install it from "
-                              "https://renode.io, or use --emulator unicorn (the default)")
-        raise UsageError("--emulator renode: running on Renode is not supported yet; use "
-                         "--emulator unicorn or qemu")
+        from tinyprune.emulator.renode_backend import find_renode_test, renode_support
+
+        renode_support(board)  # the board and its family can run on Renode
+        if find_renode_test() is None:
+            log.warning("renode-test not found: the build writes the Renode scripts beside the "
+                        "firmware and stops with exit 3 before running them")
     if opts.emulator not in ("none", *board.emulator.backends):
         raise UsageError(f"--emulator {opts.emulator}: board {board.name} supports "
                          f"{', '.join(board.emulator.backends)} (or none)")
@@ -334,11 +336,37 @@ def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes
                           out_dir, stack_bytes=stack_bytes, name=name)
 
 
+def firmware_model_name(info: ModelInfo) -> str:
+    """The ``model=`` name the harness prints (``tp_model_name``, as codegen spells it)."""
+    return re.sub(r"[^0-9A-Za-z_.-]", "_", info.source.stem)
+
+
+def write_expected_outputs(firmware: Firmware, info: ModelInfo, checks: CheckSet,
+                           reference: np.ndarray) -> Path:
+    """Writes ``firmware/reference_outputs.json`` beside the ELF: the reference outputs of the
+    inputs compiled into it, so that a run anywhere else (a real board through ``tinyprune
+    monitor``, Renode) is checked byte for byte without the model."""
+    from tinyprune.protocol import EXPECTED_FILE, ExpectedOutputs
+
+    index = checks.firmware_index
+    inputs = tuple(("sample", int(r)) if r < checks.samples else ("random", int(r) - checks.samples)
+                   for r in index)
+    expected = ExpectedOutputs(
+        board=firmware.board, model=firmware_model_name(info), elf_sha256=firmware.elf_sha256,
+        output_bytes=int(reference.shape[1]), inputs=inputs,
+        outputs=tuple(bytes(row) for row in np.ascontiguousarray(reference[index], np.uint8)))
+    path = firmware.elf.parent / EXPECTED_FILE
+    path.write_text(expected.to_json(), encoding="utf-8")
+    return path
+
+
 def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
             reference: np.ndarray) -> RunOutcome:
     """Runs the firmware; compares its outputs with the reference rows of its inputs."""
     if emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
+    if emulator == "renode":
+        return emulate_renode(firmware, board, checks, reference)
     from tinyprune.emulator import run_elf
     from tinyprune.emulator.protocol import parse_results
 
@@ -363,6 +391,50 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
         cycles=res.total_cycles // max(n, 1) if counting else None,
         cycles_are_estimate=result.cycles_are_estimate,
         layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak)
+
+
+class RenodeMissing(ToolMissing):
+    """``renode-test`` is not installed: the Renode scripts were written beside the firmware
+    (``scripts``, inside the build's work folder) and nothing ran. The build keeps its outputs
+    (without a report) and exits 3."""
+
+    def __init__(self, scripts: tuple[Path, ...]) -> None:
+        super().__init__("renode-test not found")
+        self.scripts = scripts
+
+
+def emulate_renode(firmware: Firmware, board: Board, checks: CheckSet,
+                   reference: np.ndarray) -> RunOutcome:
+    """Writes the Renode scripts next to the firmware (``renode/``), runs the suite with
+    ``renode-test`` and parses the UART it logged with the same parser as the other emulators.
+
+    Raises:
+        RenodeMissing: renode-test is not on PATH (after the scripts were written).
+        CheckFailed: the suite failed, or the firmware's results (as for any emulator).
+    """
+    from tinyprune.emulator.renode_backend import (
+        CYCLE_MODEL,
+        SCRIPTS_DIR,
+        find_renode_test,
+        run_robot,
+        write_scripts,
+    )
+    from tinyprune.protocol import parse_results
+
+    scripts = write_scripts(board, firmware.elf, firmware.elf.parent.parent / SCRIPTS_DIR)
+    tool = find_renode_test()
+    if tool is None:
+        raise RenodeMissing(scripts.files)
+    res = parse_results(run_robot(scripts, tool))
+    if res.status != 0:
+        raise CheckFailed(f"firmware reported status {res.status} on Renode (a kernel refused "
+                          f"its arguments in layer {res.status - 1})")
+    actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
+    return RunOutcome(
+        emulator="renode", comparison=verify.compare(reference[checks.firmware_index], actual),
+        instructions=None, cycles=res.total_cycles // max(len(res.samples), 1),
+        cycles_are_estimate=True, layer_cycles=res.mean_layer_cycles,
+        stack_peak=res.stack_peak, cycle_model=CYCLE_MODEL)
 
 
 @contextmanager
@@ -437,6 +509,7 @@ def _run_section(run: RunOutcome, board: Board, checks: CheckSet,
             "samples": checks.firmware_samples if fw is not None else 0,
             "random_samples": checks.firmware_random if fw is not None else 0,
             "cycles_per_inference": run.cycles, "cycles_are_estimate": run.cycles_are_estimate,
+            **({"cycle_model": run.cycle_model} if run.cycle_model else {}),
             "latency_ms_at_clock": latency,
             "instructions_per_inference": run.instructions,
             "bit_exact": None if fw is None else fw.bit_exact,

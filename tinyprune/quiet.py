@@ -8,9 +8,9 @@
 - Keras writes ``~/.keras/keras.json`` when it is first imported and the file is missing. When the
   user has none and has not set ``KERAS_HOME``, ``KERAS_HOME`` names a path that cannot exist, so
   Keras runs on its defaults and writes nothing anywhere (a user's own ``keras.json`` or
-  ``KERAS_HOME`` is left alone: Keras reads it and, as it exists, writes nothing).
-  (``tinyprune.models._backend.keep_keras_out_of_home`` does the same for the Python API, with a
-  temporary folder; after this, it has nothing to do.)
+  ``KERAS_HOME`` is left alone: Keras reads it and, as it exists, writes nothing). The Python
+  API gets the same through :func:`keep_keras_out_of_home`, which ``tinyprune.models._backend``
+  calls before its first TensorFlow import.
 
 :func:`quiet_third_party` must run before anything imports TensorFlow; the CLI calls it first.
 """
@@ -108,11 +108,19 @@ def _users_keras_json() -> bool:
     return os.path.exists(os.path.join(base, ".keras", "keras.json"))
 
 
+def keep_keras_out_of_home() -> bool:
+    """Points ``KERAS_HOME`` where nothing can be written unless the user has a ``keras.json`` or
+    a ``KERAS_HOME`` of their own; returns whether it did. Idempotent."""
+    if "KERAS_HOME" in os.environ or _users_keras_json():
+        return False
+    os.environ["KERAS_HOME"] = UNREACHABLE_KERAS_HOME
+    return True
+
+
 def quiet_third_party() -> None:
     """Quiets TensorFlow's C++ logs and keeps Keras from writing its config (see module doc)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "KERAS_HOME" not in os.environ and not _users_keras_json():
-        os.environ["KERAS_HOME"] = UNREACHABLE_KERAS_HOME
+    keep_keras_out_of_home()
     if "tensorflow" not in sys.modules and \
             not any(isinstance(f, _QuietTensorflow) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorflow())

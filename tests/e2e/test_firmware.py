@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from tinyprune.errors import CheckFailed, ToolMissing
+from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing
 from tinyprune.firmware import Firmware, build_firmware, load_board, render_harness
 from tinyprune.firmware.paths import data_dir
 
@@ -71,10 +71,11 @@ def test_build_is_reproducible_and_has_no_build_paths(tmp_path: Path) -> None:
 def test_image_too_big_names_both_numbers(tmp_path: Path) -> None:
     board = load_board("nucleo_f401re")
     big = 600 * 1024
-    with pytest.raises(CheckFailed) as info:
+    with pytest.raises(DoesNotFit) as info:
         build_firmware(
             [FIXTURES / "big" / "big.c"], [], board, tmp_path, defines={"TP_BIG_BYTES": str(big)}
         )
+    assert (info.value.region, info.value.available) == ("FLASH", board.flash.length)
     message = str(info.value)
     assert "FLASH" in message and f"available {board.flash.length} bytes" in message
     used = int(message.split("needs ")[1].split(" bytes")[0])

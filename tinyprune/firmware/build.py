@@ -20,7 +20,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 import tinyprune
-from tinyprune.errors import CheckFailed, ToolMissing, UsageError
+from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
@@ -211,16 +211,16 @@ def _link_error(board: Board, stderr: str) -> CheckFailed:
     if match:
         region, available = _region_of(board, match.group(1))
         used = available + int(match.group(2))
-        return CheckFailed(
+        return DoesNotFit(
             f"firmware does not fit board {board.name}: {region} needs {used} bytes, "
-            f"available {available} bytes"
+            f"available {available} bytes", region, available
         )
     match = _NOFIT_RE.search(stderr)
     if match:
         region, available = _region_of(board, match.group(1))
-        return CheckFailed(
+        return DoesNotFit(
             f"firmware does not fit board {board.name}: {region} is {available} bytes "
-            f"({_first_error(stderr)})"
+            f"({_first_error(stderr)})", region, available
         )
     return CheckFailed(f"linking failed: {_first_error(stderr)}")
 
