@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tinyprune-installed
 SYSTAMP := $(VENV)/.system-checked
 
-.PHONY: setup system demo test test-fast bench lint clean
+.PHONY: setup system demo test test-fast bench fuzz lint clean
 
 setup: $(STAMP) system
 
@@ -19,10 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The digits CNN three ways, then the before/after table (build/demo-compare.md): as given,
+# structurally pruned, pruned + 75% 1x4 block-sparse.
+DEMO = $(BIN)/tinyprune build --board nucleo_f746 \
+	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz
 demo: setup
-	$(BIN)/tinyprune build --board nucleo_f746 \
-	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz \
-	    --prune-channels 0.5 --out build/demo
+	$(DEMO) --out build/demo-dense --force
+	$(DEMO) --prune-channels 0.5 --out build/demo --force
+	$(DEMO) --prune-channels 0.5 --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
+	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
+	    --md build/demo-compare.md --force > /dev/null
+	@grep -A4 '^| variant' build/demo-compare.md
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
@@ -30,11 +37,24 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
-# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min).
+# MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
+# sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py),
+# ResNet-8 and DS-CNN dense vs block-sparse end to end (~15 min; accuracy of the sparsity
+# schedules is bench/sparsify_accuracy.py, hours), cycle models, emulator speed with and without
+# the fault checks (~10 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
 	$(BIN)/python bench/prune_criteria.py
+	$(BIN)/python bench/sparse_kernels.py
+	$(BIN)/python bench/sparse_models.py
+	$(BIN)/python bench/cycle_models.py
+	$(BIN)/python bench/emulator.py
+
+# Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
+# (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.
+fuzz: setup
+	nice -n 10 $(BIN)/python bench/fuzz.py --mutants 100000
 
 lint: setup
 	$(BIN)/ruff check tinyprune tests bench

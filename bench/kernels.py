@@ -106,7 +106,9 @@ def measure(shape: Shape, board: str, tmp: Path, tag: str,
     path = tmp / f"m{abs(hash(shape.id))}.keras"
     save_model(model, path)
     out = tmp / f"{path.stem}_{tag}"
-    report = build(BuildOptions(board=board, model=path, out=out, samples=2)).report
+    # the table model: comparable with the CMSIS-NN figures of FACTS.md (docs/cycle_models.md)
+    report = build(BuildOptions(board=board, model=path, out=out, samples=2,
+                                cycle_model="table")).report
     if keep is not None:
         keep.append(out)
     layer = max(report["layers"], key=lambda r: r["macs"])

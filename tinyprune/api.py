@@ -75,6 +75,7 @@ class State:
 
     loaded: pipeline.Loaded | None = None
     pruned: pipeline.Pruned | None = None
+    sparse: pipeline.Sparse | None = None  # None: no sparsify stage asked for
     tflite: bytes | None = None
     graph: Graph | None = None
     info: pipeline.ModelInfo | None = None
@@ -118,7 +119,8 @@ def _prune(ctx: Context, s: State) -> State:
         pruned = fit.prune_to_budgets(loaded, ctx.board, opts.budgets,
                                       criterion=opts.prune_criterion, finetune=finetune,
                                       work=Path(tempfile.mkdtemp(prefix="prune-search-")),
-                                      stack_bytes=opts.stack_bytes)
+                                      stack_bytes=opts.stack_bytes,
+                                      cycle_model=opts.cycle_model)
         if pruned.summary is not None:
             ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
                     f"({pruned.summary['reason']})")
@@ -132,12 +134,38 @@ def _prune(ctx: Context, s: State) -> State:
     return s
 
 
+def _sparsify(ctx: Context, s: State) -> State:
+    if ctx.opts.sparsify is None:
+        return s
+    loaded = _need(s.loaded)
+    model = _need(s.pruned).model
+    if model is None:  # validate() refuses a .tflite with sparsify options
+        model = pipeline.keras_model(ctx.opts, loaded)
+    sparse = pipeline.sparsify(ctx.opts, loaded, model)
+    summ = sparse.summary
+    acc = summ["accuracy"]
+    after = acc.get("after_finetune") if acc.get("after_finetune") is not None else \
+        acc.get("after_prune")
+    ctx.say(f"removed {summ['sparsity']:.1%} of {summ['weights']:,} weights in "
+            f"{len(summ['layers'])} layers ({summ['pattern']})"
+            + (f"; accuracy {acc['before']:.1%} -> {after:.1%}"
+               if acc.get("before") is not None and after is not None else ""))
+    return replace(s, sparse=sparse)
+
+
 def _quantize(ctx: Context, s: State) -> State:
     loaded, pruned = _need(s.loaded), _need(s.pruned)
-    tflite = pipeline.quantize(loaded, pruned.model)
+    model = s.sparse.model if s.sparse is not None else pruned.model
+    tflite = pipeline.quantize(loaded, model)
     (ctx.work / "model_int8.tflite").write_bytes(tflite)
-    return replace(s, tflite=tflite, graph=pipeline.read_graph(tflite, pruned.model),
-                   info=pipeline.model_info(ctx.opts, loaded, pruned))
+    graph = pipeline.read_graph(tflite, model)
+    int8 = None
+    if s.sparse is not None:
+        int8 = pipeline.check_sparsity(s.sparse, graph)
+        ctx.say(f"every removed weight is 0 in the int8 weights ({int8['sparsity']:.1%} zero "
+                "in the sparsified layers)")
+    return replace(s, tflite=tflite, graph=graph,
+                   info=pipeline.model_info(ctx.opts, loaded, pruned, s.sparse, int8))
 
 
 def _plan(ctx: Context, s: State) -> State:
@@ -193,7 +221,7 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
 def _run_on_emulator(ctx: Context, s: State) -> State:
     try:
         run = pipeline.emulate(_need(s.firmware), ctx.board, ctx.opts.emulator, _need(s.checks),
-                               _need(s.host).reference)
+                               _need(s.host).reference, cycle_model=ctx.opts.cycle_model)
     except pipeline.RenodeMissing as exc:
         return replace(s, stop=_renode_missing(ctx, exc))
     return replace(s, run=run)
@@ -231,6 +259,20 @@ def _prune_detail(ctx: Context, s: State) -> str:
     return f"{what}, {opts.prune_criterion}"
 
 
+def _sparsify_detail(ctx: Context, s: State) -> str:
+    if ctx.opts.sparsify is None:
+        return "(skipped)"
+    from tinyprune.config import sparsify_schedule
+
+    o = ctx.opts.sparsify
+    block = o.get("block", "1x4")
+    sparsity = o.get("sparsity")
+    what = f"{sparsity:.0%} " if isinstance(sparsity, int | float) else ""
+    epochs = o.get("epochs", pipeline.sparsify_epochs(ctx.opts, _need(s.loaded).data))
+    return f"{what}{block}, {o.get('criterion', 'l1')}, {sparsify_schedule(o, epochs)}" + (
+        f", {epochs} epochs" if epochs else "")
+
+
 def _host_detail(ctx: Context, s: State) -> str:
     checks = _need(s.checks)
     return f"({checks.samples:,} samples + {checks.random:,} random inputs)"
@@ -260,6 +302,7 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("load", _load, lambda ctx, s: str(_need(ctx.opts.model).name)),
     Stage("prune", _prune, _prune_detail),
+    Stage("sparsify", _sparsify, _sparsify_detail),
     Stage("quantize", _quantize,
           lambda ctx, s: "(int8 .tflite given)" if _need(s.pruned).model is None else ""),
     Stage("plan", _plan),

@@ -21,8 +21,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinyprune import __version__
+from tinyprune.config import CYCLE_MODELS
 from tinyprune.errors import TinypruneError, UsageError
 from tinyprune.quiet import quiet_third_party
+
+BOARDS_DIR_ENV = "TINYPRUNE_BOARDS_DIR"  # read by tinyprune.firmware.boards.search_dirs
 
 if TYPE_CHECKING:
     from tinyprune.config import BuildOptions
@@ -33,8 +36,9 @@ EPILOG = """exit codes: 0 ok, 1 a budget / accuracy / bit-exactness check failed
 2 bad input or usage, 3 a required tool is missing.
 Quick start: tinyprune build --board nucleo_f746 --model model.keras --data data.npz"""
 
-
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "fisher", "obd", "snip", "synflow", "random")
+SPARSIFY_CRITERIA = ("l1", "l2", "lookahead", "snip", "synflow", "random")
+SPARSIFY_SCHEDULES = ("oneshot", "gradual", "imp")
 
 
 FORCE_HELP = ("write into a non-empty folder tinyprune did not create (beside the files there; "
@@ -80,9 +84,26 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="channel importance for --prune-channels (default l1)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
+    p.add_argument("--sparsity", type=float, metavar="S",
+                   help="zero this fraction of the Dense/Conv weights in --block units, then "
+                   "fine-tune (e.g. 0.75; after --prune-channels when both are given); the "
+                   "block-sparse kernels run where the cost model says they pay")
+    p.add_argument("--block", metavar="PATTERN", help="what is zeroed together: 1x4 (default), "
+                   "2x4, 4x4 (blocks of output x input channels), 2:4, 1:4 (N:M), 1x1 "
+                   "(unstructured); alone it means --sparsity 0.75 (N:M: 1 - N/M)")
+    p.add_argument("--sparsify-criterion", choices=SPARSIFY_CRITERIA,
+                   help="block importance for --sparsity (default l1)")
+    p.add_argument("--sparsify-schedule", choices=SPARSIFY_SCHEDULES,
+                   help="oneshot (all at once, then fine-tune), gradual (Zhu & Gupta, while "
+                   "fine-tuning; the default when the build fine-tunes), imp (iterative with "
+                   "rewinding); see docs/sparsity.md")
     p.add_argument("--emulator", choices=("unicorn", "qemu", "renode", "none"),
                    help="run the firmware on this emulator (default unicorn; none: build the "
                    "firmware but check only the host build)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="price the emulated run with this timing model (default: the board's "
+                   "core; table: the flat per-class table of earlier figures; "
+                   "docs/cycle_models.md)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
@@ -118,7 +139,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
-             "finetune_epochs", "emulator", "samples", "trust_model", "random_samples", "force")
+             "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
+             "random_samples", "force")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
@@ -127,6 +149,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         "ram": parse_size(args.ram_budget, "--ram-budget") if args.ram_budget else None,
         "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy,
         "max_accuracy_drop": args.max_accuracy_drop}
+    cli["sparsify"] = {"sparsity": args.sparsity, "block": args.block,
+                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule}
     return resolve(cli, config)
 
 
@@ -155,27 +179,47 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_boards(args: argparse.Namespace) -> int:
     from tinyprune.firmware.boards import list_boards
+    from tinyprune.firmware.paths import boards_dir
 
+    shipped = boards_dir()
+    print(f"{'board':<16} {'MCU':<15} {'core':<14} {'clock':>9} {'flash':>9} {'RAM':>9} "
+          f"{'DSP':<4} emulators")
     for b in list_boards():
-        print(f"{b.name:<16} {b.mcu:<14} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz  "
-              f"flash {b.flash.length // 1024:>5} KiB  RAM {b.ram.length // 1024:>5} KiB  "
-              f"emulators: {', '.join(b.emulator.backends)}")
+        where = "" if b.path.parent == shipped else f"  ({b.path})"
+        print(f"{b.name:<16} {b.mcu:<15} {b.core:<14} {b.clock_hz / 1e6:>5.0f} MHz "
+              f"{b.flash.length // 1024:>5} KiB {b.ram.length // 1024:>5} KiB "
+              f"{'yes' if b.dsp else 'no':<4} {', '.join(b.emulator.backends)}{where}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tinyprune.emulator import run_elf
+    from tinyprune.emulator.faults import FirmwareStopped
+    from tinyprune.emulator.limits import DEFAULT_TIMEOUT_S
+    from tinyprune.errors import EmulationError
     from tinyprune.firmware.boards import load_board
 
     board = load_board(args.board)
     if not args.elf.is_file():
         raise UsageError(f"{args.elf}: ELF file not found")
-    result = run_elf(board, args.elf, backend=args.emulator, regions=tuple(args.region or ()),
-                     max_instructions=args.max_instructions)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    try:
+        result = run_elf(board, args.elf, backend=args.emulator,
+                         regions=tuple(args.region or ()),
+                         max_instructions=args.max_instructions, timeout_s=timeout,
+                         cycle_model=args.cycle_model)
+    except FirmwareStopped as exc:  # all the firmware printed, then why it stopped
+        sys.stdout.write(exc.uart if exc.uart.endswith("\n") or not exc.uart else exc.uart + "\n")
+        sys.stdout.flush()
+        raise EmulationError(f"{exc.summary} (its UART output is above)") from exc
     sys.stdout.write(result.uart)
     if result.uart and not result.uart.endswith("\n"):
         sys.stdout.write("\n")
-    est = " (estimate)" if result.cycles_are_estimate else ""
+    from tinyprune.report.figures import estimate_label
+
+    est = estimate_label({"cycles_are_estimate": result.cycles_are_estimate,
+                          "cycle_model": result.cycle_model,
+                          "memory_model": dict(result.memory_model)})
     print(f"stopped: {result.stop_reason}, exit status {result.exit_status}")
     print(f"instructions: {result.instructions:,}  cycles{est}: {result.cycles:,}  "
           f"= {result.cycles / board.clock_hz * 1e3:.3f} ms at {board.clock_hz / 1e6:.0f} MHz")
@@ -247,6 +291,70 @@ def _print_prune(result: Any) -> None:
         print(f"barrier: {b.__dict__}")
     print(f"ratio {result.ratio:.3f}: params {result.params_before:,} -> {result.params_after:,}, "
           f"MACs {result.macs_before:,} -> {result.macs_after:,}")
+    acc = result.accuracy.__dict__
+    if any(v is not None for v in acc.values()):
+        print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
+
+
+def cmd_sparsify(args: argparse.Namespace) -> int:
+    from tinyprune.models.load import load_model, save_model
+    from tinyprune.outputs import output_file
+    from tinyprune.pipeline import DEFAULT_FINETUNE_EPOCHS, load_data
+    from tinyprune.progress import bars_enabled
+    from tinyprune.sparsify import SparsifyConfig, sparsify
+
+    model = _existing(args.model)
+    if args.data is not None:
+        _existing(args.data)
+    values = {"sparsity": args.sparsity, "block": args.block, "criterion": args.criterion,
+              "schedule": args.schedule, "allocation": args.allocation,
+              "max_layer_sparsity": args.max_layer_sparsity, "epochs": args.epochs}
+    defaulted = args.schedule is None
+    if defaulted:  # the build's rule: gradual when it fine-tunes
+        args.schedule = "gradual" if args.data is not None and args.epochs != 0 else "oneshot"
+        values["schedule"] = args.schedule
+    training = args.schedule in ("gradual", "imp")
+    if training and args.data is None:
+        raise UsageError(f"--schedule {args.schedule} fine-tunes while it prunes: pass --data "
+                         "with x_train and y_train (or --schedule oneshot)")
+    if args.criterion == "snip" and args.data is None:
+        raise UsageError("--criterion snip ranks blocks by gradients on data: pass --data, or "
+                         "use l1, lookahead or synflow (data-free)")
+    if args.epochs and args.data is None:
+        raise UsageError(f"--epochs {args.epochs}: fine-tuning needs training data; pass --data "
+                         "with x_train and y_train")
+    if training and args.epochs is None:
+        values["epochs"] = DEFAULT_FINETUNE_EPOCHS
+    config = SparsifyConfig.from_options(values, progress=bars_enabled())
+    suffix = model.suffix or ".keras"
+    out = args.out or model.with_name(f"{model.stem}_sparse{suffix}")
+    with output_file(out, force=args.force, inputs=[model]) as tmp:
+        loaded = load_model(model, trust_model=args.trust_model)
+        if loaded.model is None:
+            raise UsageError(f"{model}: an int8 .tflite cannot be sparsified; give the Keras "
+                             "model (tinyprune build finds the zero blocks of a sparse .tflite)")
+        data = load_data(args.data, loaded) if args.data else None
+        if defaulted and training and (data is None or data.x_train is None):
+            training, values["schedule"], values["epochs"] = False, "oneshot", None
+            config = SparsifyConfig.from_options(values, progress=bars_enabled())
+        if training and (data is None or data.x_train is None):
+            raise UsageError(f"{args.data}: --schedule {args.schedule} needs x_train, y_train")
+        result = sparsify(loaded.model, config, data=data)
+        save_model(result.model, tmp)
+    _print_sparsify(result)
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_sparsify(result: Any) -> None:
+    print(f"{'layer':<24} {'class':<16} {'weights':>9} {'removed':>9} {'sparsity':>8}")
+    for x in result.layers:
+        print(f"{x.name[:24]:<24} {x.class_name[:16]:<16} {x.weights:>9,} {x.removed:>9,} "
+              f"{x.sparsity:>8.1%}")
+    for x in result.skipped:
+        print(f"dense: {x.layer} ({x.reason})")
+    print(f"{result.pattern} {result.schedule} {result.criterion}: {result.removed:,} of "
+          f"{result.weights:,} weights removed ({result.sparsity:.1%})")
     acc = result.accuracy.__dict__
     if any(v is not None for v in acc.values()):
         print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None))
@@ -443,11 +551,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elf", type=Path, required=True, help="the firmware ELF to run")
     p.add_argument("--emulator", default="unicorn", choices=("unicorn", "qemu"),
                    help="backend (default unicorn: cycle estimates; qemu: instruction counts)")
+    p.add_argument("--cycle-model", choices=CYCLE_MODELS,
+                   help="timing model of the cycle estimate (default: the board's core)")
     p.add_argument("--region", action="append", metavar="FUNCTION",
                    help="count instructions and cycles per call of this function (repeatable)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000, metavar="N",
-                   help="stop and fail past this many instructions (default 2e9: a hung "
-                   "firmware)")
+    p.add_argument("--max-instructions", type=int, metavar="N",
+                   help="stop and fail past N instructions (default: derived from the harness's "
+                   "result lines, ten times the first inference per sample; 2e9 for a program "
+                   "without them; see docs/emulator.md)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop and fail past this wall-clock time (default 1800 s)")
 
 
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:
@@ -484,6 +597,33 @@ def _add_prune_options(p: argparse.ArgumentParser) -> None:
                    help="fine-tune N epochs after pruning (needs x_train, y_train; default 0)")
     p.add_argument("--target-params", type=int, help="search the ratio reaching this many params")
     p.add_argument("--target-macs", type=int, help="search the ratio reaching this many MACs")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow Lambda layers / custom objects (runs code from the model file)")
+    p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
+
+
+def _add_sparsify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="Keras model (.keras, .h5, SavedModel folder)")
+    p.add_argument("--data", type=Path, help=".npz for gradient criteria, fine-tuning and "
+                   "accuracy")
+    p.add_argument("--out", type=Path, help="sparse model file (default <model>_sparse.keras "
+                   "next to the model); its folder must exist")
+    p.add_argument("--sparsity", type=float, metavar="S",
+                   help="fraction of weights removed (default 0.75; N:M: 1 - N/M)")
+    p.add_argument("--block", metavar="PATTERN",
+                   help="1x4 (default), 2x4, 4x4, 2:4, 1:4, 1x1 (unstructured)")
+    p.add_argument("--criterion", choices=SPARSIFY_CRITERIA,
+                   help="block importance (default l1; snip, synflow need --data)")
+    p.add_argument("--schedule", choices=SPARSIFY_SCHEDULES,
+                   help="oneshot, gradual or imp (both need --data with x_train); default "
+                   "gradual with --data (20 epochs), else oneshot")
+    p.add_argument("--allocation", choices=("uniform", "erk", "global"),
+                   help="per-layer sparsity from the target (default uniform)")
+    p.add_argument("--max-layer-sparsity", type=float, metavar="S",
+                   help="no layer sparser than this (default 0.95)")
+    p.add_argument("--epochs", type=int, metavar="N", help="fine-tune N epochs (default 0 for "
+                   "oneshot, 20 for gradual and imp; 0 with --data: one-shot, no training)")
     p.add_argument("--trust-model", action="store_true",
                    help="allow Lambda layers / custom objects (runs code from the model file)")
     p.add_argument("--force", action="store_true", help=FORCE_FILE_HELP)
@@ -583,8 +723,10 @@ COMMANDS: dict[str, Command] = {
     "run": ("run any ELF built for a board on the emulator",
             "Run an ELF on the emulated board: exit status, UART output, exact instructions "
             "and estimated cycles, per function with --region.", _add_run_options, cmd_run),
-    "boards": ("list the supported boards",
-               "List the boards in boards/*.toml: MCU, core, clock, flash, RAM, emulators.",
+    "boards": ("list the supported boards (core, clock, flash, RAM, DSP)",
+               "List the boards: the shipped boards/*.toml plus those in --boards-dir or "
+               f"{BOARDS_DIR_ENV}: MCU, core, clock, flash, RAM, DSP, emulators, and the file "
+               "of each board found outside the shipped folder.",
                _no_options, cmd_boards),
     "quantize": ("Keras model -> full-integer int8 .tflite",
                  "Convert a Keras model to a full-integer int8 .tflite (per-channel weights), "
@@ -593,6 +735,11 @@ COMMANDS: dict[str, Command] = {
               "Remove whole channels (filters) from a Keras model, coupled channels together "
               "(residuals, depthwise, concat), and save the smaller model in the same Keras "
               "flavor.", _add_prune_options, cmd_prune),
+    "sparsify": ("fine-grained sparsity: zero weights in blocks / N:M, save the sparse model",
+                 "Zero Dense/Conv weights in blocks (1x4, 2x4, 4x4), N:M groups (2:4, 1:4) or "
+                 "one by one (1x1), ranked by a criterion, on a schedule (oneshot, gradual, "
+                 "imp), and save the model in the same Keras flavor; tinyprune build then "
+                 "picks the block-sparse kernels.", _add_sparsify_options, cmd_sparsify),
     "codegen": ("int8 .tflite -> C project (model.c, weights.c)",
                 "Generate the C of an int8 .tflite for a board: model, weights and the kernels "
                 "it uses, a project that compiles on its own.", _add_codegen_options,
@@ -632,6 +779,10 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (help_text, description, add_options, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG)
         add_options(p)
+        if name == "boards" or any("--board" in a.option_strings for a in p._actions):
+            p.add_argument("--boards-dir", type=Path, metavar="DIR",
+                           help="also look for <board>.toml files in DIR (before the shipped "
+                           f"boards; the {BOARDS_DIR_ENV} environment variable does the same)")
         p.set_defaults(func=fn)
     return parser
 
@@ -686,6 +837,10 @@ def _dispatch(argv: Sequence[str] | None, debug: bool) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if getattr(args, "boards_dir", None) is not None:
+            from tinyprune.firmware.boards import add_boards_dir
+
+            add_boards_dir(args.boards_dir)
         return int(args.func(args))
     except TinypruneError as exc:
         if debug:

@@ -13,6 +13,10 @@ import tomllib
 from tinyprune.errors import UsageError
 
 EMULATORS = ("unicorn", "qemu", "renode", "none")
+CYCLE_MODELS = ("m7", "m4", "m0plus", "table")  # tinyprune/emulator/cycle_models.py
+# 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
+# (bench/results/prune_criteria.md); 10 did not.
+DEFAULT_FINETUNE_EPOCHS = 20
 SIZE_HELP = 'expected a size like 65536, "64K" or "1M"'
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)i?[bB]?\s*$")
 
@@ -55,6 +59,7 @@ class BuildOptions:
     prune_criterion: str = "l1"
     finetune_epochs: int | None = None
     emulator: str = "unicorn"
+    cycle_model: str | None = None  # m7|m4|m0plus|table; None: the board's core
     samples: int = 20
     stack_bytes: int = 8192
     trust_model: bool = False
@@ -62,6 +67,10 @@ class BuildOptions:
     random_samples: int | None = None  # seeded random inputs on the host build; None: automatic
     force: bool = False  # write into a non-empty folder tinyprune did not create
     budgets: Budgets = field(default_factory=Budgets)
+    # Fine-grained sparsity (``--sparsity``/``--block``, ``[sparsify]``): the options of
+    # :meth:`tinyprune.sparsify.SparsifyConfig.from_options`; None: no sparsify stage.
+    sparsify: dict[str, Any] | None = None
+    sparsify_from: str = ""  # where the options came from, for error messages
 
     def output_dir(self) -> Path:
         if self.out is not None:
@@ -70,7 +79,8 @@ class BuildOptions:
         return Path("build") / f"{stem}-{self.board}"
 
 
-_TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "samples": int, "out": Path,
+_TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "cycle_model": str,
+        "samples": int, "out": Path,
         "stack": "size", "trust_model": bool, "seed": int, "random_samples": int}
 _PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
 _BUDGETS = {"flash": "budget_size", "ram": "budget_size", "latency_ms": "positive",
@@ -155,9 +165,6 @@ def load_project_file(path: Path) -> dict[str, Any]:
     for k, v in tables.items():
         if not isinstance(v, dict):
             raise UsageError(f"{path}: [{k}] must be a table")
-    if tables["sparsify"]:
-        raise UsageError(f"{path}: [sparsify] (block-sparse pruning) is not available in this "
-                         "version yet; remove the table")
     top = _section({k: v for k, v in doc.items() if k in _TOP}, _TOP, str(path))
     for key in ("model", "data", "out"):
         if key in top and not top[key].is_absolute():
@@ -169,6 +176,9 @@ def load_project_file(path: Path) -> dict[str, Any]:
         top["finetune_epochs"] = prune.pop("finetune_epochs")
     top.update({f"prune_{k}": v for k, v in prune.items()})
     top["budgets"] = Budgets(**_section(tables["budgets"], _BUDGETS, f"{path} [budgets]"))
+    if "sparsify" in doc:
+        top["sparsify"] = dict(tables["sparsify"])
+        top["sparsify_from"] = f"{path} [sparsify]"
     return top
 
 
@@ -177,10 +187,71 @@ def resolve(cli: dict[str, Any], config: Path | None) -> BuildOptions:
     values: dict[str, Any] = load_project_file(config) if config is not None else {}
     budgets = values.pop("budgets", Budgets())
     cli_budgets = {k: v for k, v in cli.pop("budgets", {}).items() if v is not None}
+    cli_sparsify = {k: v for k, v in (cli.pop("sparsify", None) or {}).items() if v is not None}
+    if cli_sparsify:
+        where = values.get("sparsify_from")
+        values["sparsify"] = {**values.get("sparsify", {}), **cli_sparsify}
+        values["sparsify_from"] = SPARSIFY_CLI if where is None else f"{SPARSIFY_CLI} and {where}"
     values.update({k: v for k, v in cli.items() if v is not None})
     opts = BuildOptions(**values, budgets=dataclasses.replace(budgets, **cli_budgets))
     validate(opts)
     return opts
+
+
+SPARSIFY_CLI = "--sparsity/--block"
+# The schedules that fine-tune while they prune (need training data).
+TRAINING_SCHEDULES = ("gradual", "imp", "iterative")
+
+
+def sparsify_schedule(options: dict[str, Any], epochs: Any) -> str:
+    """The schedule asked for, else gradual when the build fine-tunes (SPEC: masks on a gradual
+    schedule; digits CNN at 75% 1x4, one seed: 96.7% gradual, 95.6% one-shot + the same 20
+    epochs), else one-shot (no training, or one-shot's own ``steps`` given)."""
+    if "schedule" in options:
+        return str(options["schedule"]).strip().lower()
+    return "gradual" if epochs and "steps" not in options else "oneshot"
+
+
+def sparsify_config(opts: BuildOptions, epochs: int, progress: bool = False) -> Any:
+    """The :class:`~tinyprune.sparsify.SparsifyConfig` of the build; ``epochs`` of fine-tuning
+    unless ``[sparsify] epochs`` sets its own; the schedule of :func:`sparsify_schedule`.
+    UsageError naming the option and its origin."""
+    from tinyprune.sparsify import SparsifyConfig
+
+    assert opts.sparsify is not None
+    values = {"epochs": epochs, "progress": progress, **opts.sparsify}
+    values["schedule"] = schedule = sparsify_schedule(opts.sparsify, values["epochs"])
+    if schedule in TRAINING_SCHEDULES and not values["epochs"]:
+        raise UsageError(f"{opts.sparsify_from}: schedule {schedule!r} fine-tunes while it "
+                         "prunes: pass --data with x_train, y_train (and epochs > 0), or use "
+                         "schedule \"oneshot\"")
+    return SparsifyConfig.from_options(values, where=f"{opts.sparsify_from}: ")
+
+
+def _sparsify_options(opts: BuildOptions) -> None:
+    if opts.sparsify is None:
+        return
+    if _is_tflite(opts):
+        raise UsageError(f"{opts.model}: {opts.sparsify_from} needs a Keras model; an int8 "
+                         ".tflite is built as it is (its zero blocks are found and the sparse "
+                         "kernels chosen where they pay)")
+    if opts.prune_channels == "auto":
+        raise UsageError(f"--prune-channels auto with {opts.sparsify_from}: the budget search "
+                         "measures dense candidates only; give --prune-channels a fraction "
+                         "(e.g. 0.5)")
+    if opts.data is None and opts.finetune_epochs:
+        return  # _finetune_needs_data says it
+    if opts.data is None and opts.sparsify.get("criterion") == "snip":
+        raise UsageError(f"{opts.sparsify_from}: criterion 'snip' ranks blocks by gradients on "
+                         "data; pass --data, or use l1, lookahead or synflow (data-free)")
+    epochs_set = opts.sparsify.get("epochs")
+    if opts.data is None and isinstance(epochs_set, int) and epochs_set > 0:
+        raise UsageError(f"{opts.sparsify_from}: epochs = {epochs_set}: fine-tuning needs "
+                         "training data; pass --data with x_train and y_train")
+    # Judged with the epochs the stage will use if --data has x_train (known once loaded).
+    epochs = 0 if opts.data is None else (
+        opts.finetune_epochs if opts.finetune_epochs is not None else DEFAULT_FINETUNE_EPOCHS)
+    sparsify_config(opts, epochs)
 
 
 def validate(opts: BuildOptions) -> None:
@@ -194,6 +265,9 @@ def validate(opts: BuildOptions) -> None:
     if opts.emulator not in EMULATORS:
         raise UsageError(f"--emulator: expected one of {', '.join(EMULATORS)}, "
                          f"received {opts.emulator!r}")
+    if opts.cycle_model is not None and opts.cycle_model not in CYCLE_MODELS:
+        raise UsageError(f"--cycle-model: expected one of {', '.join(CYCLE_MODELS)}, "
+                         f"received {opts.cycle_model!r}")
     _validate_counts(opts)
     if opts.prune_channels is not None:
         parse_ratio(opts.prune_channels, "--prune-channels")
@@ -234,6 +308,13 @@ def _latency_needs_cycles(opts: BuildOptions) -> None:
                          "use --emulator unicorn")
 
 
+def _cycle_model_needs_unicorn(opts: BuildOptions) -> None:
+    if opts.cycle_model is not None and opts.emulator != "unicorn":
+        raise UsageError(f"--cycle-model {opts.cycle_model} prices runs on the unicorn emulator "
+                         f"only (--emulator {opts.emulator} has its own timing or none); drop "
+                         "--cycle-model or use --emulator unicorn")
+
+
 def _accuracy_needs_data(opts: BuildOptions) -> None:
     b = opts.budgets
     for name, value in (("--min-accuracy", b.min_accuracy),
@@ -267,5 +348,5 @@ def _is_tflite(opts: BuildOptions) -> bool:
     return opts.model is not None and opts.model.suffix.lower() == ".tflite"
 
 
-_COMBINATIONS = (_latency_needs_cycles, _accuracy_needs_data, _pruning_needs_keras,
-                 _finetune_needs_data)
+_COMBINATIONS = (_latency_needs_cycles, _cycle_model_needs_unicorn, _accuracy_needs_data,
+                 _pruning_needs_keras, _finetune_needs_data, _sparsify_options)

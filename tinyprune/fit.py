@@ -40,7 +40,7 @@ class Measured:
 
 
 def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
-            stack_bytes: int) -> Measured:
+            stack_bytes: int, cycle_model: str | None = None) -> Measured:
     """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it, with
     the same stage calls and stack size as the build itself."""
     from tinyprune.codegen import generate
@@ -58,17 +58,17 @@ def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
         except DoesNotFit as exc:  # too big for the board: measured size is in the map
             log.debug("candidate does not fit the board: %s", exc)
             return Measured(board.flash.length + 1, board.ram.length + 1, None, macs)
-        latency_ms = _latency(fw, board) if latency else None
+        latency_ms = _latency(fw, board, cycle_model) if latency else None
         return Measured(fw.flash_used_bytes, fw.ram_used_bytes, latency_ms, macs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _latency(fw: Firmware, board: Board) -> float:
+def _latency(fw: Firmware, board: Board, cycle_model: str | None) -> float:
     from tinyprune.emulator import run_elf
     from tinyprune.emulator.protocol import parse_results
 
-    res = parse_results(run_elf(board, fw.elf, backend="unicorn").uart)
+    res = parse_results(run_elf(board, fw.elf, backend="unicorn", cycle_model=cycle_model).uart)
     return res.total_cycles / max(len(res.samples), 1) / board.clock_hz * 1e3
 
 
@@ -113,7 +113,8 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
 
 
 def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterion: str,
-                     finetune: FineTune | None, work: Path, stack_bytes: int) -> Pruned:
+                     finetune: FineTune | None, work: Path, stack_bytes: int,
+                     cycle_model: str | None = None) -> Pruned:
     """The least-pruned model whose firmware meets the budgets, with the prune summary.
 
     Raises:
@@ -127,7 +128,7 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
                          "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
     given = loaded.model.model
     latency = budgets.latency_ms is not None
-    m = measure(given, loaded, board, work / "r0", latency, stack_bytes)
+    m = measure(given, loaded, board, work / "r0", latency, stack_bytes, cycle_model)
     if not broken(budgets, m):
         log.info("the unpruned model meets the budgets; nothing pruned")
         return Pruned(given, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"})
@@ -140,7 +141,8 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
                              target_ram=targets["target_ram"], target_macs=targets["target_macs"],
                              progress=bars_enabled())
         result = prune(given, config, data=loaded.data)
-        m = measure(result.model, loaded, board, work / f"r{rnd}", latency, stack_bytes)
+        m = measure(result.model, loaded, board, work / f"r{rnd}", latency, stack_bytes,
+                    cycle_model)
         est_flash, est_ram = result.flash_after, result.ram_after
         log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
         if not broken(budgets, m):

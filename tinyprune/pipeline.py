@@ -19,7 +19,7 @@ import numpy as np
 
 from tinyprune import __version__, verify
 from tinyprune.codegen import CProject, generate
-from tinyprune.config import BuildOptions
+from tinyprune.config import DEFAULT_FINETUNE_EPOCHS, BuildOptions
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tinyprune")
 
 MAX_EVAL_SAMPLES = 2000  # test rows on the host build and for accuracy
-# 20 epochs bring the 50%-pruned digits CNN within 1 point of the unpruned accuracy
-# (bench/results/prune_criteria.md); 10 did not.
-DEFAULT_FINETUNE_EPOCHS = 20
-MAX_INSTRUCTIONS = 20_000_000_000  # the emulated run fails past this (a hung firmware)
 # Seeded random full-range inputs on the host build, besides the test rows: 2,000, fewer for
 # models whose reference-interpreter time would pass about a second (~1e9 MACs), at least 100.
 HOST_RANDOM_SAMPLES = 2000
@@ -71,6 +67,15 @@ class Pruned:
 
 
 @dataclass(frozen=True)
+class Sparse:
+    """The Keras model after the sparsify stage, its masks and the report's figures."""
+
+    model: Any
+    masks: Any  # tinyprune.sparsify.Masks
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the report says about the model: source, sizes, pruning, float accuracy."""
 
@@ -80,6 +85,7 @@ class ModelInfo:
     params_after: int | None
     macs_before: int | None
     pruning: dict[str, Any] | None
+    sparsify: dict[str, Any] | None
     float_accuracy: float | None
     original_float_accuracy: float | None  # the model as given, before pruning
 
@@ -133,7 +139,9 @@ class RunOutcome:
     cycles_are_estimate: bool
     layer_cycles: list[int] | None
     stack_peak: int | None
-    cycle_model: str | None = None  # what the cycles count, where it is not the emulator's model
+    # the model that priced the cycles (m7, m4, m0plus, table; Renode's own); None: none measured
+    cycle_model: str | None = None
+    memory_model: dict[str, Any] = field(default_factory=dict)
 
 
 def board_for(opts: BuildOptions) -> Board:
@@ -217,6 +225,34 @@ def prune_by_ratio(opts: BuildOptions, loaded: Loaded) -> Pruned:
     return Pruned(result.model, result.summary())
 
 
+def sparsify(opts: BuildOptions, loaded: Loaded, model: Any) -> Sparse:
+    """Zeroes weights of ``model`` (the given or the structurally pruned one) in the pattern of
+    ``--block``/``[sparsify]``, fine-tuning on the training data (``[sparsify] epochs``, else
+    ``--finetune-epochs``, else 20 with training data)."""
+    from tinyprune.config import sparsify_config
+    from tinyprune.sparsify import sparsify as run
+
+    config = sparsify_config(opts, sparsify_epochs(opts, loaded.data), progress=bars_enabled())
+    result = run(model, config, data=loaded.data)
+    return Sparse(result.model, result.masks, result.summary())
+
+
+def sparsify_epochs(opts: BuildOptions, data: Dataset | None) -> int:
+    """Fine-tune epochs of the sparsify stage unless ``[sparsify] epochs`` says: 0 without
+    training data, else ``--finetune-epochs``, else 20."""
+    if data is None or data.x_train is None:
+        return 0
+    return opts.finetune_epochs if opts.finetune_epochs is not None else DEFAULT_FINETUNE_EPOCHS
+
+
+def check_sparsity(sparse: Sparse, graph: Graph) -> dict[str, Any]:
+    """The masks' zeros in the int8 weights (CheckFailed naming the layer if one leaked) and
+    the real int8 sparsity per layer."""
+    from tinyprune.sparsify import check_int8
+
+    return check_int8(sparse.masks, graph).to_dict()
+
+
 def quantize(loaded: Loaded, model: Any, samples: int | None = None) -> bytes:
     """int8 .tflite bytes of ``model`` (calibrated on the data, or on random inputs without)."""
     from tinyprune.quantize import quantize as convert
@@ -237,10 +273,15 @@ def read_graph(tflite: bytes, model: Any) -> Graph:
     return graph
 
 
-def model_info(opts: BuildOptions, loaded: Loaded, pruned: Pruned) -> ModelInfo:
+def model_info(opts: BuildOptions, loaded: Loaded, pruned: Pruned,
+               sparse: Sparse | None = None, int8: dict[str, Any] | None = None) -> ModelInfo:
+    """``sparse``: the sparsify stage's model (else the pruned one is measured); ``int8``: its
+    sparsity measured in the int8 weights (:func:`check_sparsity`)."""
     from tinyprune.models.stats import count_macs, count_params
 
-    given, model, data = loaded.model.model, pruned.model, loaded.data
+    given, data = loaded.model.model, loaded.data
+    model = sparse.model if sparse is not None else pruned.model
+    summary = None if sparse is None else {**sparse.summary, "int8": int8}
     float_acc = original = None
     if model is not None and data is not None:
         float_acc = original = _float_accuracy(model, data)
@@ -252,7 +293,8 @@ def model_info(opts: BuildOptions, loaded: Loaded, pruned: Pruned) -> ModelInfo:
         params_before=count_params(given) if given is not None else None,
         params_after=count_params(model) if model is not None else None,
         macs_before=count_macs(given) if given is not None else None,
-        pruning=pruned.summary, float_accuracy=float_acc, original_float_accuracy=original)
+        pruning=pruned.summary, sparsify=summary, float_accuracy=float_acc,
+        original_float_accuracy=original)
 
 
 def _float_accuracy(model: Any, data: Dataset) -> float:
@@ -361,7 +403,7 @@ def write_expected_outputs(firmware: Firmware, info: ModelInfo, checks: CheckSet
 
 
 def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
-            reference: np.ndarray) -> RunOutcome:
+            reference: np.ndarray, cycle_model: str | None = None) -> RunOutcome:
     """Runs the firmware; compares its outputs with the reference rows of its inputs."""
     if emulator == "none":
         return RunOutcome("none", None, None, None, True, None, None)
@@ -374,7 +416,7 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
     regions = ("tp_model_invoke",) if counting else ()
     with _sample_progress(len(checks.firmware_index), counting) as on_line:
         result = run_elf(board, firmware.elf, backend=emulator, regions=regions,
-                         on_line=on_line, max_instructions=MAX_INSTRUCTIONS)
+                         on_line=on_line, cycle_model=cycle_model)
     res = parse_results(result.uart)
     if res.status != 0:
         raise CheckFailed(f"firmware reported status {res.status} (a kernel refused its "
@@ -390,7 +432,9 @@ def emulate(firmware: Firmware, board: Board, emulator: str, checks: CheckSet,
         instructions=invoke.instructions // max(invoke.calls, 1) if invoke else None,
         cycles=res.total_cycles // max(n, 1) if counting else None,
         cycles_are_estimate=result.cycles_are_estimate,
-        layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak)
+        layer_cycles=layer_cycles if counting else None, stack_peak=res.stack_peak,
+        cycle_model=result.cycle_model if counting else None,
+        memory_model=dict(result.memory_model) if counting else {})
 
 
 class RenodeMissing(ToolMissing):
@@ -466,7 +510,8 @@ def assemble_report(opts: BuildOptions, board: Board, info: ModelInfo, planned: 
         "model": {"source": info.source.name, "kind": info.kind,
                   "params_before": info.params_before, "params_after": info.params_after,
                   "macs_before": info.macs_before or macs_after, "macs_after": macs_after,
-                  "sparsity": round(sparsity, 4), "pruning": info.pruning},
+                  "sparsity": round(sparsity, 4), "pruning": info.pruning,
+                  "sparsify": info.sparsify},
         "firmware": {"flash_used_bytes": firmware.flash_used_bytes,
                      "ram_used_bytes": firmware.ram_used_bytes,
                      "arena_bytes": planned.memory.arena_bytes + planned.memory.scratch_bytes,
@@ -509,7 +554,7 @@ def _run_section(run: RunOutcome, board: Board, checks: CheckSet,
             "samples": checks.firmware_samples if fw is not None else 0,
             "random_samples": checks.firmware_random if fw is not None else 0,
             "cycles_per_inference": run.cycles, "cycles_are_estimate": run.cycles_are_estimate,
-            **({"cycle_model": run.cycle_model} if run.cycle_model else {}),
+            "cycle_model": run.cycle_model, "memory_model": run.memory_model,
             "latency_ms_at_clock": latency,
             "instructions_per_inference": run.instructions,
             "bit_exact": None if fw is None else fw.bit_exact,
@@ -530,8 +575,21 @@ def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:
         w = [t.data for t in consts if t.data is not None and t.dtype == "int8"]
         nz = sum(int(np.count_nonzero(a == 0)) for a in w)
         size = sum(a.size for a in w)
-        out.append({"name": p.op.name, "op": p.op.opcode, "kernel": p.call.kernel,
-                    "macs": p.call.macs, "weight_bytes": p.call.weight_bytes,
+        c = p.call
+        out.append({"name": p.op.name, "op": p.op.opcode, "kernel": c.kernel,
+                    "macs": c.macs, "weight_bytes": c.weight_bytes,
                     "cycles": run.layer_cycles[i] if run.layer_cycles else None,
-                    "sparsity": round(nz / size, 4) if size else 0.0})
+                    "sparsity": round(nz / size, 4) if size else 0.0,
+                    **_kernel_choice(c)})
     return out
+
+
+def _kernel_choice(c: Any) -> dict[str, Any]:
+    """The planner's figures of one call (KernelCall): weight format, density, weight bytes
+    dense and as stored, the cost model's cycles for the chosen kernel, the dense one and the
+    best sparse one, and why this kernel."""
+    return {"format": c.encoding or None,
+            "density": None if c.sparsity is None else round(1.0 - c.sparsity, 4),
+            "weight_bytes_dense": c.dense_weight_bytes,
+            "est_cycles": c.est_cycles, "est_cycles_dense": c.dense_cycles,
+            "est_cycles_sparse": c.sparse_cycles, "reason": c.reason}

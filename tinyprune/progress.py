@@ -1,4 +1,4 @@
-"""Progress lines of a multi-step command: ``[3/9] quantize ...`` then ``... done in 1.2 s``.
+"""Progress lines of a multi-step command: ``[4/10] quantize ...`` then ``... done in 1.2 s``.
 
 Plain lines, one per event, so they read the same on a terminal and in a CI log. Progress bars
 (tqdm) are for terminals only: :func:`bars_enabled` tells whether to show them.

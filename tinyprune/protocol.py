@@ -9,7 +9,9 @@ and a real board's serial port (``tinyprune monitor``) all hand their text to th
     @tp stack peak=<bytes> size=<bytes>
     @tp end status=<0 ok | kernel status>
 
-Other lines are ignored. ``@tp fault ...`` (printed by the fault handlers) is an error.
+Other lines are ignored. ``@tp fault kind=<k> pc=... cfsr=... hfsr=... mmfar=... bfar=... sp=...
+r0=... ... lr=...`` (printed by the fault handlers of startup.c.j2) is an error, decoded into the
+fault the core raised (``tinyprune.emulator.faults.fault_from_line``).
 
 :func:`parse_results` reads a whole capture from reset (an emulator's). A serial port joins a
 board mid-stream, so :class:`ResultStream` takes lines one at a time: in ``serial`` mode it skips
@@ -93,7 +95,9 @@ def _fields(line: str, number: int) -> tuple[str, dict[str, str]]:
             raise CheckFailed(f"result line {number}: expected key=value, received {token!r}")
         values[key] = value
     if kind == "fault":
-        raise CheckFailed(f"firmware faulted: {' '.join(parts[2:])}")
+        from tinyprune.emulator.faults import fault_from_line
+
+        raise CheckFailed(f"firmware faulted: {fault_from_line(values).describe()} ({line})")
     missing = [key for key in _REQUIRED.get(kind, ()) if key not in values]
     if kind not in _REQUIRED or missing:
         expected = (

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tinyprune.codegen import CProject
-from tinyprune.errors import CheckFailed, ToolMissing
+from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir.graph import Graph
 
 _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
@@ -48,24 +50,132 @@ class Comparison:
 def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.ndarray:
     """Runs the TFLM reference interpreter on each row of ``inputs`` (raw input bytes).
 
-    Returns an array of shape (n, output bytes) of raw output bytes, graph outputs concatenated.
+    The interpreter runs in a forked child process (where the OS can fork): its kernels abort
+    the process on parameters they do not accept, and a model the reader let through must not
+    end tinyprune. One child per call, all samples in it (a build calls this once): the fork
+    costs ~0.1 s in a process with TensorFlow loaded (docs/reader.md). Its arena is sized from
+    the graph's tensors (the interpreter's own default, ten times the file size, is too small
+    for small models with large activations).
+
+    Returns:
+        An array of shape (n, output bytes) of raw output bytes, graph outputs concatenated.
+
+    Raises:
+        UsageError: the interpreter refuses the model or crashes on it (names the model file,
+            ``graph.source``, and what the interpreter said).
     """
+    label = str(graph.source) if graph.source is not None else "the .tflite model"
+    activations = sum(t.nbytes for t in graph.tensors if not t.is_const)
+    arena = max(len(tflite) * 10, 2 * activations + (1 << 20))
+
+    # Imported here, before the fork: the child would otherwise import it on every call
+    # (~60 ms of the ~140 ms a forked call costs on a build that has TensorFlow loaded).
     from tflite_micro.python.tflite_micro import runtime
 
-    interp = runtime.Interpreter.from_bytes(tflite)
-    rows = []
-    for raw in inputs:
-        offset = 0
-        for k, ti in enumerate(graph.inputs):
-            t = graph.tensor(ti)
-            chunk = np.frombuffer(raw[offset:offset + t.nbytes].tobytes(), dtype=_NP[t.dtype])
-            interp.set_input(chunk.reshape(t.shape), k)
-            offset += t.nbytes
-        interp.invoke()
-        outs = [np.ascontiguousarray(interp.get_output(k)).tobytes()
-                for k in range(len(graph.outputs))]
-        rows.append(np.frombuffer(b"".join(outs), dtype=np.uint8))
-    return np.stack(rows) if rows else np.zeros((0, 0), np.uint8)
+    def run() -> np.ndarray:
+        try:
+            interp = runtime.Interpreter.from_bytes(tflite, arena_size=arena)
+        except Exception as exc:  # its Python wrapper parses the flatbuffer too
+            said = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+            raise _Refused(said[:300]) from None
+        rows = []
+        for raw in inputs:
+            offset = 0
+            for k, ti in enumerate(graph.inputs):
+                t = graph.tensor(ti)
+                chunk = np.frombuffer(raw[offset:offset + t.nbytes].tobytes(), dtype=_NP[t.dtype])
+                offset += t.nbytes
+                try:
+                    interp.set_input(chunk.reshape(t.shape), k)
+                except (RuntimeError, ValueError) as exc:
+                    raise _Refused(str(exc)) from None
+            try:
+                interp.invoke()
+                outs = [np.ascontiguousarray(interp.get_output(k)).tobytes()
+                        for k in range(len(graph.outputs))]
+            except (RuntimeError, ValueError) as exc:
+                raise _Refused(str(exc)) from None
+            rows.append(np.frombuffer(b"".join(outs), dtype=np.uint8))
+        return np.stack(rows) if rows else np.zeros((0, 0), np.uint8)
+
+    fix = "it cannot be checked bit for bit; re-export the model with the TFLite converter"
+    try:
+        return _in_child(run) if hasattr(os, "fork") else run()
+    except _Refused as exc:
+        raise UsageError(f"{label}: the TFLite Micro reference interpreter refuses the model "
+                         f"({exc}); {fix}") from None
+    except _Crashed as exc:
+        raise UsageError(f"{label}: the TFLite Micro reference interpreter crashed on the model "
+                         f"({exc}); {fix}") from None
+
+
+class _Refused(Exception):
+    """The reference interpreter raised (its message, and its log lines when captured)."""
+
+
+class _Crashed(Exception):
+    """The child running the reference interpreter died (how, and its last log lines)."""
+
+
+def _in_child(fn: Callable[[], np.ndarray]) -> np.ndarray:
+    """``fn()`` in a forked child; its result (or exception) comes back through a file, its
+    stderr (TFLM's log lines) is captured and added to a refusal or crash."""
+    import faulthandler
+    import pickle
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 0
+            try:
+                faulthandler.disable()  # a crash here is expected and reported by the parent
+                os.dup2(log.fileno(), 2)
+                os.dup2(log.fileno(), 1)
+                # Python-level output too (sys.stdout need not be fd 1, e.g. under capture)
+                sys.stdout = sys.stderr = open(log.fileno(), "w", closefd=False)  # noqa: SIM115
+                try:
+                    payload: tuple[str, object] = ("ok", fn())
+                except _Refused as exc:
+                    payload = ("refused", str(exc))
+                except BaseException as exc:  # re-raised in the parent as it was
+                    payload = ("raise", exc)
+                try:
+                    data = pickle.dumps(payload)
+                except Exception:  # an exception that does not pickle: its text
+                    data = pickle.dumps(("raise", RuntimeError(repr(payload[1]))))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(result.fileno(), view):]
+            except BaseException:
+                code = 70
+            os._exit(code)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        log.seek(0)
+        said = " ".join(ln.strip() for ln in log.read().decode(errors="replace").splitlines()
+                        if ln.strip())[-300:]
+        result.seek(0)
+        data = result.read()
+    if os.WIFSIGNALED(status) or not data:
+        how = (f"signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
+               else f"exit status {os.WEXITSTATUS(status)}")
+        raise _Crashed(how + (f": {said}" if said else ""))
+    kind, value = pickle.loads(data)
+    if kind == "refused":
+        raise _Refused(f"{value}: {said}" if said else str(value))
+    if kind == "raise":
+        assert isinstance(value, BaseException)
+        raise value
+    assert isinstance(value, np.ndarray)
+    return value
 
 
 def compare(expected: np.ndarray, actual: np.ndarray) -> Comparison:

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "tp_cortexm.h"
+#include "tp_stm32_periph.h"
 
 #define TP_RCC_BASE       0x40023800u
 #define TP_RCC_CR         TP_REG32(TP_RCC_BASE + 0x00u)
@@ -40,9 +41,6 @@
 #define TP_PWR_CR_VOS_MASK    (0x3u << 14)
 
 #define TP_GPIO_BASE(port)    (0x40020000u + 0x400u * (uint32_t)(port))
-#define TP_GPIO_MODER(port)   TP_REG32(TP_GPIO_BASE(port) + 0x00u)
-#define TP_GPIO_OSPEEDR(port) TP_REG32(TP_GPIO_BASE(port) + 0x08u)
-#define TP_GPIO_AFR(port, pin) TP_REG32(TP_GPIO_BASE(port) + 0x20u + 4u * ((uint32_t)(pin) / 8u))
 
 #define TP_HSI_HZ   16000000u
 #define TP_PLL_M    8u
@@ -105,16 +103,12 @@ static inline void tp_stm32_flash_latency(uint32_t wait_states, uint32_t accel_b
     }
 }
 
-/** Puts a pin in alternate-function mode `af`, high speed. */
+/** Clocks GPIO port `port` and puts a pin in alternate-function mode `af`, high speed. */
 static inline void tp_stm32_pin_af(uint32_t port, uint32_t pin, uint32_t af)
 {
     TP_RCC_AHB1ENR |= 1u << port;
     (void)TP_RCC_AHB1ENR; /* the enable takes effect after a read-back */
-    const uint32_t shift2 = 2u * pin;
-    const uint32_t shift4 = 4u * (pin % 8u);
-    TP_GPIO_MODER(port) = (TP_GPIO_MODER(port) & ~(0x3u << shift2)) | (0x2u << shift2);
-    TP_GPIO_OSPEEDR(port) |= 0x3u << shift2;
-    TP_GPIO_AFR(port, pin) = (TP_GPIO_AFR(port, pin) & ~(0xFu << shift4)) | (af << shift4);
+    tp_stm32_gpio_af(TP_GPIO_BASE(port), pin, af);
 }
 
 /** Enables the clock of the result UART; returns its bus clock in Hz. */

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
 from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing
-from tinyprune.firmware import Firmware, build_firmware, load_board, render_harness
+from tinyprune.firmware import Firmware, board_names, build_firmware, load_board, render_harness
 from tinyprune.firmware.paths import data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAKE_MODEL = FIXTURES / "fake_model"
-BOARDS = ("nucleo_f746", "nucleo_f401re", "mps2_an500", "mps2_an386")
+BOARDS = tuple(board_names())  # every shipped board
 
 pytestmark = [
     pytest.mark.e2e,
@@ -59,13 +60,65 @@ def test_stack_sits_at_bottom_of_ram(tmp_path: Path) -> None:
     assert symbols["__data_start"] >= symbols["__stack_top"]
 
 
+def _artifacts(out: Path) -> list[Path]:
+    return sorted(f for f in out.rglob("*") if f.is_file())
+
+
+def _leaks(out: Path, needles: list[Path]) -> list[str]:
+    """Files under ``out`` that hold one of ``needles`` (absolute paths)."""
+    return [
+        f"{f.relative_to(out)} holds {needle}"
+        for f in _artifacts(out)
+        for needle in needles
+        if str(needle).encode() in f.read_bytes()
+    ]
+
+
 def test_build_is_reproducible_and_has_no_build_paths(tmp_path: Path) -> None:
-    first = build_fake_model("nucleo_f746", tmp_path / "a")
-    second = build_fake_model("nucleo_f746", tmp_path / "b")
-    assert first.elf_sha256 == second.elf_sha256
-    blob = first.elf.read_bytes()
-    for path in {tmp_path, data_dir(), Path(__file__).resolve().parent, Path.cwd()}:
-        assert str(path).encode() not in blob, f"{path} leaked into the ELF"
+    """Same sources, output folders inside each other and sharing name prefixes (as the default
+    ``build/...`` sits inside the checkout): one ELF hash, one map, and no artifact names the
+    output folder, the sources' folder or the checkout."""
+    sources = tmp_path / "p"  # the model's folder holds the output folders, like a checkout
+    sources.mkdir()
+    for name in ("model.c", "model.h"):
+        shutil.copy(FAKE_MODEL / name, sources / name)
+    outs = [
+        sources / "build" / "one",
+        sources / "build" / "one-two",  # "one" is a prefix of its name
+        sources / "build" / "one-two" / "nested" / "deeper",  # inside another output folder
+        tmp_path / "pp",  # "p" is a prefix of its name
+    ]
+    builds = []
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+        main = render_harness(out / "main.c")
+        builds.append(
+            build_firmware([main, sources / "model.c"], [sources], load_board("nucleo_f746"), out)
+        )
+    assert len({fw.elf_sha256 for fw in builds}) == 1
+    assert len({fw.map.read_bytes() for fw in builds}) == 1
+    needles = [tmp_path, data_dir(), Path(__file__).resolve().parent, Path.cwd()]
+    leaks = [leak for fw in builds for leak in _leaks(fw.elf.parent, needles)]
+    assert leaks == []
+    assert all(not line.startswith("/") for line in builds[0].map.read_text().splitlines())
+
+
+def test_build_inside_the_checkout_is_reproducible(tmp_path: Path) -> None:
+    """The default output folder, ``build/<model>-<board>`` in the checkout, gives the same ELF
+    as a folder elsewhere."""
+    build_root = data_dir() / "build"
+    try:
+        build_root.mkdir(exist_ok=True)
+        inside = Path(tempfile.mkdtemp(prefix="tp-repro-", dir=build_root))
+    except OSError as exc:
+        pytest.skip(f"the checkout is not writable ({exc})")
+    try:
+        first = build_fake_model("nucleo_f746", inside / "fw")
+        second = build_fake_model("nucleo_f746", tmp_path / "fw")
+        assert first.elf_sha256 == second.elf_sha256
+        assert _leaks(inside, [inside, data_dir()]) == []
+    finally:
+        shutil.rmtree(inside, ignore_errors=True)
 
 
 def test_image_too_big_names_both_numbers(tmp_path: Path) -> None:
@@ -95,3 +148,39 @@ def test_missing_toolchain_is_tool_missing(tmp_path: Path, monkeypatch: pytest.M
         ToolMissing, match=r"apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
     ):
         build_fake_model("mps2_an500", tmp_path / "out")
+
+
+@pytest.mark.e2e
+def test_rp2040_second_stage_boots_the_vector_table(tmp_path: Path) -> None:
+    """The Pico's first 256 bytes carry a valid CRC and, run from SRAM as the boot ROM runs them,
+    set the flash interface up for 03h reads and enter the reset handler with the initial SP."""
+    import unicorn as uc_mod
+    import unicorn.arm_const as R
+
+    from tinyprune.firmware.boot2 import crc32_mpeg2
+
+    board = load_board("rpi_pico")
+    fw = build_fake_model("rpi_pico", tmp_path / "pico")
+    image = fw.bin.read_bytes()
+    stage2 = image[:256]
+    assert int.from_bytes(stage2[252:], "little") == crc32_mpeg2(stage2[:252]) != 0
+    sp, reset = (int.from_bytes(image[0x100 + i:0x104 + i], "little") for i in (0, 4))
+    assert board.ram.contains(sp - 4) and board.flash.contains(reset & ~1)
+
+    uc = uc_mod.Uc(uc_mod.UC_ARCH_ARM, uc_mod.UC_MODE_THUMB)
+    uc.ctl_set_cpu_model(R.UC_CPU_ARM_CORTEX_M0)
+    for base, size in ((board.flash.origin, board.flash.length), (board.ram.origin, 0x42000),
+                       (0x18000000, 0x1000), (0xE000E000, 0x1000)):
+        uc.mem_map(base, size)
+    uc.mem_write(board.flash.origin, image)
+    sram_copy = 0x20041F00  # where the boot ROM copies the stage before running it
+    uc.mem_write(sram_copy, stage2)
+    uc.emu_start(sram_copy | 1, reset & ~1, count=200)
+    assert uc.reg_read(R.UC_ARM_REG_PC) == reset & ~1 and uc.reg_read(R.UC_ARM_REG_SP) == sp
+
+    def word(address: int) -> int:
+        return int.from_bytes(uc.mem_read(address, 4), "little")
+
+    assert word(0xE000ED08) == 0x10000100  # VTOR at the vector table
+    assert (word(0x18000000), word(0x180000F4)) == (0x001F0300, 0x03000218)  # 32-bit frames, 03h
+    assert (word(0x18000008), word(0x18000014)) == (1, 4)  # SSI enabled, SCK = clk_sys / 4

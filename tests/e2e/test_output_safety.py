@@ -260,8 +260,8 @@ def _run_until(args: list[str], line: str, sig: signal.Signals) -> tuple[int, li
     return rc, seen
 
 
-KILLS = [("[5/9] codegen", signal.SIGKILL), ("[6/9] verify on host", signal.SIGINT),
-         ("[7/9] build firmware", signal.SIGTERM), ("[8/9] run on emulator", signal.SIGINT)]
+KILLS = [("[6/10] codegen", signal.SIGKILL), ("[7/10] verify on host", signal.SIGINT),
+         ("[8/10] build firmware", signal.SIGTERM), ("[9/10] run on emulator", signal.SIGINT)]
 
 
 def test_killed_builds_leave_no_report_and_a_rerun_works(built: Path, digits_tflite: Path,

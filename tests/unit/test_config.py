@@ -44,9 +44,9 @@ def test_project_file_and_cli_override(tmp_path: Path) -> None:
     ('modle = "x"\n', "unknown field 'modle'"),
     ('model = "x"\n[budgets]\nflahs = 1\n', r"\[budgets\]\.flahs: unknown field"),
     ('model = "x"\nsamples = "many"\n', "samples: expected int"),
+    ('model = "x"\ncycle_model = "m9"\n', "--cycle-model: expected one of m7, m4"),
     ('model = "x"\n[budgets]\nflash = "lots"\n', "flash: expected a size"),
     ("model = \n", "not valid TOML"),
-    ('model = "x"\n[sparsify]\nsparsity = 0.5\n', "not available"),
 ])
 def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -57,6 +57,10 @@ def test_bad_project_files(tmp_path: Path, text: str, message: str) -> None:
     ({"model": Path("m.keras")}, "no board given"),
     ({"board": "b"}, "no model given"),
     ({"board": "b", "model": Path("m"), "emulator": "gem5"}, "--emulator"),
+    ({"board": "b", "model": Path("m"), "cycle_model": "m4", "emulator": "qemu"},
+     "--cycle-model m4 prices runs on the unicorn emulator only"),
+    ({"board": "b", "model": Path("m"), "cycle_model": "m3"},
+     "--cycle-model: expected one of m7, m4, m0plus, table, received 'm3'"),
     ({"board": "b", "model": Path("m"), "samples": 0}, "--samples"),
     ({"board": "b", "model": Path("m"), "prune_channels": 1.5}, "--prune-channels"),
 ])

@@ -65,7 +65,7 @@ def test_serial_stream_finds_the_marker_behind_junk_bytes() -> None:
     (RUN.replace("hex=0102ff", "hex=01\ufffdff"), r"result line 7: field hex: expected hex"),
     (RUN.replace("cyc=22", "cyc=2\ufffd"), r"result line 6: field cyc: expected an integer"),
     (RUN.replace("@tp layer s=1 i=0", "@tp lay\ufffd s=1 i=0"), r"line 5: expected a known kind"),
-    ("noise\n@tp fault kind=hard pc=0x08000100\n", r"firmware faulted: kind=hard"),
+    ("noise\n@tp fault kind=hard pc=0x08000100\n", r"firmware faulted: HardFault: .*kind=hard"),
 ])
 def test_serial_stream_refuses_a_garbled_result_line(text: str, message: str) -> None:
     with pytest.raises(CheckFailed, match=message):

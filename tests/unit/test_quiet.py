@@ -16,7 +16,7 @@ NOISE = [
     "E0000 00:00:1700000000.000000    1 cuda_dnn.cc:8310] Unable to register cuDNN factory",
     "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.",
 ]
-KEPT = ["tinyprune: error: model.keras: no such file", "[1/9] load m.keras ...",
+KEPT = ["tinyprune: error: model.keras: no such file", "[1/10] load m.keras ...",
         "WARNING: no --data: calibration used seeded random inputs",
         "I0000 is not a log record without its file:line]"]
 

@@ -97,12 +97,20 @@ class BlockCost:
     """Instructions and cycles of one straight-line block (without the taken-branch penalty).
 
     ``idle`` is true for a block that only waits and branches unconditionally to itself
-    (``b .``, ``1: wfi; b 1b``).
+    (``b .``, ``1: wfi; b 1b``). The per-core models (``cycle_models.py``) also say what leaving
+    the block costs: ``taken_penalty`` when the next block is not the fall-through (a taken branch
+    or a mispredicted one), ``fall_penalty`` when it is (a branch predicted taken and not taken);
+    ``entry_penalty`` is what a branch *into* this block adds (M4 fetch alignment), and
+    ``cold_cycles`` what its first execution adds once (I-cache line fills).
     """
 
     instructions: int
     cycles: int
     idle: bool
+    taken_penalty: int = TAKEN_BRANCH_PENALTY
+    fall_penalty: int = 0
+    entry_penalty: int = 0
+    cold_cycles: int = 0
 
 
 @lru_cache(maxsize=1)

@@ -42,6 +42,13 @@ class ElfImage:
             return self._names[index]
         return "?"
 
+    def function_entry(self, address: int) -> int | None:
+        """Entry address of the function containing ``address``, or None when unknown."""
+        index = bisect.bisect_right(self._starts, address) - 1
+        if index >= 0 and address < self._ends[index]:
+            return self._starts[index]
+        return None
+
     def function_address(self, name: str) -> int:
         """Entry address of function ``name``.
 
@@ -127,3 +134,47 @@ def check_fits(image: ElfImage, board: Board) -> None:
                 f"outside board {board.name} (flash 0x{flash.origin:08x}-0x{flash.end:08x}, "
                 f"RAM 0x{ram.origin:08x}-0x{ram.end:08x}); was it built for this board?"
             )
+
+
+def _bl_target(hw1: int, hw2: int, pc: int) -> int | None:
+    """Target of a Thumb-2 ``BL`` (encoding T1) at ``pc``, or None if it is none."""
+    if hw1 & 0xF800 != 0xF000 or hw2 & 0xD000 != 0xD000:
+        return None
+    s = (hw1 >> 10) & 1
+    i1 = 1 - (((hw2 >> 13) & 1) ^ s)
+    i2 = 1 - (((hw2 >> 11) & 1) ^ s)
+    imm = (s << 24) | (i1 << 23) | (i2 << 22) | ((hw1 & 0x3FF) << 12) | ((hw2 & 0x7FF) << 1)
+    imm -= (imm & (1 << 24)) << 1
+    return (pc + 4 + imm) & 0xFFFFFFFF
+
+
+def main_return_addresses(image: ElfImage) -> frozenset[int]:
+    """Where a return from ``main`` lands: the address after each ``bl main`` in the image.
+
+    The startup code calls ``main`` once and parks if it returns; the emulators report reaching
+    one of these addresses as an error (``main`` returned before the end-of-run line).
+    """
+    main = image.functions.get("main")
+    if main is None:
+        return frozenset()
+    found = set()
+    for seg in image.segments:
+        data = seg.data
+        for offset in range(0, len(data) - 3, 2):
+            pc = seg.address + offset
+            hw1 = data[offset] | data[offset + 1] << 8
+            if hw1 & 0xF800 != 0xF000:
+                continue
+            hw2 = data[offset + 2] | data[offset + 3] << 8
+            if _bl_target(hw1, hw2, pc) == main and image.function_at(pc) != "?":
+                found.add(pc + 4)
+    return frozenset(found)
+
+
+HARNESS_MARK = b"@tp begin"
+
+
+def prints_harness_lines(image: ElfImage) -> bool:
+    """Whether the image holds the harness's ``@tp begin`` text (a tinyprune harness, or a
+    program that speaks its protocol); the instruction budgets of ``limits.py`` follow it."""
+    return any(HARNESS_MARK in seg.data for seg in image.segments)

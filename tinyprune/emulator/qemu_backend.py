@@ -20,13 +20,21 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyprune.emulator.cycles import TAKEN_BRANCH_PENALTY, disassembler, instruction_cycles
-from tinyprune.emulator.elf import ElfImage, check_fits
+from tinyprune.emulator.elf import (
+    ElfImage,
+    check_fits,
+    main_return_addresses,
+    prints_harness_lines,
+)
+from tinyprune.emulator.faults import Fault, FirmwareStopped, fault_from_line
+from tinyprune.emulator.limits import Budget, Limits
 from tinyprune.emulator.result import RunResult
-from tinyprune.errors import EmulationError, ToolMissing, UsageError
+from tinyprune.errors import ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,7 @@ _LINE_RE = re.compile(
     rb"^(?:Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/|cpu_io_recompile: rewound)", re.M
 )
 _END_RE = re.compile(r"^@tp end status=(-?\d+)", re.M)
+_END_LINE = "the end-of-run line '@tp end'"
 
 
 @dataclass
@@ -45,11 +54,12 @@ class _Pricer:
     """Cost of the instruction at each PC, decoded once from the ELF's load image."""
 
     memory: dict[int, bytes]
+    function_at: Callable[[int], str] = lambda _pc: "?"
     cache: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_image(cls, image: ElfImage) -> _Pricer:
-        return cls({seg.address: seg.data for seg in image.segments})
+        return cls({seg.address: seg.data for seg in image.segments}, image.function_at)
 
     def cost(self, pc: int) -> tuple[int, int]:
         """Return (size in bytes, cycles) of the instruction at ``pc``."""
@@ -71,9 +81,12 @@ class _TraceCounter:
     """Counts executed instructions and prices them while the trace streams in."""
 
     pricer: _Pricer
+    watch: frozenset[int] = frozenset()
     instructions: int = 0
     cycles: int = 0
     idle: bool = False
+    returned: bool = False  # reached a return address of main (``watch``)
+    stop_pc: int = -1  # where the run stopped (the idle loop, main's return address)
     _tail: bytes = b""
     _prev_pc: int = -1
     _next_pc: int = -1
@@ -104,11 +117,15 @@ class _TraceCounter:
                 # twice in a row is one execution; three times is a `b .` idle loop.
                 self._repeats += 1
                 if self._repeats >= 2:
-                    self.idle = True
+                    self.idle, self.stop_pc = True, pc
                     self._undo_last()  # the idle loop's first pass is not counted (as on unicorn)
                     return
                 continue
             self._repeats = 0
+            if pc in self.watch:
+                self.returned = self.idle = True  # main returned: stop here, not counted
+                self.stop_pc = pc
+                return
             size, cost = self.pricer.cost(pc)
             if self._next_pc not in (-1, pc):
                 cost += TAKEN_BRANCH_PENALTY
@@ -116,6 +133,11 @@ class _TraceCounter:
             self.instructions += 1
             self.cycles += cost
             self._prev_pc, self._next_pc = pc, pc + size
+
+    @property
+    def pc(self) -> int:
+        """Where the run stopped, or the last instruction counted."""
+        return self.stop_pc if self.stop_pc >= 0 else self._prev_pc
 
     def _undo_last(self) -> None:
         self._prev_pc, self._next_pc, cost = self._undo
@@ -172,10 +194,13 @@ class _Session:
     proc: subprocess.Popen[bytes]
     fifo_fd: int
     serial: Path
+    stderr: Path
     counter: _TraceCounter
-    max_instructions: int
+    budget: Budget
     stop_on_end_line: bool
     deadline: int | None = None
+    _lines_done: int = 0
+    _end_seen: bool = False
 
     def serial_text(self) -> str:
         return self.serial.read_bytes().decode("ascii", "replace")
@@ -194,16 +219,48 @@ class _Session:
                 time.sleep(0.005)
             if self.counter.idle:
                 return None
-            if self.counter.instructions > self.max_instructions:
-                return f"no end after {self.max_instructions} instructions (infinite loop?)"
-            if (
-                self.deadline is None
-                and self.stop_on_end_line
-                and _END_RE.search(self.serial_text())
-            ):
-                self.deadline = self.counter.instructions + END_GRACE_INSTRUCTIONS
-            if self.deadline is not None and self.counter.instructions >= self.deadline:
-                return None
+            stop = self._lines()
+            if stop is None:
+                stop = self._limits(asleep=not data)
+            if stop is not None:
+                return stop or None  # "": a normal stop
+
+    def _lines(self) -> str | None:
+        """Feed new UART lines to the budget; "" to stop (fault line, end reached)."""
+        lines = self.serial_text().split("\n")
+        for line in lines[self._lines_done : len(lines) - 1]:
+            line = line.strip()
+            self.budget.on_line(line, self.counter.instructions)
+            if line.startswith("@tp fault"):
+                return ""
+            if _END_RE.match(line):
+                self._end_seen = True
+                if self.stop_on_end_line and self.deadline is None:
+                    self.deadline = self.counter.instructions + END_GRACE_INSTRUCTIONS
+        self._lines_done = max(self._lines_done, len(lines) - 1)
+        if self.deadline is not None and self.counter.instructions >= self.deadline:
+            return ""
+        return None
+
+    def _limits(self, asleep: bool) -> str | None:
+        instructions = self.counter.instructions
+        where = self._where()
+        if instructions > self.budget.deadline:
+            return f"{self.budget.instructions_message(instructions)}; {where}"
+        if self.budget.out_of_time():
+            return f"{self.budget.time_message()}; {where}"
+        if asleep and "no active timers" in self.stderr.read_text(errors="replace"):
+            if self._end_seen:
+                return ""
+            return (
+                f"the firmware sleeps in WFI/WFE with no interrupt to wake it, before "
+                f"{_END_LINE}; {where}"
+            )
+        return None
+
+    def _where(self) -> str:
+        pc = self.counter.pc
+        return f"pc 0x{pc:08x}, in function {self.counter.pricer.function_at(pc)}"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
@@ -215,27 +272,55 @@ def _stop(proc: subprocess.Popen[bytes]) -> int | None:
     return code
 
 
+def _fault_line(uart: str) -> dict[str, str] | None:
+    line = next((ln for ln in uart.splitlines() if ln.strip().startswith("@tp fault")), None)
+    if line is None:
+        return None
+    return dict(tok.split("=", 1) for tok in line.split()[2:] if "=" in tok)
+
+
 def _classify(
-    uart: str, exited_code: int | None, idle: bool, stderr: str
-) -> tuple[str, int | None]:
-    if "@tp fault" in uart:
-        line = next(ln for ln in uart.splitlines() if "@tp fault" in ln)
-        raise EmulationError(f"firmware faulted on qemu: {line.strip()}")
+    image: ElfImage, session: _Session, exited_code: int | None, stderr: str
+) -> tuple[str, int | None] | str:
+    """``(stop reason, status)`` of a run that ended, or the error message of one that failed."""
+    uart, counter = session.serial_text(), session.counter
+    fields = _fault_line(uart)
+    if fields is not None:
+        return _fault(image, fields).describe()
     end = _END_RE.search(uart)
-    if exited_code is not None and not idle:
+    if exited_code is not None and not counter.idle:
         if "Lockup" in stderr or "fatal" in stderr:
-            raise EmulationError(f"qemu: {stderr.strip().splitlines()[0]}")
+            return f"qemu: {stderr.strip().splitlines()[0]}"
         return "exit", exited_code
     if end is not None:
         return "end-line", int(end.group(1))
-    return "idle", None
+    pc = counter.pc
+    if counter.returned:
+        where = f"pc 0x{pc:08x}, in function {image.function_at(pc)}"
+        return f"main returned before {_END_LINE}; {where}"
+    return (
+        f"the firmware parked in a branch-to-self loop before {_END_LINE}; "
+        f"pc 0x{pc:08x}, in function {image.function_at(pc)}"
+    )
+
+
+def _fault(image: ElfImage, fields: dict[str, str]) -> Fault:
+    memory = {seg.address: seg.data for seg in image.segments}
+
+    def read(address: int, size: int) -> bytes | None:
+        for base, data in memory.items():
+            if base <= address < base + len(data):
+                return data[address - base : address - base + size]
+        return None
+
+    return fault_from_line(fields, image.function_at, read, image.function_entry)
 
 
 def run_qemu(
     board: Board,
     image: ElfImage,
     *,
-    max_instructions: int = 500_000_000,
+    limits: Limits | None = None,
     stop_on_end_line: bool = True,
 ) -> RunResult:
     """Run ``image`` on QEMU for ``board``; see :func:`tinyprune.emulator.run_elf`."""
@@ -252,26 +337,24 @@ def run_qemu(
                 stdout=out,
                 stderr=err,
             )
-        session = _Session(
-            proc,
-            fd,
-            serial,
-            _TraceCounter(_Pricer.from_image(image)),
-            max_instructions,
-            stop_on_end_line,
-        )
+        counter = _TraceCounter(_Pricer.from_image(image), main_return_addresses(image))
+        budget = Budget(limits or Limits(), prints_harness_lines(image))
+        session = _Session(proc, fd, serial, stderr, counter, budget, stop_on_end_line)
         try:
             error = session.pump()
         finally:
             code = _stop(proc)
             os.close(fd)
-        uart = session.serial_text()
-        if error is not None:
-            raise EmulationError(f"{image.path.name} on {board.name} (qemu): {error}")
-        reason, status = _classify(
-            uart, code, session.counter.idle, stderr.read_text(errors="replace")
+        outcome = (
+            error
+            if error is not None
+            else _classify(image, session, code, stderr.read_text(errors="replace"))
         )
-    counter = session.counter
+        uart = session.serial_text()
+    if isinstance(outcome, str):
+        fault = _fault(image, fields) if (fields := _fault_line(uart)) is not None else None
+        raise FirmwareStopped(f"{image.path.name} on {board.name} (qemu): {outcome}", uart, fault)
+    reason, status = outcome
     log.info("qemu: %s after %d instructions", reason, counter.instructions)
     return RunResult(
         backend="qemu",

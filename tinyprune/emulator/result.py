@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STOP_REASONS = ("end-line", "exit", "idle")
+STOP_REASONS = ("end-line", "exit")  # any other stop is an error (faults.FirmwareStopped)
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,15 @@ class RunResult:
 
     Attributes:
         backend: ``unicorn`` or ``qemu``.
-        stop_reason: ``end-line`` (the harness printed ``@tp end``), ``exit`` (semihosting exit)
-            or ``idle`` (the firmware parked in a branch-to-self loop).
-        exit_status: status of the end line or the semihosting exit; None after a plain idle.
+        stop_reason: ``end-line`` (the harness printed ``@tp end``, then parked) or ``exit``
+            (semihosting exit).
+        exit_status: status of the end line or the semihosting exit.
         uart: everything the firmware sent on the result UART (and semihosting writes).
         instructions: executed instructions from reset to the stop point (exact).
         cycles: estimated cycles (tinyprune.emulator.cycles model).
         regions: per requested function: calls, instructions and cycles.
+        cycle_model: the model that priced ``cycles`` (``m7``, ``m4``, ``m0plus``, ``table``).
+        memory_model: its memory settings (flash wait states, caches); empty for ``table``.
     """
 
     backend: str
@@ -41,3 +43,5 @@ class RunResult:
     cycles: int
     cycles_are_estimate: bool = True
     regions: Mapping[str, RegionStats] = field(default_factory=dict)
+    cycle_model: str = "table"
+    memory_model: Mapping[str, object] = field(default_factory=dict)

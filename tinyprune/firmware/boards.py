@@ -7,6 +7,7 @@ target and the emulators that can run its firmware. See ``docs/boards.md`` for e
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +22,14 @@ from tinyprune.firmware.paths import boards_dir, runtime_dir
 CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16")
 BACKENDS = ("unicorn", "qemu", "renode")
-UART_BUSES = ("apb1", "apb2")
-_PIN_RE = re.compile(r"^P([A-K])(\d{1,2})$")
+UART_BUSES = ("apb1", "apb2", "apb1_2")  # apb1_2: STM32L4/L5 RCC_APB1ENR2 (LPUART1)
+# STM32 "PD8" (port letter, pin 0-15), nRF "P0.06" (port number, pin 0-31), RP2040 "GP0" (0-29).
+_PIN_FORMS = (
+    (re.compile(r"^P([A-K])(\d{1,2})$"), lambda p: ord(p) - ord("A"), 15),
+    (re.compile(r"^P([0-1])\.(\d{2})$"), int, 31),
+    (re.compile(r"^G(P)(\d{1,2})$"), lambda p: 0, 29),
+)
+BOARDS_DIR_ENV = "TINYPRUNE_BOARDS_DIR"  # the CLI names it too (tinyprune/cli.py)
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
 T = TypeVar("T")
@@ -34,6 +41,13 @@ class MemoryRegion:
 
     origin: int
     length: int
+    vector_offset: int = 0
+
+    @property
+    def vector_table(self) -> int:
+        """Address of the vector table: ``origin`` plus ``vector_offset`` (RP2040: after the
+        256-byte second-stage boot loader)."""
+        return self.origin + self.vector_offset
 
     @property
     def end(self) -> int:
@@ -47,15 +61,16 @@ class MemoryRegion:
 
 @dataclass(frozen=True)
 class Pin:
-    """A GPIO pin such as ``PD8``: port index (A=0) and pin number."""
+    """A GPIO pin: port index (STM32 A=0, nRF P0/P1; RP2040 always 0) and pin number."""
 
     port: int
     number: int
+    label: str = ""
 
     @property
     def name(self) -> str:
-        """The pin name, e.g. ``PD8``."""
-        return f"P{chr(ord('A') + self.port)}{self.number}"
+        """The pin name as the board file spells it, e.g. ``PD8`` or ``P0.06``."""
+        return self.label or f"P{chr(ord('A') + self.port)}{self.number}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,12 @@ class Uart:
     tx_pin: Pin | None = None
     rx_pin: Pin | None = None
     af: int | None = None
+    rx_af: int | None = None
+
+    @property
+    def rx_function(self) -> int | None:
+        """The RX pin's alternate function (``rx_af``, else ``af``)."""
+        return self.af if self.rx_af is None else self.rx_af
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,34 @@ class EmulatorSupport:
 
 
 @dataclass(frozen=True)
+class MemoryTiming:
+    """What memory costs the cycle models charge (the board file's ``[timing]`` table).
+
+    Without the table every access is zero-wait (TCM/SRAM-like, as on the MPS2 FPGA boards).
+
+    Attributes:
+        flash_mhz_per_wait_state: flash speed: wait states = ceil(clock / this) - 1, the value
+            the BSP programs (0: flash is zero-wait at any clock).
+        flash_line_bytes: bytes one flash read delivers (STM32F7: 32, STM32F4: 16).
+        icache: instruction fetches from flash go through a cache (L1 I-cache, ART).
+        dcache: data reads from flash go through a cache (L1 D-cache, ART D-cache).
+        multiplier: ``fast`` (single-cycle) or ``small`` (32-cycle) multiplier (Cortex-M0+).
+    """
+
+    flash_mhz_per_wait_state: int = 0
+    flash_line_bytes: int = 16
+    icache: bool = False
+    dcache: bool = False
+    multiplier: str = "fast"
+
+    def flash_wait_states(self, clock_hz: int) -> int:
+        """Wait states of a flash read at ``clock_hz``."""
+        if self.flash_mhz_per_wait_state <= 0:
+            return 0
+        return (clock_hz - 1) // (self.flash_mhz_per_wait_state * 1_000_000)
+
+
+@dataclass(frozen=True)
 class Board:
     """One board, as described by its ``boards/<name>.toml``."""
 
@@ -111,6 +160,7 @@ class Board:
     flash_tool: FlashTool | None
     emulator: EmulatorSupport
     path: Path
+    timing: MemoryTiming = MemoryTiming()
 
     @property
     def has_fpu(self) -> bool:
@@ -170,17 +220,24 @@ def _region(reader: _Reader, name: str) -> MemoryRegion:
         raise reader.fail(f"memory.{name}.length", "a positive multiple of 1024 bytes", length)
     if origin + length > 1 << 32:
         raise reader.fail(f"memory.{name}.length", "a region inside the 32-bit space", length)
-    return MemoryRegion(origin, length)
+    offset = reader.get(f"memory.{name}.vector_offset", int, "a multiple of 256 below the "
+                        "region's length", required=False) or 0
+    if offset < 0 or offset % 256 or offset >= length or (offset and name != "flash"):
+        raise reader.fail(f"memory.{name}.vector_offset",
+                          "a multiple of 256 below the region's length (flash only)", offset)
+    return MemoryRegion(origin, length, offset)
 
 
 def _pin(reader: _Reader, field: str) -> Pin | None:
-    text = reader.get(field, str, "a pin name such as 'PD8'", required=False)
+    expected = "a pin name such as 'PD8' (STM32), 'P0.06' (nRF) or 'GP0' (RP2040)"
+    text = reader.get(field, str, expected, required=False)
     if text is None:
         return None
-    match = _PIN_RE.match(text)
-    if not match or int(match.group(2)) > 15:
-        raise reader.fail(field, "a pin name such as 'PD8'", text)
-    return Pin(ord(match.group(1)) - ord("A"), int(match.group(2)))
+    for pattern, port_of, highest in _PIN_FORMS:
+        match = pattern.match(text)
+        if match and int(match.group(2)) <= highest:
+            return Pin(port_of(match.group(1)), int(match.group(2)), text)
+    raise reader.fail(field, expected, text)
 
 
 def _uart(reader: _Reader, family: str) -> Uart:
@@ -193,7 +250,12 @@ def _uart(reader: _Reader, family: str) -> Uart:
         tx_pin=_pin(reader, "uart.tx_pin"),
         rx_pin=_pin(reader, "uart.rx_pin"),
         af=reader.get("uart.af", int, "an alternate function number 0..15", required=False),
+        rx_af=reader.get("uart.rx_af", int, "an alternate function number 0..15",
+                         required=False),
     )
+    for name, number in (("af", uart.af), ("rx_af", uart.rx_af)):
+        if number is not None and not 0 <= number <= 15:
+            raise reader.fail(f"uart.{name}", "an alternate function number 0..15", number)
     if uart.bus is not None and uart.bus not in UART_BUSES:
         raise reader.fail("uart.bus", "one of " + ", ".join(UART_BUSES), uart.bus)
     if family.startswith("stm32"):
@@ -230,6 +292,27 @@ def _emulator(reader: _Reader) -> EmulatorSupport:
     return EmulatorSupport(tuple(backends), machine, platform)
 
 
+def _timing(reader: _Reader) -> MemoryTiming:
+    per_ws = reader.get("timing.flash_mhz_per_wait_state", int, "MHz per flash wait state "
+                        "(integer >= 0)", required=False)
+    line = reader.get("timing.flash_line_bytes", int, "4, 8, 16, 32 or 64", required=False)
+    if per_ws is not None and per_ws < 0:
+        raise reader.fail("timing.flash_mhz_per_wait_state", "an integer >= 0", per_ws)
+    if line is not None and line not in (4, 8, 16, 32, 64):
+        raise reader.fail("timing.flash_line_bytes", "4, 8, 16, 32 or 64", line)
+    multiplier = reader.get("timing.multiplier", str, "fast or small", required=False)
+    if multiplier is not None and multiplier not in ("fast", "small"):
+        raise reader.fail("timing.multiplier", "fast or small", multiplier)
+    default = MemoryTiming()
+    return MemoryTiming(
+        flash_mhz_per_wait_state=per_ws or 0,
+        flash_line_bytes=line or default.flash_line_bytes,
+        icache=bool(reader.get("timing.icache", bool, "true or false", required=False)),
+        dcache=bool(reader.get("timing.dcache", bool, "true or false", required=False)),
+        multiplier=multiplier or default.multiplier,
+    )
+
+
 def _families() -> tuple[str, ...]:
     bsp = runtime_dir() / "bsp"
     return tuple(sorted(p.name for p in bsp.iterdir() if p.is_dir())) if bsp.is_dir() else ()
@@ -261,6 +344,7 @@ def _board_from_data(data: Mapping[str, Any], path: Path, where: str) -> Board:
         flash_tool=FlashTool(tool, target) if tool and target else None,
         emulator=_emulator(reader),
         path=path,
+        timing=_timing(reader),
     )
 
 
@@ -275,15 +359,53 @@ def _read_board_file(path: Path) -> Board:
     return _board_from_data(data, path, where)
 
 
+_user_dirs: list[Path] = []
+
+
+def add_boards_dir(folder: str | Path) -> None:
+    """Search ``folder`` for board files before the shipped ones (the CLI's ``--boards-dir``).
+
+    Raises:
+        UsageError: ``folder`` is not a folder.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"--boards-dir {folder}: not a folder; give the folder that holds "
+                         "your <board>.toml files")
+    if path not in _user_dirs:
+        _user_dirs.insert(0, path)
+
+
+def search_dirs() -> list[Path]:
+    """The board folders in search order: ``--boards-dir`` folders, then the folders of the
+    ``TINYPRUNE_BOARDS_DIR`` environment variable (separated like ``PATH``), then the shipped
+    ``boards/``. A board name found in an earlier folder hides the same name further on."""
+    from_env = [Path(p) for p in os.environ.get(BOARDS_DIR_ENV, "").split(os.pathsep) if p]
+    for folder in from_env:
+        if not folder.is_dir():
+            raise UsageError(f"{BOARDS_DIR_ENV}={folder}: not a folder; set it to the folder "
+                             "that holds your <board>.toml files, or unset it")
+    return [*_user_dirs, *from_env, boards_dir()]
+
+
+def _board_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in search_dirs():
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
 def board_names() -> list[str]:
-    """Return the names of the shipped boards, sorted."""
-    folder = boards_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    """Return the names of every board (user folders and shipped), sorted."""
+    return sorted(_board_files())
 
 
 def list_boards() -> list[Board]:
-    """Return every shipped board, sorted by name."""
-    return [_read_board_file(boards_dir() / f"{name}.toml") for name in board_names()]
+    """Return every board (user folders and shipped), sorted by name."""
+    files = _board_files()
+    return [_read_board_file(files[name]) for name in sorted(files)]
 
 
 def load_board(name_or_path: str | Path) -> Board:
@@ -299,11 +421,11 @@ def load_board(name_or_path: str | Path) -> Board:
         if not path.is_file():
             raise UsageError(f"board file {text!r} not found")
         return _read_board_file(path)
-    path = boards_dir() / f"{text}.toml"
-    if not _NAME_RE.match(text) or not path.is_file():
+    found = _board_files().get(text) if _NAME_RE.match(text) else None
+    if found is None:
         known = board_names()
         close = difflib.get_close_matches(text.lower(), known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
         raise UsageError(f"board {text!r} not found; {hint}available: "
                          f"{', '.join(known) or '(none)'}")
-    return _read_board_file(path)
+    return _read_board_file(found)

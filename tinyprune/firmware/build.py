@@ -12,9 +12,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
@@ -22,6 +23,7 @@ from elftools.elf.elffile import ELFFile
 import tinyprune
 from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
+from tinyprune.firmware.boot2 import seal_boot2
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ class Firmware:
     flags: tuple[str, ...]
 
 
+# Steps a family needs on the linked ELF before .bin/.hex are made (RP2040: the boot stage's CRC).
+POST_LINK: dict[str, Callable[[Path], object]] = {"rp2040": seal_boot2}
+
+
 def board_defines(board: Board) -> dict[str, str]:
     """The ``-D`` macros through which the BSP and the harness learn about the board."""
     defines = {
@@ -74,16 +80,23 @@ def board_defines(board: Board) -> dict[str, str]:
         "TP_UART_BAUD": f"{board.uart.baud}u",
     }
     uart = board.uart
-    if uart.tx_pin is not None and uart.rx_pin is not None:
+    if uart.instance.startswith("LPUART"):
+        defines["TP_UART_LPUART"] = "1"  # BRR = 256 * clock / baud
+    if uart.bus is not None and uart.enable_bit is not None:
         defines |= {
             "TP_UART_BUS_APB2": "1" if uart.bus == "apb2" else "0",
+            "TP_UART_BUS_APB1_2": "1" if uart.bus == "apb1_2" else "0",
             "TP_UART_ENABLE_BIT": f"{uart.enable_bit}u",
+        }
+    if uart.tx_pin is not None and uart.rx_pin is not None:
+        defines |= {
             "TP_UART_TX_PORT": f"{uart.tx_pin.port}u",
             "TP_UART_TX_PIN": f"{uart.tx_pin.number}u",
             "TP_UART_RX_PORT": f"{uart.rx_pin.port}u",
             "TP_UART_RX_PIN": f"{uart.rx_pin.number}u",
-            "TP_UART_AF": f"{uart.af}u",
         }
+    if uart.af is not None:
+        defines |= {"TP_UART_AF": f"{uart.af}u", "TP_UART_RX_AF": f"{uart.rx_function}u"}
     return defines
 
 
@@ -109,6 +122,8 @@ def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[P
         "has_fpu": board.has_fpu,
         "flash_origin": f"0x{board.flash.origin:08X}",
         "flash_length": f"0x{board.flash.length:X}",
+        "vector_offset": board.flash.vector_offset,
+        "armv6m": board.core == "cortex-m0plus",
         "ram_origin": f"0x{board.ram.origin:08X}",
         "ram_length": f"0x{board.ram.length:X}",
         "stack_bytes": f"0x{stack_bytes:X}",
@@ -141,12 +156,23 @@ def require_toolchain() -> None:
     require_tool(OBJCOPY)
 
 
-def _prefix_maps(out_dir: Path, sources: Iterable[Path]) -> list[str]:
-    """``-ffile-prefix-map`` flags so that no absolute build path ends up in the ELF."""
+def _prefix_maps(out_dir: Path, sources: Iterable[Path], include_dirs: Iterable[Path]) -> list[str]:
+    """``-ffile-prefix-map`` flags so that no absolute build path ends up in the ELF.
+
+    The output folder becomes ``.``, the tinyprune data folder ``tinyprune``, the compiler's
+    own folder ``gcc`` and every other source or include folder ``src``. GCC tries the maps from
+    the last given to the first and uses the first that matches, so they are given from the
+    shortest prefix to the longest: a file then maps through the most specific folder that holds
+    it, whichever folder is inside which (the default ``build/...`` output sits inside the
+    checkout, the generated sources inside the output folder).
+    """
     maps = {out_dir.resolve(): ".", data_dir().resolve(): "tinyprune"}
-    for source in sources:
-        maps.setdefault(source.resolve().parent, "src")
-    ordered = sorted(maps.items(), key=lambda item: len(str(item[0])), reverse=True)
+    toolchain = _toolchain_prefix()
+    if toolchain:  # its own headers (stdint.h) are named in the debug info too
+        maps.setdefault(Path(toolchain).resolve(), "gcc")
+    for folder in [*(s.resolve().parent for s in sources), *(d.resolve() for d in include_dirs)]:
+        maps.setdefault(folder, "src")
+    ordered = sorted(maps.items(), key=lambda item: (len(str(item[0])), str(item[0])))
     return [f"-ffile-prefix-map={old}={new}" for old, new in ordered]
 
 
@@ -239,10 +265,34 @@ def _link(
         "-T",
         linker.name,
     ]
-    result = _run([GCC, *flags, *[str(o) for o in objects], "-o", elf.name, "-lm"], cwd)
+    relative = [str(o.relative_to(cwd)) for o in objects]  # the .map names them as given
+    result = _run([GCC, *flags, *relative, "-o", elf.name, "-lm"], cwd)
     if result.returncode != 0:
         raise _link_error(board, result.stderr)
+    _normalise_map(elf.with_suffix(".map"))
     return flags
+
+
+@lru_cache(maxsize=1)
+def _toolchain_prefix() -> str | None:
+    """The GCC install folder as GCC prints it (``/usr/lib/gcc/arm-none-eabi/12.2.1/``)."""
+    result = _run([GCC, "-print-search-dirs"], Path.cwd())
+    for line in result.stdout.splitlines():
+        if line.startswith("install: "):
+            return line.removeprefix("install: ").strip()
+    return None
+
+
+def _normalise_map(path: Path) -> None:
+    """Replace the toolchain's install folder in the link map by ``<gcc>/``.
+
+    With relative object paths, the libraries of the toolchain are the only absolute paths the
+    linker writes; the map then reads the same on every machine and for every output folder.
+    """
+    prefix = _toolchain_prefix()
+    if prefix and path.is_file():
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        path.write_text(text.replace(prefix, "<gcc>/"), encoding="utf-8", errors="surrogateescape")
 
 
 def _sizes(board: Board, elf: Path) -> tuple[int, int, int]:
@@ -325,10 +375,15 @@ def build_firmware(
     startup, linker = render_board_files(board, out, stack_bytes)
     all_sources = [*src_paths, *bsp_sources(board), startup]
     includes = [*(Path(d).resolve() for d in include_dirs), *bsp_include_dirs(board)]
-    cflags = _compile_flags(board, includes, defines or {}, opt) + _prefix_maps(out, all_sources)
+    cflags = _compile_flags(board, includes, defines or {}, opt) + _prefix_maps(
+        out, all_sources, includes
+    )
     objects = _compile_all(all_sources, cflags, out / "obj", out)
     elf = out / f"{name}.elf"
     ldflags = _link(board, objects, linker, elf, out, opt)
+    post_link = POST_LINK.get(board.family)
+    if post_link is not None:
+        post_link(elf)
     for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
         result = _run([OBJCOPY, "-O", fmt, elf.name, elf.with_suffix(suffix).name], out)
         if result.returncode != 0:

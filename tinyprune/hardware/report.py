@@ -90,7 +90,8 @@ def board_report(build: dict[str, Any], expected: ExpectedOutputs, results: Harn
         "instructions_per_inference": None, "bit_exact": cmp.bit_exact,
         "mismatches": _mismatches(cmp, expected), "host": old.get("host", {}),
         "emulated": {k: old.get(k) for k in ("emulator", "cycles_per_inference",
-                                              "cycles_are_estimate", "bit_exact")},
+                                              "cycles_are_estimate", "cycle_model",
+                                              "memory_model", "bit_exact")},
     }
     report["firmware"]["stack_peak_bytes"] = results.stack_peak
     for layer, cyc in zip(report["layers"], results.mean_layer_cycles, strict=False):

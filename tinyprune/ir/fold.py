@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.errors import UsageError
+from tinyprune.ir.graph import NP_DTYPES, Graph, Op, Tensor
+from tinyprune.ir.validate import FIX, op_what, short
 
 Folder = Callable[[Op, list[Tensor | None]], np.ndarray | None]
 
@@ -84,17 +86,51 @@ FOLDERS: dict[str, Folder] = {
 
 
 def fold_constants(graph: Graph) -> Graph:
-    """Returns a graph where foldable ops are gone and their outputs are constants."""
+    """Returns a graph where foldable ops are gone and their outputs are constants.
+
+    Raises:
+        UsageError: an op cannot be evaluated on its constant inputs (e.g. a zero stride, axes
+            out of range), or its value does not fit the shape of its output tensor.
+    """
     tensors = list(graph.tensors)
     kept: list[Op] = []
     for op in graph.ops:
         folder = FOLDERS.get(op.opcode)
         ins = [tensors[i] if i >= 0 else None for i in op.inputs]
-        value = folder(op, ins) if folder is not None and len(op.outputs) == 1 else None
+        value = _evaluate(folder, op, ins, graph) if folder is not None and len(op.outputs) == 1 \
+            else None
         if value is None:
             kept.append(op)
             continue
         out = tensors[op.outputs[0]]
-        tensors[out.index] = dataclasses.replace(out, data=np.asarray(value).reshape(out.shape)
-                                                 if out.shape else np.asarray(value))
+        tensors[out.index] = dataclasses.replace(out, data=_as_output(value, out, op, graph))
     return dataclasses.replace(graph, tensors=tuple(tensors), ops=tuple(kept))
+
+
+def _where(op: Op, graph: Graph) -> str:
+    label = str(graph.source) if graph.source is not None else "the .tflite model"
+    return f"{label}: {op_what(op.index, op.name, op.opcode)}"
+
+
+def _evaluate(folder: Folder, op: Op, ins: list[Tensor | None], graph: Graph) -> np.ndarray | None:
+    try:
+        with np.errstate(all="ignore"):
+            return folder(op, ins)
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:  # numpy on the file's data
+        raise UsageError(f"{_where(op, graph)}: cannot be evaluated on its constant inputs "
+                         f"({short(str(exc), 100)}); {FIX}") from None
+
+
+def _as_output(value: np.ndarray, out: Tensor, op: Op, graph: Graph) -> np.ndarray:
+    """The folded value in the shape and type of the op's output tensor (a tensor without a
+    shape takes the value as computed)."""
+    value = np.asarray(value)
+    if not out.shape:
+        return value
+    if value.size != out.size:
+        raise UsageError(f"{_where(op, graph)}: output: expected {out.size} values for shape "
+                         f"{list(out.shape)}, received {value.size} from its inputs; {FIX}")
+    dtype = NP_DTYPES.get(out.dtype)
+    if dtype is not None and value.dtype != dtype:
+        value = value.astype(dtype)
+    return value.reshape(out.shape)

@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "bool": 1}
+NP_DTYPES: dict[str, type[np.generic]] = {
+    "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
+    "int64": np.int64, "float32": np.float32, "bool": np.bool_,
+}
+"""The tensor types the reader accepts, as numpy types."""
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
 """Reads a ``.tflite`` flatbuffer into an :class:`~tinyprune.ir.graph.Graph`, validating as it goes.
 
-Everything a later stage relies on is checked here once (indices in range, buffer sizes matching
-shapes, one subgraph), so a corrupt or hostile file stops with a one-line :class:`UsageError`
-instead of a crash in codegen.
+Everything a later stage relies on is checked here once (:mod:`tinyprune.ir.validate` holds the
+rules: indices, types, shapes and their bounds, constant buffers, quantization, opcodes and
+options, per-op arity, dataflow, one subgraph), so a damaged or hostile file stops with a one-line
+:class:`UsageError` naming the file, the tensor or op and the field, instead of a crash in a later
+stage or in the reference interpreter.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,18 @@ from typing import Any
 import numpy as np
 
 from tinyprune.errors import UsageError
-from tinyprune.ir.graph import DTYPE_BYTES, Graph, Op, Quant, Tensor
+from tinyprune.ir import validate as v
+from tinyprune.ir.graph import DTYPE_BYTES, NP_DTYPES, Graph, Op, Quant, Tensor
+
+log = logging.getLogger(__name__)
 
 _ENUM_FIELDS = {"padding": "Padding", "fusedActivationFunction": "ActivationFunctionType"}
-_NP_DTYPES = {
-    "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
-    "int64": np.int64, "float32": np.float32, "bool": np.bool_,
-}
+"""Builtin options read as enum names."""
+_ENUM_CHECKED = {"weightsFormat": "FullyConnectedOptionsWeightsFormat",
+                 "quantizedBiasType": "TensorType"}
+"""Builtin options kept as numbers, but checked to be a value of their enum (TFLite Micro
+refuses a quantized_bias_type outside TensorType when it parses the options)."""
+DEFAULT_LABEL = "the .tflite model"
 
 
 def _schema() -> Any:
@@ -37,131 +45,234 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def read_tflite(source: str | Path | bytes) -> Graph:
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def read_tflite(source: str | Path | bytes, *, name: str | Path | None = None) -> Graph:
     """Parses and validates a TFLite flatbuffer.
 
     Args:
         source: path to a ``.tflite`` file, or its bytes.
+        name: the file the bytes came from; messages and ``Graph.source`` name it (default: the
+            path, or "the .tflite model" for bytes without a name).
 
     Returns:
-        The graph of the first (only) subgraph, with constant buffers as numpy arrays.
+        The graph of the (only) subgraph, with constant buffers as numpy arrays.
 
     Raises:
-        UsageError: the file is missing, not a TFLite flatbuffer, or inconsistent.
+        UsageError: the file is missing, not a TFLite flatbuffer, damaged, breaks a rule of
+            :mod:`tinyprune.ir.validate` or exceeds its bounds.
     """
-    path: Path | None
-    if isinstance(source, bytes):
-        path, label, buf = None, "<tflite bytes>", source
-    else:
-        path = Path(source)
-        label = str(path)
-        if not path.is_file():
-            raise UsageError(f"{label}: file not found")
-        buf = path.read_bytes()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise UsageError(f"{label}: not a TFLite flatbuffer (no 'TFL3' identifier); "
-                         "give a .tflite file written by the TFLite converter")
+    path = None if isinstance(source, bytes) else Path(source)
+    label = str(name) if name is not None else str(path) if path is not None else DEFAULT_LABEL
+    where = v.Where(label)
+    buf = _read_bytes(source, where)
     schema = _schema()
     try:
-        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
-    except Exception as exc:
-        raise _corrupt(label, exc) from None
-    try:
-        return _to_graph(model, schema, label, path)
+        model = _unpack(buf, schema, where)
     except UsageError:
         raise
-    except (IndexError, TypeError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # a damaged flatbuffer raises anything from struct to IndexError
+        raise _corrupt(label, exc) from None
+    source_path = Path(name) if name is not None else path
+    try:
+        return _to_graph(model, schema, where, source_path)
+    except UsageError:
+        raise
+    except (IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        log.debug("unexpected field in %s", label, exc_info=True)
         raise _corrupt(label, exc) from None
 
 
-def _to_graph(model: Any, schema: Any, label: str, path: Path | None) -> Graph:
-    if not model.subgraphs:
-        raise UsageError(f"{label}: the model has no subgraph")
-    if len(model.subgraphs) > 1:
-        raise UsageError(f"{label}: {len(model.subgraphs)} subgraphs (control flow) are not "
-                         "supported; expected a single-subgraph model")
-    sub = model.subgraphs[0]
+def _read_bytes(source: str | Path | bytes, where: v.Where) -> bytes:
+    """The flatbuffer (size bound checked before a file is read), with its identifier."""
+    if isinstance(source, bytes):
+        buf = source
+        v.check_file_size(len(buf), where)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"{where.label}: file not found")
+        v.check_file_size(path.stat().st_size, where)
+        buf = path.read_bytes()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise UsageError(f"{where.label}: not a TFLite flatbuffer (no 'TFL3' identifier); "
+                         "give a .tflite file written by the TFLite converter")
+    return buf
+
+
+def _string_len(table: Any, slot: int) -> int:
+    """The length of a string field of a raw table, without copying it."""
+    o = table._tab.Offset(slot)
+    return int(table._tab.VectorLen(o)) if o else 0
+
+
+def _items(table: Any, field: str) -> list[Any]:
+    """The raw tables of a vector field (``Tensors`` ...), after its length was bounded."""
+    return [getattr(table, field)(i) for i in range(getattr(table, field + "Length")())]
+
+
+# vtable slots of the strings the object API copies (schema_py_generated: Tensor.Name,
+# OperatorCode.CustomCode, Metadata.Name, SubGraph.Name, Model.Description,
+# SignatureDef.SignatureKey, TensorMap.Name, ExternalBufferGroup.Name)
+_TENSOR_NAME, _CUSTOM_CODE, _METADATA_NAME, _SUBGRAPH_NAME, _DESCRIPTION = 10, 6, 4, 12, 10
+_SIGNATURE_KEY, _TENSOR_MAP_NAME, _GROUP_NAME = 8, 4, 4
+
+
+def _unpack(buf: bytes, schema: Any, where: v.Where) -> Any:
+    """The whole ``ModelT`` (as the reference interpreter's Python wrapper unpacks it too), once
+    the counts of its tables and the bytes of the names it copies are checked on the raw tables.
+
+    A flatbuffer can point many entries of a vector at one table or string; the object API
+    copies each, so a small file could otherwise unpack into gigabytes.
+    """
+    m = schema.Model.GetRootAs(buf, 0)
+    v.check_header(int(m.Version()), int(m.SubgraphsLength()), where)
+    sub = m.Subgraphs(0)
+    lengths = {"tensors": sub.TensorsLength(), "operators": sub.OperatorsLength(),
+               "buffers": m.BuffersLength(), "operator codes": m.OperatorCodesLength(),
+               "metadata": m.MetadataLength(), "signature defs": m.SignatureDefsLength(),
+               "external buffer groups": m.ExternalBufferGroupsLength(),
+               "external buffers": m.ExternalBuffersLength()}
+    v.check_counts(lengths, where)
+    signatures = _items(m, "SignatureDefs")
+    maps = [t for s in signatures for field in ("Inputs", "Outputs") for t in _items(s, field)]
+    v.check_counts({"signature tensors": len(maps)}, where)
+    tensors = _items(sub, "Tensors")
+    names = (sum(_string_len(t, _TENSOR_NAME) for t in tensors)
+             + sum(_string_len(c, _CUSTOM_CODE) for c in _items(m, "OperatorCodes"))
+             + sum(_string_len(x, _METADATA_NAME) for x in _items(m, "Metadata"))
+             + sum(_string_len(s, _SIGNATURE_KEY) for s in signatures)
+             + sum(_string_len(t, _TENSOR_MAP_NAME) for t in maps)
+             + sum(_string_len(g, _GROUP_NAME) for g in _items(m, "ExternalBufferGroups"))
+             + _string_len(sub, _SUBGRAPH_NAME) + _string_len(m, _DESCRIPTION))
+    v.check_string_bytes(names, len(buf), where)
+    for i, t in enumerate(tensors):
+        v.check_tensor_flags(t.Sparsity() is not None, int(t.VariantTensorsLength()),
+                             bool(t.IsVariable()), int(t.ExternalBuffer()),
+                             v.tensor_what(i, _text(t.Name()) or f"tensor{i}"), where)
+    for i, o in enumerate(_items(sub, "Operators")):
+        v.check_raw_options(int(o.BuiltinOptionsType()), int(o.BuiltinOptions2Type()),
+                            int(schema.BuiltinOptions.VarHandleOptions), f"op {i}", where)
+    return schema.ModelT.InitFromObj(m)
+
+
+def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> Graph:
+    sub = v.check_model(model, where)
     buffers = model.buffers or []
-    tensors = tuple(_tensor(i, t, buffers, buf_label=label, schema=schema, raw=model)
-                    for i, t in enumerate(sub.tensors or []))
-    codes = [_opcode_name(c, schema) for c in (model.operatorCodes or [])]
-    ops = tuple(_op(i, o, codes, tensors, schema, label) for i, o in enumerate(sub.operators or []))
-    inputs = _indices(sub.inputs, len(tensors), label, "subgraph inputs")
-    outputs = _indices(sub.outputs, len(tensors), label, "subgraph outputs")
-    return Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs, source=path)
+    built: list[Tensor] = []
+    total = 0
+    for i, t in enumerate(sub.tensors or []):
+        built.append(_tensor(i, t, buffers, schema, where))
+        total += built[-1].nbytes
+        v.check_total(total, where)  # before the next tensor copies its data
+    tensors = tuple(built)
+    codes = [_opcode_name(i, c, schema, where) for i, c in enumerate(model.operatorCodes or [])]
+    ops = tuple(_op(i, o, codes, tensors, schema, where)
+                for i, o in enumerate(sub.operators or []))
+    inputs, outputs = _ints(sub.inputs), _ints(sub.outputs)
+    flows = [v.Flow(t.name, t.is_const) for t in tensors]
+    v.check_graph_io(inputs, outputs, flows, where)
+    v.check_dataflow([(v.op_what(op.index, op.name, op.opcode), op.inputs, op.outputs)
+                      for op in ops], inputs, outputs, flows, where)
+    return Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs, source=source)
 
 
 def _corrupt(label: str, exc: Exception) -> UsageError:
-    return UsageError(f"{label}: corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})")
+    kind = type(exc).__name__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        kind = f"{type(exc).__module__}.{kind}"
+    return UsageError(f"{label}: not a valid TFLite model, corrupt TFLite flatbuffer ({kind}: "
+                      f"{v.short(str(exc), 120)}); {v.FIX}")
 
 
-def _indices(values: Any, n: int, label: str, what: str,
-             allow_missing: bool = False) -> tuple[int, ...]:
-    out = tuple(int(v) for v in (values if values is not None else []))
-    for v in out:
-        if not (0 <= v < n or (allow_missing and v == -1)):
-            raise UsageError(f"{label}: {what} refer to tensor {v}, but the model has {n} tensors")
-    return out
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in (values if values is not None else []))
 
 
-def _opcode_name(code: Any, schema: Any) -> str:
-    names = _enum_names(schema.BuiltinOperator)
+def _check_indices(values: tuple[int, ...], n: int, what: str, field: str, where: v.Where,
+                   allow_missing: bool) -> None:
+    for pos, x in enumerate(values):
+        if not (0 <= x < n or (allow_missing and x == -1)):
+            expected = f"a tensor index below {n}" + (" (or -1: none)" if allow_missing else "")
+            raise where.error(what, f"{field}[{pos}]", expected, x)
+
+
+def _opcode_name(index: int, code: Any, schema: Any, where: v.Where) -> str:
     value = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-    name = names.get(value, f"OP_{value}")
+    name = v.check_opcode(value, _enum_names(schema.BuiltinOperator), index, where)
     if name == "CUSTOM":
-        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-        return f"CUSTOM({custom})"
+        return f"CUSTOM({v.short(_text(code.customCode), 40)})"
     return name
 
 
-def _tensor(index: int, t: Any, buffers: list[Any], *, buf_label: str, schema: Any,
-            raw: Any) -> Tensor:
-    dtype = _enum_names(schema.TensorType).get(int(t.type), f"type{t.type}").lower()
-    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"tensor{index}")
-    if any(d < 0 for d in shape):
-        raise UsageError(f"{buf_label}: tensor '{name}' has a dynamic shape {list(shape)}; "
-                         "tinyprune needs static shapes (batch 1)")
-    quant = None
-    q = t.quantization
-    if q is not None and q.scale is not None and len(q.scale) > 0:
-        zps = [int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale))]
-        quant = Quant(scale=tuple(float(s) for s in q.scale), zero_point=tuple(zps),
-                      axis=int(q.quantizedDimension))
-    data = None
-    if not 0 <= t.buffer < len(buffers):
-        raise UsageError(f"{buf_label}: tensor '{name}' refers to buffer {t.buffer}, "
-                         f"but the model has {len(buffers)} buffers")
-    buf = buffers[t.buffer]
-    raw_bytes = None if buf is None else buf.data
-    if raw_bytes is None and buf is not None and int(getattr(buf, "size", 0) or 0) > 0:
-        raise UsageError(f"{buf_label}: tensor '{name}' keeps its data outside the flatbuffer "
-                         "(models over 2 GB are not supported)")
-    if raw_bytes is not None and len(raw_bytes) > 0:
-        if dtype not in _NP_DTYPES:
-            raise UsageError(f"{buf_label}: constant tensor '{name}' has type {dtype}; "
-                             f"supported: {', '.join(_NP_DTYPES)}")
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[dtype]
-        arr: np.ndarray = np.frombuffer(bytes(raw_bytes), dtype=_NP_DTYPES[dtype])
-        if arr.nbytes != expected:
-            raise UsageError(f"{buf_label}: tensor '{name}' holds {arr.nbytes} bytes, "
-                             f"expected {expected} for shape {list(shape)} of {dtype}")
-        data = arr.reshape(shape).copy()
+def _tensor(index: int, t: Any, buffers: list[Any], schema: Any, where: v.Where) -> Tensor:
+    name = _text(t.name) or f"tensor{index}"
+    what = v.tensor_what(index, name)
+    dtype = _enum_names(schema.TensorType).get(int(t.type), f"type {t.type}").lower()
+    v.check_dtype(dtype, tuple(NP_DTYPES), what, where)
+    shape = _ints(t.shape)
+    nbytes = v.check_shape(shape, DTYPE_BYTES[dtype], what, where)
+    checked = v.check_quant(t.quantization, dtype, shape, what, where)
+    quant = None if checked is None else Quant(scale=checked[0], zero_point=checked[1],
+                                               axis=checked[2])
+    data = _data(t, buffers, dtype, shape, nbytes, what, where)
     return Tensor(index=index, name=name, shape=shape, dtype=dtype, quant=quant, data=data)
 
 
-def _options(o: Any, schema: Any) -> dict[str, Any]:
+def _data(t: Any, buffers: list[Any], dtype: str, shape: tuple[int, ...], nbytes: int,
+          what: str, where: v.Where) -> np.ndarray | None:
+    """The constant value of a tensor (None for activations), checked against its shape."""
+    v.check_buffer_index(int(t.buffer), len(buffers), what, where)
+    buf = buffers[int(t.buffer)]
+    raw = None if buf is None else buf.data
+    if raw is None and buf is not None and (int(buf.size or 0) > 0 or int(buf.offset or 0) > 1):
+        raise where.error(what, "buffer", "data inside the flatbuffer",
+                          f"data outside it (offset {buf.offset}, size {buf.size})",
+                          "models over 2 GB are not supported")
+    if raw is None or len(raw) == 0:
+        return None
+    v.check_data_size(len(raw), nbytes, shape, dtype, what, where)
+    arr = np.frombuffer(bytes(raw), dtype=np.uint8)
+    if dtype == "bool" and int(arr.max()) > 1:
+        raise where.error(what, "buffer data", "bool values 0 or 1", int(arr.max()))
+    return arr.view(NP_DTYPES[dtype]).reshape(shape).copy()
+
+
+def _options(o: Any, schema: Any, what: str, where: v.Where,
+             strict: bool) -> tuple[str | None, dict[str, Any]]:
+    """(options type name or None, builtin options as plain values, enums by name). With
+    ``strict`` (an op the reader knows) enum values are checked."""
     opts: dict[str, Any] = {}
+    kind = None
+    if o.builtinOptions is not None:
+        kind = type(o.builtinOptions).__name__.removesuffix("T")
+    elif int(o.builtinOptionsType or 0):
+        kind = f"options type {o.builtinOptionsType}"
     for holder in (o.builtinOptions, getattr(o, "builtinOptions2", None)):
         if holder is None:
             continue
         for key, value in vars(holder).items():
-            if key in _ENUM_FIELDS:
-                value = _enum_names(getattr(schema, _ENUM_FIELDS[key])).get(int(value), str(value))
+            if key in _ENUM_FIELDS or key in _ENUM_CHECKED:
+                names = _enum_names(getattr(schema, {**_ENUM_FIELDS, **_ENUM_CHECKED}[key]))
+                if strict:
+                    v.check_enum(int(value), names, _snake(key), what, where)
+                if key in _ENUM_FIELDS:
+                    value = names.get(int(value), str(value))
             elif isinstance(value, np.ndarray):
-                value = [int(v) for v in value]
+                value = [int(x) for x in value]
             opts[_snake(key)] = value
-    return opts
+    return kind, opts
+
+
+def _op_name(tensors: tuple[Tensor, ...], outs: tuple[int, ...], index: int, code: str) -> str:
+    """The layer name (from the first output's tensor name), safe inside a C comment."""
+    raw = layer_name(tensors[outs[0]].name, f"op{index}_{code.lower()}")
+    name = "".join(c if c.isprintable() else "_" for c in raw).replace("*/", "*_/")
+    return name[:200]
 
 
 def layer_name(tensor_name: str, fallback: str) -> str:
@@ -180,13 +291,28 @@ from tinyprune.ir.names import keras_layer_names  # noqa: E402,F401
 
 
 def _op(index: int, o: Any, codes: list[str], tensors: tuple[Tensor, ...], schema: Any,
-        label: str) -> Op:
-    if not 0 <= o.opcodeIndex < len(codes):
-        raise UsageError(f"{label}: operator {index} has opcode index {o.opcodeIndex}, "
-                         f"but the model lists {len(codes)} opcodes")
-    code = codes[o.opcodeIndex]
-    ins = _indices(o.inputs, len(tensors), label, f"inputs of operator {index} ({code})", True)
-    outs = _indices(o.outputs, len(tensors), label, f"outputs of operator {index} ({code})")
-    name = layer_name(tensors[outs[0]].name, f"op{index}_{code.lower()}") if outs else f"op{index}"
-    return Op(index=index, opcode=code, inputs=ins, outputs=outs, options=_options(o, schema),
-              name=name)
+        where: v.Where) -> Op:
+    if not 0 <= int(o.opcodeIndex) < len(codes):
+        raise where.error(f"op {index}", "opcode_index",
+                          f"an index below {len(codes)} (the model's operator codes)",
+                          o.opcodeIndex)
+    code = codes[int(o.opcodeIndex)]
+    ins, outs = _ints(o.inputs), _ints(o.outputs)
+    _check_indices(ins, len(tensors), f"op {index} ({code})", "inputs", where, True)
+    _check_indices(outs, len(tensors), f"op {index} ({code})", "outputs", where, False)
+    if not outs:
+        raise where.error(f"op {index} ({code})", "outputs", "at least 1 output", 0)
+    name = _op_name(tensors, outs, index, code)
+    what = v.op_what(index, name, code)
+    rule = v.OP_RULES.get(code)
+    kind, options = _options(o, schema, what, where, strict=rule is not None)
+    if rule is not None:
+        v.check_arity(rule, ins, outs, what, where)
+        v.check_shapes(rule, [tensors[t].shape if t >= 0 else None for t in ins],
+                       [tensors[t].shape for t in outs], what, where)
+        v.check_options(rule, kind, what, where)
+        for key, value in options.items():
+            v.check_option_value(key, value, what, where)
+        if rule.window:
+            v.check_window(tensors[ins[1]].shape, options, what, where)
+    return Op(index=index, opcode=code, inputs=ins, outputs=outs, options=options, name=name)

@@ -21,6 +21,7 @@ import numpy as np
 
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import KernelCall, LowerContext, register
 from tinyprune.kernels.quant import (
     MAX_LEFT_SHIFT,
@@ -445,5 +446,5 @@ class DepthwiseConvHandler:
         return _lower(op, ctx, args, _label("dwconv", op, args))
 
 
-register(ConvHandler())
+register(ConvHandler(), estimate=sparse_cost.conv_dense_estimate)
 register(DepthwiseConvHandler())

@@ -17,6 +17,7 @@ import numpy as np
 
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.graph import Graph, Op, Tensor
+from tinyprune.kernels import sparse_cost
 from tinyprune.kernels.base import KernelCall, LowerContext, register
 from tinyprune.kernels.conv import channel_multipliers, check_int8_tensors, check_shifts
 from tinyprune.kernels.quant import activation_range, quantize_multiplier
@@ -172,4 +173,4 @@ class FullyConnectedHandler:
                           scratch_bytes=scratch_bytes, macs=a.macs, weight_bytes=a.weight_bytes)
 
 
-register(FullyConnectedHandler())
+register(FullyConnectedHandler(), estimate=sparse_cost.fc_dense_estimate)

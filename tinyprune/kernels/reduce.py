@@ -84,6 +84,10 @@ class MeanHandler:
             )
         if math.prod(x.shape[a] for a in axes) > (1 << 23):
             raise fail(op, "reduces more than 2^23 elements per output")
+        kept = math.prod(x.shape) // math.prod(x.shape[a] for a in axes)
+        if out.size != kept:
+            raise fail(op, f"output: expected {kept} values for {list(x.shape)} over axes "
+                           f"{axes}, received shape {list(out.shape)}")
         count = math.prod(x.shape[a] for a in axes)
         p = mean_params(x.scale, x.zero_point, out.scale, out.zero_point, count)
         error = shift_error(x.scale / out.scale / count, p["shift"])

@@ -222,3 +222,74 @@ ZOO: dict[str, Callable[..., Any]] = {
     "ad": ad_autoencoder,
     "digits": digits_cnn,
 }
+
+
+# ---------------------------------------------------------------- MLPerf-shaped, any input size
+
+
+def _spatial(size: int, stride: int) -> int:
+    return -(-size // stride)
+
+
+def dscnn_small(
+    flavor: Flavor = "keras3",
+    seed: int = 0,
+    input_shape: tuple[int, int, int] = (8, 8, 1),
+    classes: int = 10,
+    first_kernel: tuple[int, int] = (3, 3),
+    first_stride: tuple[int, int] = (1, 1),
+    filters: int = 64,
+) -> Any:
+    """The DS-CNN topology of :func:`kws_dscnn` for any input (default: the 8x8 digits).
+
+    Conv ``first_kernel``/``first_stride`` with ``filters`` filters, four depthwise 3x3 +
+    pointwise 1x1 blocks, average pooling over the whole map, dense softmax. With
+    ``input_shape=(49, 10, 1), classes=12, first_kernel=(10, 4), first_stride=(2, 2)`` it is
+    the MLPerf Tiny KWS model.
+    """
+    b = _Blocks(flavor)
+    inputs = b.L.Input(input_shape, name="input")
+    x = b.conv(inputs, filters, first_kernel, "conv1", strides=first_stride)
+    x = b.bn_relu(x, "conv1")
+    x = b.L.Dropout(0.2, name="drop1")(x)
+    for i in range(1, 5):
+        x = b.bn_relu(b.dw(x, f"dw{i}"), f"dw{i}")
+        x = b.bn_relu(b.conv(x, filters, (1, 1), f"pw{i}"), f"pw{i}")
+    x = b.L.Dropout(0.4, name="drop2")(x)
+    pool = tuple(_spatial(n, s) for n, s in zip(input_shape[:2], first_stride, strict=True))
+    x = b.L.AveragePooling2D(pool_size=pool, name="pool")(x)
+    x = b.L.Flatten(name="flatten")(x)
+    outputs = b.L.Dense(classes, activation="softmax", name="fc")(x)
+    return b.model(inputs, outputs, "dscnn_small", seed)
+
+
+def resnet8_small(
+    flavor: Flavor = "keras3",
+    seed: int = 0,
+    input_shape: tuple[int, int, int] = (8, 8, 1),
+    classes: int = 10,
+) -> Any:
+    """The ResNet-8 topology of :func:`ic_resnet8` for any input (default: the 8x8 digits).
+
+    Conv 16 3x3, three residual stacks (16, 32, 64 filters, strides 1, 2, 2), average pooling
+    over the whole map, dense softmax. With ``input_shape=(32, 32, 3)`` it is the MLPerf Tiny
+    IC model.
+    """
+    b = _Blocks(flavor)
+    inputs = b.L.Input(input_shape, name="input")
+    x = b.bn_relu(b.conv(inputs, 16, 3, "conv1"), "conv1")
+    x = _residual_stack(b, x, 16, 1, "stack1")
+    x = _residual_stack(b, x, 32, 2, "stack2")
+    x = _residual_stack(b, x, 64, 2, "stack3")
+    pool = tuple(_spatial(n, 4) for n in input_shape[:2])
+    x = b.L.AveragePooling2D(pool_size=pool, name="pool")(x)
+    x = b.L.Flatten(name="flatten")(x)
+    outputs = b.L.Dense(classes, activation="softmax", kernel_initializer="he_normal", name="fc")(x)
+    return b.model(inputs, outputs, "resnet8_small", seed)
+
+
+SMALL: dict[str, Callable[..., Any]] = {
+    "dscnn": dscnn_small,
+    "resnet8": resnet8_small,
+}
+"""MLPerf-shaped builders for any input shape and class count (digits-sized by default)."""

@@ -1,5 +1,11 @@
 """Chooses a kernel for every op, collects constant arrays and plans the arena.
 
+Kernel choice (:func:`choose_kernel`) is generic: the op's primary handler validates it; every
+registered handler of the op (primary and variants, e.g. the sparse kernels) that accepts it
+gives an estimate, and the cheapest one among the kinds the :class:`PlanOptions` allow wins. The
+planner knows nothing about what a kernel exploits; it only compares numbers and records them,
+with the reason, in the :class:`KernelCall` (for the report's ``layers[]``).
+
 Lowering runs first with symbolic activation pointers (``TP_T<index>``, macros that codegen
 defines from the memory plan), so a handler never needs an offset; the memory plan is made
 afterwards from the ops that remain, their aliases and their scratch needs.
@@ -9,18 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from tinyprune.errors import UnsupportedError
 from tinyprune.ir.fold import fold_constants
 from tinyprune.ir.graph import Graph, Op
-from tinyprune.kernels.base import KernelCall, handler_for
+from tinyprune.kernels.base import (
+    KERNEL_KINDS,
+    Estimate,
+    KernelCall,
+    PlanOptions,
+    Registered,
+    handlers_for,
+)
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
 
-CTYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32,
-          "uint32_t": np.uint32, "float": np.float32}
+CTYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "uint16_t": np.uint16,
+          "int32_t": np.int32, "uint32_t": np.uint32, "float": np.float32}
 
 
 @dataclass(frozen=True)
@@ -89,28 +102,140 @@ class _Lowering:
         return "tp_scratch"
 
 
-def plan(graph: Graph, *, dsp: bool) -> Plan:
+def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan:
     """Lowers every op to a kernel call and plans memory.
 
     Args:
         graph: the IR graph (shape-only subgraphs are folded here).
         dsp: the target has the DSP extension; kernels take their SIMD path.
+        options: the kernel choice's options (default: the cheapest estimate wins).
 
     Raises:
         UnsupportedError: an op has no kernel, or its handler refuses it (names layer and op).
     """
+    options = options or PlanOptions()
     graph = fold_constants(graph)
     if not graph.ops:
         raise UnsupportedError("the model has no operators left after folding constants")
     ctx = _Lowering(dsp)
     planned: list[PlannedOp] = []
     for op in graph.ops:
-        handler = handler_for(op)
-        handler.check(op, graph)
-        planned.append(PlannedOp(op, handler.lower(op, graph, ctx)))
+        choice = choose_kernel(op, graph, dsp, options)
+        call = choice.entry.handler.lower(op, graph, ctx)
+        planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
     memory = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
                 memory=memory, dsp=dsp)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The handler chosen for an op, the estimates it was compared on, and why.
+
+    Attributes:
+        entry: the chosen handler.
+        primary: the estimate of the op's primary (dense) handler, None when it has none.
+        best_other: the cheapest estimate of the other accepting handlers, None when none.
+        reason: one line for the report ("" when the op has a single handler).
+        chosen: the estimate of the chosen handler, None when it has none.
+    """
+
+    entry: Registered
+    primary: Estimate | None = None
+    best_other: Estimate | None = None
+    reason: str = ""
+    chosen: Estimate | None = None
+
+
+def choose_kernel(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Choice:
+    """The op's handler: the cheapest accepting one of the kinds ``options`` allow.
+
+    Raises:
+        UnsupportedError: the primary handler refuses the op.
+    """
+    entries = handlers_for(op)
+    primary = entries[0]
+    primary.handler.check(op, graph)
+    if len(entries) == 1:
+        return Choice(primary)
+    wanted = options.kind_for(op.name)
+    if wanted not in ("auto", *KERNEL_KINDS) and not any(wanted in e.kernels for e in entries):
+        offered = sorted({k for e in entries for k in e.kernels})
+        raise ValueError(f"layer '{op.name}': kernel {wanted} is not one of its kernels; "
+                         f"expected one of {', '.join(offered) or '(none)'}")
+    scored = [(e, est) for e in entries
+              if e.estimate is not None and (est := e.estimate(op, graph, dsp, options))]
+    own = next((est for e, est in scored if e is primary), None)
+    others = [(e, est) for e, est in scored if e is not primary]
+    best_other = min((est for _, est in others), key=lambda x: x.cycles, default=None)
+    allowed = [(e, est) for e, est in scored if e.allowed_by(wanted)]
+    if wanted == "auto" and own is not None and _dense_weights(op, graph):
+        # Nothing to skip: a sparse format only adds index bytes, and what its estimate may
+        # win (a few percent on some shapes) is inside the cost model's error.
+        dense = [(e, est) for e, est in allowed if e.kind != "sparse"]
+        if len(dense) < len(allowed):
+            entry, est = min(dense, key=lambda pair: pair[1].cycles)
+            return Choice(entry, own, best_other, _reason(entry is primary, est, own, best_other,
+                          forced=False) + f"; weights {weight_sparsity(op, graph):.1%} zero, "
+                          f"below the {MIN_SPARSE_WEIGHTS:.0%} a sparse format needs", est)
+    if wanted == "auto" and own is None:
+        return Choice(primary, None, best_other, "no estimate for the primary kernel")
+    if not allowed or (wanted == primary.kind and own is None):
+        return Choice(primary, own, best_other, f"no {wanted} kernel accepts the layer", own)
+    entry, est = min(allowed, key=lambda pair: pair[1].cycles)
+    return Choice(entry, own, best_other, _reason(entry is primary, est, own, best_other,
+                                                  forced=wanted != "auto"), est)
+
+
+def _reason(is_primary: bool, est: Estimate, own: Estimate | None,
+            best_other: Estimate | None, *, forced: bool) -> str:
+    prefix = "forced: " if forced else ""
+    if is_primary:
+        if best_other is None or own is None:
+            return f"{prefix}{est.detail}: no other kernel accepts the layer"
+        return (f"{prefix}{est.detail}: est. {own.cycles:,.0f} cycles; the best other "
+                f"({best_other.detail}) est. {best_other.cycles:,.0f} "
+                f"({best_other.cycles / max(own.cycles, 1.0):.2f}x)")
+    if own is None:
+        return f"{prefix}{est.detail}: est. {est.cycles:,.0f} cycles"
+    return (f"{prefix}{est.detail}: est. {est.cycles:,.0f} cycles, "
+            f"{est.cycles / max(own.cycles, 1.0):.2f}x the dense kernel's {own.cycles:,.0f}")
+
+
+# Below this fraction of zero int8 weights the sparse (weight) kernels are not considered in
+# "auto": trained dense weights are 1-3% zero, the blocks they leave empty are a few per layer.
+MIN_SPARSE_WEIGHTS = 0.10
+
+
+def _dense_weights(op: Op, graph: Graph) -> bool:
+    sparsity = weight_sparsity(op, graph)
+    return sparsity is not None and sparsity < MIN_SPARSE_WEIGHTS
+
+
+def weight_sparsity(op: Op, graph: Graph) -> float | None:
+    """Fraction of zeros in the op's constant int8 inputs (its weights); None without any."""
+    arrays = [t.data for t in (graph.tensor(i) for i in op.inputs if i >= 0)
+              if t.data is not None and t.dtype == "int8"]
+    size = sum(a.size for a in arrays)
+    if not size:
+        return None
+    return sum(int(np.count_nonzero(a == 0)) for a in arrays) / size
+
+
+def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelCall:
+    """The call with the choice's figures (sparsity, estimates, reason) filled in."""
+    sparsity = weight_sparsity(op, graph)
+    is_primary = choice.entry.kind == "dense"
+    return replace(
+        call,
+        sparsity=None if sparsity is None else round(sparsity, 4),
+        encoding=call.encoding or ("dense" if sparsity is not None else ""),
+        dense_cycles=None if choice.primary is None else round(choice.primary.cycles),
+        sparse_cycles=None if choice.best_other is None else round(choice.best_other.cycles),
+        est_cycles=None if choice.chosen is None else round(choice.chosen.cycles),
+        dense_weight_bytes=call.dense_weight_bytes if call.dense_weight_bytes is not None
+        else (call.weight_bytes if is_primary and sparsity is not None else None),
+        reason=choice.reason)
 
 
 def _memory_plan(graph: Graph, planned: list[PlannedOp]) -> MemoryPlan:

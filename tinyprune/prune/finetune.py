@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,31 +65,34 @@ def _check_fit_labels(model: Any, data: Dataset) -> None:
         check_labels("fine-tuning data", name, data.y_fit, classes)
 
 
-def finetune(model: Any, data: Dataset, ft: FineTune, progress: bool = False) -> Any:
+def finetune(model: Any, data: Dataset, ft: FineTune, progress: bool = False, *,
+             callbacks: Sequence[Any] = (), initial_epoch: int = 0) -> Any:
     """Train ``model`` in place on ``data``'s fit split; returns the Keras History.
 
     The model is compiled (Adam, a loss suited to the labels); the user's original model is
-    never passed here, only pruned copies.
+    never passed here, only pruned copies. ``callbacks`` are added to the fit (the sparsify
+    stage holds its masks with one); ``initial_epoch`` resumes the schedule at that epoch
+    (epochs ``initial_epoch .. ft.epochs - 1`` are trained).
 
     Raises:
         UsageError: a class label is not a class of the model.
     """
-    if ft.epochs == 0:
+    if ft.epochs <= initial_epoch:
         return None
     _check_fit_labels(model, data)
     k = keras_module(flavor_of(model))
     y = data.y_fit if data.y_fit is not None else data.x_fit
     model.compile(optimizer=k.optimizers.Adam(ft.learning_rate), loss=_loss(k, model, data))
-    callbacks = [k.callbacks.LearningRateScheduler(lr_at(ft)),
-                 _progress_callback(k, ft.epochs, progress)]
+    used = [*callbacks, k.callbacks.LearningRateScheduler(lr_at(ft)),
+            _progress_callback(k, ft.epochs - initial_epoch, progress)]
     split = ft.validation_split if len(data.x_fit) >= 10 else 0.0
     if ft.patience is not None:
-        callbacks.append(k.callbacks.EarlyStopping(
+        used.append(k.callbacks.EarlyStopping(
             monitor="val_loss" if split > 0 else "loss", patience=ft.patience,
             restore_best_weights=True))
     history = model.fit(np.asarray(data.x_fit), np.asarray(y), epochs=ft.epochs,
-                        batch_size=ft.batch_size, validation_split=split, verbose=0,
-                        callbacks=callbacks)
+                        initial_epoch=initial_epoch, batch_size=ft.batch_size,
+                        validation_split=split, verbose=0, callbacks=used)
     log.info("fine-tuned %d epochs, final loss %.4f", len(history.history["loss"]),
              history.history["loss"][-1])
     return history

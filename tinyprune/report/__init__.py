@@ -23,8 +23,8 @@ from tinyprune.report.budgets import (
     margin_text,
 )
 from tinyprune.report.compare import baseline_lines
+from tinyprune.report.figures import estimate_label, fmt_number, fmt_signed, fmt_unit
 from tinyprune.report.figures import fmt_int as _fmt_int
-from tinyprune.report.figures import fmt_number, fmt_signed, fmt_unit
 
 __all__ = ["BUDGET_RULES", "RENDERINGS", "SCHEMA_VERSION", "baseline_lines", "evaluate_budgets",
            "failure_reason", "fmt_number", "read_report", "render", "summary_lines",
@@ -212,7 +212,7 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
         lines.append(f"cycles    not measured on {emulator} (it has no DWT cycle counter); "
                      "use --emulator unicorn for cycle estimates")
     else:
-        est = " (estimate)" if run.get("cycles_are_estimate") else ""
+        est = estimate_label(run)
         lines.append(f"cycles    {_fmt_int(run['cycles_per_inference'])}{est} = "
                      f"{run['latency_ms_at_clock']:.2f} ms at clock; "
                      f"{_fmt_int(run['instructions_per_inference'])} instructions")

@@ -64,6 +64,29 @@ UNITS: dict[str, Callable[[Any], str]] = {
 }
 
 
+def memory_label(memory: Any) -> str:
+    """``flash 7 wait states, I-cache on, D-cache on`` from ``run.memory_model``."""
+    if not isinstance(memory, dict) or not memory:
+        return "no memory costs"
+    ws = memory.get("flash_wait_states")
+    caches = ", ".join(f"{name} {'on' if memory.get(key) else 'off'}"
+                       for name, key in (("I-cache", "icache"), ("D-cache", "dcache")))
+    return f"flash {ws} wait states, {caches}" if ws else "zero-wait memory"
+
+
+def estimate_label(run: dict[str, Any]) -> str:
+    """`` (estimate, m7 model: flash 7 wait states, ...)`` for a run's cycle figure; ``''`` when
+    the cycles are not estimates; `` (estimate)`` for a report without ``cycle_model``."""
+    if not run.get("cycles_are_estimate"):
+        return ""
+    model = run.get("cycle_model")
+    if not model:
+        return " (estimate)"
+    if model not in ("m7", "m4", "m0plus", "table"):  # another emulator's own, e.g. Renode's
+        return f" (estimate, {model})"
+    return f" (estimate, {model} model: {memory_label(run.get('memory_model'))})"
+
+
 def fmt_unit(v: Any, unit: str) -> str:
     return UNITS[unit](v)
 

@@ -26,6 +26,7 @@ from tinyprune.report.checks import BUDGETS, FAILED, report_checks, verdict, why
 from tinyprune.report.compare import figure_changes, layer_changes
 from tinyprune.report.figures import (
     MISSING,
+    estimate_label,
     fmt_bytes,
     fmt_compact,
     fmt_int,
@@ -97,8 +98,9 @@ def _cards(report: dict[str, Any]) -> list[dict[str, str]]:
         {"label": "RAM", "value": fmt_kib(ram),
          "sub": f"of {fmt_kib(b.get('ram_bytes'))} ({share(ram, b.get('ram_bytes'))})"},
         {"label": "latency", "value": fmt_ms(run.get("latency_ms_at_clock")),
-         "sub": (f"{fmt_int(cycles)} cycles" + (" (estimate)" if run.get("cycles_are_estimate")
-                                                else "")) if cycles is not None
+         "sub": (f"{fmt_int(cycles)} cycles" + estimate_label(run).split(":")[0]
+                 + (")" if run.get("cycle_model") and run.get("cycles_are_estimate") else ""))
+         if cycles is not None
          else why_no_cycles(report).split(",")[0]},
         {"label": "accuracy", "value": fmt_percent(acc.get("firmware")),
          "sub": f"firmware, {fmt_int(acc.get('test_samples'))} test samples"
@@ -166,10 +168,8 @@ def _cycles_plot(report: dict[str, Any]) -> Plot:
     spec = charts.BarSpec("chart-cycles", f"{title}: {fmt_int(total)} cycles in all",
                           [str(x.get("name")) for x in layers], [x["cycles"] for x in layers],
                           tips, fmt_compact, cls="bar bar-cycles")
-    est = " (estimates from the emulator's cycle model)" if _sec(report, "run").get(
-        "cycles_are_estimate") else ""
     return Plot("plot-cycles", title, charts.bar_chart(spec),
-                note=f"{fmt_int(total)} cycles per inference{est}")
+                note=f"{fmt_int(total)} cycles per inference{estimate_label(_sec(report, 'run'))}")
 
 
 def _weights_plot(report: dict[str, Any]) -> Plot:
@@ -180,6 +180,8 @@ def _weights_plot(report: dict[str, Any]) -> Plot:
     values = [x.get("weight_bytes") or 0 for x in layers]
     tips = [f"{_label(i, x)}: {fmt_int(v)} weight bytes"
             + (f", {fmt_percent(x['sparsity'])} zero" if x.get("sparsity") else "")
+            + (f", stored as {x['format']} (dense: {fmt_int(x.get('weight_bytes_dense'))})"
+               if x.get("format") not in (None, "dense") else "")
             for i, (x, v) in enumerate(zip(layers, values, strict=True))]
     spec = charts.BarSpec("chart-weights", f"{title}: {fmt_int(sum(values))} bytes in all",
                           [str(x.get("name")) for x in layers], values, tips, fmt_compact,
@@ -304,7 +306,9 @@ def _layer_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"i": i, "name": x.get("name"), "op": x.get("op"), "kernel": x.get("kernel"),
              "macs": fmt_int(x.get("macs")), "weights": fmt_int(x.get("weight_bytes")),
              "cycles": fmt_int(x.get("cycles")), "share": share(x.get("cycles"), total),
-             "sparsity": fmt_percent(x.get("sparsity"))} for i, x in enumerate(layers)]
+             "sparsity": fmt_percent(x.get("sparsity")),
+             "format": x.get("format") if x.get("format") not in (None, "dense") else ""}
+            for i, x in enumerate(layers)]
 
 
 def _variant_rows(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from tinyprune.report.checks import FAILED, PASSED, Check, report_checks, verdic
 from tinyprune.report.compare import figure_changes, layer_changes
 from tinyprune.report.figures import (
     MISSING,
+    estimate_label,
     fmt_bytes,
     fmt_int,
     fmt_ms,
@@ -63,7 +64,7 @@ def _cycles(run: dict[str, Any], board: dict[str, Any]) -> str:
         emulator = run.get("emulator")
         return (f"not measured on {emulator} (no cycle counter)" if emulator not in
                 (None, "none") else "not measured (no firmware run)")
-    est = " (estimate)" if run.get("cycles_are_estimate") else ""
+    est = estimate_label(run)
     clock = board.get("clock_hz")
     at = f" at {clock / 1e6:.0f} MHz" if clock else ""
     return f"{fmt_int(cycles)}{est} = {fmt_ms(run.get('latency_ms_at_clock'))}{at}"
@@ -135,14 +136,17 @@ def _layers(report: dict[str, Any]) -> list[str]:
     total = sum(x.get("cycles") or 0 for x in layers) or None
     macs = sum(x.get("macs") or 0 for x in layers)
     weights = sum(x.get("weight_bytes") or 0 for x in layers)
-    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), fmt_int(x.get("macs")),
-             fmt_int(x.get("weight_bytes")), fmt_int(x.get("cycles")),
-             share(x.get("cycles"), total)) for i, x in enumerate(layers)]
+    rows = [(i, x.get("name"), x.get("op"), x.get("kernel"), x.get("format") or "",
+             fmt_int(x.get("macs")), fmt_int(x.get("weight_bytes")),
+             fmt_int(x.get("weight_bytes_dense")) if x.get("format") not in (None, "dense")
+             else "", fmt_int(x.get("cycles")), share(x.get("cycles"), total))
+            for i, x in enumerate(layers)]
     summary = (f"{len(layers)} layers: {fmt_int(macs)} MACs, {fmt_int(weights)} weight bytes, "
                f"{fmt_int(total)} cycles")
     return ["### Layers", "", f"<details><summary>{summary}</summary>", "",
-            *_table(["#", "layer", "op", "kernel", "MACs", "weights (B)", "cycles", "share"],
-                    "rlllrrrr", rows), "", "</details>", ""]
+            *_table(["#", "layer", "op", "kernel", "weights as", "MACs", "weights (B)",
+                     "dense (B)", "cycles", "share"], "rllllrrrrr", rows), "", "</details>",
+            ""]
 
 
 def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -150,12 +154,15 @@ def _variants(variants: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
     for label, r in variants:
         fw, run, acc = r.get("firmware") or {}, r.get("run") or {}, r.get("accuracy") or {}
         pruning = (r.get("model") or {}).get("pruning") or {}
+        sparse = (r.get("model") or {}).get("sparsify") or {}
         rows.append((label, fmt_percent(pruning.get("ratio")) if pruning.get("ratio") else "0%",
+                     f"{fmt_percent(sparse.get('sparsity'))} {sparse.get('pattern')}"
+                     if sparse else "-",
                      fmt_bytes(fw.get("flash_used_bytes")), fmt_bytes(fw.get("ram_used_bytes")),
                      fmt_int(run.get("cycles_per_inference")), fmt_percent(acc.get("firmware")),
                      "✅" if r.get("ok") else "❌"))
-    return ["### Variants", "", *_table(["variant", "pruned", "flash", "RAM", "cycles",
-                                         "accuracy", "ok"], "lrrrrrc", rows), ""]
+    return ["### Variants", "", *_table(["variant", "pruned", "sparse", "flash", "RAM",
+                                         "cycles", "accuracy", "ok"], "llrrrrrc", rows), ""]
 
 
 def _footer(report: dict[str, Any]) -> list[str]:

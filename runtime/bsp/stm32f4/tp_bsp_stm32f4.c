@@ -36,7 +36,7 @@ static void tp_uart_init(void)
 {
     const uint32_t pclk = tp_stm32_uart_clock(TP_APB1_DIV, TP_APB2_DIV);
     tp_stm32_pin_af(TP_UART_TX_PORT, TP_UART_TX_PIN, TP_UART_AF);
-    tp_stm32_pin_af(TP_UART_RX_PORT, TP_UART_RX_PIN, TP_UART_AF);
+    tp_stm32_pin_af(TP_UART_RX_PORT, TP_UART_RX_PIN, TP_UART_RX_AF);
     TP_USART_CR1 = 0u;
     TP_USART_BRR = (pclk + TP_UART_BAUD / 2u) / TP_UART_BAUD;
     TP_USART_CR1 = TP_USART_CR1_UE | TP_USART_CR1_TE;

@@ -5,6 +5,7 @@
  */
 #include "tp_bsp.h"
 #include "tp_stm32.h"
+#include "tp_stm32_usart.h"
 
 #define TP_PWR_CR1_ODEN       (1u << 16)
 #define TP_PWR_CR1_ODSWEN     (1u << 17)
@@ -15,14 +16,6 @@
 
 #define TP_APB1_DIV TP_APB_DIV(54000000u)
 #define TP_APB2_DIV TP_APB_DIV(108000000u)
-
-#define TP_USART_CR1  TP_REG32(TP_UART_BASE + 0x00u)
-#define TP_USART_BRR  TP_REG32(TP_UART_BASE + 0x0Cu)
-#define TP_USART_ISR  TP_REG32(TP_UART_BASE + 0x1Cu)
-#define TP_USART_TDR  TP_REG32(TP_UART_BASE + 0x28u)
-#define TP_USART_CR1_UE  (1u << 0)
-#define TP_USART_CR1_TE  (1u << 3)
-#define TP_USART_ISR_TXE (1u << 7)
 
 static void tp_clock_init(void)
 {
@@ -46,10 +39,8 @@ static void tp_uart_init(void)
 {
     const uint32_t pclk = tp_stm32_uart_clock(TP_APB1_DIV, TP_APB2_DIV);
     tp_stm32_pin_af(TP_UART_TX_PORT, TP_UART_TX_PIN, TP_UART_AF);
-    tp_stm32_pin_af(TP_UART_RX_PORT, TP_UART_RX_PIN, TP_UART_AF);
-    TP_USART_CR1 = 0u;
-    TP_USART_BRR = (pclk + TP_UART_BAUD / 2u) / TP_UART_BAUD;
-    TP_USART_CR1 = TP_USART_CR1_UE | TP_USART_CR1_TE;
+    tp_stm32_pin_af(TP_UART_RX_PORT, TP_UART_RX_PIN, TP_UART_RX_AF);
+    tp_stm32_usart_start(pclk);
 }
 
 void tp_bsp_init(void)
@@ -62,9 +53,7 @@ void tp_bsp_init(void)
 
 void tp_bsp_putc(char c)
 {
-    while ((TP_USART_ISR & TP_USART_ISR_TXE) == 0u) {
-    }
-    TP_USART_TDR = (uint8_t)c;
+    tp_stm32_usart_putc(c);
 }
 
 uint32_t tp_bsp_cycles(void)

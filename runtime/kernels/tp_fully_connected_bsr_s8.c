@@ -1,0 +1,286 @@
+/*
+ * tinyprune runtime: block-sparse int8 FULLY_CONNECTED (R x 4 blocks, R = 1, 2 or 4), bit-exact
+ * with TFLM reference_integer_ops::FullyConnected / FullyConnectedPerChannel on the dense weights
+ * the blocks come from (zeros everywhere else). Format and arguments: tp_nn_sparse.h.
+ *
+ * DSP path: the input row is widened once into the scratch (int16, offset added, 8 bytes per
+ * group of four: tp_sp_widen); a row group then walks its blocks, each step byte moving the input
+ * pointer with one UXTAB to the block's two words (one LDRD), each block row giving two SXTB16
+ * and two SMLAD. Four blocks per loop trip for R = 1 (their steps read as one word).
+ * Portable path: the same walk over the format, one value at a time.
+ */
+#include "tp_nn_sparse.h"
+#include "tp_nn_support.h"
+#include "tp_sparse_dsp.h"
+
+/* Requantization of the layer: mult/shift arrays and 1 (per channel) or 0 (per tensor). */
+typedef struct {
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t step;
+} fc_quant;
+
+
+int32_t tp_fully_connected_bsr_s8_get_buffer_size(const tp_dims *filter_dims)
+{
+#if TP_USE_DSP
+    return 2 * ((filter_dims->c + 3) & ~3); /* the widened input row: 8 bytes per group of 4 */
+#else
+    (void)filter_dims;
+    return 0;
+#endif
+}
+
+#if TP_USE_DSP
+
+/* One block row: acc + w . (the two widened words at x). */
+#define TP_BSR_ROW(acc, w, xe, xo)                                                                \
+    acc = tp_smlad(tp_sxtb16(w), xe, acc);                                                      \
+    acc = tp_smlad(tp_sxtb16_ror8(w), xo, acc)
+
+/* Four blocks of R = 1 whose steps are the bytes of `steps`: acc += block . input. */
+#define TP_BSR_QUAD(x, steps, b, acc)                                                             \
+    do {                                                                                        \
+        int32_t w0_, w1_, xe_, xo_;                                                             \
+        tp_sp_load_2x32_inc(&(b), &w0_, &w1_);                                                  \
+        (x) = TP_SP_UXTAB(x, steps, 0);                                                         \
+        tp_load_2x32(x, &xe_, &xo_);                                                            \
+        TP_BSR_ROW(acc, w0_, xe_, xo_);                                                         \
+        (x) = TP_SP_UXTAB(x, steps, 8);                                                         \
+        tp_load_2x32(x, &xe_, &xo_);                                                            \
+        TP_BSR_ROW(acc, w1_, xe_, xo_);                                                         \
+        tp_sp_load_2x32_inc(&(b), &w0_, &w1_);                                                  \
+        (x) = TP_SP_UXTAB(x, steps, 16);                                                        \
+        tp_load_2x32(x, &xe_, &xo_);                                                            \
+        TP_BSR_ROW(acc, w0_, xe_, xo_);                                                         \
+        (x) = TP_SP_UXTAB(x, steps, 24);                                                        \
+        tp_load_2x32(x, &xe_, &xo_);                                                            \
+        TP_BSR_ROW(acc, w1_, xe_, xo_);                                                         \
+    } while (0)
+
+/* The layer as the DSP row loops read it (one pointer: fields are reloaded once per row). */
+typedef struct {
+    const uint8_t *steps;
+    const int8_t *blocks;
+    const void *counts;
+    int32_t wide_counts;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t per_channel;
+    int32_t n_out;
+    int32_t offset, lo, hi;
+} fc_layer;
+
+static inline int32_t layer_count(const fc_layer *l, int32_t g)
+{
+    return l->wide_counts ? ((const uint16_t *)l->counts)[g] : ((const uint8_t *)l->counts)[g];
+}
+
+/* R = 1: n blocks (steps *sp, words *bp) against the widened input at x; eight blocks per
+ * trip, their steps read as two words. */
+static inline __attribute__((always_inline)) int32_t blocks_r1(const int8_t *x,
+                                                               const uint8_t **sp,
+                                                               const int8_t **bp, int32_t n,
+                                                               int32_t acc)
+{
+    const uint8_t *s = *sp;
+    const int8_t *b = *bp;
+    const uint8_t *end = s + (n & ~7);
+    while (s != end) {
+        const uint32_t lo = (uint32_t)tp_sp_read32(s), hi = (uint32_t)tp_sp_read32(s + 4);
+        TP_BSR_QUAD(x, lo, b, acc);
+        TP_BSR_QUAD(x, hi, b, acc);
+        s += 8;
+    }
+    if (n & 4) {
+        const uint32_t steps = (uint32_t)tp_sp_read32(s);
+        TP_BSR_QUAD(x, steps, b, acc);
+        s += 4;
+    }
+    for (n &= 3; n > 0; --n, b += 4) {
+        int32_t xe, xo;
+        x += *s++;
+        tp_load_2x32(x, &xe, &xo);
+        TP_BSR_ROW(acc, tp_sp_read32(b), xe, xo);
+    }
+    *sp = s, *bp = b;
+    return acc;
+}
+
+TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
+{
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    const int32_t *mult = l->mult, *shift = l->shift;
+    const int32_t step = l->per_channel;
+    for (int32_t o = 0; o < l->n_out; ++o, mult += step, shift += step) {
+        const int32_t acc = blocks_r1(x, &s, &b, layer_count(l, o), l->bias ? l->bias[o] : 0);
+        out[o] = tp_sq_out_ms(acc, *mult, *shift, l->offset, l->lo, l->hi);
+    }
+}
+
+/* R = 2 and 4: the rows of each block share its input words. */
+TP_SP_HOT static void layer_r2(const fc_layer *l, const int8_t *x0, int8_t *out)
+{
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    tp_sq_channel c = tp_sq_channel_of(l->mult[0], l->shift[0]);
+    for (int32_t o = 0; o < l->n_out; o += 2) {
+        int32_t a0 = l->bias ? l->bias[o] : 0, a1 = l->bias ? l->bias[o + 1] : 0;
+        const int8_t *x = x0;
+        for (int32_t n = layer_count(l, o >> 1); n > 0; --n) {
+            int32_t xe, xo, w0, w1;
+            x += *s++;
+            tp_load_2x32(x, &xe, &xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a0, w0, xe, xo);
+            TP_BSR_ROW(a1, w1, xe, xo);
+        }
+        if (l->per_channel) {
+            c = tp_sq_channel_of(l->mult[o], l->shift[o]);
+        }
+        out[o] = tp_sq_out(a0, &c, l->offset, l->lo, l->hi);
+        if (l->per_channel) {
+            c = tp_sq_channel_of(l->mult[o + 1], l->shift[o + 1]);
+        }
+        out[o + 1] = tp_sq_out(a1, &c, l->offset, l->lo, l->hi);
+    }
+}
+
+TP_SP_HOT static void layer_r4(const fc_layer *l, const int8_t *x0, int8_t *out)
+{
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    tp_sq_channel c = tp_sq_channel_of(l->mult[0], l->shift[0]);
+    for (int32_t o = 0; o < l->n_out; o += 4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        if (l->bias) {
+            acc[0] = l->bias[o], acc[1] = l->bias[o + 1];
+            acc[2] = l->bias[o + 2], acc[3] = l->bias[o + 3];
+        }
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        const int8_t *x = x0;
+        for (int32_t n = layer_count(l, o >> 2); n > 0; --n) {
+            int32_t xe, xo, w0, w1;
+            x += *s++;
+            tp_load_2x32(x, &xe, &xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a0, w0, xe, xo);
+            TP_BSR_ROW(a1, w1, xe, xo);
+            tp_sp_load_2x32_inc(&b, &w0, &w1);
+            TP_BSR_ROW(a2, w0, xe, xo);
+            TP_BSR_ROW(a3, w1, xe, xo);
+        }
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+        for (int32_t i = 0; i < 4; ++i) {
+            if (l->per_channel) {
+                c = tp_sq_channel_of(l->mult[o + i], l->shift[o + i]);
+            }
+            out[o + i] = tp_sq_out(acc[i], &c, l->offset, l->lo, l->hi);
+        }
+    }
+}
+
+static void fc_row(const tp_fc_params *p, const fc_quant *q, const tp_bsr_filter *f,
+                   const int8_t *in, const int32_t *bias, int32_t n_in, int32_t n_out,
+                   int8_t *out, int32_t *x)
+{
+    const fc_layer l = {(const uint8_t *)f->index, f->blocks, f->counts, f->count_bytes == 2,
+                        bias, q->mult, q->shift, q->step, n_out, p->output_offset,
+                        p->activation.min, p->activation.max};
+    tp_sp_widen(in, n_in, p->input_offset, x, 2);
+    if (f->group == 1) {
+        layer_r1(&l, (const int8_t *)x, out);
+    } else if (f->group == 2) {
+        layer_r2(&l, (const int8_t *)x, out);
+    } else {
+        layer_r4(&l, (const int8_t *)x, out);
+    }
+}
+
+#else /* portable C */
+
+static int32_t count_of(const tp_bsr_filter *f, int32_t g)
+{
+    return f->count_bytes == 1 ? ((const uint8_t *)f->counts)[g] : ((const uint16_t *)f->counts)[g];
+}
+
+static void fc_row(const tp_fc_params *p, const fc_quant *q, const tp_bsr_filter *f,
+                   const int8_t *in, const int32_t *bias, int32_t n_in, int32_t n_out,
+                   int8_t *out, int32_t *x)
+{
+    (void)x;
+    const int32_t r = f->group;
+    const uint8_t *s = (const uint8_t *)f->index;
+    const int8_t *b = f->blocks;
+    for (int32_t o = 0; o < n_out; o += r) {
+        const int32_t n = count_of(f, o / r);
+        for (int32_t i = 0; i < r; ++i) {
+            int32_t acc = bias ? bias[o + i] : 0;
+            int32_t col = 0;
+            for (int32_t j = 0; j < n; ++j) {
+                col += s[j] / TP_BSR_STEP_BYTES;
+                const int8_t *w = b + (j * r + i) * 4;
+                for (int32_t t = 0; t < 4 && 4 * col + t < n_in; ++t) {
+                    acc += w[t] * (in[4 * col + t] + p->input_offset);
+                }
+            }
+            const int32_t k = (o + i) * q->step;
+            acc = tp_requantize(acc, q->mult[k], q->shift[k]) + p->output_offset;
+            out[o + i] = (int8_t)TP_CLAMP(acc, p->activation.min, p->activation.max);
+        }
+        s += n, b += 4 * r * n;
+    }
+}
+
+#endif /* TP_USE_DSP */
+
+static tp_status fc_run(const tp_context *ctx, const tp_fc_params *p, const fc_quant *q,
+                        const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
+                        const tp_bsr_filter *f, const int32_t *bias, const tp_dims *out_d,
+                        int8_t *out)
+{
+    const int32_t n_in = f_d->c, n_out = f_d->n;
+    const int32_t rows = in_d->n * in_d->h * in_d->w;
+    const int32_t size = tp_fully_connected_bsr_s8_get_buffer_size(f_d);
+    if (in_d->c != n_in || out_d->c != n_out || out_d->n * out_d->h * out_d->w != rows ||
+        (f->group != 1 && f->group != 2 && f->group != 4) || n_out % f->group != 0 ||
+        (f->count_bytes != 1 && f->count_bytes != 2) || f->index_bytes != 1 ||
+        (size > 0 && (ctx == NULL || ctx->buf == NULL || ctx->size < size))) {
+        return TP_ERR_ARG;
+    }
+    for (int32_t row = 0; row < rows; ++row) {
+        fc_row(p, q, f, in + row * n_in, bias, n_in, n_out, out + row * n_out,
+               size > 0 ? (int32_t *)ctx->buf : NULL);
+    }
+    return TP_OK;
+}
+
+tp_status tp_fully_connected_bsr_s8(const tp_context *ctx, const tp_fc_params *fc_params,
+                                    const tp_per_tensor_quant *quant_params,
+                                    const tp_dims *input_dims, const int8_t *input,
+                                    const tp_dims *filter_dims, const tp_bsr_filter *filter,
+                                    const tp_dims *bias_dims, const int32_t *bias,
+                                    const tp_dims *output_dims, int8_t *output)
+{
+    (void)bias_dims;
+    const fc_quant q = {&quant_params->multiplier, &quant_params->shift, 0};
+    return fc_run(ctx, fc_params, &q, input_dims, input, filter_dims, filter, bias, output_dims,
+                  output);
+}
+
+tp_status tp_fully_connected_bsr_per_channel_s8(const tp_context *ctx,
+                                                const tp_fc_params *fc_params,
+                                                const tp_per_channel_quant *quant_params,
+                                                const tp_dims *input_dims, const int8_t *input,
+                                                const tp_dims *filter_dims,
+                                                const tp_bsr_filter *filter,
+                                                const tp_dims *bias_dims, const int32_t *bias,
+                                                const tp_dims *output_dims, int8_t *output)
+{
+    (void)bias_dims;
+    const fc_quant q = {quant_params->multiplier, quant_params->shift, 1};
+    return fc_run(ctx, fc_params, &q, input_dims, input, filter_dims, filter, bias, output_dims,
+                  output);
+}

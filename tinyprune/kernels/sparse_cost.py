@@ -1,0 +1,114 @@
+"""The cost model the kernel choice asks: estimated cycles of a conv / FC kernel on a layer.
+
+Each kernel family has a linear model over a few counts of its work (:func:`fc_features`,
+:func:`conv_features`: calls, batch rows or pixels, inputs, outputs, MACs, stored blocks, ...):
+``cycles = sum(coefficient[k] * features[k])``. The coefficients are least-squares fits to the
+emulator's estimated cycles (the ``table`` cycle model of docs/emulator.md, M7 build, -O2, DSP
+path) of one-layer firmware over many shapes and sparsities, made by ``bench/fit_sparse_cost.py``
+(its table: ``bench/results/sparse_cost_fit.md``). They are estimates of estimates: good for
+ranking kernels (the choice), not a timing promise. Boards without the DSP extension run the
+portable paths, which the fit does not cover; the planner then keeps the dense kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinyprune.ir.graph import Graph, Op
+    from tinyprune.kernels.base import Estimate, PlanOptions
+    from tinyprune.kernels.conv import ConvArgs
+    from tinyprune.kernels.fully_connected import FcArgs
+
+# Fit: bench/fit_sparse_cost.py, nucleo_f746 (M7 build, -O2, DSP path), table cycle model,
+# 2026-12-01. Residuals of every fit are in bench/results/sparse_cost_fit.md.
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "conv_bsr_r1": {"blocks": 27.8135, "call": 7467.3771, "out": 0.0, "pixels": 214.0347,
+                    "rows": 108.6531, "window": 3.8542},
+    "conv_bsr_r2": {"blocks": 27.7017, "call": 5436.5703, "out": 0.0, "pixels": 236.0991,
+                    "rows": 141.3725, "window": 3.4275},
+    "conv_bsr_r4": {"blocks": 27.4587, "call": 3365.6087, "out": 0.0, "pixels": 235.2749,
+                    "rows": 127.2684, "window": 3.6315},
+    "conv_csr": {"call": 0.0, "nnz": 13.8003, "out": 24.782, "pixels": 219.4071, "rows": 0.0,
+                 "window": 14.0563},
+    "conv_dense": {"call": 0.0, "macs": 1.4602, "out": 42.2452, "pixels": 227.3063,
+                   "window": 7.2791},
+    "conv_nm1": {"call": 8818.072, "out": 0.0, "pixels": 333.4715, "rows": 73.0568,
+                 "units": 18.6913, "window": 24.2541},
+    "conv_nm2": {"call": 642.6008, "out": 0.0, "pixels": 252.8912, "rows": 89.8684,
+                 "units": 20.1614, "window": 15.4927},
+    "fc_bsr_r1": {"blocks": 10.6397, "call": 139.2736, "in": 4.7431, "out": 99.3415,
+                  "rows": 139.2736},
+    "fc_bsr_r2": {"blocks": 21.0178, "call": 186.147, "in": 4.2553, "out": 66.7933,
+                  "rows": 186.147},
+    "fc_bsr_r4": {"blocks": 32.0019, "call": 185.6247, "in": 4.2487, "out": 68.9894,
+                  "rows": 185.6247},
+    "fc_csr": {"call": 0.0, "in": 9.6969, "nnz": 7.6672, "out": 93.8368, "rows": 0.0},
+    "fc_dense": {"call": 150.2734, "in": 3.2869, "macs": 1.9371, "out": 78.0204, "rows": 150.2734},
+    "fc_nm1": {"call": 425.5171, "in": 10.2324, "out": 75.9834, "rows": 425.5171, "units": 9.7576},
+    "fc_nm2": {"call": 183.0, "in": 13.25, "out": 79.0, "rows": 183.0, "units": 9.5},
+    "fc_zskip": {"call": 0.0, "in": 15.809, "nz": 12.6101, "out": 80.1537, "rows": 0.0},
+}
+"""Per kernel family, its coefficient per feature (cycles per unit)."""
+
+
+def cycles(family: str, features: Mapping[str, float]) -> float:
+    """Estimated cycles of a kernel family for a layer's features.
+
+    Raises:
+        KeyError: the family has no fitted model, or a feature it needs is missing.
+    """
+    coef = COEFFICIENTS[family]
+    return float(sum(c * features[name] for name, c in coef.items()))
+
+
+def fc_features(rows: int, n_in: int, n_out: int, work: float, work_name: str = "macs"
+                ) -> dict[str, float]:
+    """Features of a FULLY_CONNECTED call: ``work`` is its MACs (dense) or per-row stored
+    blocks (block-sparse) or the like, counted for one batch row."""
+    return {"call": 1.0, "rows": float(rows), "in": float(rows * n_in),
+            "out": float(rows * n_out), work_name: float(rows * work)}
+
+
+def conv_features(pixels: int, k4: int, c_out: int, work: float, work_name: str = "macs",
+                  pixels_per_pass: int = 1) -> dict[str, float]:
+    """Features of a CONV_2D call over ``pixels`` output pixels of ``k4`` (KH * KW * C_IN
+    rounded up to 4) values each: ``work`` is counted per pass of ``pixels_per_pass`` pixels
+    (the dense kernel's MACs per pixel; a sparse kernel's stored block rows per pass)."""
+    passes = -(-pixels // pixels_per_pass)
+    features = {"call": 1.0, "pixels": float(pixels), "window": float(pixels * k4),
+                "out": float(pixels * c_out), work_name: float(passes * work)}
+    if pixels_per_pass > 1:
+        features["rows"] = float(passes * c_out)
+    return features
+
+
+def conv_dense_cycles(a: ConvArgs) -> float:
+    """Estimated cycles of the dense CONV_2D kernel (tp_conv_interleaved_s8) on a layer."""
+    n, oh, ow, c_out = a.output_shape
+    _, kh, kw, c_in = a.filter_shape
+    k4 = -(-kh * kw * c_in // 4) * 4
+    return cycles("conv_dense", conv_features(n * oh * ow, k4, c_out, c_out * k4))
+
+
+def conv_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense CONV_2D handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.conv import conv_args
+
+    return Estimate(conv_dense_cycles(conv_args(op, graph)), "dense")
+
+
+def fc_dense_cycles(a: FcArgs) -> float:
+    """Estimated cycles of the dense FULLY_CONNECTED kernel on a layer."""
+    features = fc_features(a.rows, a.in_features, a.out_features, a.in_features * a.out_features)
+    return cycles("fc_dense", features)
+
+
+def fc_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense FULLY_CONNECTED handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.fully_connected import fc_args
+
+    return Estimate(fc_dense_cycles(fc_args(op, graph)), "dense")

@@ -1,0 +1,340 @@
+"""Compact encodings of sparse int8 weight matrices, as the sparse kernels read them from flash.
+
+Every function here is pure: a dense int8 matrix ``[ROWS, K]`` in, encoded arrays out, with their
+exact byte count, plus a decoder (used by the tests). ``ROWS`` are output channels; ``K`` is a
+row's depth in the kernel's memory order (``IN`` for FULLY_CONNECTED, ``KH * KW * C_IN`` for
+CONV_2D, whose filter rows ``[KH][KW][C_IN]`` are already in that order). Rows are cut into
+groups of four consecutive values along ``K`` (``K4 = K`` rounded up to a multiple of 4, the
+padding is zeros); docs/kernels.md draws the layouts.
+
+- **Block-sparse** (:class:`BsrMatrix`, blocks of ``R x 4``): ``R`` consecutive rows (a row
+  group, R = 1, 2 or 4) share one pattern of 4-wide blocks; a block is stored when any of its
+  ``4R`` values is non-zero. Arrays: ``counts`` (blocks per row group), the block positions, and
+  the packed ``[R][4]`` int8 blocks. Positions are either absolute block columns (``index=
+  "cols"``) or byte steps into the kernel's widened input (``index="steps"``: ``8 * (column -
+  previous column)``, one uint8 each, so that one UXTAB moves the input pointer; a gap longer
+  than 31 blocks gets zero-valued filler blocks). Counts and columns use the narrowest unsigned
+  type that holds them (uint8, else uint16).
+- **N:M** (:class:`NmMatrix`, ``N:4`` with N = 1 or 2): at most N non-zeros in every group of 4.
+  The unit is a group (2:4) or a pair of groups (1:4): two int8 values per unit and a 4-bit code
+  saying which two of the unit's values they are (:data:`PAIRS_2_4`; for 1:4 ``p + 4 q``, value
+  ``p`` of the first group and ``q`` of the second). Units of a row are padded to an even count.
+- **Unstructured** (:class:`CsrMatrix`): every non-zero value with its column (CSR).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK = 4
+"""Values per block along K (one 32-bit word of int8: one LDR feeds SXTB16 + two SMLAD)."""
+
+STEP_BYTES = 8
+"""Bytes of the widened input per block (4 int16) that one ``steps`` unit moves."""
+
+MAX_STEP_BLOCKS = 255 // STEP_BYTES
+"""Longest gap (in blocks) one uint8 step covers; longer gaps get zero filler blocks."""
+
+PAIRS_2_4: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+"""2:4 codes: code c keeps values PAIRS_2_4[c] of its group (in that order)."""
+
+
+def narrowest_uint(max_value: int) -> np.dtype:
+    """uint8 when ``max_value`` fits, else uint16 (else uint32): the index type of an encoding."""
+    if max_value < 0:
+        raise ValueError(f"expected a non-negative maximum, received {max_value}")
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"expected a maximum below 2**32, received {max_value}")
+
+
+def pad_depth(dense: np.ndarray, multiple: int = BLOCK) -> np.ndarray:
+    """``[ROWS, K]`` int8 padded with zero columns to a multiple of ``multiple``."""
+    rows, depth = _check_matrix(dense)
+    padded = np.zeros((rows, -(-depth // multiple) * multiple), np.int8)
+    padded[:, :depth] = dense
+    return padded
+
+
+def _check_matrix(dense: np.ndarray) -> tuple[int, int]:
+    if dense.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix [ROWS, K], received shape {list(dense.shape)}")
+    if dense.dtype != np.int8:
+        raise ValueError(f"expected int8 values, received {dense.dtype}")
+    return int(dense.shape[0]), int(dense.shape[1])
+
+
+def _check_group(rows: int, group: int) -> None:
+    if group not in (1, 2, 4):
+        raise ValueError(f"block rows: expected 1, 2 or 4, received {group}")
+    if rows % group:
+        raise ValueError(f"block rows: {rows} rows are not a multiple of {group}")
+
+
+# ---- block-sparse ------------------------------------------------------------------------------
+
+def block_mask(dense: np.ndarray, group: int) -> np.ndarray:
+    """``[ROWS / R, K4 / 4]`` bool: which ``R x 4`` blocks hold a non-zero value."""
+    rows, _ = _check_matrix(dense)
+    _check_group(rows, group)
+    padded = pad_depth(dense)
+    blocks = padded.reshape(rows // group, group, -1, BLOCK)
+    return np.asarray(blocks.any(axis=(1, 3)))
+
+
+def block_sparsity(dense: np.ndarray, group: int) -> float:
+    """Fraction of ``R x 4`` blocks that are all zero (the work a block kernel skips)."""
+    mask = block_mask(dense, group)
+    return 1.0 - float(mask.mean()) if mask.size else 0.0
+
+
+@dataclass(frozen=True)
+class BsrMatrix:
+    """A block-sparse ``[ROWS, K]`` int8 matrix (see the module docstring).
+
+    Attributes:
+        rows, depth: the dense shape ``[ROWS, K]``.
+        group: R, rows per group sharing a block pattern.
+        index: ``"cols"`` (absolute block columns) or ``"steps"`` (uint8 byte steps).
+        counts: stored blocks per row group (fillers included), narrowest unsigned type.
+        positions: per stored block, its column (``cols``) or its step (``steps``), in order.
+        blocks: int8 ``[stored blocks, R, 4]``: row r of the group, four values along K.
+    """
+
+    rows: int
+    depth: int
+    group: int
+    index: str
+    counts: np.ndarray
+    positions: np.ndarray
+    blocks: np.ndarray
+
+    @property
+    def stored_blocks(self) -> int:
+        return int(self.blocks.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Exact bytes in flash: counts + positions + blocks."""
+        return int(self.counts.nbytes + self.positions.nbytes + self.blocks.nbytes)
+
+
+def encode_bsr(dense: np.ndarray, group: int = 1, index: str = "cols") -> BsrMatrix:
+    """Encodes ``[ROWS, K]`` int8 into ``R x 4`` blocks (R = ``group``).
+
+    Raises:
+        ValueError: not a 2-D int8 matrix, R not in (1, 2, 4) or not dividing ROWS, unknown index.
+    """
+    rows, depth = _check_matrix(dense)
+    if index not in ("cols", "steps"):
+        raise ValueError(f"index: expected 'cols' or 'steps', received {index!r}")
+    mask = block_mask(dense, group)
+    padded = pad_depth(dense).reshape(rows // group, group, -1, BLOCK)
+    cols_per_group = [np.flatnonzero(m) for m in mask]
+    if index == "steps":
+        cols_per_group = [_with_fillers(c) for c in cols_per_group]
+    counts = np.array([len(c) for c in cols_per_group], np.int64)
+    blocks = np.concatenate(
+        [padded[g][:, c].transpose(1, 0, 2) for g, c in enumerate(cols_per_group)]
+        or [np.zeros((0, group, BLOCK), np.int8)]).astype(np.int8).reshape(-1, group, BLOCK)
+    if index == "cols":
+        flat = np.concatenate(cols_per_group) if cols_per_group else np.zeros(0, np.int64)
+        positions = flat.astype(narrowest_uint(max(padded.shape[2] - 1, 0)))
+    else:
+        steps = [np.diff(c, prepend=0) * STEP_BYTES for c in cols_per_group]
+        positions = (np.concatenate(steps) if steps else np.zeros(0)).astype(np.uint8)
+    return BsrMatrix(rows=rows, depth=depth, group=group, index=index,
+                     counts=counts.astype(narrowest_uint(int(counts.max(initial=0)))),
+                     positions=positions, blocks=np.ascontiguousarray(blocks))
+
+
+def _with_fillers(cols: np.ndarray) -> np.ndarray:
+    """Block columns with filler columns added so no step is longer than MAX_STEP_BLOCKS."""
+    out: list[int] = []
+    prev = 0
+    for c in (int(v) for v in cols):
+        while c - prev > MAX_STEP_BLOCKS:
+            prev += MAX_STEP_BLOCKS
+            out.append(prev)
+        out.append(c)
+        prev = c
+    return np.array(out, np.int64)
+
+
+def bsr_columns(m: BsrMatrix) -> list[np.ndarray]:
+    """Absolute block columns of each row group (fillers included)."""
+    starts = np.concatenate([[0], np.cumsum(m.counts.astype(np.int64))])
+    pos = m.positions.astype(np.int64)
+    spans = [pos[a:b] for a, b in itertools.pairwise(starts)]
+    return [np.cumsum(p) // STEP_BYTES for p in spans] if m.index == "steps" else spans
+
+
+def decode_bsr(m: BsrMatrix) -> np.ndarray:
+    """The dense ``[ROWS, K]`` int8 matrix of a :class:`BsrMatrix`."""
+    k4 = -(-m.depth // BLOCK)
+    out = np.zeros((m.rows // m.group, m.group, k4, BLOCK), np.int8)
+    start = 0
+    for g, cols in enumerate(bsr_columns(m)):
+        out[g][:, cols] = m.blocks[start:start + len(cols)].transpose(1, 0, 2)
+        start += len(cols)
+    return out.reshape(m.rows, k4 * BLOCK)[:, :m.depth]
+
+
+# ---- N:M ---------------------------------------------------------------------------------------
+
+def fits_nm(dense: np.ndarray, n: int) -> bool:
+    """True when every group of 4 values along K has at most ``n`` non-zeros."""
+    _check_matrix(dense)
+    groups = pad_depth(dense).reshape(dense.shape[0], -1, BLOCK)
+    return bool(np.count_nonzero(groups, axis=2).max(initial=0) <= n)
+
+
+@dataclass(frozen=True)
+class NmMatrix:
+    """An ``N:4`` sparse ``[ROWS, K]`` int8 matrix (see the module docstring).
+
+    Attributes:
+        rows, depth: the dense shape.
+        n: N (1 or 2).
+        values: int8 ``[ROWS, units, 2]``: the two kept values of each unit (zeros when the unit
+            holds fewer non-zeros). units = K4 / 4 (2:4) or K8 / 8 (1:4), rounded up to even.
+        codes: uint8 ``[ROWS, units / 2]``: unit 2i's code in bits 0-3, unit 2i + 1's in 4-7.
+    """
+
+    rows: int
+    depth: int
+    n: int
+    values: np.ndarray
+    codes: np.ndarray
+
+    @property
+    def unit_values(self) -> int:
+        """Dense values per unit: 4 (2:4) or 8 (1:4)."""
+        return BLOCK if self.n == 2 else 2 * BLOCK
+
+    @property
+    def units(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + self.codes.nbytes)
+
+
+def _unit_slots(n: int) -> tuple[tuple[int, int], ...]:
+    """Code -> the positions (within the unit) of its two values."""
+    if n == 2:
+        return PAIRS_2_4
+    return tuple((p, BLOCK + q) for q in range(BLOCK) for p in range(BLOCK))
+
+
+def encode_nm(dense: np.ndarray, n: int) -> NmMatrix:
+    """Encodes ``[ROWS, K]`` int8 with at most ``n`` non-zeros per group of 4 (N:4).
+
+    Raises:
+        ValueError: N not 1 or 2, or a group holds more than N non-zeros (names row and group).
+    """
+    rows, depth = _check_matrix(dense)
+    if n not in (1, 2):
+        raise ValueError(f"N:M: expected N = 1 or 2 (of 4), received {n}")
+    groups = pad_depth(dense).reshape(rows, -1, BLOCK)
+    nnz = np.count_nonzero(groups, axis=2)
+    if nnz.size and nnz.max() > n:
+        r, g = np.argwhere(nnz > n)[0]
+        raise ValueError(f"N:M {n}:4: row {r}, group {g} holds {nnz[r, g]} non-zero values")
+    width = BLOCK if n == 2 else 2 * BLOCK
+    per_row = -(-depth // width)
+    units = per_row + per_row % 2
+    padded = np.zeros((rows, units * width), np.int8)
+    padded[:, :depth] = dense
+    flat = padded.reshape(rows, units, width)
+    slot_of = {s: c for c, s in enumerate(_unit_slots(n))}
+    values = np.zeros((rows, units, 2), np.int8)
+    codes = np.zeros((rows, units), np.uint8)
+    for r in range(rows):
+        for u in range(units):
+            slot = _choose_slot(flat[r, u], n)
+            codes[r, u] = slot_of[slot]
+            values[r, u] = flat[r, u, list(slot)]
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return NmMatrix(rows=rows, depth=depth, n=n, values=values, codes=packed)
+
+
+def _choose_slot(unit: np.ndarray, n: int) -> tuple[int, int]:
+    """The two positions to keep: the non-zeros, completed with zero positions (a valid code)."""
+    nz = [int(i) for i in np.flatnonzero(unit)]
+    if n == 2:
+        for pair in PAIRS_2_4:
+            if set(nz) <= set(pair):
+                return pair
+    else:
+        first = next((i for i in nz if i < BLOCK), 0)
+        second = next((i for i in nz if i >= BLOCK), BLOCK)
+        return first, second
+    raise AssertionError("unreachable: the group was checked")
+
+
+def nm_kernel_values(m: NmMatrix) -> np.ndarray:
+    """The kept values in the kernels' order: per row, per pair of units (2i, 2i + 1), the word
+    [first of 2i, first of 2i + 1, second of 2i, second of 2i + 1] (one SXTB16 gives a unit's
+    two values as int16 lanes; tp_nn_sparse.h)."""
+    pairs = m.values.reshape(m.rows, m.units // 2, 2, 2)  # [row, pair, unit, kept]
+    return np.ascontiguousarray(pairs.transpose(0, 1, 3, 2)).reshape(-1)
+
+
+def decode_nm(m: NmMatrix) -> np.ndarray:
+    """The dense ``[ROWS, K]`` int8 matrix of an :class:`NmMatrix`."""
+    slots = _unit_slots(m.n)
+    codes = np.zeros((m.rows, m.units), np.uint8)
+    codes[:, 0::2] = m.codes & 0x0F
+    codes[:, 1::2] = m.codes >> 4
+    out = np.zeros((m.rows, m.units, m.unit_values), np.int8)
+    for r in range(m.rows):
+        for u in range(m.units):
+            a, b = slots[codes[r, u]]
+            out[r, u, a] = m.values[r, u, 0]
+            out[r, u, b] = m.values[r, u, 1]
+    return out.reshape(m.rows, -1)[:, :m.depth]
+
+
+# ---- unstructured (CSR) ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CsrMatrix:
+    """An unstructured sparse ``[ROWS, K]`` int8 matrix: non-zeros per row and their columns."""
+
+    rows: int
+    depth: int
+    counts: np.ndarray  # [ROWS], narrowest unsigned type
+    cols: np.ndarray  # [nnz], narrowest unsigned type, ascending within a row
+    values: np.ndarray  # int8 [nnz]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.counts.nbytes + self.cols.nbytes + self.values.nbytes)
+
+
+def encode_csr(dense: np.ndarray) -> CsrMatrix:
+    """Encodes ``[ROWS, K]`` int8 as CSR (counts per row, column per value, values)."""
+    rows, depth = _check_matrix(dense)
+    r, c = np.nonzero(dense)
+    counts = np.bincount(r, minlength=rows)
+    return CsrMatrix(rows=rows, depth=depth,
+                     counts=counts.astype(narrowest_uint(int(counts.max(initial=0)))),
+                     cols=c.astype(narrowest_uint(max(depth - 1, 0))),
+                     values=np.ascontiguousarray(dense[r, c]).astype(np.int8))
+
+
+def decode_csr(m: CsrMatrix) -> np.ndarray:
+    out = np.zeros((m.rows, m.depth), np.int8)
+    rows = np.repeat(np.arange(m.rows), m.counts.astype(np.int64))
+    out[rows, m.cols.astype(np.int64)] = m.values
+    return out
