@@ -18,6 +18,8 @@
 #include "tp_nn_elementwise.h"
 #include "tp_nn_activation.h"
 #include "tp_nn_tensor.h"
+#include "tp_nn_transform.h"
+#include "tp_nn_transpose_conv.h"
 #include "tp_nn_sparse.h"
 
 #endif /* TP_NN_H */

@@ -149,6 +149,81 @@ static inline int32_t tp_fp_logistic_q4(int32_t a)
     return a > 0 ? positive : INT32_MAX - positive;
 }
 
+/* ---- pointwise activations: HARD_SWISH, RELU, RELU6, LEAKY_RELU, TANH ----------------------
+ *
+ * Bit-exact with the TFLite Micro reference kernels:
+ *   HARD_SWISH  reference_ops::HardSwish<int8_t> (16-bit fixed point, TFLM HardSwishPrepare)
+ *   RELU        tflite::ReluQuantized (requantized to the output, clamped at its zero)
+ *   RELU6       tflite::Relu6Quantized (a clamp in the input's quantized domain)
+ *   LEAKY_RELU  reference_ops::QuantizeLeakyRelu
+ *   TANH        reference_integer_ops::Tanh (Q4.27 input, gemmlowp tanh, output scale 1/128,
+ *               zero point 0)
+ * Every parameter is computed at generation time by tinyprune/kernels/pointwise.py. They work
+ * in place (output == input) and need no scratch memory. Each returns TP_OK, or TP_ERR_ARG for
+ * a negative size.
+ */
+
+/** Parameters of HARD_SWISH (TFLM HardSwishPrepare, int8). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t reluish_multiplier;   /**< int16 fixed-point multiplier of input_scale / 128 / (3 / 32768) */
+    int32_t reluish_exponent;     /**< its exponent (either sign) */
+    int32_t output_multiplier;    /**< int16 fixed-point multiplier of input_scale / 128 / output_scale */
+    int32_t output_exponent;      /**< its exponent, <= 0 */
+} tp_hard_swish_params;
+
+/** HARD_SWISH: x * relu6(x + 3) / 6 on `size` int8 values. */
+tp_status tp_hard_swish_s8(const tp_hard_swish_params *params,
+                           int32_t size,
+                           const int8_t *input,
+                           int8_t *output);
+
+/**
+ * Any int8 -> int8 function of one value, by table: out = table[in + 128]. The handler computes the
+ * 256 entries at generation time with the op's integer arithmetic (tinyprune/kernels/pointwise.py
+ * hard_swish_table mirrors tp_hard_swish_s8 step for step; a test checks the two agree on every
+ * value); HARD_SWISH runs this way, about 15x fewer cycles per value than tp_hard_swish_s8.
+ */
+tp_status tp_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output);
+
+/** Parameters of RELU (TFLM CalculateReluOpData<int8_t>). */
+typedef struct {
+    int32_t input_zero_point;   /**< subtracted from the input */
+    int32_t output_zero_point;  /**< added to the requantized value */
+    int32_t multiplier;         /**< input_scale / output_scale */
+    int32_t shift;              /**< its exponent (either sign) */
+    tp_activation activation;   /**< [max(-128, output zero point), 127] */
+} tp_relu_params;
+
+/** RELU: out = clamp(output_zp + requantize(in - input_zp)) on `size` values. */
+tp_status tp_relu_s8(const tp_relu_params *params, int32_t size, const int8_t *input, int8_t *output);
+
+/** RELU6: out = clamp(in, range.min, range.max), range = [input zero point, quantized 6.0]. */
+tp_status tp_relu6_s8(const tp_activation *range, int32_t size, const int8_t *input, int8_t *output);
+
+/** Parameters of LEAKY_RELU (TFLM CalculateOpDataLeakyRelu, int8). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier;  /**< input_scale / output_scale, for inputs >= zero point */
+    int32_t identity_shift;
+    int32_t alpha_multiplier;     /**< input_scale * alpha / output_scale (negative for alpha < 0) */
+    int32_t alpha_shift;
+} tp_leaky_relu_params;
+
+/** LEAKY_RELU: identity above the input zero point, alpha * x below. */
+tp_status tp_leaky_relu_s8(const tp_leaky_relu_params *params,
+                           int32_t size,
+                           const int8_t *input,
+                           int8_t *output);
+
+/** Parameters of TANH: the fields of tp_logistic_params (TFLM tanh CalculateArithmeticOpData). */
+typedef tp_logistic_params tp_tanh_params;
+
+/** TANH, int8 -> int8 (output scale 1/128, zero point 0) on `size` values. */
+tp_status tp_tanh_s8(const tp_tanh_params *params, int32_t size, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -132,6 +132,107 @@ static inline int tp_broadcast_strides(const tp_dims *in, const tp_dims *out, in
     return 1;
 }
 
+/* ---- SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, PRELU, RSQRT --------------------------------
+ *
+ * Bit-exact with the TFLite Micro reference kernels:
+ *   SUB                 reference_ops::Sub / BroadcastQuantSubSlow (int8, left shift 20)
+ *   MAXIMUM, MINIMUM    reference_ops::MaximumMinimumBroadcastSlow (raw values: inputs and output
+ *                       share one quantization)
+ *   SQUARED_DIFFERENCE  TFLM squared_difference.cc (int8, left shift 7)
+ *   PRELU               reference_ops::BroadcastPrelu4DSlow (the alpha tensor broadcast)
+ *   RSQRT               TFLM elementwise.cc RsqrtEvalQuantized (int8)
+ * Broadcasting follows tp_add_s8. Parameters come from tinyprune/kernels/arith.py. No scratch.
+ */
+
+/** Parameters of SUB: the fields of tp_add_params (TFLM CalculateOpDataSub, int8). */
+typedef tp_add_params tp_sub_params;
+
+/** Quantized subtraction with broadcasting: output = input1 - input2. As tp_add_s8. */
+tp_status tp_sub_s8(const tp_sub_params *params,
+                    const tp_dims *input1_dims,
+                    const int8_t *input1,
+                    const tp_dims *input2_dims,
+                    const int8_t *input2,
+                    const tp_dims *output_dims,
+                    int8_t *output);
+
+/** Element-wise maximum with broadcasting (inputs and output quantized alike). As tp_add_s8. */
+tp_status tp_maximum_s8(const tp_dims *input1_dims,
+                        const int8_t *input1,
+                        const tp_dims *input2_dims,
+                        const int8_t *input2,
+                        const tp_dims *output_dims,
+                        int8_t *output);
+
+/** Element-wise minimum with broadcasting (inputs and output quantized alike). As tp_add_s8. */
+tp_status tp_minimum_s8(const tp_dims *input1_dims,
+                        const int8_t *input1,
+                        const tp_dims *input2_dims,
+                        const int8_t *input2,
+                        const tp_dims *output_dims,
+                        int8_t *output);
+
+/**
+ * Parameters of SQUARED_DIFFERENCE: the fields of tp_add_params with left_shift = 7 and an
+ * output multiplier (2 * max scale)^2 / (2^14 * output scale) whose shift may be either sign.
+ */
+typedef tp_add_params tp_squared_difference_params;
+
+/** output = (input1 - input2)^2 in the real domain, with broadcasting. As tp_add_s8. */
+tp_status tp_squared_difference_s8(const tp_squared_difference_params *params,
+                                   const tp_dims *input1_dims,
+                                   const int8_t *input1,
+                                   const tp_dims *input2_dims,
+                                   const int8_t *input2,
+                                   const tp_dims *output_dims,
+                                   int8_t *output);
+
+/** Parameters of PRELU (TFLM CalculatePreluParams). */
+typedef struct {
+    int32_t input_offset;   /**< minus the input zero point */
+    int32_t alpha_offset;   /**< minus the alpha zero point */
+    int32_t output_offset;  /**< output zero point */
+    int32_t multiplier_1;   /**< input_scale / output_scale (inputs >= 0) */
+    int32_t shift_1;
+    int32_t multiplier_2;   /**< input_scale * alpha_scale / output_scale (inputs < 0) */
+    int32_t shift_2;
+} tp_prelu_params;
+
+/**
+ * PRELU with broadcasting: x for x >= 0, alpha * x below (alpha broadcast to the input's shape,
+ * e.g. one slope per channel).
+ * Returns TP_OK, or TP_ERR_ARG when the shapes do not broadcast.
+ */
+tp_status tp_prelu_s8(const tp_prelu_params *params,
+                      const tp_dims *input_dims,
+                      const int8_t *input,
+                      const tp_dims *alpha_dims,
+                      const int8_t *alpha,
+                      const tp_dims *output_dims,
+                      int8_t *output);
+
+/** Parameters of RSQRT (TFLM PrepareAbsRsqrt, int8). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier;   /**< 1 / (sqrt(input_scale) * output_scale) */
+    int32_t shift;        /**< its exponent (either sign) */
+} tp_rsqrt_params;
+
+/**
+ * RSQRT: 1 / sqrt(x) on `size` int8 values (127 where x is its zero point).
+ * Returns TP_OK, or TP_ERR_ARG for a negative size or an input below the zero point (a negative
+ * real value: TFLM stops the inference there too).
+ */
+tp_status tp_rsqrt_s8(const tp_rsqrt_params *params, int32_t size, const int8_t *input, int8_t *output);
+
+/**
+ * NEG on float32 values (TFLM supports NEG for float32 only; the converter leaves the negation
+ * of a LayerNormalization's mean in float between a DEQUANTIZE and a QUANTIZE): output = -input,
+ * exact. Returns TP_OK, or TP_ERR_ARG for a negative size.
+ */
+tp_status tp_neg_f32(int32_t size, const float *input, float *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,9 +46,7 @@ SANITIZE = ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
 INPUTS = 1000
 LARGE_MACS = 1_000_000
 LARGE_INPUTS = int(os.environ.get("TINYPRUNE_LARGE_MODEL_INPUTS", "100"))
-UNSUPPORTED = {"zoo_merge_maximum": "MAXIMUM", "zoo_merge_minimum": "MINIMUM",
-               "zoo_merge_subtract": "SUB", "zoo_reshape_keep_channels": "REDUCE_MAX",
-               "zoo_spatial_ops": "STRIDED_SLICE"}
+UNSUPPORTED = {"zoo_reshape_keep_channels": "REDUCE_MAX", "zoo_spatial_ops": "TILE"}
 """Coupling models (tests/zoo, for the pruning tests) whose ops tinyprune does not support."""
 SATURATED = {"twin_vww", "twin_kws"}
 """Twins whose seeded random weights saturate the softmax, so that most or all inputs give the

@@ -44,10 +44,17 @@ INT32_MAX = 2**31 - 1
 EXTREME_SCALES = (3e38, 1e-38, 1e-45)
 ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 GRAPH_SOURCES = ("tp_add_s8.c", "tp_add_table_s8.c", "tp_mul_s8.c", "tp_max_pool_s8.c",
-                 "tp_avg_pool_s8.c", "tp_mean_s8.c", "tp_softmax_s8.c", "tp_logistic_s8.c",
-                 "tp_requantize_s8.c", "tp_quantize_f32_s8.c", "tp_dequantize_s8_f32.c",
-                 "tp_concat_s8.c", "tp_pad_s8.c")
-GRAPH_HEADERS = ("tp_nn_pool.h", "tp_nn_elementwise.h", "tp_nn_activation.h", "tp_nn_tensor.h")
+                 "tp_avg_pool_s8.c",
+                 "tp_mean_s8.c", "tp_softmax_s8.c", "tp_logistic_s8.c", "tp_requantize_s8.c",
+                 "tp_quantize_f32_s8.c", "tp_dequantize_s8_f32.c", "tp_concat_s8.c",
+                 "tp_pad_s8.c", "tp_lut_s8.c", "tp_relu_s8.c", "tp_relu6_s8.c",
+                 "tp_leaky_relu_s8.c", "tp_tanh_s8.c", "tp_rsqrt_s8.c", "tp_neg_f32.c",
+                 "tp_sub_s8.c", "tp_maximum_s8.c", "tp_minimum_s8.c",
+                 "tp_squared_difference_s8.c", "tp_prelu_s8.c", "tp_strided_slice_s8.c",
+                 "tp_split_s8.c", "tp_resize_bilinear_s8.c", "tp_resize_nearest_s8.c",
+                 "tp_transpose_conv_s8.c")
+GRAPH_HEADERS = ("tp_nn_pool.h", "tp_nn_elementwise.h", "tp_nn_activation.h", "tp_nn_tensor.h",
+                 "tp_nn_transform.h", "tp_nn_transpose_conv.h")
 
 
 # ---- parameter generators ------------------------------------------------------------------
@@ -308,6 +315,179 @@ def _reshape(rng: np.random.Generator, opcode: str) -> bytes:
                      {"squeezeDims": [1]})
 
 
+# ---- the ops of the Keras backbones (docs/ops.md) -----------------------------------------
+
+def _nd(rng: np.random.Generator) -> tuple[int, ...]:
+    """(BATCH, n) or (BATCH, h, w, c)."""
+    if rng.random() < 0.5:
+        return (BATCH, int(rng.integers(1, 48)))
+    return (BATCH, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)))
+
+
+def _near(rng: np.random.Generator, s: float, lo: float, hi: float) -> float:
+    """Half the time ``s * 2^U(lo, hi)`` (the converter's neighbourhood), else any scale."""
+    return _f32(s * 2.0 ** rng.uniform(lo, hi)) if rng.random() < 0.5 else act_scale(rng)
+
+
+def _unary(rng: np.random.Generator, opcode: str) -> bytes:
+    shape, s_in = _nd(rng), act_scale(rng)
+    x = act("x", shape, s_in, zero_point(rng))
+    opts: dict = {}
+    if opcode == "TANH":
+        x = act("x", shape, act_scale(rng) if rng.random() < 0.4 else _f32(
+            2.0 ** rng.uniform(-30, 6)), zero_point(rng))
+        return single_op(opcode, [x], [act("y", shape, 1 / 128, 0)])
+    if opcode == "RELU6" and rng.random() < 0.5:  # what the converter gives: one quantization
+        return single_op(opcode, [x], [act("y", shape, s_in, x.zero_point[0])])
+    if opcode == "LEAKY_RELU":
+        opts = {"alpha": float(np.float32(rng.choice([0.01, 0.2, 0.3, 1.5, -0.5, 0.0])))}
+    lo, hi = {"HARD_SWISH": (-9, 3), "RSQRT": (-6, 6)}.get(opcode, (-8, 8))
+    y = act("y", shape, _near(rng, s_in, lo, hi), zero_point(rng))
+    return single_op(opcode, [x], [y], opts)
+
+
+def _rsqrt_inputs(graph: Graph, rng: np.random.Generator) -> list[np.ndarray]:
+    """RSQRT of a negative value is an error in TFLM (and the kernel): inputs >= zero point."""
+    t = graph.tensor(graph.inputs[0])
+    zp = t.quant.zero_point[0] if t.quant else 0
+    x = rng.integers(zp, 128, t.shape).astype(np.int8)
+    x[0], x[1] = zp, 127
+    return [x]
+
+
+def _neg(rng: np.random.Generator) -> bytes:
+    shape = _nd(rng)
+    return single_op("NEG", [TensorSpec("x", shape, "float32")],
+                     [TensorSpec("y", shape, "float32")])
+
+
+def _binary_op(rng: np.random.Generator, opcode: str) -> bytes:
+    """SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, PRELU with broadcasting."""
+    shape = (BATCH, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)))
+    other = [shape, (shape[3],), (BATCH, 1, 1, shape[3]), (BATCH, shape[1], shape[2], 1)][
+        int(rng.integers(4))]
+    if opcode == "PRELU":  # alpha: a constant of the trailing axes, as PReLU's weights
+        other = [(shape[3],), (1, 1, shape[3]), (shape[1], shape[2], shape[3]), (1,)][
+            int(rng.integers(4))]
+    s1, zp1 = act_scale(rng), zero_point(rng)
+    s2 = _near(rng, s1, -4, 4)
+    so = _near(rng, s1, -6, 6)
+    zp2, zpo = zero_point(rng), zero_point(rng)
+    if opcode in ("MAXIMUM", "MINIMUM") and rng.random() < 0.85:  # the converter's case
+        s2, so, zp2, zpo = s1, s1, zp1, zp1
+    a = act("a", shape, s1, zp1)
+    b = act("b", tuple(other), s2, zp2)
+    if opcode == "PRELU" or (len(other) == 1 and rng.random() < 0.5):  # a constant operand
+        b = TensorSpec("b", tuple(other), scale=(s2,), zero_point=(zp2,),
+                       data=rng.integers(-128, 128, other).astype(np.int8))
+    opts = {"fusedActivationFunction": str(rng.choice(ACTS))} if opcode == "SUB" else {}
+    return single_op(opcode, [a, b], [act("y", shape, so, zpo)], opts)
+
+
+def _slice_range(rng: np.random.Generator, dim: int) -> tuple[int, int, int, int, int]:
+    """(begin, end, stride, begin_mask, end_mask) of one axis, negative indices and steps."""
+    stride = int(rng.choice([1, 1, 2, 3, -1, -2]))
+    begin, end = int(rng.integers(-dim, dim)), int(rng.integers(-dim - 1, dim + 1))
+    return begin, end, stride, int(rng.random() < 0.25), int(rng.random() < 0.25)
+
+
+def _strided_slice(rng: np.random.Generator) -> bytes:
+    shape = (BATCH, int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 7)))
+    s, zp = act_scale(rng), zero_point(rng)
+    begin, end, strides, bmask, emask, shrink = [0], [BATCH], [1], 0, 0, 0
+    index: list[slice | int] = [slice(None)]
+    for axis in range(1, 4):
+        b, e, st, bm, em = _slice_range(rng, shape[axis])
+        if rng.random() < 0.1:  # shrink the axis: take element b
+            shrink |= 1 << axis
+            b = int(rng.integers(0, shape[axis]))
+            begin, end, strides = [*begin, b], [*end, b + 1], [*strides, 1]
+            index.append(b)
+            continue
+        bmask, emask = bmask | bm << axis, emask | em << axis
+        begin, end, strides = [*begin, b], [*end, e], [*strides, st]
+        index.append(slice(None if bm else b, None if em else e, st))
+    out_shape = np.empty(shape, np.int8)[tuple(index)].shape
+    if 0 in out_shape:
+        return _strided_slice(rng)
+    ins = [act("x", shape, s, zp)] + [
+        TensorSpec(n, (4,), "int32", data=np.array(v, np.int32))
+        for n, v in (("begin", begin), ("end", end), ("strides", strides))]
+    return single_op("STRIDED_SLICE", ins, [act("y", out_shape, s, zp)],
+                     {"beginMask": bmask, "endMask": emask, "shrinkAxisMask": shrink})
+
+
+def _split(rng: np.random.Generator, opcode: str) -> bytes:
+    shape = [BATCH, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7))]
+    axis = int(rng.integers(1, 4))
+    s, zp = act_scale(rng), zero_point(rng)
+    x = act("x", tuple(shape), s, zp)
+    axis_t = TensorSpec("axis", (), "int32", data=np.array(axis - 4 * int(rng.random() < 0.3),
+                                                            np.int32))
+    if opcode == "UNPACK":
+        outs = [act(f"y{i}", tuple(shape[:axis] + shape[axis + 1:]), s, zp)
+                for i in range(shape[axis])]
+        return single_op(opcode, [x], outs, {"num": shape[axis], "axis": axis})
+    if opcode == "SPLIT":
+        n = int(rng.choice([d for d in range(1, shape[axis] + 1) if shape[axis] % d == 0]))
+        sizes = [shape[axis] // n] * n
+    else:
+        cuts = np.sort(rng.choice(np.arange(1, shape[axis] + 1), int(rng.integers(
+            1, shape[axis] + 1)), replace=False))
+        sizes = list(np.diff(np.concatenate([[0], cuts])).astype(int))
+        if sizes and sum(sizes) < shape[axis]:
+            sizes.append(shape[axis] - sum(sizes))
+    outs = []
+    for i, size in enumerate(sizes):
+        o = list(shape)
+        o[axis] = int(size)
+        outs.append(act(f"y{i}", tuple(o), s, zp))
+    if opcode == "SPLIT":
+        return single_op(opcode, [axis_t, x], outs, {"numSplits": len(sizes)})
+    split_sizes = TensorSpec("sizes", (len(sizes),), "int32", data=np.array(sizes, np.int32))
+    return single_op(opcode, [x, split_sizes, axis_t], outs, {"numSplits": len(sizes)})
+
+
+def _resize(rng: np.random.Generator, opcode: str) -> bytes:
+    h, w, c = (int(rng.integers(1, 6)) for _ in range(3))
+    oh, ow = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+    s, zp = act_scale(rng), zero_point(rng)
+    align = bool(rng.random() < 0.3)
+    half = bool(not align and rng.random() < 0.5)
+    size = TensorSpec("size", (2,), "int32", data=np.array([oh, ow], np.int32))
+    return single_op(opcode, [act("x", (BATCH, h, w, c), s, zp), size],
+                     [act("y", (BATCH, oh, ow, c), s, zp)],
+                     {"alignCorners": align, "halfPixelCenters": half})
+
+
+def _transpose_conv(rng: np.random.Generator) -> bytes:
+    h, w = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    kh_, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    pad = str(rng.choice(["SAME", "VALID"]))
+    c_in, c_out = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    oh, ow = (h * sh, w * sw) if pad == "SAME" else (
+        (h - 1) * sh + kh_, (w - 1) * sw + kw)
+    s_in, s_out = act_scale(rng), act_scale(rng)
+    per_channel = rng.random() < 0.7
+    scales = filter_scales(rng, s_in, s_out, c_out if per_channel else 1)
+    if not per_channel:
+        scales = scales * c_out  # TFLM's transpose conv reads one scale per output channel
+    wshape = (c_out, kh_, kw, c_in)
+    wt = TensorSpec("w", wshape, scale=scales, zero_point=(0,) * len(scales), axis=0,
+                    data=weights(rng, wshape))
+    b = None if rng.random() < 0.3 else TensorSpec(
+        "b", (c_out,), "int32", scale=tuple(_f32(s_in * s) for s in scales),
+        zero_point=(0,) * len(scales), data=biases(rng, c_out))
+    out_shape = TensorSpec("shape", (4,), "int32", data=np.array([BATCH, oh, ow, c_out],
+                                                                  np.int32))
+    return single_op("TRANSPOSE_CONV",
+                     [out_shape, wt, act("x", (BATCH, h, w, c_in), s_in, zero_point(rng)), b],
+                     [act("y", (BATCH, oh, ow, c_out), s_out, zero_point(rng))],
+                     {"padding": pad, "strideW": sw, "strideH": sh,
+                      "fusedActivationFunction": str(rng.choice(["NONE", "RELU"]))})
+
+
 @dataclass(frozen=True)
 class PropertyOp:
     """One table row: ``draws`` models from ``generate``; ``direct`` calls the conv/FC kernels
@@ -318,6 +498,7 @@ class PropertyOp:
     draws: int
     direct: bool = False
     kernels: dict[str, tuple[str, ...]] | None = None  # module tuples narrowed while lowering
+    inputs: Callable[[Graph, np.random.Generator], list[np.ndarray]] | None = None
 
 
 OPS = (
@@ -345,6 +526,25 @@ OPS = (
     PropertyOp("reshape", lambda r: _reshape(r, "RESHAPE"), 4),
     PropertyOp("expand_dims", lambda r: _reshape(r, "EXPAND_DIMS"), 4),
     PropertyOp("squeeze", lambda r: _reshape(r, "SQUEEZE"), 4),
+    PropertyOp("hard_swish", lambda r: _unary(r, "HARD_SWISH"), 20),
+    PropertyOp("relu", lambda r: _unary(r, "RELU"), 16),
+    PropertyOp("relu6", lambda r: _unary(r, "RELU6"), 12),
+    PropertyOp("leaky_relu", lambda r: _unary(r, "LEAKY_RELU"), 20),
+    PropertyOp("tanh", lambda r: _unary(r, "TANH"), 16),
+    PropertyOp("rsqrt", lambda r: _unary(r, "RSQRT"), 16, inputs=_rsqrt_inputs),
+    PropertyOp("neg_f32", _neg, 4),
+    PropertyOp("sub", lambda r: _binary_op(r, "SUB"), 24),
+    PropertyOp("maximum", lambda r: _binary_op(r, "MAXIMUM"), 12),
+    PropertyOp("minimum", lambda r: _binary_op(r, "MINIMUM"), 12),
+    PropertyOp("squared_difference", lambda r: _binary_op(r, "SQUARED_DIFFERENCE"), 20),
+    PropertyOp("prelu", lambda r: _binary_op(r, "PRELU"), 20),
+    PropertyOp("strided_slice", _strided_slice, 16),
+    PropertyOp("split", lambda r: _split(r, "SPLIT"), 8),
+    PropertyOp("split_v", lambda r: _split(r, "SPLIT_V"), 8),
+    PropertyOp("unpack", lambda r: _split(r, "UNPACK"), 8),
+    PropertyOp("resize_bilinear", lambda r: _resize(r, "RESIZE_BILINEAR"), 16),
+    PropertyOp("resize_nearest", lambda r: _resize(r, "RESIZE_NEAREST_NEIGHBOR"), 12),
+    PropertyOp("transpose_conv", _transpose_conv, 30),
 )
 OP = {o.id: o for o in OPS}
 
@@ -395,22 +595,22 @@ def graph_inputs(graph: Graph, rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-def reference(tflite: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def reference(tflite: bytes, inputs: list[np.ndarray], n_outputs: int = 1) -> list[np.ndarray]:
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(tflite, arena_size=1 << 22)
     for k, x in enumerate(inputs):
         interp.set_input(x, k)
     interp.invoke()
-    return [np.array(interp.get_output(0))]
+    return [np.array(interp.get_output(k)) for k in range(n_outputs)]
 
 
 def _float_safe(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Float inputs scaled so |x / output scale| stays below 2^30 (defined in TFLM)."""
     out = []
     for i, x in zip(graph.inputs, inputs, strict=True):
-        if graph.tensor(i).dtype == "float32":
-            q = graph.tensor(graph.ops[0].outputs[0])
+        q = graph.tensor(graph.ops[0].outputs[0])
+        if graph.tensor(i).dtype == "float32" and q.quant is not None:
             limit = np.float32(2.0**30 * q.scale)
             x = np.clip(x, -limit, limit).astype(np.float32)
         out.append(x)
@@ -497,21 +697,23 @@ def test_every_kernel_matches_tflm_or_the_layer_is_refused(
             _assert_refusal_is_explained(c)
             continue
         rng = np.random.default_rng(len(c.draw.tflite))
-        inputs = _float_safe(c.graph, graph_inputs(c.graph, rng))
-        want = reference(c.draw.tflite, inputs)[0]
+        inputs = _float_safe(c.graph, (op.inputs or graph_inputs)(c.graph, rng))
+        wants = reference(c.draw.tflite, inputs, len(c.graph.outputs))
         for dsp in (False, True):
             if op.direct:
-                got = _direct_outputs(c.graph, inputs[0], conv_libs[dsp], dsp)
+                got = [(k, [v]) for k, v in
+                       _direct_outputs(c.graph, inputs[0], conv_libs[dsp], dsp).items()]
             else:
                 lw = graph_libs.lowered[c.draw.id]
-                got = {lw.calls[-1].kernel: kh.run_lowered(lw, graph_libs.libs[dsp], inputs)[0]}
-            for name, out in got.items():
-                out = out.reshape(want.shape)
-                bad = np.flatnonzero(out.view(np.uint8) != want.view(np.uint8))
-                assert bad.size == 0, (
-                    f"{c.draw.id} {name} dsp={dsp}: {bad.size} of {want.size} bytes differ, "
-                    f"first at {bad[0]}: ours {out.reshape(-1)[bad[0]]}, "
-                    f"tflm {want.reshape(-1)[bad[0]]}")
+                got = [(lw.calls[-1].kernel, kh.run_lowered(lw, graph_libs.libs[dsp], inputs))]
+            for name, outs in got:
+                for k, (out, want) in enumerate(zip(outs, wants, strict=True)):
+                    out = out.reshape(want.shape)
+                    bad = np.flatnonzero(out.view(np.uint8) != want.view(np.uint8))
+                    assert bad.size == 0, (
+                        f"{c.draw.id} {name} output {k} dsp={dsp}: {bad.size} of {want.size} "
+                        f"bytes differ, first at {bad[0]}: ours {out.reshape(-1)[bad[0]]}, "
+                        f"tflm {want.reshape(-1)[bad[0]]}")
 
 
 def test_rows_reach_their_kernels(graph_libs: GraphLibs) -> None:

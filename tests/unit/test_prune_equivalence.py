@@ -37,6 +37,9 @@ def _zero_member(class_name: str, weights: list[np.ndarray], idx: np.ndarray) ->
         flat[:, idx] = 0.0
         weights[0] = flat.reshape(weights[0].shape)
         rest = weights[1:]
+    elif class_name.endswith("Transpose"):  # kernel (..., out, in)
+        weights[0][..., idx, :] = 0.0
+        rest = weights[1:]
     elif class_name == "BatchNormalization":
         rest = weights[:2]  # gamma, beta
     elif class_name.startswith("Separable"):

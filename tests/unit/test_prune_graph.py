@@ -25,6 +25,9 @@ EXPECTED_GROUPS = {
                        ("conv2d_2",): 6},
     "concatenate": {("conv2d",): 8, ("conv2d_1",): 4, ("conv2d_2",): 8, ("conv2d_3",): 6},
     "flatten_dense": {("conv2d",): 8, ("dense",): 8},
+    "tensor_ops": {("conv2d", "conv2d_1", "conv2d_3"): 8, ("conv2d_2",): 4, ("conv2d_4",): 6},
+    "conv_transpose": {("conv2d",): 8, ("conv2d_1",): 8, ("conv2d_transpose",): 6,
+                       ("conv2d_2",): 4},
 }
 
 
@@ -34,8 +37,8 @@ def _canonical(model) -> dict[tuple[str, ...], int]:
     counters: dict[str, int] = {}
     rename = {}
     for name, node in names.items():
-        base = {"Conv2D": "conv2d", "Dense": "dense",
-                "SeparableConv2D": "separable_conv2d"}.get(node.class_name)
+        base = {"Conv2D": "conv2d", "Dense": "dense", "SeparableConv2D": "separable_conv2d",
+                "Conv2DTranspose": "conv2d_transpose"}.get(node.class_name)
         if base is None:
             continue
         i = counters.get(base, 0)

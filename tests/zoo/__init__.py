@@ -3,13 +3,14 @@
 Every builder takes the flavor's module (``keras`` or ``tf_keras``) as ``k`` and returns a built
 model. Activations are zero-preserving (ReLU, ReLU6, linear) wherever a coupled channel flows, so
 the zero-channel equivalence tests hold exactly. ``COUPLINGS`` maps a coupling name to a builder
-that exercises it; ``ARCHITECTURES`` lists the larger example networks.
+that exercises it; ``ARCHITECTURES`` lists the larger example networks; ``BACKBONES`` the
+``keras.applications`` models users bring (no weights: nothing is downloaded) and two decoders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 Builder = Callable[[ModuleType], Any]
@@ -231,6 +232,44 @@ def conv1d(k: ModuleType) -> Any:
     return conv1d_series(k)
 
 
+def conv_transpose(k: ModuleType) -> Any:
+    """A decoder: strided conv down, Conv2DTranspose back up, a bilinear Resizing."""
+    inp, x = _stem(k)
+    x = k.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Resizing(12, 12, interpolation="bilinear")(x)
+    return k.Model(inp, _head(k, k.layers.Conv2D(4, 1)(x)))
+
+
+def tensor_ops_of(k: ModuleType) -> Any:
+    """Functions on symbolic tensors: ``keras.ops`` (Keras 3 records ``Operation`` nodes) or
+    TensorFlow's (tf_keras records ``TFOpLambda`` layers)."""
+    if k.__name__ == "keras":
+        return k.ops
+    import tensorflow as tf
+
+    return SimpleNamespace(
+        relu6=tf.nn.relu6, relu=tf.nn.relu, transpose=tf.transpose,
+        mean=lambda x, axis, keepdims: tf.reduce_mean(x, axis=axis, keepdims=keepdims),
+    )
+
+
+def tensor_ops(k: ModuleType) -> Any:
+    """MobileNetV3's blocks written with tensor operations instead of layers: hard-swish
+    ``x * relu6(x + 3) / 6``, a squeeze-excite gate through ``mean`` and a hard-sigmoid, and a
+    residual ``+``."""
+    ops = tensor_ops_of(k)
+    inp, x = _stem(k)
+    y = k.layers.Conv2D(8, 3, padding="same")(x)
+    y = y * ops.relu6(y + 3.0) * (1.0 / 6.0)
+    s = ops.mean(y, axis=(1, 2), keepdims=True)
+    s = k.layers.Conv2D(4, 1, activation="relu")(s)
+    s = k.layers.Conv2D(8, 1)(s)
+    y = y * (ops.relu6(s + 3.0) * (1.0 / 6.0))
+    y = ops.relu(y + x)
+    return k.Model(inp, _head(k, k.layers.Conv2D(6, 1)(y)))
+
+
 COUPLINGS: dict[str, Builder] = {
     **{f"merge_{n.lower()}": merge(n)
        for n in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")},
@@ -248,6 +287,8 @@ COUPLINGS: dict[str, Builder] = {
     "spatial_ops": spatial_ops,
     "conv1d": conv1d,
     "mlp": mlp,
+    "tensor_ops": tensor_ops,
+    "conv_transpose": conv_transpose,
 }
 
 ARCHITECTURES: dict[str, Builder] = {
@@ -256,4 +297,55 @@ ARCHITECTURES: dict[str, Builder] = {
     "conv1d_series": conv1d_series,
     "mlp": mlp,
     "digits_cnn": digits_cnn,
+}
+
+
+# ---- keras.applications backbones and decoders (tests/e2e/test_backbones.py) --------------
+
+def _app(name: str, shape: tuple[int, int, int] = (32, 32, 3), **kwargs: Any) -> Builder:
+    """``k.applications.<name>`` without weights, a 10-class head and logits out (an untrained
+    softmax head is refused: its logits span almost nothing)."""
+
+    def build(k: ModuleType) -> Any:
+        return getattr(k.applications, name)(input_shape=shape, weights=None, classes=10,
+                                             classifier_activation=None, **kwargs)
+
+    return build
+
+
+def conv_autoencoder(k: ModuleType) -> Any:
+    """A small convolutional autoencoder: two strided convs down, two Conv2DTranspose up."""
+    inp = k.Input((16, 16, 1))
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = k.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    return k.Model(inp, k.layers.Conv2D(1, 3, padding="same")(x), name="conv_autoencoder")
+
+
+def upsampling_net(k: ModuleType) -> Any:
+    """A segmentation-style head: conv features at 1/4 size, UpSampling2D back to the input.
+
+    Keras 3's nearest UpSampling2D becomes TILE, which TFLite Micro lacks (refused with what to
+    do); Keras 3 builds use bilinear, tf_keras builds nearest (RESIZE_NEAREST_NEIGHBOR).
+    """
+    interpolation = "bilinear" if k.__name__ == "keras" else "nearest"
+    inp = k.Input((24, 24, 3))
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = k.layers.Conv2D(24, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.UpSampling2D(interpolation=interpolation)(x)
+    x = k.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = k.layers.UpSampling2D(interpolation=interpolation)(x)
+    return k.Model(inp, k.layers.Conv2D(4, 1)(x), name="upsampling_net")
+
+
+BACKBONES: dict[str, Builder] = {
+    "mobilenet_v2": _app("MobileNetV2", alpha=0.35),
+    "mobilenet_v3_small": _app("MobileNetV3Small", alpha=0.75),
+    "mobilenet_v3_small_minimalistic": _app("MobileNetV3Small", alpha=0.75, minimalistic=True),
+    "mobilenet_v3_large": _app("MobileNetV3Large", alpha=0.75),
+    "mobilenet_v3_large_minimalistic": _app("MobileNetV3Large", alpha=0.75, minimalistic=True),
+    "efficientnet_b0": _app("EfficientNetB0"),
+    "conv_autoencoder": conv_autoencoder,
+    "upsampling_net": upsampling_net,
 }

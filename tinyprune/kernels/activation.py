@@ -32,9 +32,13 @@ def softmax_params(beta: float, input_scale: float) -> dict[str, int]:
     real = min(beta * input_scale * (1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
     if not real > 1.0:
         raise ValueError(
-            "expected beta * input scale * 2^26 above 1 (TFLM's "
-            f"QuantizeMultiplierGreaterThanOne), received {real:g} (beta * input scale = "
-            f"{beta * input_scale:g})"
+            f"beta * input scale = {beta * input_scale:.2g} is too small for int8 softmax "
+            f"(expected beta * input scale * 2^26 above 1, TFLM's "
+            f"QuantizeMultiplierGreaterThanOne; received {real:g}): the logits it was "
+            f"calibrated on span only {255 * input_scale:.2g}, so every class gets the same "
+            "probability; this is what an untrained model or calibration data unlike the "
+            "model's inputs give. Train the model, or pass --data with real samples (x_train "
+            "calibrates the quantization)"
         )
     multiplier, shift = quantize_multiplier(real)
     diff_min = -input_radius(SOFTMAX_DIFF_INTEGER_BITS, shift)

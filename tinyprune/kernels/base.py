@@ -191,6 +191,8 @@ class Registered:
 
 _PRIMARY: dict[str, Registered] = {}
 _VARIANTS: dict[str, list[Registered]] = {}
+_REFUSED: dict[str, str] = {}
+"""Ops that have no kernel on purpose -> why and what to do instead (not in supported_ops)."""
 
 
 def _entry(handler: OpHandler, estimate: EstimateFn | None) -> Registered:
@@ -218,6 +220,11 @@ def register_variant(handler: OpHandler, estimate: EstimateFn | None = None) -> 
     return handler
 
 
+def refuse(opcode: str, reason: str) -> None:
+    """Registers an op that is refused with ``reason`` (why, and what to use instead)."""
+    _REFUSED[opcode] = reason
+
+
 def supported_ops() -> list[str]:
     _load_all()
     return sorted(_PRIMARY)
@@ -226,6 +233,9 @@ def supported_ops() -> list[str]:
 def handlers_for(op: Op) -> list[Registered]:
     """The op's primary handler, then its variants in registration order."""
     _load_all()
+    if op.opcode in _REFUSED:
+        raise UnsupportedError(
+            f"layer '{op.name}': op {op.opcode} is not supported: {_REFUSED[op.opcode]}")
     if op.opcode not in _PRIMARY:
         raise UnsupportedError(
             f"layer '{op.name}': op {op.opcode} is not supported; supported ops: "

@@ -113,3 +113,16 @@ def fast_rounding(shifts: np.ndarray, offset: int) -> np.ndarray | None:
     if int(np.abs(rounding).max()) > FAST_ROUNDING_LIMIT:
         return None
     return rounding.astype(np.int32)
+
+
+def checked_multiplier(real: float, what: str, max_shift: int = MAX_LEFT_SHIFT) -> tuple[int, int]:
+    """:func:`quantize_multiplier` of ``real``, or ValueError naming ``what`` where TFLM's
+    result is undefined (a multiplier that is not finite, or needs a shift above ``max_shift``).
+    """
+    if not math.isfinite(real):
+        raise ValueError(f"{what}: expected a finite requantization multiplier, received {real:g}")
+    multiplier, shift = quantize_multiplier(real)
+    err = shift_error(real, shift, max_shift)
+    if err is not None:
+        raise ValueError(f"{what}: {err}")
+    return multiplier, shift

@@ -63,6 +63,15 @@ def require_scales(op: Op, *tensors: Tensor) -> None:
                 raise fail(op, f"tensor '{t.name}': expected a finite positive scale, received {s}")
 
 
+def require_normal_scales(op: Op, *tensors: Tensor) -> None:
+    """Each scale is a normal float32 (not subnormal): TFLM's float32 Prepare arithmetic on a
+    subnormal scale depends on how the interpreter was compiled (flush to zero or not)."""
+    for t in tensors:
+        if t.quant is not None and not all(s >= 2.0**-126 for s in t.quant.scale):
+            raise fail(op, f"expected normal float32 scales (at least {2.0**-126:.3g}), received "
+                           f"{min(t.quant.scale):g} for '{t.name}'")
+
+
 def require_rank(op: Op, t: Tensor, max_rank: int = 4) -> None:
     if len(t.shape) > max_rank:
         raise fail(op, f"supports tensors of rank <= {max_rank}, received shape {list(t.shape)}")

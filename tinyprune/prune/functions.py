@@ -105,6 +105,35 @@ register("Dense")(PruneFunctions(
 ))
 
 
+# ---- transposed convolution: kernel (..., out, in), optional bias (out) ---------------------
+
+def _slice_transpose(weights: Weights, config: Config, keep: Keep) -> tuple[Weights, Config]:
+    kernel = weights[0][..., keep.out, :][..., keep.in_]
+    rest = [w[keep.out] for w in weights[1:]]
+    return [kernel, *rest], {**config, "filters": len(keep.out)}
+
+
+def _transpose_out(weights: Weights) -> np.ndarray:
+    kernel = np.moveaxis(weights[0], -2, -1)
+    return kernel.reshape(-1, kernel.shape[-1])
+
+
+def _transpose_in(weights: Weights) -> np.ndarray:
+    return weights[0].reshape(-1, weights[0].shape[-1])
+
+
+def _zero_transpose_in(weights: Weights, indices: np.ndarray) -> Weights:
+    first = weights[0].copy()
+    first[..., indices] = 0.0
+    return [first, *weights[1:]]
+
+
+register("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")(PruneFunctions(
+    slice=_slice_transpose, out_params=_transpose_out, in_params=_transpose_in, kernels=(0,),
+    zero_in=_zero_transpose_in,
+))
+
+
 # ---- depthwise: kernel (..., in, m), bias (in*m); output o = i*m + j -------------------------
 
 def _slice_depthwise(weights: Weights, config: Config, keep: Keep) -> tuple[Weights, Config]:

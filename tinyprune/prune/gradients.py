@@ -18,7 +18,7 @@ Stats = dict[str, dict[str, Weights]]
 def _variables(graph: FlatGraph) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for node in graph.layer_nodes():
-        out.setdefault(node.name, list(node.layer.weights))
+        out.setdefault(node.name, node.variables())
     return out
 
 

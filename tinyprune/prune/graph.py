@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyprune.prune import op_rules  # noqa: F401  (registers the tensor operation rules)
 from tinyprune.prune.functions import PRUNE_FUNCTIONS, Keep
 from tinyprune.prune.layout import Layout, Segment, kept_indices, positions
-from tinyprune.prune.rules import RULES, same_structure
+from tinyprune.prune.rules import Rule, rule_for, same_structure
 from tinyprune.prune.trace import FlatGraph, FlatNode, TensorRef
 
 log = logging.getLogger(__name__)
@@ -176,11 +177,14 @@ class DependencyGraph:
     def _build(self) -> None:
         for node in self.graph.nodes:
             ins = [self.layouts[ref] for ref in node.inputs]
-            rule = RULES.get(node.class_name)
-            if rule is None:
+            rule = rule_for(node)
+            if rule is None and node.op:
+                outs = self.barrier(node, ins, f"tensor operation '{node.op}' not understood "
+                                    "by the graph")
+            elif rule is None:
                 outs = self.barrier(node, ins, "layer type not understood by the graph")
             else:
-                outs = rule(node, ins, self)
+                outs = self._run_rule(rule, node, ins)
             self._tie_shared(node, ins, outs)
             for i, layout in enumerate(outs):
                 self.layouts[TensorRef(node.index, i)] = layout
@@ -188,6 +192,19 @@ class DependencyGraph:
             self.fix(self.layouts[ref], "model output")
         for name, barrier in self._barriers.items():
             log.info("barrier %s (%s): %s", name, barrier.class_name, barrier.reason)
+
+    def _run_rule(self, rule: Rule, node: FlatNode, ins: list[Layout]) -> list[Layout]:
+        """A rule's layouts; a rule that cannot read the layer's config or call makes it a
+        barrier (named, its channels kept) instead of an error."""
+        try:
+            outs = rule(node, ins, self)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            log.warning("graph rule of %s (%s) failed: %s", node.name, node.class_name, exc)
+            return self.barrier(node, ins, f"its {node.class_name} call was not understood "
+                                f"({type(exc).__name__}: {exc})")
+        if len(outs) != len(node.out_shapes):
+            return self.barrier(node, ins, f"{len(node.out_shapes)} outputs")
+        return outs
 
     def _tie_shared(self, node: FlatNode, ins: list[Layout], outs: list[Layout]) -> None:
         if not ins or node.class_name not in PRUNE_FUNCTIONS or len(outs) != 1:

@@ -66,7 +66,7 @@ class Pruner:
         """Score every group of ``dep`` (``model`` is the model it was traced from)."""
         nodes = dep.graph.layer_nodes()
         ctx = ImportanceContext(
-            weights={n.name: n.layer.get_weights() for n in nodes},
+            weights={n.name: n.weights() for n in nodes},
             configs={n.name: n.config for n in nodes}, stats=self._stats(model, dep),
             aggregate=self.config.aggregate, seed=self.config.seed,
         )
@@ -113,7 +113,7 @@ class Pruner:
 
 def masked_weights(dep: DependencyGraph, keep: KeepMap) -> dict[str, Weights]:
     """Weights of the original model with every read of a removed channel set to zero."""
-    weights = {n.name: n.layer.get_weights() for n in dep.graph.layer_nodes()}
+    weights = {n.name: n.weights() for n in dep.graph.layer_nodes()}
     for group in dep.groups:
         kept = keep.get(group.root)
         if kept is None:

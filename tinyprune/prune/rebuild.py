@@ -1,9 +1,11 @@
 """Physical removal: build a new model, in the original's Keras flavor, with sliced weights.
 
 Every layer is re-created from its own class with ``from_config`` (so Keras 3 layers stay
-Keras 3 and tf_keras layers stay tf_keras), its size fields (filters, units, reshape targets)
-set to the kept channel counts; the sliced weights are then copied in. A Sequential whose graph
-is a chain comes back as a Sequential; everything else as a functional model.
+Keras 3 and tf_keras layers stay tf_keras; Keras 3 tensor operations such as the ``Add`` of
+``x + 3.0`` too, called again with their recorded constant arguments), its size fields
+(filters, units, reshape targets) set to the kept channel counts; the sliced weights are then
+copied in. A Sequential whose graph is a chain comes back as a Sequential; everything else as a
+functional model.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def sliced_layers(
         if node.name in out:
             continue
         base = (weights or {}).get(node.name)
-        current = list(base) if base is not None else node.layer.get_weights()
+        current = list(base) if base is not None else node.weights()
         config = {k: v for k, v in node.config.items() if k not in _SHAPE_KEYS}
         config["name"] = node.name
         out[node.name] = slice_layer(node.class_name, current, config, dep.layer_keep(node, keep))
@@ -103,7 +105,8 @@ def build_model(graph: FlatGraph, sliced: Mapping[str, tuple[Weights, dict[str, 
     else:
         model = _wire_functional(k, graph, layers)
     for name, (weights, _) in sliced.items():
-        layers[name].set_weights([np.asarray(w) for w in weights])
+        if weights:  # tensor operations (Keras 3) have no set_weights
+            layers[name].set_weights([np.asarray(w) for w in weights])
     return model
 
 

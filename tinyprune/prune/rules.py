@@ -45,6 +45,9 @@ class Builder(Protocol):
 
 Rule = Callable[[FlatNode, list[Layout], Builder], list[Layout]]
 RULES: dict[str, Rule] = {}
+# Rules of tensor operations (FlatNode.op: Keras 3 operations, tf_keras TFOpLambda), keyed by
+# the operation's normalized name; filled by tinyprune.prune.op_rules.
+OP_RULES: dict[str, Rule] = {}
 
 _SOFTMAX = frozenset({"softmax", "log_softmax"})
 
@@ -58,6 +61,22 @@ def rule(*class_names: str) -> Callable[[Rule], Rule]:
         return fn
 
     return add
+
+
+def op_rule(*names: str) -> Callable[[Rule], Rule]:
+    """Register a rule for every tensor operation in ``names`` (see :attr:`FlatNode.op`)."""
+
+    def add(fn: Rule) -> Rule:
+        for name in names:
+            OP_RULES[name] = fn
+        return fn
+
+    return add
+
+
+def rule_for(node: FlatNode) -> Rule | None:
+    """The rule of ``node``: by operation name for tensor operations, else by class name."""
+    return OP_RULES.get(node.op) if node.op else RULES.get(node.class_name)
 
 
 def _channels_first(config: dict[str, Any]) -> bool:
@@ -80,7 +99,8 @@ def _is_last_axis(axis: Any, rank: int) -> bool:
     return [a % rank for a in axes] == [rank - 1]
 
 
-@rule("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
+@rule("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D",
+      "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 def producer(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Filters or units form a new space; the input channels are read by the kernel."""
     config = node.config
@@ -113,7 +133,7 @@ def depthwise(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
 )
 def passthrough(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Channel ``c`` of the output is computed from channel ``c`` of the input only."""
@@ -175,10 +195,15 @@ def concatenate(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """Along the channel axis the spaces follow each other; along another axis they are tied."""
     rank = _rank(node)
     if _is_last_axis(node.config.get("axis", -1), rank):
-        if any(layout.outer != 1 for layout in ins):
-            return b.barrier(node, ins, "concatenates flattened tensors")
-        return [Layout(tuple(seg for layout in ins for seg in layout.segments))]
+        return concat_layouts(node, ins, b)
     return elementwise(node, ins, b)
+
+
+def concat_layouts(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
+    """The layouts of ``ins`` one after the other (a concatenation along the channel axis)."""
+    if any(layout.outer != 1 for layout in ins):
+        return b.barrier(node, ins, "concatenates flattened tensors")
+    return [Layout(tuple(seg for layout in ins for seg in layout.segments))]
 
 
 def _known_size(dims: Sequence[int | None]) -> int | None:
@@ -213,6 +238,23 @@ def reshape(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     return b.barrier(node, ins, "reshape that moves the channel axis")
 
 
+@rule("Rescaling")
+def rescaling(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
+    """``x * scale + offset``: passthrough; per-channel constants keep the channels."""
+    config = node.config
+    if any(isinstance(config.get(k), list | tuple) and len(config[k]) > 1
+           for k in ("scale", "offset")):
+        b.fix(ins[0], f"per-channel rescaling in {node.name}")
+    return [ins[0]]
+
+
+@rule("Normalization")
+def normalization(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
+    """Per-channel mean and variance (not sliced): understood, its channels kept."""
+    b.fix(ins[0], f"per-channel normalization in {node.name}")
+    return [ins[0]]
+
+
 @rule("InputLayer")
 def model_input(node: FlatNode, ins: list[Layout], b: Builder) -> list[Layout]:
     """A model input: its channels are the data's, never cut."""
@@ -228,4 +270,5 @@ def same_structure(a: Layout, b: Layout) -> bool:
     return a.outer == b.outer and _segment_sizes(a) == _segment_sizes(b)
 
 
-__all__ = ["RULES", "Builder", "Rule", "Segment", "rule", "same_structure"]
+__all__ = ["OP_RULES", "RULES", "Builder", "Rule", "Segment", "concat_layouts", "op_rule", "rule",
+           "rule_for", "same_structure"]

@@ -5,10 +5,18 @@ backwards from its outputs through each tensor's ``_keras_history`` and records 
 as a :class:`FlatNode`. Nested models (a Sequential or functional model used as a layer) are
 inlined, so the graph contains only leaf layers. Sequential models are walked through their
 functional form. A subclassed model has no layer graph and is refused with a ``UsageError``.
+
+Tensor operations are recorded like layers: Keras 3 records ``x + 3.0`` or ``keras.ops.relu(x)``
+as an ``Operation`` (no weights, not a ``Layer``), tf_keras as a ``TFOpLambda`` /
+``SlicingOpLambda`` layer. Their node carries :attr:`FlatNode.op`, the operation's name in one
+spelling for both flavors (``"add"``, ``"multiply"``, ``"relu6"``, ``"hard_silu"``...), which the
+graph rules dispatch on; a Keras 3 operation's ``class_name`` is prefixed with ``ops.`` so it never
+shares a registry key with the layer of the same name (``ops.Add`` against the ``Add`` layer).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +58,8 @@ class FlatNode:
         args: positional call structure with :class:`Slot` placeholders for the input tensors.
         kwargs: keyword call structure with :class:`Slot` placeholders.
         dtype: dtype of an input node (None for layers).
+        op: for a tensor operation (a Keras 3 ``Operation`` or a tf_keras ``TFOpLambda``), its
+            normalized name, e.g. ``"add"``; empty for layers and inputs.
     """
 
     index: int
@@ -62,11 +72,21 @@ class FlatNode:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     dtype: Any = None
+    op: str = ""
 
     @property
     def config(self) -> dict[str, Any]:
         """The layer's ``get_config()`` (an empty dict for inputs)."""
         return {} if self.layer is None else dict(self.layer.get_config())
+
+    def weights(self) -> list[Any]:
+        """The layer's ``get_weights()``; empty for inputs and Keras 3 operations."""
+        getter = getattr(self.layer, "get_weights", None)
+        return [] if getter is None else list(getter())
+
+    def variables(self) -> list[Any]:
+        """The layer's weight variables; empty for inputs and Keras 3 operations."""
+        return list(getattr(self.layer, "weights", None) or [])
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +154,32 @@ def _call_structure(node: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     dropped = {k for k, v in kwargs.items() if k == "training" or (k == "mask" and v is None)}
     kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
     return args, kwargs
+
+
+# tf_keras op-layer symbols (``config["function"]``) spelled like the Keras 3 operation names.
+_OP_ALIASES = {
+    "sub": "subtract", "mul": "multiply", "truediv": "true_divide", "div": "divide",
+    "floordiv": "floor_divide", "neg": "negative", "swish": "silu", "hard_swish": "hard_silu",
+    "reduce_mean": "mean", "reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
+    "reduce_prod": "prod", "getitem": "get_item", "concat": "concatenate", "pow": "power",
+}
+_TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+
+
+def op_name(layer: Any) -> str:
+    """The tensor operation ``layer`` stands for (see :attr:`FlatNode.op`), or ``""``.
+
+    Keras 3: an ``Operation`` that is not a layer, named after its class (``HardSilu`` ->
+    ``hard_silu``). tf_keras: a ``TFOpLambda`` / ``SlicingOpLambda``, named after the last part of
+    its TensorFlow symbol (``__operators__.add`` -> ``add``, ``math.truediv`` -> ``true_divide``).
+    """
+    kind = type(layer).__name__
+    if kind in _TF_OP_LAYERS:
+        symbol = str(layer.get_config().get("function", "")).rsplit(".", 1)[-1]
+        return _OP_ALIASES.get(symbol, symbol)
+    if hasattr(layer, "get_weights"):
+        return ""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
 def _is_model(layer: Any) -> bool:
@@ -205,11 +251,13 @@ class _Tracer:
     ) -> list[TensorRef]:
         positions = {id(t): i for i, t in enumerate(tensors)}
         args, kwargs = _map_structure(call, lambda t: Slot(positions[id(t)]))
+        op = op_name(layer)
+        kind = type(layer).__name__
         node = FlatNode(
             index=len(self.nodes), name=self.unique_name(layer, prefix),
-            class_name=type(layer).__name__, layer=layer, inputs=tuple(refs),
-            in_shapes=tuple(_shape(t) for t in tensors),
-            out_shapes=tuple(_shape(t) for t in outputs), args=args, kwargs=kwargs,
+            class_name=f"ops.{kind}" if op and kind not in _TF_OP_LAYERS else kind,
+            layer=layer, inputs=tuple(refs), in_shapes=tuple(_shape(t) for t in tensors),
+            out_shapes=tuple(_shape(t) for t in outputs), args=args, kwargs=kwargs, op=op,
         )
         self.nodes.append(node)
         return [TensorRef(node.index, i) for i in range(len(outputs))]
