@@ -41,11 +41,14 @@ demo-kws: setup
 	    --model $(KWS)/kws_dscnn.keras --data $(KWS)/kws.npz \
 	    --prune-channels 0.5 --finetune-epochs 8 --out build/demo-kws
 
+# The suite runs on every core (pytest-xdist), one test module per worker at a time so that
+# module fixtures (trained models, built firmware) are made once; TEST_JOBS=1 runs it serially.
+TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -ra -m "not e2e"
+	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile -m "not e2e"
 
 # MLPerf Tiny models (~3 min), per-kernel shapes (~2 min), pruning criteria on digits (~15 min),
 # sparse kernels and activation sparsity (~15 min; the cost-model fit is bench/fit_sparse_cost.py),

@@ -82,12 +82,12 @@ class Refusal:
 
 
 REFUSALS = (
-    Refusal("conv_output_scale_1e-38", lambda: _conv(0.5, 1e-38),
+    Refusal("conv_output_scale_1e-29", lambda: _conv(0.5, 1e-29),
             ("layer 'y'", "output 'y' channel 0", "below 2^31", "received")),
-    Refusal("conv_output_scale_1e-45", lambda: _conv(0.5, 1e-45),
+    Refusal("conv_output_scale_2e-30", lambda: _conv(0.5, 2e-30),
             ("layer 'y'", "output 'y' channel 0", "below 2^31")),
-    Refusal("depthwise_input_scale_3e38", lambda: _conv(3e38, 0.1, "DEPTHWISE_CONV_2D"),
-            ("DEPTHWISE_CONV_2D", "input scale 3e+38 ('x')", "below 2^31")),
+    Refusal("depthwise_input_scale_1e29", lambda: _conv(1e29, 0.1, "DEPTHWISE_CONV_2D"),
+            ("DEPTHWISE_CONV_2D", "input scale 1e+29 ('x')", "below 2^31")),
     Refusal("depthwise_without_bias", lambda: _conv(0.5, 0.1, "DEPTHWISE_CONV_2D", bias=False),
             ("DEPTHWISE_CONV_2D", "expected a bias tensor, received none")),
     Refusal("conv_relu6_range_beyond_int32", lambda: _conv(1e-12, 1e-12, act="RELU6"),
@@ -100,20 +100,26 @@ REFUSALS = (
             ("ADD", "output 'y'", "below 1", "received")),
     Refusal("add_relu6_range_beyond_int32", lambda: _binary("ADD", 1e-7, 1e-7, 1e-12, "RELU6"),
             ("ADD", "RELU6", "expected an output scale above")),
-    Refusal("mul_output_scale_1e-45", lambda: _binary("MUL", 0.5, 0.5, 1e-45),
+    Refusal("mul_output_scale_1e-29", lambda: _binary("MUL", 0.5, 0.5, 1e-29),
             ("MUL", "output 'y'", "below 2^31")),
-    Refusal("mean_output_scale_1e-38", lambda: _mean(0.5, 1e-38),
+    Refusal("mean_output_scale_1e-29", lambda: _mean(0.5, 1e-29),
             ("MEAN", "output 'y'", "below 2^31")),
-    Refusal("requantize_output_scale_1e-38", lambda: _requantize(0.5, 1e-38),
+    Refusal("requantize_output_scale_1e-29", lambda: _requantize(0.5, 1e-29),
             ("QUANTIZE", "'x' -> 'y'", "below 2^31")),
-    Refusal("concat_input_scale_3e38", lambda: _concat(3e38, 0.1),
+    Refusal("concat_input_scale_1e29", lambda: _concat(1e29, 0.1),
             ("CONCATENATION", "'x1' -> 'y'", "below 2^31")),
-    Refusal("softmax_input_scale_1e-45", lambda: _softmax(1e-45),
+    Refusal("softmax_input_scale_1e-29", lambda: _softmax(1e-29),
             ("SOFTMAX", "expected beta * input scale * 2^26 above 1", "received")),
     Refusal("logistic_input_scale_100", lambda: _logistic(100.0),
             ("LOGISTIC", "expected 2^-28 .. 2^4", "received 100")),
+    # Beyond [1e-30, 1e30] (and zero) the reader refuses first, naming the tensor and the field.
     Refusal("conv_output_scale_zero", lambda: _conv(0.5, 0.0),
-            ("tensor 'y'", "expected a finite positive scale, received 0")),
+            ("tensor 3 'y'", "quantization scale[0]", "expected a finite positive number, "
+             "received 0.0")),
+    Refusal("conv_output_scale_1e-38", lambda: _conv(0.5, 1e-38),
+            ("tensor 3 'y'", "expected a value in [1e-30, 1e+30], received 1e-38")),
+    Refusal("depthwise_input_scale_3e38", lambda: _conv(3e38, 0.1, "DEPTHWISE_CONV_2D"),
+            ("tensor 0 'x'", "expected a value in [1e-30, 1e+30], received 3e+38")),
 )
 
 
