@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tflite_builder import TensorSpec, single_op
 
 from tinyprune import verify
 from tinyprune.errors import UsageError
@@ -426,3 +427,41 @@ def test_reference_outputs_of_a_valid_model_are_unchanged_by_the_child_process()
         interp.set_input(raw.view(np.int8).reshape(graph.tensor(graph.inputs[0]).shape), 0)
         interp.invoke()
         assert row.tobytes() == np.ascontiguousarray(interp.get_output(0)).tobytes()
+
+
+# ---- the backbone ops' rules (SPLIT's several outputs, element-wise shapes, required inputs) ---
+
+def _q(name: str, shape: tuple[int, ...]) -> TensorSpec:
+    return TensorSpec(name, shape, scale=(0.05,), zero_point=(0,))
+
+
+def test_split_may_have_several_outputs_and_needs_its_options() -> None:
+    axis = TensorSpec("axis", (1,), dtype="int32", data=np.array([1], dtype=np.int32))
+    ok = single_op("SPLIT", [axis, _q("x", (1, 4))], [_q("a", (1, 2)), _q("b", (1, 2))],
+                   {"numSplits": 2})
+    assert [o.opcode for o in read_tflite(ok).ops] == ["SPLIT"]
+    unpack = single_op("UNPACK", [_q("x", (2, 4))], [_q("a", (4,)), _q("b", (4,))],
+                       {"num": 2, "axis": 0})
+    assert len(read_tflite(unpack).ops[0].outputs) == 2
+
+
+def test_an_elementwise_backbone_op_keeps_its_input_shape() -> None:
+    bad = single_op("LEAKY_RELU", [_q("x", (1, 4))], [_q("y", (1, 5))], {"alpha": 0.1})
+    with pytest.raises(UsageError, match=r"LEAKY_RELU.*output 0 shape: expected \[1, 4\] "
+                       r"\(the input's shape\), received \[1, 5\]"):
+        read_tflite(bad)
+    two = single_op("HARD_SWISH", [_q("x", (1, 4))], [_q("y", (1, 4)), _q("z", (1, 4))])
+    with pytest.raises(UsageError, match=r"HARD_SWISH.*outputs: expected 1 output, received 2"):
+        read_tflite(two)
+
+
+def test_transpose_conv_needs_its_input_and_ranks() -> None:
+    shape = TensorSpec("shape", (4,), dtype="int32", data=np.array([1, 4, 4, 2], np.int32))
+    w = TensorSpec("w", (2, 3, 3, 2), scale=(0.1, 0.1), zero_point=(0, 0), axis=0,
+                   data=np.ones((2, 3, 3, 2), np.int8))
+    opts = {"padding": "SAME", "strideW": 2, "strideH": 2}
+    with pytest.raises(UsageError, match=r"TRANSPOSE_CONV.*input 2: expected a tensor"):
+        read_tflite(single_op("TRANSPOSE_CONV", [shape, w, None], [_q("y", (1, 4, 4, 2))], opts))
+    with pytest.raises(UsageError, match=r"TRANSPOSE_CONV.*input 2 shape: expected 4 dimensions"):
+        read_tflite(single_op("TRANSPOSE_CONV", [shape, w, _q("x", (2, 2, 2))],
+                              [_q("y", (1, 4, 4, 2))], opts))

@@ -295,6 +295,7 @@ class OpRule:
         window: input 1 is a filter [_, KH, KW, _] dilated by the op's dilation factors; its
             dilated extent must stay within :data:`MAX_WINDOW` (and so every padding).
         same_shape: an element-wise op: the output has the shape of input 0.
+        outputs: (fewest, most) outputs (SPLIT, SPLIT_V and UNPACK have several).
     """
 
     inputs: tuple[int, int]
@@ -305,11 +306,13 @@ class OpRule:
     options_required: bool = False
     window: bool = False
     same_shape: bool = False
+    outputs: tuple[int, int] = (1, 1)
 
 
 _CONV = OpRule((2, 3), frozenset({2}), (4, 4, 1), (4,), options_required=True, window=True)
 _POOL = OpRule((1, 1), ranks=(4,), out_ranks=(4,), options="Pool2DOptions",
                options_required=True)
+_ELEMENTWISE = OpRule((1, 1), same_shape=True)
 
 OP_RULES: dict[str, OpRule] = {
     "CONV_2D": replace(_CONV, options="Conv2DOptions"),
@@ -337,6 +340,32 @@ OP_RULES: dict[str, OpRule] = {
     "STRIDED_SLICE": OpRule((4, 4), ranks=(None, 1, 1, 1), options="StridedSliceOptions",
                             options_required=True),
     "PACK": OpRule((1, MAX_OP_INPUTS), options="PackOptions", options_required=True),
+    # The ops of the Keras backbones (docs/ops.md), options as the schema names them.
+    "HARD_SWISH": OpRule((1, 1), options="HardSwishOptions",
+                         same_shape=True),
+    "RELU": _ELEMENTWISE,
+    "RELU6": _ELEMENTWISE,
+    "TANH": _ELEMENTWISE,
+    "RSQRT": _ELEMENTWISE,
+    "NEG": OpRule((1, 1), options="NegOptions", same_shape=True),
+    "LEAKY_RELU": OpRule((1, 1), options="LeakyReluOptions", options_required=True,
+                         same_shape=True),
+    "MAXIMUM": OpRule((2, 2), options="MaximumMinimumOptions"),
+    "MINIMUM": OpRule((2, 2), options="MaximumMinimumOptions"),
+    "SQUARED_DIFFERENCE": OpRule((2, 2), options="SquaredDifferenceOptions"),
+    "PRELU": OpRule((2, 2)),
+    "RESIZE_BILINEAR": OpRule((2, 2), ranks=(4, 1), out_ranks=(4,),
+                              options="ResizeBilinearOptions"),
+    "RESIZE_NEAREST_NEIGHBOR": OpRule((2, 2), ranks=(4, 1), out_ranks=(4,),
+                                      options="ResizeNearestNeighborOptions"),
+    "TRANSPOSE_CONV": OpRule((3, 4), frozenset({3}), (1, 4, 4, 1), (4,),
+                             options="TransposeConvOptions", options_required=True),
+    "SPLIT": OpRule((2, 2), options="SplitOptions", options_required=True,
+                    outputs=(1, MAX_OP_INPUTS)),
+    "SPLIT_V": OpRule((3, 3), options="SplitVOptions", options_required=True,
+                      outputs=(1, MAX_OP_INPUTS)),
+    "UNPACK": OpRule((1, 1), options="UnpackOptions", options_required=True,
+                     outputs=(1, MAX_OP_INPUTS)),
 }
 """Per-op rules for every op tinyprune lowers or folds; other ops are refused by the planner
 (after the generic checks here), with the list of supported ones."""
@@ -352,8 +381,10 @@ def check_arity(rule: OpRule, inputs: Sequence[int], outputs: Sequence[int], wha
         if t < 0 and pos not in rule.optional:
             raise where.error(what, f"input {pos}", "a tensor (this input is required)",
                               "none (-1)")
-    if len(outputs) != 1:
-        raise where.error(what, "outputs", "1 output", len(outputs))
+    lo, hi = rule.outputs
+    if not lo <= len(outputs) <= hi:
+        expected = plural(lo, "output") if lo == hi else f"{lo} to {hi} outputs"
+        raise where.error(what, "outputs", expected, len(outputs))
 
 
 def check_shapes(rule: OpRule, in_shapes: Sequence[tuple[int, ...] | None],
