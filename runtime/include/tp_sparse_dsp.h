@@ -188,15 +188,7 @@ static inline int32_t tp_sp_smlatb(int32_t a, int32_t b, int32_t acc)
 #endif
 }
 
-/** SSAT #8: x clamped to [-128, 127] (one instruction on Arm). */
-static inline int32_t tp_ssat8(int32_t x)
-{
-#if TP_DSP_NATIVE
-    return __ssat(x, 8);
-#else
-    return tp_clamp(x, -128, 127);
-#endif
-}
+/* tp_ssat8 (SSAT #8) comes from tp_dsp.h. */
 
 /**
  * tp_sq_out for one output with the channel's (multiplier, shift) split on the fly: for a
