@@ -20,13 +20,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The digits CNN three ways, then the before/after table (build/demo-compare.md): as given,
-# structurally pruned, pruned + 75% 1x4 block-sparse.
+# structurally pruned (50% channels), 75% 1x4 block-sparse (same shapes, three quarters of the
+# weights gone: on this small CNN sparsity keeps more accuracy than pruning on top of pruning).
 DEMO = $(BIN)/tinyprune build --board nucleo_f746 \
 	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz
 demo: setup
 	$(DEMO) --out build/demo-dense --force
 	$(DEMO) --prune-channels 0.5 --out build/demo --force
-	$(DEMO) --prune-channels 0.5 --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
+	$(DEMO) --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
 	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
 	    --md build/demo-compare.md --force > /dev/null
 	@grep -A4 '^| variant' build/demo-compare.md
