@@ -26,9 +26,10 @@ def profile(board_name: str, elf: Path) -> tuple[Counter[tuple[int, int]], Count
     address, and the finished run (its ``uc`` and ``image``)."""
     from tinyprune.emulator import unicorn_backend as ub
     from tinyprune.emulator.elf import read_elf
+    from tinyprune.emulator.limits import Limits
     from tinyprune.firmware.boards import load_board
 
-    run = ub._Run(load_board(board_name), read_elf(elf), (), 20_000_000_000, True)
+    run = ub._Run(load_board(board_name), read_elf(elf), (), Limits(20_000_000_000), True)
     counts: Counter[tuple[int, int]] = Counter()
     jumps: Counter[int] = Counter()
     last = [-1]

@@ -24,6 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout; sparse_support (tests)
 
 
+CYCLE_MODEL = "table"
+"""The emulator's cycle model of every figure here (docs/cycle_models.md): the flat table of
+shared/FACTS.md, which the cost model is fitted to and the issue's targets were set under (the
+board's default, m7, is newer)."""
+
+
 @dataclass(frozen=True)
 class LayerShape:
     """A layer to measure.
@@ -150,10 +156,10 @@ def inputs_with_zeros(graph: Any, n: int, fraction: float) -> Any:
 
 def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto",
             samples: int = 2, family: str | None = None,
-            zero_fraction: float | None = None) -> Measured:
+            zero_fraction: float | None = None, cycle_model: str = CYCLE_MODEL) -> Measured:
     """Builds the model for the board with the kernel choice ``kernels`` (only ``family``'s
-    candidates when given) and runs it; ``zero_fraction`` sets that fraction of the inputs to
-    the zero point and tells the planner so."""
+    candidates when given) and runs it under ``cycle_model``; ``zero_fraction`` sets that
+    fraction of the inputs to the zero point and tells the planner so."""
     import numpy as np
 
     from tinyprune import pipeline, verify
@@ -174,7 +180,7 @@ def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto"
     project = generate(planned, work / "src", model_name="layer", source_name="layer.tflite",
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=8192)
-    res = parse_results(run_elf(board, fw.elf).uart)
+    res = parse_results(run_elf(board, fw.elf, cycle_model=cycle_model).uart)
     if res.status != 0:
         raise RuntimeError(f"the firmware's kernel returned status {res.status}")
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])

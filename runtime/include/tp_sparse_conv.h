@@ -123,6 +123,81 @@ static inline __attribute__((always_inline)) void tp_sp_store_channels(const tp_
     }
 }
 
+/*
+ * The requantization of a channel for the fused passes (a row's four results requantized and
+ * stored as soon as its blocks are done, no accumulator array): valid when every channel's
+ * shift is in [-TP_SQ_FAST_MAX_E, -1] and the activation range is all of int8. With e = -shift,
+ * left = 0, and tp_sq_apply's rounding division, the output offset folded into the nudge
+ * (exact: (x + (off << e)) >> e = (x >> e) + off, and |h| <= 2^30, nudge + |off << e| < 2^30
+ * for e <= 22):
+ *
+ *     out = SSAT8((SMMULR(acc << 1, mult) + add + (h < 0 ? -1 : 0)) >> e),
+ *     add = 2^(e - 1) + (out_offset << e)
+ *
+ * The channel's folded bias is stored with it (one pointer walks the channels).
+ */
+#define TP_SQ_FAST_MAX_E 22
+
+typedef struct {
+    int32_t bias;
+    int32_t mult;
+    int32_t e;
+    int32_t add;
+} tp_sq_fast;
+
+/* 1 when the layer can take the fused requantization: every channel's shift in
+ * [-TP_SQ_FAST_MAX_E, -1] and the activation range all of int8 (else the general path). */
+static inline int tp_sq_fast_ok(const tp_sp_conv *l)
+{
+    if (l->lo != -128 || l->hi != 127) {
+        return 0;
+    }
+    for (int32_t o = 0; o < l->c_out; ++o) {
+        if (l->shift[o] > -1 || l->shift[o] < -TP_SQ_FAST_MAX_E) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Channel o's tp_sq_fast (the layer passed tp_sq_fast_ok). */
+static inline tp_sq_fast tp_sq_fast_at(const tp_sp_conv *l, int32_t o)
+{
+    const int32_t e = -l->shift[o];
+    tp_sq_fast q;
+    q.bias = l->bias != NULL ? l->bias[o] : 0;
+    q.mult = l->mult[o];
+    q.e = e;
+    q.add = (int32_t)(1U << (e - 1)) + (int32_t)((uint32_t)l->out_offset << e);
+    return q;
+}
+
+/* One output of tp_sq_fast's channel (see there). */
+static inline __attribute__((always_inline)) int32_t tp_sq_fast_out(int32_t acc, int32_t mult,
+                                                                    int32_t e, int32_t add)
+{
+    const int32_t h = tp_smmulr((int32_t)((uint32_t)acc << 1), mult);
+    return tp_ssat8((h + add + (h >> 31)) >> e);
+}
+
+/* Requantizes a row's four results with q and stores them at out[0], out[step], out[2 step],
+ * out[3 step]. */
+static inline __attribute__((always_inline)) void tp_sq_fast_store4(const tp_sq_fast *q,
+                                                                    int32_t a0, int32_t a1,
+                                                                    int32_t a2, int32_t a3,
+                                                                    int8_t *out, int32_t step)
+{
+    const int32_t mult = q->mult, e = q->e, add = q->add;
+    /* step is opaque to gcc here: one base pointer and register offsets instead of four output
+     * pointers kept (and spilled) across the caller's loop */
+    __asm__("" : "+r"(step));
+    out[0] = (int8_t)tp_sq_fast_out(a0, mult, e, add);
+    out[step] = (int8_t)tp_sq_fast_out(a1, mult, e, add);
+    int8_t *const out2 = out + 2 * step;
+    out2[0] = (int8_t)tp_sq_fast_out(a2, mult, e, add);
+    out2[step] = (int8_t)tp_sq_fast_out(a3, mult, e, add);
+}
+
 TP_SP_SHARED static void tp_sp_store_pass(const tp_sp_conv *l, const tp_sq_channel *chan,
                                           const int32_t *acc, int32_t valid, int8_t *out)
 {

@@ -130,6 +130,55 @@ TP_SP_HOT static void pass_r1_u8(const tp_bsr_filter *f, const int32_t *bias, in
     } while (counts != end);
 }
 
+/* A channel of the fused pass: its block count and requantization (20 bytes, the size of the
+ * tp_sq_channel it replaces in the scratch). */
+typedef struct {
+    int32_t n;
+    tp_sq_fast q;
+} chan_r1;
+
+/* The fused channels of the usual format; 0 when the layer is not fit for them. */
+static int chan_r1_of(const tp_sp_conv *l, const tp_bsr_filter *f, chan_r1 *c)
+{
+    if (!tp_sq_fast_ok(l)) {
+        return 0;
+    }
+    for (int32_t o = 0; o < l->c_out; ++o) {
+        c[o].n = ((const uint8_t *)f->counts)[o];
+        c[o].q = tp_sq_fast_at(l, o);
+    }
+    return 1;
+}
+
+/*
+ * A full pass of the usual format (R = 1, uint8 counts and block columns) with the
+ * requantization fused (tp_sq_fast): each row's four accumulators start at its folded bias, take
+ * its blocks two per trip (one LDRD of their weights; the block columns byte by byte) and are
+ * requantized and stored at once, out[p * C_OUT + o] for the pass's pixels p.
+ */
+TP_SP_HOT static void pass_r1_fused(const uint8_t *ip, const int8_t *w, const chan_r1 *c,
+                                    int32_t c_out, const int8_t *col, int8_t *out)
+{
+    const int8_t *const end = out + c_out;
+    do {
+        int32_t n = c->n;
+        int32_t a0 = c->q.bias, a1 = a0, a2 = a0, a3 = a0;
+        if (n & 1) {
+            TP_BSR_BLOCK4(col + ((uint32_t)*ip++ << 5), tp_sp_read32(w), a);
+            w += 4;
+        }
+        for (n >>= 1; n > 0; --n) {
+            int32_t w0, w1;
+            tp_sp_load_2x32_inc(&w, &w0, &w1);
+            TP_BSR_BLOCK4(col + ((uint32_t)ip[0] << 5), w0, a);
+            TP_BSR_BLOCK4(col + ((uint32_t)ip[1] << 5), w1, a);
+            ip += 2;
+        }
+        tp_sq_fast_store4(&c->q, a0, a1, a2, a3, out++, c_out);
+        ++c;
+    } while (out != end);
+}
+
 static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *in,
                      int32_t batches, int8_t *out, void *buf, int32_t k, int32_t k4)
 {
@@ -137,7 +186,9 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
     int32_t *acc = col + 2 * k4;
     tp_sq_channel *chan = (tp_sq_channel *)(acc + PIXELS * l->c_out);
     int8_t *stage = (int8_t *)(chan + l->c_out);
-    for (int32_t o = 0; o < l->c_out; ++o) {
+    const int r1_u8 = f->group == 1 && f->index_bytes == 1 && f->count_bytes == 1;
+    const int fused = r1_u8 && chan_r1_of(l, f, (chan_r1 *)chan);
+    for (int32_t o = 0; o < l->c_out && !fused; ++o) {
         chan[o] = tp_sq_channel_of(l->mult[o], l->shift[o]);
     }
     const int32_t pixels = l->out_h * l->out_w, in_size = l->win.in_h * l->win.in_w * l->win.c;
@@ -148,12 +199,25 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
             for (int32_t p = 0; p < valid; ++p) {
                 tp_sp_widen_window(l, in, p0 + p, col + 2 * p, stage, k);
             }
-            if (f->group == 1 && f->index_bytes == 1 && f->count_bytes == 1 && l->bias != NULL) {
+            if (fused && valid == PIXELS) {
+                pass_r1_fused((const uint8_t *)f->index, f->blocks, (const chan_r1 *)chan, l->c_out,
+                              (const int8_t *)col, out);
+                continue;
+            }
+            if (fused) { /* the last, partial pass: the general requantization */
+                for (int32_t o = 0; o < l->c_out; ++o) {
+                    chan[o] = tp_sq_channel_of(l->mult[o], l->shift[o]);
+                }
+            }
+            if (r1_u8 && l->bias != NULL) {
                 pass_r1_u8(f, l->bias, l->c_out, (const int8_t *)col, acc);
             } else {
                 pass_any(f, l->bias, l->c_out, (const int8_t *)col, acc);
             }
             tp_sp_store_pass(l, chan, acc, valid, out);
+            if (fused) { /* back to the fused channels for the next batch */
+                (void)chan_r1_of(l, f, (chan_r1 *)chan);
+            }
         }
     }
 }

@@ -108,15 +108,37 @@ static inline __attribute__((always_inline)) int32_t blocks_r1(const int8_t *x,
     return acc;
 }
 
+/*
+ * One output with the channel's (mult, shift) when shift is in [-TP_FC_FAST_MAX_E, -1] and the
+ * activation range is all of int8 (`full`): tp_sq_apply with left = 0 and the output offset
+ * folded into the nudge (exact: (x + (off << e)) >> e = (x >> e) + off; |h| <= 2^30 and
+ * 2^(e - 1) + |off << e| < 2^30 for e <= 22), one SSAT; else tp_sq_out_ms.
+ */
+#define TP_FC_FAST_MAX_E 22
+
+static inline __attribute__((always_inline)) int8_t out_of(int32_t acc, int32_t mult,
+                                                           int32_t shift, const fc_layer *l,
+                                                           int full)
+{
+    const int32_t e = -shift;
+    if (full && (uint32_t)(e - 1) < (uint32_t)TP_FC_FAST_MAX_E) {
+        const int32_t add = (int32_t)(1U << (e - 1)) + (int32_t)((uint32_t)l->offset << e);
+        const int32_t h = tp_smmulr((int32_t)((uint32_t)acc << 1), mult);
+        return (int8_t)tp_ssat8((h + add + (h >> 31)) >> e);
+    }
+    return tp_sq_out_ms(acc, mult, shift, l->offset, l->lo, l->hi);
+}
+
 TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
 {
     const uint8_t *s = l->steps;
     const int8_t *b = l->blocks;
     const int32_t *mult = l->mult, *shift = l->shift;
     const int32_t step = l->per_channel;
+    const int full = l->lo == -128 && l->hi == 127;
     for (int32_t o = 0; o < l->n_out; ++o, mult += step, shift += step) {
         const int32_t acc = blocks_r1(x, &s, &b, layer_count(l, o), l->bias ? l->bias[o] : 0);
-        out[o] = tp_sq_out_ms(acc, *mult, *shift, l->offset, l->lo, l->hi);
+        out[o] = out_of(acc, *mult, *shift, l, full);
     }
 }
 
