@@ -134,6 +134,9 @@ static inline __attribute__((always_inline)) void tp_sp_store_channels(const tp_
  *     out = SSAT8((SMMULR(acc << 1, mult) + add + (h < 0 ? -1 : 0)) >> e),
  *     add = 2^(e - 1) + (out_offset << e)
  *
+ * with h = SMMULR(acc << 1, mult); computed as SSAT8((SMMLAR(acc << 1, mult, add) + (acc < 0 ?
+ * -1 : 0)) >> e), four instructions and the shift (tp_sq_fast_out).
+ *
  * The channel's folded bias is stored with it (one pointer walks the channels).
  */
 #define TP_SQ_FAST_MAX_E 22
@@ -176,8 +179,10 @@ static inline tp_sq_fast tp_sq_fast_at(const tp_sp_conv *l, int32_t o)
 static inline __attribute__((always_inline)) int32_t tp_sq_fast_out(int32_t acc, int32_t mult,
                                                                     int32_t e, int32_t add)
 {
-    const int32_t h = tp_smmulr((int32_t)((uint32_t)acc << 1), mult);
-    return tp_ssat8((h + add + (h >> 31)) >> e);
+    /* h + add in one SMMLAR; the sign term from acc instead of h: they differ only when h = 0
+     * and acc < 0, where (add - 1) >> e = add >> e = out_offset */
+    const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+    return tp_ssat8((tp_smmlar(acc2, mult, add) + (acc2 >> 31)) >> e);
 }
 
 /* Requantizes a row's four results with q and stores them at out[0], out[step], out[2 step],

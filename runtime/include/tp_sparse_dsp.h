@@ -51,6 +51,19 @@ static inline int32_t tp_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/** SMMLAR: acc + ((a * b + 2^31) >> 32), i.e. (acc * 2^32 + a * b + 2^31) >> 32 (exact: acc
+ * 2^32 is a multiple of 2^32), the rounded high word plus acc in one instruction. */
+static inline int32_t tp_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+#if TP_DSP_NATIVE && defined(__GNUC__)
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return (int32_t)(((int64_t)acc * 4294967296LL + (int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
 /** Two words, for the memory operand of the LDRD asm (tells gcc which bytes are read). */
 typedef struct {
     int32_t w[2];

@@ -179,6 +179,21 @@ TP_SP_HOT static void pass_r1_fused(const uint8_t *ip, const int8_t *w, const ch
     } while (out != end);
 }
 
+/* The columns of four consecutive pixels of a pointwise layer (c values each, c % 4 == 0, the
+ * pixels' inputs contiguous at x): group g of pixel p at col[8 g + 2 p], col[8 g + 2 p + 1]. */
+TP_SP_NOINLINE static void widen_pointwise4(const int8_t *x, int32_t c, int32_t *col)
+{
+    const int8_t *const end = x + c;
+    for (; x != end; x += 4, col += 8) {
+        const int32_t v0 = tp_sp_read32(x), v1 = tp_sp_read32(x + c);
+        const int32_t v2 = tp_sp_read32(x + 2 * c), v3 = tp_sp_read32(x + 3 * c);
+        col[0] = tp_sxtb16(v0), col[1] = tp_sxtb16_ror8(v0);
+        col[2] = tp_sxtb16(v1), col[3] = tp_sxtb16_ror8(v1);
+        col[4] = tp_sxtb16(v2), col[5] = tp_sxtb16_ror8(v2);
+        col[6] = tp_sxtb16(v3), col[7] = tp_sxtb16_ror8(v3);
+    }
+}
+
 static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *in,
                      int32_t batches, int8_t *out, void *buf, int32_t k, int32_t k4)
 {
@@ -192,22 +207,29 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
         chan[o] = tp_sq_channel_of(l->mult[o], l->shift[o]);
     }
     const int32_t pixels = l->out_h * l->out_w, in_size = l->win.in_h * l->win.in_w * l->win.c;
+    /* 1x1, stride 1, no padding, whole groups: output pixel p reads input pixel p */
+    const int pointwise = l->win.kh == 1 && l->win.kw == 1 && l->stride_h == 1 &&
+                          l->stride_w == 1 && l->pad_h == 0 && l->pad_w == 0 &&
+                          l->out_w == l->win.in_w && l->out_h == l->win.in_h && (k & 3) == 0;
     memset(col, 0, (size_t)(8 * k4)); /* columns of absent pixels stay 0 (their results dropped) */
     for (int32_t b = 0; b < batches; ++b, in += in_size) {
         for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS, out += PIXELS * l->c_out) {
             const int32_t valid = pixels - p0 < PIXELS ? pixels - p0 : PIXELS;
-            for (int32_t p = 0; p < valid; ++p) {
-                tp_sp_widen_window(l, in, p0 + p, col + 2 * p, stage, k);
-            }
-            if (fused && valid == PIXELS) {
-                pass_r1_fused((const uint8_t *)f->index, f->blocks, (const chan_r1 *)chan, l->c_out,
-                              (const int8_t *)col, out);
-                continue;
-            }
-            if (fused) { /* the last, partial pass: the general requantization */
-                for (int32_t o = 0; o < l->c_out; ++o) {
-                    chan[o] = tp_sq_channel_of(l->mult[o], l->shift[o]);
+            if (pointwise && valid == PIXELS) {
+                widen_pointwise4(in + p0 * l->win.c, l->win.c, col);
+            } else {
+                for (int32_t p = 0; p < valid; ++p) {
+                    tp_sp_widen_window(l, in, p0 + p, col + 2 * p, stage, k);
                 }
+            }
+            if (fused) { /* a partial pass writes its four pixels to the unused accumulators */
+                int8_t *dst = valid == PIXELS ? out : (int8_t *)acc;
+                pass_r1_fused((const uint8_t *)f->index, f->blocks, (const chan_r1 *)chan, l->c_out,
+                              (const int8_t *)col, dst);
+                if (dst != out) {
+                    memcpy(out, dst, (size_t)(valid * l->c_out));
+                }
+                continue;
             }
             if (r1_u8 && l->bias != NULL) {
                 pass_r1_u8(f, l->bias, l->c_out, (const int8_t *)col, acc);
@@ -215,9 +237,6 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
                 pass_any(f, l->bias, l->c_out, (const int8_t *)col, acc);
             }
             tp_sp_store_pass(l, chan, acc, valid, out);
-            if (fused) { /* back to the fused channels for the next batch */
-                (void)chan_r1_of(l, f, (chan_r1 *)chan);
-            }
         }
     }
 }

@@ -117,28 +117,48 @@ static inline __attribute__((always_inline)) int32_t blocks_r1(const int8_t *x,
 #define TP_FC_FAST_MAX_E 22
 
 static inline __attribute__((always_inline)) int8_t out_of(int32_t acc, int32_t mult,
-                                                           int32_t shift, const fc_layer *l,
-                                                           int full)
+                                                           int32_t shift, int32_t off,
+                                                           int32_t lo, int32_t hi, int full)
 {
     const int32_t e = -shift;
     if (full && (uint32_t)(e - 1) < (uint32_t)TP_FC_FAST_MAX_E) {
-        const int32_t add = (int32_t)(1U << (e - 1)) + (int32_t)((uint32_t)l->offset << e);
-        const int32_t h = tp_smmulr((int32_t)((uint32_t)acc << 1), mult);
-        return (int8_t)tp_ssat8((h + add + (h >> 31)) >> e);
+        const int32_t add = (int32_t)(1U << (e - 1)) + (int32_t)((uint32_t)off << e);
+        const int32_t acc2 = (int32_t)((uint32_t)acc << 1); /* as tp_sq_fast_out */
+        return (int8_t)tp_ssat8((tp_smmlar(acc2, mult, add) + (acc2 >> 31)) >> e);
     }
-    return tp_sq_out_ms(acc, mult, shift, l->offset, l->lo, l->hi);
+    return tp_sq_out_ms(acc, mult, shift, off, lo, hi);
+}
+
+/* The R = 1 rows with uint8 (wide = 0) or uint16 counts; the layer's fields read once. */
+static inline __attribute__((always_inline)) void rows_r1(const fc_layer *l, const int8_t *x,
+                                                          int8_t *out, int wide)
+{
+    static const int32_t no_bias = 0;
+    const uint8_t *s = l->steps;
+    const int8_t *b = l->blocks;
+    const uint8_t *c8 = (const uint8_t *)l->counts;
+    const uint16_t *c16 = (const uint16_t *)l->counts;
+    const int32_t *bias = l->bias != NULL ? l->bias : &no_bias;
+    const int32_t bstep = l->bias != NULL ? 1 : 0;
+    const int32_t *mult = l->mult, *shift = l->shift;
+    const int32_t step = l->per_channel, off = l->offset, lo = l->lo, hi = l->hi;
+    const int full = lo == -128 && hi == 127;
+    const int8_t *const end = out + l->n_out;
+    while (out != end) {
+        const int32_t n = wide ? *c16++ : *c8++;
+        const int32_t acc = blocks_r1(x, &s, &b, n, *bias);
+        bias += bstep;
+        *out++ = out_of(acc, *mult, *shift, off, lo, hi, full);
+        mult += step, shift += step;
+    }
 }
 
 TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
 {
-    const uint8_t *s = l->steps;
-    const int8_t *b = l->blocks;
-    const int32_t *mult = l->mult, *shift = l->shift;
-    const int32_t step = l->per_channel;
-    const int full = l->lo == -128 && l->hi == 127;
-    for (int32_t o = 0; o < l->n_out; ++o, mult += step, shift += step) {
-        const int32_t acc = blocks_r1(x, &s, &b, layer_count(l, o), l->bias ? l->bias[o] : 0);
-        out[o] = out_of(acc, *mult, *shift, l, full);
+    if (l->wide_counts) {
+        rows_r1(l, x, out, 1);
+    } else {
+        rows_r1(l, x, out, 0);
     }
 }
 
