@@ -215,7 +215,12 @@ int32_t tp_fully_connected_zskip_s8_get_buffer_size(const tp_dims *filter_dims);
  * after the other, so each filter row's words are contiguous.
  *
  * DSP path: four output pixels per pass, their windows widened to int16 into four interleaved
- * columns; per block four LDRD, two SXTB16 and eight SMLAD (16 MACs).
+ * columns (pointwise layers, 1x1 stride 1 unpadded: four pixels at once); per block four LDRD,
+ * two SXTB16 and eight SMLAD (16 MACs). For R = 1 with uint8 counts and block columns, a
+ * full-range activation (no activation, or ReLU with output zero point -128) and every shift in
+ * [-22, -1] (the usual case), each row's four results are requantized and stored as soon as its
+ * blocks are done (SMMLAR with the rounding and output offset folded in, one SSAT; a
+ * hand-scheduled pass on Arm); other layers keep the pass's accumulators and requantize after.
  *
  * @param ctx  scratch: tp_conv_bsr_s8_get_buffer_size() bytes, word aligned
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or the format

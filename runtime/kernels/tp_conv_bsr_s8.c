@@ -10,7 +10,9 @@
  * columns: 32 bytes per group of four values ([x0 x2][x1 x3] of
  * pixel 0, then of pixels 1, 2, 3). Each filter row then walks its row group's blocks: the
  * block column gives the group's 32 bytes (four LDRD), the weight word two SXTB16, and eight
- * SMLAD make 16 MACs. Portable path: one pixel at a time, one value at a time, same format.
+ * SMLAD make 16 MACs. The usual format (R = 1, uint8 indices) with a full-range activation
+ * requantizes each row's four results at once (pass_r1_fused, hand-scheduled on Arm).
+ * Portable path: one pixel at a time, one value at a time, same format.
  */
 #include "tp_nn_sparse.h"
 #include "tp_nn_support.h"
@@ -153,9 +155,112 @@ static int chan_r1_of(const tp_sp_conv *l, const tp_bsr_filter *f, chan_r1 *c)
 /*
  * A full pass of the usual format (R = 1, uint8 counts and block columns) with the
  * requantization fused (tp_sq_fast): each row's four accumulators start at its folded bias, take
- * its blocks two per trip (one LDRD of their weights; the block columns byte by byte) and are
- * requantized and stored at once, out[p * C_OUT + o] for the pass's pixels p.
+ * its blocks (an odd one first, then two per trip) and are requantized and stored at once,
+ * out[p * C_OUT + o] for the pass's pixels p. On an Arm core with the DSP extension this is the
+ * hand-scheduled pass_r1_fused_arm below (gcc 12 spills the row's pointers around the block
+ * loop: ~15 cycles a row); the C is its reference (host tests of the DSP path).
  */
+#if TP_DSP_NATIVE && defined(__GNUC__)
+
+void tp_conv_bsr_s8_pass_r1(const uint8_t *ip, const int8_t *w, const chan_r1 *c, int32_t c_out,
+                            const int8_t *col, int8_t *out);
+
+/* One block: index byte (r10), weight word (r11) -> r6, r7 = SXTB16 halves; the four columns'
+ * words at col (r9) + 32 * index, two per LDRD, into the accumulators r0..r3. */
+#define TP_BSR_ASM_BLOCK                                                                        \
+    "    ldrb   r8, [r10], #1\n"                                                                \
+    "    ldr    r7, [r11], #4\n"                                                                \
+    "    add    r8, r9, r8, lsl #5\n"                                                           \
+    "    sxtb16 r6, r7\n"                                                                       \
+    "    sxtb16 r7, r7, ror #8\n"                                                               \
+    "    ldrd   r4, r5, [r8]\n"                                                                 \
+    "    smlad  r0, r6, r4, r0\n"                                                               \
+    "    smlad  r0, r7, r5, r0\n"                                                               \
+    "    ldrd   r4, r5, [r8, #8]\n"                                                             \
+    "    smlad  r1, r6, r4, r1\n"                                                               \
+    "    smlad  r1, r7, r5, r1\n"                                                               \
+    "    ldrd   r4, r5, [r8, #16]\n"                                                            \
+    "    smlad  r2, r6, r4, r2\n"                                                               \
+    "    smlad  r2, r7, r5, r2\n"                                                               \
+    "    ldrd   r4, r5, [r8, #24]\n"                                                            \
+    "    smlad  r3, r6, r4, r3\n"                                                               \
+    "    smlad  r3, r7, r5, r3\n"
+
+/* One output: accumulator ACC (doubled in place) with mult r4, e r5, add r6 -> r8 (tp_sq_fast_out). */
+#define TP_BSR_ASM_OUT(acc)                                                                     \
+    "    lsl    " acc ", " acc ", #1\n"                                                         \
+    "    smmlar r8, " acc ", r4, r6\n"                                                          \
+    "    add    r8, r8, " acc ", asr #31\n"                                                     \
+    "    asr    r8, r8, r5\n"                                                                   \
+    "    ssat   r8, #8, r8\n"
+
+/* Registers: r0-r3 accumulators, r4 r5 column words (then mult, e), r6 r7 weight halves (then
+ * add), r8 address / output, r9 col, r10 block columns, r11 weights, r12 end of the row's
+ * columns (then step), lr the channel (chan_r1, 20 bytes); on the stack out, step, end of c. */
+__asm__(
+    "    .text\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .p2align 2\n"
+    "    .global tp_conv_bsr_s8_pass_r1\n"
+    "    .type tp_conv_bsr_s8_pass_r1, %function\n"
+    "    .thumb_func\n"
+    "tp_conv_bsr_s8_pass_r1:\n"
+    "    push   {r4-r11, lr}\n"
+    "    sub    sp, sp, #12\n"
+    "    ldr    r9, [sp, #48]\n"          /* col */
+    "    ldr    r4, [sp, #52]\n"          /* out */
+    "    strd   r4, r3, [sp]\n"           /* out, step = c_out */
+    "    add    r4, r3, r3, lsl #2\n"
+    "    add    r4, r2, r4, lsl #2\n"     /* c + 20 c_out */
+    "    str    r4, [sp, #8]\n"
+    "    mov    r10, r0\n"
+    "    mov    r11, r1\n"
+    "    mov    lr, r2\n"
+    "1:\n"                                /* a row */
+    "    ldrd   r8, r0, [lr]\n"           /* n, bias */
+    "    mov    r1, r0\n"
+    "    mov    r2, r0\n"
+    "    mov    r3, r0\n"
+    "    add    r12, r10, r8\n"
+    "    tst    r8, #1\n"
+    "    beq    2f\n"
+    TP_BSR_ASM_BLOCK
+    "2:\n"
+    "    cmp    r10, r12\n"
+    "    beq    4f\n"
+    "3:\n"                                /* two blocks a trip */
+    TP_BSR_ASM_BLOCK
+    TP_BSR_ASM_BLOCK
+    "    cmp    r10, r12\n"
+    "    bne    3b\n"
+    "4:\n"                                /* requantize and store the row's four results */
+    "    ldrd   r4, r5, [lr, #8]\n"       /* mult, e */
+    "    ldr    r6, [lr, #16]\n"          /* add */
+    "    add    lr, lr, #20\n"
+    "    ldrd   r7, r12, [sp]\n"          /* out, step */
+    TP_BSR_ASM_OUT("r0")
+    "    strb   r8, [r7]\n"
+    TP_BSR_ASM_OUT("r1")
+    "    strb   r8, [r7, r12]\n"
+    "    add    r0, r7, r12, lsl #1\n"
+    TP_BSR_ASM_OUT("r2")
+    "    strb   r8, [r0]\n"
+    TP_BSR_ASM_OUT("r3")
+    "    strb   r8, [r0, r12]\n"
+    "    add    r7, r7, #1\n"
+    "    str    r7, [sp]\n"
+    "    ldr    r8, [sp, #8]\n"
+    "    cmp    lr, r8\n"
+    "    bne    1b\n"
+    "    add    sp, sp, #12\n"
+    "    pop    {r4-r11, pc}\n"
+    "    .size tp_conv_bsr_s8_pass_r1, . - tp_conv_bsr_s8_pass_r1\n");
+
+#define pass_r1_fused tp_conv_bsr_s8_pass_r1
+
+#else
+
 TP_SP_HOT static void pass_r1_fused(const uint8_t *ip, const int8_t *w, const chan_r1 *c,
                                     int32_t c_out, const int8_t *col, int8_t *out)
 {
@@ -178,6 +283,8 @@ TP_SP_HOT static void pass_r1_fused(const uint8_t *ip, const int8_t *w, const ch
         ++c;
     } while (out != end);
 }
+
+#endif
 
 /* The columns of four consecutive pixels of a pointwise layer (c values each, c % 4 == 0, the
  * pixels' inputs contiguous at x): group g of pixel p at col[8 g + 2 p], col[8 g + 2 p + 1]. */
