@@ -153,8 +153,170 @@ static inline __attribute__((always_inline)) void rows_r1(const fc_layer *l, con
     }
 }
 
+#if TP_DSP_NATIVE && defined(__GNUC__)
+
+/*
+ * The R = 1 rows hand-scheduled on Arm (gcc 12 spills the row's pointers around the block
+ * loops: ~30 cycles a row), for uint8 counts, per-channel requantization and a
+ * full-range activation; tp_fully_connected_bsr_rows_r1 below. The per-row arrays are reached
+ * from the counts pointer o (r14): rows_asm holds each array's base minus the counts pointer it
+ * pairs with, so one register walks them all.
+ */
+typedef struct {
+    uint32_t bias;  /* bias - 4 counts: bias[o] at bias + 4 * (counts + o); 0: no bias */
+    uint32_t mult;  /* mult - 4 (counts + 1): read after the count's post-increment */
+    uint32_t shift; /* shift - 4 (counts + 1) */
+    uint32_t out;   /* out - (counts + 1) */
+    int32_t offset; /* the output offset */
+    uint32_t end;   /* counts + OUT */
+} rows_asm;
+
+void tp_fully_connected_bsr_rows_r1(const uint8_t *steps, const int8_t *blocks,
+                                    const uint8_t *counts, const int8_t *x0, const rows_asm *a);
+
+/* One block: its step at byte ROT of r10 moves x (r1); the weight word W gives r9 and W (SXTB16
+ * halves); two SMLAD into r0. */
+#define TP_FC_ASM_BLOCK(w, rot)                                                                 \
+    "    uxtab  r1, r1, r10, ror #" #rot "\n"                                                  \
+    "    ldrd   r4, r5, [r1]\n"                                                                 \
+    "    sxtb16 r9, " w ", ror #8\n"                                                           \
+    "    sxtb16 " w ", " w "\n"                                                                \
+    "    smlad  r0, " w ", r4, r0\n"                                                           \
+    "    smlad  r0, r9, r5, r0\n"
+
+/* Registers: r0 accumulator, r1 input (x0 + steps), r2 steps, r3 blocks, r4 r5 input words,
+ * r6 r7 weight words, r8 r9 r10 r11 temporaries (r10 the steps of four blocks, r11 the blocks
+ * left), r12 x0, r14 the counts; rows_asm copied to the stack. */
+__asm__(
+    "    .text\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .p2align 2\n"
+    "    .global tp_fully_connected_bsr_rows_r1\n"
+    "    .type tp_fully_connected_bsr_rows_r1, %function\n"
+    "    .thumb_func\n"
+    "tp_fully_connected_bsr_rows_r1:\n"
+    "    push   {r4-r11, lr}\n"
+    "    sub    sp, sp, #24\n"
+    "    ldr    r8, [sp, #60]\n"          /* a */
+    "    ldm    r8, {r4-r9}\n"
+    "    stm    sp, {r4-r9}\n"
+    "    mov    r12, r3\n"
+    "    mov    lr, r2\n"
+    "    mov    r3, r1\n"
+    "    mov    r2, r0\n"
+    "1:\n"                                /* a row */
+    "    ldr    r8, [sp]\n"
+    "    movs   r0, #0\n"
+    "    cmp    r8, #0\n"
+    "    it     ne\n"
+    "    ldrne  r0, [r8, lr, lsl #2]\n"  /* bias[o], or 0 without a bias */
+    "    ldrb   r11, [lr], #1\n"          /* its blocks */
+    "    mov    r1, r12\n"
+    "    subs   r11, r11, #4\n"
+    "    blo    3f\n"
+    "2:\n"                                /* four blocks a trip */
+    "    ldr    r10, [r2], #4\n"
+    "    ldrd   r6, r7, [r3], #8\n"
+    TP_FC_ASM_BLOCK("r6", 0)
+    TP_FC_ASM_BLOCK("r7", 8)
+    "    ldrd   r6, r7, [r3], #8\n"
+    TP_FC_ASM_BLOCK("r6", 16)
+    TP_FC_ASM_BLOCK("r7", 24)
+    "    subs   r11, r11, #4\n"
+    "    bhs    2b\n"
+    "3:\n"                                /* r11 = blocks left - 4: its low bits are what is left */
+    "    tst    r11, #2\n"
+    "    beq    4f\n"
+    "    ldrh   r10, [r2], #2\n"
+    "    ldrd   r6, r7, [r3], #8\n"
+    TP_FC_ASM_BLOCK("r6", 0)
+    TP_FC_ASM_BLOCK("r7", 8)
+    "4:\n"
+    "    tst    r11, #1\n"
+    "    beq    5f\n"
+    "    ldrb   r10, [r2], #1\n"
+    "    ldr    r6, [r3], #4\n"
+    TP_FC_ASM_BLOCK("r6", 0)
+    "5:\n"                                /* requantize: mult r4, shift r5, offset r9 */
+    "    ldr    r8, [sp, #4]\n"
+    "    ldr    r4, [r8, lr, lsl #2]\n"
+    "    ldr    r8, [sp, #8]\n"
+    "    ldr    r5, [r8, lr, lsl #2]\n"
+    "    ldr    r9, [sp, #16]\n"
+    "    rsb    r6, r5, #0\n"             /* e */
+    "    sub    r7, r6, #1\n"
+    "    cmp    r7, #21\n"
+    "    bhi    6f\n"
+    "    movs   r10, #1\n"                /* e in [1, 22]: out_of's fast form */
+    "    lsl    r10, r10, r7\n"
+    "    lsl    r11, r9, r6\n"
+    "    add    r10, r10, r11\n"
+    "    lsl    r0, r0, #1\n"
+    "    smmlar r8, r0, r4, r10\n"
+    "    add    r8, r8, r0, asr #31\n"
+    "    asr    r8, r8, r6\n"
+    "    ssat   r8, #8, r8\n"
+    "7:\n"
+    "    ldr    r9, [sp, #12]\n"
+    "    strb   r8, [r9, lr]\n"
+    "    ldr    r9, [sp, #20]\n"
+    "    cmp    lr, r9\n"
+    "    bne    1b\n"
+    "    add    sp, sp, #24\n"
+    "    pop    {r4-r11, pc}\n"
+    "6:\n"                                /* any other shift: tp_sq_apply, offset, SSAT */
+    "    asr    r7, r5, #31\n"            /* emask */
+    "    rsb    r6, r5, #0\n"
+    "    and    r6, r6, r7\n"             /* e */
+    "    bic    r10, r5, r7\n"
+    "    add    r10, r10, #1\n"           /* left + 1 */
+    "    lsl    r0, r0, r10\n"
+    "    smmulr r8, r0, r4\n"
+    "    movs   r10, #1\n"
+    "    lsl    r10, r10, r6\n"
+    "    lsr    r10, r10, #1\n"           /* nudge */
+    "    and    r7, r7, r8, asr #31\n"
+    "    add    r8, r8, r10\n"
+    "    add    r8, r8, r7\n"
+    "    asr    r8, r8, r6\n"
+    "    add    r8, r8, r9\n"
+    "    ssat   r8, #8, r8\n"
+    "    b      7b\n"
+    "    .size tp_fully_connected_bsr_rows_r1, . - tp_fully_connected_bsr_rows_r1\n");
+
+/* The assembly rows when the layer is in their form (else 0: the C rows run). */
+static int rows_r1_asm(const fc_layer *l, const int8_t *x, int8_t *out)
+{
+    const uint32_t c = (uint32_t)(uintptr_t)l->counts;
+    const uint32_t bias = l->bias != NULL ? (uint32_t)(uintptr_t)l->bias - 4U * c : 0U;
+    if (l->wide_counts || !l->per_channel || l->lo != -128 || l->hi != 127 || l->n_out <= 0 ||
+        (l->bias != NULL && bias == 0U)) {
+        return 0;
+    }
+    const rows_asm a = {bias,
+                        (uint32_t)(uintptr_t)l->mult - 4U * (c + 1U),
+                        (uint32_t)(uintptr_t)l->shift - 4U * (c + 1U),
+                        (uint32_t)(uintptr_t)out - (c + 1U), l->offset, c + (uint32_t)l->n_out};
+    tp_fully_connected_bsr_rows_r1(l->steps, l->blocks, (const uint8_t *)l->counts, x, &a);
+    return 1;
+}
+
+#else
+
+static int rows_r1_asm(const fc_layer *l, const int8_t *x, int8_t *out)
+{
+    (void)l, (void)x, (void)out;
+    return 0;
+}
+
+#endif
+
 TP_SP_HOT static void layer_r1(const fc_layer *l, const int8_t *x, int8_t *out)
 {
+    if (rows_r1_asm(l, x, out)) {
+        return;
+    }
     if (l->wide_counts) {
         rows_r1(l, x, out, 1);
     } else {

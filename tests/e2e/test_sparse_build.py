@@ -7,6 +7,9 @@
 2. Every sparse kernel (each format, conv and FC, the zero-skipping FC) in one model, forced
    per layer, on the emulator against the reference: the real DSP instructions (inline asm
    LDRD / UXTAB / SMMULR included), not their C emulation.
+3. The block-sparse paths written in Arm assembly (the R = 1 conv pass, the R = 1 FC rows), which
+   the host tests cannot run: biases and none, an empty row, a shift outside the fast form,
+   pointwise and padded windows, a partial last pass.
 """
 
 from __future__ import annotations
@@ -170,6 +173,80 @@ def test_every_sparse_kernel_is_bit_exact_on_the_emulator(tmp_path: Path) -> Non
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, tmp_path / "fw", stack_bytes=8192)
     res = parse_results(run_elf(board, fw.elf).uart)
+    assert res.status == 0
+    actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
+    cmp = verify.compare(verify.reference_outputs(tflite, planned.graph, inputs), actual)
+    assert cmp.samples == 4 and cmp.mismatches == ()
+
+
+# ---- the hand-scheduled block-sparse paths on the emulator ------------------------------------
+
+R1_LAYERS = [  # (name, kind, args, sparsity, bias): 1x4 blocks, R = 1, full-range activations
+    ("pw", "conv", (24, 1), 0.6, True),   # pointwise: four pixels widened at once, 30 pixels
+    ("k3", "conv", (20, 3), 0.7, True),   # 3x3 SAME: windows in the padding
+    ("d1", "dense", (44,), 0.75, True),
+    ("d2", "dense", (11,), 0.5, False),   # no bias, no activation; row 0 without any block
+]
+
+
+def _zero_rows(layer: Any, sparsity: float, empty: tuple[int, ...] = ()) -> None:
+    """Zeroes 1x4 blocks of every row (output channel) of a Conv2D / Dense kernel, keeping the
+    row's largest ceil((1 - sparsity) * blocks), at least one (an all-zero row with a bias has
+    a scale that the sparse kernels refuse), except the rows in ``empty``, zeroed whole."""
+    kernel, *rest = layer.get_weights()
+    rows = kernel.reshape(-1, kernel.shape[-1]).T.copy()  # [OUT, K] in Keras order (HWC, IN)
+    blocks = rows.reshape(rows.shape[0], -1, 4)
+    keep = max(1, int(np.ceil((1 - sparsity) * blocks.shape[1])))
+    order = np.argsort(-np.abs(blocks).sum(axis=2), axis=1)
+    for o in range(blocks.shape[0]):
+        blocks[o, order[o, keep:]] = 0.0
+        if o in empty:
+            blocks[o] = 0.0
+    layer.set_weights([np.ascontiguousarray(blocks.reshape(rows.shape).T.reshape(kernel.shape)),
+                       *rest])
+
+
+def _r1_model() -> bytes:
+    import keras
+
+    keras.utils.set_random_seed(zlib.crc32(b"r1 paths"))
+    bias = keras.initializers.RandomUniform(-0.5, 0.5)
+    x = inp = keras.Input((6, 5, 16))
+    for name, kind, args, _, has_bias in R1_LAYERS:
+        if kind == "dense" and len(x.shape) > 2:
+            x = keras.layers.Flatten()(x)
+        act = None if name == "d2" else "relu"
+        if kind == "conv":
+            x = keras.layers.Conv2D(args[0], args[1], padding="same", activation=act,
+                                    bias_initializer=bias, name=name)(x)
+        else:
+            x = keras.layers.Dense(args[0], activation=act, use_bias=has_bias,
+                                   bias_initializer=bias, name=name)(x)
+    model = keras.Model(inp, x)
+    for name, _, _, sparsity, _ in R1_LAYERS:
+        _zero_rows(model.get_layer(name), sparsity, (0,) if name == "d2" else ())
+    return convert_int8(model, (6, 5, 16))
+
+
+def test_hand_scheduled_block_sparse_paths_are_bit_exact_on_the_emulator(tmp_path: Path) -> None:
+    """The R = 1 conv pass and FC rows written in Arm assembly (tp_conv_bsr_s8.c,
+    tp_fully_connected_bsr_s8.c) only run on the core: biases, no bias, an empty row, a partial
+    last pass, pointwise and padded windows, against the reference."""
+    tflite = _r1_model()
+    graph = read_tflite(tflite)
+    ops = [op.name for op in graph.ops if op.opcode in ("CONV_2D", "FULLY_CONNECTED")]
+    kernels = ["tp_conv_bsr_s8" if kind == "conv" else "tp_fully_connected_bsr_s8"
+               for _, kind, *_ in R1_LAYERS]
+    planned = plan(graph, dsp=True, options=PlanOptions(
+        layer_kernels=dict(zip(ops, kernels, strict=True))))
+    calls = [p.call for p in planned.code_ops if p.op.name in ops]
+    assert [c.encoding for c in calls] == ["bsr 1x4"] * len(R1_LAYERS)
+    inputs = verify.random_inputs(planned.graph, 4, seed=7)
+    project = generate(planned, tmp_path / "src", model_name="r1", source_name="r1",
+                       samples=inputs)
+    fw = pipeline.make_firmware(project, load_board("nucleo_f746"), tmp_path / "fw",
+                                stack_bytes=8192)
+    res = parse_results(run_elf(load_board("nucleo_f746"), fw.elf).uart)
     assert res.status == 0
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
     cmp = verify.compare(verify.reference_outputs(tflite, planned.graph, inputs), actual)
