@@ -318,7 +318,10 @@ static void conv_run(const tp_sp_conv *l, const tp_bsr_filter *f, const int8_t *
     const int pointwise = l->win.kh == 1 && l->win.kw == 1 && l->stride_h == 1 &&
                           l->stride_w == 1 && l->pad_h == 0 && l->pad_w == 0 &&
                           l->out_w == l->win.in_w && l->out_h == l->win.in_h && (k & 3) == 0;
-    memset(col, 0, (size_t)(8 * k4)); /* columns of absent pixels stay 0 (their results dropped) */
+    if (pixels < PIXELS) { /* columns no pixel writes before the (only, partial) pass */
+        memset(col, 0, (size_t)(8 * k4)); /* their results are dropped; later partial passes
+                                           * reuse the previous pass's columns */
+    }
     for (int32_t b = 0; b < batches; ++b, in += in_size) {
         for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS, out += PIXELS * l->c_out) {
             const int32_t valid = pixels - p0 < PIXELS ? pixels - p0 : PIXELS;
