@@ -113,7 +113,10 @@ def test_project_file_prunes_then_sparsifies_a_tf_keras_model(tmp_path: Path, ca
     assert s["flavor"] == "tf_keras" and s["pattern"] == "4x4" and s["criterion"] == "l2"
     assert s["int8"]["sparsity"] >= 0.74
     c3 = next(x for x in r["layers"] if x["name"] == "c3")
-    assert c3["format"] == "bsr 4x4" and c3["weight_bytes"] < c3["weight_bytes_dense"]
+    # 4x4 blocks are also 1x4 blocks: the cost model picks the faster layout (the R = 1 kernel
+    # since its fused pass), never the dense kernel
+    assert c3["format"] in ("bsr 4x4", "bsr 1x4")
+    assert c3["weight_bytes"] < c3["weight_bytes_dense"]
     dense = {x["name"]: x for x in r["layers"] if x["op"] == "CONV_2D"}["c1"]
     assert dense["format"] == "dense" and dense["density"] > 0.9  # one input channel: skipped
     assert "a sparse format needs" in dense["reason"]
