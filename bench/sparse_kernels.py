@@ -199,7 +199,8 @@ def _layers(tflite: bytes, board_name: str, work: Path, fractions: dict[int, flo
     project = generate(planned, work / "src", model_name="m", source_name="m.tflite",
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=8192)
-    res = parse_results(run_elf(board, fw.elf, max_instructions=2_000_000_000).uart)
+    res = parse_results(run_elf(board, fw.elf, max_instructions=2_000_000_000,
+                                cycle_model=sl.CYCLE_MODEL).uart)
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])
     exact = verify.compare(verify.reference_outputs(tflite, planned.graph, inputs),
                            actual).bit_exact
