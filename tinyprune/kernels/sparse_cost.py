@@ -49,6 +49,9 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "fc_nm1": {"call": 425.5171, "in": 10.2324, "out": 75.9834, "rows": 425.5171, "units": 9.7576},
     "fc_nm2": {"call": 183.0, "in": 13.25, "out": 79.0, "rows": 183.0, "units": 9.5},
     "fc_zskip": {"call": 0.0, "in": 15.809, "nz": 12.6101, "out": 80.1537, "rows": 0.0},
+    "dw3x3_dense": {"blocks": 12.0, "call": 500.0, "groups": 60.0, "pixels": 50.0, "taps": 0.0},
+    "dw_dense": {"blocks": 40.0, "call": 500.0, "groups": 100.0, "pixels": 50.0, "taps": 5.0},
+    "dw_bsr": {"blocks": 19.0, "call": 500.0, "groups": 60.0, "pixels": 50.0, "taps": 5.0},
 }
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 
@@ -82,6 +85,40 @@ def conv_features(pixels: int, k4: int, c_out: int, work: float, work_name: str 
     if pixels_per_pass > 1:
         features["rows"] = float(passes * c_out)
     return features
+
+
+def dw_features(pixels: int, taps: int, channels: int, work: float, work_name: str = "blocks"
+                ) -> dict[str, float]:
+    """Features of a DEPTHWISE_CONV_2D call (depth multiplier 1) over ``pixels`` output pixels
+    with ``taps`` (KH * KW) taps of ``channels`` channels: ``work`` is counted per pixel (the
+    blocks of one tap x four channels: all of them for a dense kernel, the stored ones for the
+    sparse kernel)."""
+    groups = -(-channels // 4)
+    return {"call": 1.0, "pixels": float(pixels), "taps": float(pixels * taps),
+            "groups": float(pixels * groups), work_name: float(pixels * work)}
+
+
+def dw_dense_family(a: ConvArgs) -> str:
+    """The cost family of the dense depthwise kernel conv.py picks for the layer."""
+    from tinyprune.kernels.conv import choose_kernel
+
+    return "dw3x3_dense" if choose_kernel(a).name == "tp_depthwise_conv_3x3_s8" else "dw_dense"
+
+
+def dw_dense_cycles(a: ConvArgs) -> float:
+    """Estimated cycles of the dense DEPTHWISE_CONV_2D kernel (3x3 or general) on a layer."""
+    n, oh, ow, c_out = a.output_shape
+    _, kh, kw, _ = a.filter_shape
+    blocks = kh * kw * -(-c_out // 4)
+    return cycles(dw_dense_family(a), dw_features(n * oh * ow, kh * kw, c_out, blocks))
+
+
+def dw_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense DEPTHWISE_CONV_2D handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.conv import depthwise_args
+
+    return Estimate(dw_dense_cycles(depthwise_args(op, graph)), "dense")
 
 
 def conv_dense_cycles(a: ConvArgs) -> float:
