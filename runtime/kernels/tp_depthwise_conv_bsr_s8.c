@@ -12,7 +12,8 @@
  * scratch), which contributes 0 as in the dense kernels (tp_depthwise_conv_3x3_s8.c).
  *
  * Per output pixel the kernel computes the address of each of the KH * KW taps (the zero-point
- * row for taps in the padding; on the stack), then per group walks its stored taps: DSP path
+ * row for taps in the padding; on the stack; bounds checks only for windows that cross the
+ * border), then per group walks its stored taps: DSP path
  * one input word and one weight word per block, two SXTB16 each and one SMLABB / SMLATT per
  * channel, then tp_requantize_fast (SSAT when the activation range is all of int8); portable
  * path one channel at a time with tp_requantize_pos. The last C % 4 channels (a zero-padded
@@ -102,22 +103,24 @@ static TP_ALWAYS_INLINE void block4(int32_t xv, int32_t wv, int32_t a[4])
 
 /*
  * The full groups of one pixel (tap: its KH * KW tap addresses), one requantization mode.
- * Stored taps are uint8 (the usual case, index_bytes 1) or uint16.
+ * `narrow`: counts and taps are uint8 (always the case up to 255 taps), read by pointer;
+ * otherwise through count_of / tap_of.
  */
 static TP_ALWAYS_INLINE void groups_body(const layer *l, const int8_t *const *tap, int8_t *out,
-                                         const int mode, const int wide)
+                                         const int mode, const int narrow)
 {
     const tp_dw_bsr_filter *f = l->f;
     const int32_t groups = l->c_n >> 2;
     const int32_t *prm = f->params;
     const int8_t *w = f->blocks;
-    const uint8_t *ip8 = (const uint8_t *)f->index;
-    const uint16_t *ip16 = (const uint16_t *)f->index;
+    const uint8_t *ip = (const uint8_t *)f->index;
+    const uint8_t *counts = (const uint8_t *)f->counts;
+    int32_t j = 0;
     for (int32_t g = 0, c = 0; g < groups; ++g, c += 4, prm += PARAM_WORDS) {
         int32_t a[4] = {prm[0], prm[1], prm[2], prm[3]};
-        int32_t n = count_of(f, g);
+        int32_t n = narrow ? counts[g] : count_of(f, g);
         for (; n > 0; --n, w += 4) {
-            const int32_t t = wide ? *ip16++ : *ip8++;
+            const int32_t t = narrow ? *ip++ : tap_of(f, j++);
             block4(tp_read_s8x4(tap[t] + c), tp_read_s8x4(w), a);
         }
         out[c] = (int8_t)requant_one(l, prm, a[0], 0, mode);
@@ -127,7 +130,7 @@ static TP_ALWAYS_INLINE void groups_body(const layer *l, const int8_t *const *ta
     }
 }
 
-/* groups_body with the layer's mode and index type; out of line (as in the dense kernel). */
+/* groups_body with the layer's mode and index types; out of line (as in the dense kernel). */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, optimize("no-schedule-insns")))
 #endif
@@ -135,27 +138,41 @@ static void pixel_groups(const layer *l, const int8_t *const *tap, int8_t *out)
 {
     const tp_dw_bsr_filter *f = l->f;
     const int sat = l->p->activation.min == -128 && l->p->activation.max == 127;
-    if (f->index_bytes != 1) {
-        groups_body(l, tap, out, f->fast ? RQ_FAST : RQ_GENERAL, 1);
+    if (f->index_bytes != 1 || f->count_bytes != 1) {
+        groups_body(l, tap, out, f->fast ? RQ_FAST : RQ_GENERAL, 0);
     } else if (!f->fast) {
-        groups_body(l, tap, out, RQ_GENERAL, 0);
+        groups_body(l, tap, out, RQ_GENERAL, 1);
     } else if (sat) {
-        groups_body(l, tap, out, RQ_FAST_SAT, 0);
+        groups_body(l, tap, out, RQ_FAST_SAT, 1);
     } else {
-        groups_body(l, tap, out, RQ_FAST, 0);
+        groups_body(l, tap, out, RQ_FAST, 1);
     }
 }
 
 #endif /* TP_USE_DSP */
 
-/* Tap addresses of the window at (y0, x0): taps in the padding point at the zero-point row. */
-static void window_taps(const layer *l, int32_t y0, int32_t x0, const int8_t **tap)
+/*
+ * Tap addresses of the window at (y0, x0): inside the image base + off[t] (off: the taps'
+ * offsets from the window's first tap, once per call); taps in the padding point at the
+ * zero-point row (bounds checked only for windows that cross the border).
+ */
+static void window_taps(const layer *l, const int32_t *off, int32_t y0, int32_t x0,
+                        const int8_t **tap)
 {
     const tp_dims *in_d = l->in_d;
     const tp_dw_conv_params *p = l->p;
-    for (int32_t ky = 0, t = 0; ky < l->f_d->h; ++ky) {
+    const int32_t kh = l->f_d->h, kw = l->f_d->w, taps = kh * kw;
+    if (y0 >= 0 && x0 >= 0 && y0 + (kh - 1) * p->dilation.h < in_d->h &&
+        x0 + (kw - 1) * p->dilation.w < in_d->w) {
+        const int8_t *base = l->in_b + (y0 * in_d->w + x0) * in_d->c;
+        for (int32_t t = 0; t < taps; ++t) {
+            tap[t] = base + off[t];
+        }
+        return;
+    }
+    for (int32_t ky = 0, t = 0; ky < kh; ++ky) {
         const int32_t iy = y0 + ky * p->dilation.h;
-        for (int32_t kx = 0; kx < l->f_d->w; ++kx, ++t) {
+        for (int32_t kx = 0; kx < kw; ++kx, ++t) {
             const int32_t ix = x0 + kx * p->dilation.w;
             const int inside = iy >= 0 && iy < in_d->h && ix >= 0 && ix < in_d->w;
             tap[t] = inside ? l->in_b + (iy * in_d->w + ix) * in_d->c : l->pad;
@@ -163,18 +180,17 @@ static void window_taps(const layer *l, int32_t y0, int32_t x0, const int8_t **t
     }
 }
 
-/* One output pixel: every group of channels. */
-static void pixel(const layer *l, const int8_t *const *tap, int8_t *out)
+/* One output pixel: every group of channels (j_tail: the first block of the last C % 4). */
+static void pixel(const layer *l, const int8_t *const *tap, int32_t j_tail, int8_t *out)
 {
-    const int32_t groups = (l->c_n + 3) >> 2;
     int32_t g = 0, j = 0;
 #if TP_USE_DSP
     pixel_groups(l, tap, out);
-    for (; g < (l->c_n >> 2); ++g) {
-        j += count_of(l->f, g);
-    }
+    g = l->c_n >> 2, j = j_tail;
+#else
+    (void)j_tail;
 #endif
-    for (; g < groups; ++g) {
+    for (; g < ((l->c_n + 3) >> 2); ++g) {
         group_channels(l, tap, g, j, out);
         j += count_of(l->f, g);
     }
@@ -212,12 +228,22 @@ tp_status tp_depthwise_conv_bsr_s8(const tp_context *ctx, const tp_dw_conv_param
     }
     layer l = {p, in_d, f_d, f, input, pad, c_n};
     const int8_t *tap[TP_DW_BSR_MAX_TAPS];
+    int32_t off[TP_DW_BSR_MAX_TAPS];
+    for (int32_t ky = 0, t = 0; ky < f_d->h; ++ky) {
+        for (int32_t kx = 0; kx < f_d->w; ++kx, ++t) {
+            off[t] = (ky * p->dilation.h * in_d->w + kx * p->dilation.w) * c_n;
+        }
+    }
+    int32_t j_tail = 0;
+    for (int32_t g = 0; g < (c_n >> 2); ++g) {
+        j_tail += count_of(f, g);
+    }
     for (int32_t b = 0; b < in_d->n; ++b, l.in_b += in_d->h * in_d->w * c_n) {
         for (int32_t oy = 0; oy < out_d->h; ++oy) {
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox, output += c_n) {
-                window_taps(&l, y0, ox * p->stride.w - p->padding.w, tap);
-                pixel(&l, tap, output);
+                window_taps(&l, off, y0, ox * p->stride.w - p->padding.w, tap);
+                pixel(&l, tap, j_tail, output);
             }
         }
     }

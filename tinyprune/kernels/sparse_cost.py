@@ -38,6 +38,12 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
                  "units": 18.6913, "window": 24.2541},
     "conv_nm2": {"call": 642.6008, "out": 0.0, "pixels": 252.8912, "rows": 89.8684,
                  "units": 20.1614, "window": 15.4927},
+    "dw3x3_dense": {"blocks": 17.9298, "call": 0.0, "groups": 1.9922, "pixels": 1.1955,
+                    "taps": 10.7592},
+    "dw_bsr": {"blocks": 16.155, "call": 0.0, "groups": 70.0938, "pixels": 28.6098,
+               "taps": 15.896},
+    "dw_dense": {"blocks": 11.3769, "call": 0.2232, "groups": 14.3273, "pixels": 6.126,
+                 "taps": 66.4483},
     "fc_bsr_r1": {"blocks": 10.6397, "call": 139.2736, "in": 4.7431, "out": 99.3415,
                   "rows": 139.2736},
     "fc_bsr_r2": {"blocks": 21.0178, "call": 186.147, "in": 4.2553, "out": 66.7933,
@@ -49,9 +55,6 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "fc_nm1": {"call": 425.5171, "in": 10.2324, "out": 75.9834, "rows": 425.5171, "units": 9.7576},
     "fc_nm2": {"call": 183.0, "in": 13.25, "out": 79.0, "rows": 183.0, "units": 9.5},
     "fc_zskip": {"call": 0.0, "in": 15.809, "nz": 12.6101, "out": 80.1537, "rows": 0.0},
-    "dw3x3_dense": {"blocks": 12.0, "call": 500.0, "groups": 60.0, "pixels": 50.0, "taps": 0.0},
-    "dw_dense": {"blocks": 40.0, "call": 500.0, "groups": 100.0, "pixels": 50.0, "taps": 5.0},
-    "dw_bsr": {"blocks": 19.0, "call": 500.0, "groups": 60.0, "pixels": 50.0, "taps": 5.0},
 }
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 

@@ -87,6 +87,7 @@ class SparseDepthwise:
     encoded: DwBsrFilter
     params: np.ndarray
     fast: bool
+    family: str = "dw_bsr"
 
     @property
     def filter_bytes(self) -> int:
@@ -101,7 +102,7 @@ class SparseDepthwise:
         _, kh, kw, c = a.filter_shape
         features = sparse_cost.dw_features(pixels(a), kh * kw, c, self.encoded.stored_blocks,
                                            "blocks")
-        return sparse_cost.cycles("dw_bsr", features)
+        return sparse_cost.cycles(self.family, features)
 
 
 def candidate(a: ConvArgs) -> SparseDepthwise | None:
@@ -124,6 +125,10 @@ class DepthwiseBsrHandler:
     opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
     kind: ClassVar[str] = "sparse"
     kernels: ClassVar[tuple[str, ...]] = (KERNEL,)
+
+    def candidates(self, a: ConvArgs) -> list[SparseDepthwise]:
+        s = candidate(a)
+        return [] if s is None else [s]
 
     def best(self, a: ConvArgs) -> SparseDepthwise | None:
         return candidate(a)
