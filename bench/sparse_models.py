@@ -116,14 +116,16 @@ def render(info: dict[str, str], block: str, results: dict[str, list[dict[str, A
              ", ".join(f"{k}: {v}" for k, v in info.items()), "",
              f"Zoo builders at the MLPerf Tiny shapes, seeded weights (cycles and bytes do not "
              f"depend on training), sparsified one-shot by block L1 in `{block}` blocks (no "
-             "fine-tuning; a first convolution over 1 or 3 channels and depthwise layers stay "
-             "dense), built with `tinyprune.api.build`: cycles of one inference on the "
+             "fine-tuning; a first convolution over 1 or 3 channels stays dense, depthwise "
+             "layers take 1x4 blocks of 4 channels at one tap and stay dense under other "
+             "patterns), built with `tinyprune.api.build`: cycles of one inference on the "
              "emulator (estimates of the table cycle model), the planner's cost-model total over "
-             "the layers it estimates (conv and FC: the ones with a dense/sparse choice), "
+             "the layers it estimates (conv, depthwise and FC: the ones with a dense/sparse "
+             "choice), "
              "weight bytes with indices and pointers, flash of the whole firmware (harness and "
              "one input included), bit-exact against the TFLite Micro reference (1 firmware "
              "input, 21 host inputs).", "",
-             "| model | weights | cycles (emulator) | x dense | cost model (conv/FC) | "
+             "| model | weights | cycles (emulator) | x dense | cost model (conv/dw/FC) | "
              "weight bytes | "
              "x dense | flash | x dense | sparse layers | bit-exact |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]

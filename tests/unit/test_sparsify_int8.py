@@ -1,6 +1,7 @@
 """The sparsity survives int8 conversion (real converter, both flavors): check_int8 passes on a
-sparsified model (depthwise layers and BatchNormalization after them included), names the layer when a removed weight is not 0, and measure_int8 finds the
-zero blocks of a .tflite without masks."""
+sparsified model (depthwise layers and BatchNormalization after them included), names the layer
+when a removed weight is not 0, and measure_int8 finds the zero blocks of a .tflite without
+masks."""
 
 from __future__ import annotations
 
