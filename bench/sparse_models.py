@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--sparsities", default="0.5,0.75")
     ap.add_argument("--block", default="1x4,4x4", help="patterns, comma-separated")
     ap.add_argument("--board", default="nucleo_f746")
+    ap.add_argument("--merge", action="store_true", help="keep the recorded rows of the models "
+                    "not given in --models (the header then names both runs' dates)")
     args = ap.parse_args()
     from machine import machine
 
@@ -103,6 +105,13 @@ def main() -> None:
                       f"bytes, flash {row['flash']:,}, bit-exact {row['bit_exact']} "
                       f"({row['seconds']} s)", flush=True)
     info = machine(board=args.board, cycle_model="table (unicorn, DWT CYCCNT)")
+    if args.merge:
+        old = json.loads((RESULTS / "sparse_models.json").read_text())
+        kept = {k: v for k, v in old["results"].items() if k not in results}
+        results = {k: kept.get(k) or results[k] for k in MODELS if k in kept or k in results}
+        if kept:
+            info = {**info, "merged": f"{', '.join(kept)} from the run of "
+                    f"{old['machine'].get('date', '?')}"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sparse_models.json").write_text(json.dumps(
         {"machine": info, "block": args.block, "results": results}, indent=1) + "\n")

@@ -289,7 +289,7 @@ int32_t tp_conv_csr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims 
  *   - params: per group 16 int32, word aligned: the folded bias of its four channels (bias +
  *     input_offset * the channel's weight sum, so the kernel multiplies raw int8 inputs and a
  *     tap in the padding reads the input zero point), their multipliers, their shifts and
- *     their rounding words for tp_requantize_fast (tp_dsp.h; valid only when `fast` is 1).
+ *     their rounding words for tp_requantize_fast (tp_dsp.h; see `fast`).
  *     Padding channels of the last group have bias 0 and the last channel's parameters.
  */
 typedef struct {
@@ -299,7 +299,9 @@ typedef struct {
     const void *index;     /**< the tap of each stored block */
     const int8_t *blocks;  /**< stored blocks, 4 int8 each */
     const int32_t *params; /**< 16 words per group: bias[4], mult[4], shift[4], round[4] */
-    int32_t fast;          /**< 1 when the rounding words are valid for every channel */
+    int32_t fast;          /**< 0: TFLM requantization; 1: the rounding words of tp_requantize_fast
+                                (output offset folded in) are valid; 2: they are valid without
+                                the offset (2^(r-2)), which the kernel adds after */
 } tp_dw_bsr_filter;
 
 /**

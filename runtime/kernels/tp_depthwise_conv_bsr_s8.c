@@ -15,7 +15,8 @@
  * row for taps in the padding; on the stack; bounds checks only for windows that cross the
  * border), then per group walks its stored taps: DSP path
  * one input word and one weight word per block, two SXTB16 each and one SMLABB / SMLATT per
- * channel, then tp_requantize_fast (SSAT when the activation range is all of int8); portable
+ * channel, then tp_requantize_fast (SSAT when the activation range is all of int8; the output
+ * offset in the rounding words, or added after them where the shift is too large); portable
  * path one channel at a time with tp_requantize_pos. The last C % 4 channels (a zero-padded
  * group) run one at a time on both paths.
  */
@@ -75,19 +76,27 @@ static void group_channels(const layer *l, const int8_t *const *tap, int32_t g, 
 
 #if TP_USE_DSP
 
-/* Requantization modes of a layer (constants in each instance of the group loop). */
-enum { RQ_GENERAL, RQ_FAST, RQ_FAST_SAT };
+/*
+ * Requantization modes of a layer (constants in each instance of the group loop): the TFLM
+ * arithmetic (`fast` 0); tp_requantize_fast with the output offset in the rounding words
+ * (`fast` 1), then the clamp or SSAT (range all of int8); tp_requantize_fast with rounding words
+ * without the offset, which is added after (`fast` 2: the shifts the folded words cannot take).
+ */
+enum { RQ_GENERAL, RQ_FAST, RQ_FAST_SAT, RQ_ADD, RQ_ADD_SAT };
 
-static TP_ALWAYS_INLINE int32_t requant_one(const layer *l, const int32_t *prm, int32_t acc,
-                                            int32_t j, const int mode)
+static TP_ALWAYS_INLINE int32_t requant_one(const int32_t *prm, int32_t acc, int32_t j,
+                                            int32_t out_offset, int32_t lo, int32_t hi,
+                                            const int mode)
 {
     if (mode == RQ_GENERAL) {
-        acc = tp_wrap_add(tp_requantize_pos(acc, prm[4 + j], prm[8 + j]), l->p->output_offset);
-        return tp_clamp(acc, l->p->activation.min, l->p->activation.max);
+        acc = tp_wrap_add(tp_requantize_pos(acc, prm[4 + j], prm[8 + j]), out_offset);
+        return tp_clamp(acc, lo, hi);
     }
-    const int32_t v = tp_requantize_fast(acc, prm[4 + j], prm[8 + j], prm[12 + j]);
-    return mode == RQ_FAST_SAT ? tp_ssat8(v)
-                               : tp_clamp(v, l->p->activation.min, l->p->activation.max);
+    int32_t v = tp_requantize_fast(acc, prm[4 + j], prm[8 + j], prm[12 + j]);
+    if (mode == RQ_ADD || mode == RQ_ADD_SAT) {
+        v += out_offset; /* |v| < 2^29 before (tp_dsp.h): no overflow */
+    }
+    return mode == RQ_FAST_SAT || mode == RQ_ADD_SAT ? tp_ssat8(v) : tp_clamp(v, lo, hi);
 }
 
 /* One block of four channels: a[i] += w[i] * x[i], x the input word, w the weight word. */
@@ -111,6 +120,9 @@ static TP_ALWAYS_INLINE void groups_body(const layer *l, const int8_t *const *ta
 {
     const tp_dw_bsr_filter *f = l->f;
     const int32_t groups = l->c_n >> 2;
+    /* locals: the int8 stores below could alias anything read through a pointer */
+    const int32_t lo = l->p->activation.min, hi = l->p->activation.max;
+    const int32_t out_offset = l->p->output_offset;
     const int32_t *prm = f->params;
     const int8_t *w = f->blocks;
     const uint8_t *ip = (const uint8_t *)f->index;
@@ -123,10 +135,10 @@ static TP_ALWAYS_INLINE void groups_body(const layer *l, const int8_t *const *ta
             const int32_t t = narrow ? *ip++ : tap_of(f, j++);
             block4(tp_read_s8x4(tap[t] + c), tp_read_s8x4(w), a);
         }
-        out[c] = (int8_t)requant_one(l, prm, a[0], 0, mode);
-        out[c + 1] = (int8_t)requant_one(l, prm, a[1], 1, mode);
-        out[c + 2] = (int8_t)requant_one(l, prm, a[2], 2, mode);
-        out[c + 3] = (int8_t)requant_one(l, prm, a[3], 3, mode);
+        out[c] = (int8_t)requant_one(prm, a[0], 0, out_offset, lo, hi, mode);
+        out[c + 1] = (int8_t)requant_one(prm, a[1], 1, out_offset, lo, hi, mode);
+        out[c + 2] = (int8_t)requant_one(prm, a[2], 2, out_offset, lo, hi, mode);
+        out[c + 3] = (int8_t)requant_one(prm, a[3], 3, out_offset, lo, hi, mode);
     }
 }
 
@@ -139,13 +151,21 @@ static void pixel_groups(const layer *l, const int8_t *const *tap, int8_t *out)
     const tp_dw_bsr_filter *f = l->f;
     const int sat = l->p->activation.min == -128 && l->p->activation.max == 127;
     if (f->index_bytes != 1 || f->count_bytes != 1) {
-        groups_body(l, tap, out, f->fast ? RQ_FAST : RQ_GENERAL, 0);
-    } else if (!f->fast) {
-        groups_body(l, tap, out, RQ_GENERAL, 1);
-    } else if (sat) {
-        groups_body(l, tap, out, RQ_FAST_SAT, 1);
+        groups_body(l, tap, out, RQ_GENERAL, 0);
+    } else if (f->fast == 1) {
+        if (sat) {
+            groups_body(l, tap, out, RQ_FAST_SAT, 1);
+        } else {
+            groups_body(l, tap, out, RQ_FAST, 1);
+        }
+    } else if (f->fast == 2) {
+        if (sat) {
+            groups_body(l, tap, out, RQ_ADD_SAT, 1);
+        } else {
+            groups_body(l, tap, out, RQ_ADD, 1);
+        }
     } else {
-        groups_body(l, tap, out, RQ_FAST, 1);
+        groups_body(l, tap, out, RQ_GENERAL, 1);
     }
 }
 

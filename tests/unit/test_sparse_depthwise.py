@@ -51,6 +51,24 @@ SHAPES = [
     Shape("k2x2_same_c4", (5, 6, 4), {"kernel_size": 2, "padding": "same"}),
 ]
 SPARSITIES = (0.0, 0.5, 0.75, 0.9, 1.0)
+RESCALED = ("kws_3x3_same_16", {"_tiny": 2.0**17, "_big": 2.0**-7})
+"""A shape whose output scale is made 2^17 larger (shifts near -25, whose rounding words with
+the output offset folded in pass 2^30: the kernel's `fast` mode 2) and 2^7 smaller (shifts
+above -2: mode 0, the TFLM arithmetic)."""
+
+
+def scale_output(tflite: bytes, factor: float) -> bytes:
+    """The model with its output tensor's scale multiplied by ``factor``."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    sub = model.subgraphs[0]
+    q = sub.tensors[sub.outputs[0]].quantization
+    q.scale = [float(v) * factor for v in q.scale]
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _convert(shape: Shape) -> bytes:
@@ -129,7 +147,7 @@ class Case:
     code: dict[bool, str]
 
 
-def _case(shape: Shape, base: bytes, sparsity: float) -> Case:
+def _case(shape: Shape, base: bytes, sparsity: float, tag: str = "") -> Case:
     from tinyprune.firmware.paths import template_environment
 
     graph = read_tflite(base)
@@ -142,7 +160,7 @@ def _case(shape: Shape, base: bytes, sparsity: float) -> Case:
     a = depthwise_args(op, g)
     s = sparse_depthwise.candidate(a)
     assert s is not None
-    cid = f"{shape.id}_{int(sparsity * 100)}"
+    cid = f"{shape.id}{tag}_{int(sparsity * 100)}"
     code, scratch = {}, 0
     for dsp in (False, True):
         ctx = HostCtx(f"tp_{cid}", op, dsp)
@@ -161,7 +179,15 @@ def cases() -> list[Case]:
     for shape in SHAPES:
         base = _convert(shape)
         out += [_case(shape, base, s) for s in SPARSITIES]
+        if shape.id == RESCALED[0]:
+            out += [_case(shape, scale_output(base, factor), s, tag)
+                    for tag, factor in RESCALED[1].items() for s in (0.0, 0.75)]
     return out
+
+
+def test_every_requantization_mode_is_covered(cases: list[Case]) -> None:
+    modes = {int(c.code[True].split(".fast = ")[1].split(",")[0]) for c in cases}
+    assert modes == {0, 1, 2}, modes
 
 
 def _ubsan_ok(cache: Path) -> bool:

@@ -7,8 +7,9 @@ skips the all-zero blocks. It accepts a layer with depth multiplier 1, at most
 depthwise layer keeps the dense kernels (tinyprune/kernels/conv.py). The planner compares its
 estimate (tinyprune/kernels/sparse_cost.py, family ``dw_bsr``) with the dense kernel's; the call
 is rendered by ``templates/ops/depthwise_conv_sparse_s8.c.j2``. The requantization is the dense
-kernel's (tp_requantize_fast where the rounding words fit, else the TFLM arithmetic), so no
-accumulator bound applies.
+kernel's (tp_requantize_fast where the rounding words fit, with the output offset added after
+them where only the words without it fit, else the TFLM arithmetic), so no accumulator bound
+applies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tinyprune.kernels.conv import (
     padded,
     rounding_words,
 )
+from tinyprune.kernels.quant import fast_rounding
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent
 from tinyprune.kernels.sparse_encoding import BLOCK, DwBsrFilter, encode_dw_bsr
 
@@ -63,21 +65,32 @@ def refusal(a: ConvArgs) -> str | None:
     return None
 
 
-def param_stream(a: ConvArgs) -> tuple[np.ndarray, bool]:
+def rounding_mode(a: ConvArgs) -> tuple[np.ndarray | None, int]:
+    """The rounding words and the kernel's ``fast`` mode: 1 with the output offset folded into
+    the words (as the dense kernels), 2 without it (the kernel adds it after: shifts so large
+    that the folded words would pass 2^30), 0 none (a shift above -2: the TFLM arithmetic)."""
+    folded = rounding_words(a)
+    if folded is not None:
+        return folded, 1
+    plain = fast_rounding(a.shift, 0)
+    return (plain, 2) if plain is not None else (None, 0)
+
+
+def param_stream(a: ConvArgs) -> tuple[np.ndarray, int]:
     """Per channel group 16 int32 (folded bias, multiplier, shift, rounding; four of each,
-    padding channels: bias 0 and the last channel's parameters), and whether the rounding
-    words are valid."""
+    padding channels: bias 0 and the last channel's parameters), and the ``fast`` mode of
+    :func:`rounding_mode`."""
     c = a.filter_shape[3]
     groups = -(-c // BLOCK)
     folded = folded_bias(a)
     assert folded is not None
-    rounding = rounding_words(a)
+    rounding, mode = rounding_mode(a)
     params = np.zeros((4, groups * BLOCK), np.int64)
     for i, v in enumerate((folded, a.multiplier, a.shift,
                            np.zeros(c) if rounding is None else rounding)):
         params[i] = padded(v, groups * BLOCK, i > 0)
     words = params.reshape(4, groups, BLOCK).transpose(1, 0, 2).reshape(-1)
-    return words.astype(np.int32), rounding is not None
+    return words.astype(np.int32), mode
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,7 @@ class SparseDepthwise:
 
     encoded: DwBsrFilter
     params: np.ndarray
-    fast: bool
+    fast: int
     family: str = "dw_bsr"
 
     @property
