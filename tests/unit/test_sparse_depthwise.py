@@ -255,6 +255,72 @@ def test_sparse_depthwise_bit_exact_with_tflm(cases: list[Case], dsp: bool,
             assert np.array_equal(got, want), f"{case.id} input {i}"
 
 
+ASAN_MAIN = """
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static int run(int (*fn)(const int8_t *, int8_t *, void *), const int8_t *x, int n_in,
+               int n_out, int scratch_bytes)
+{
+    /* exact sizes on the heap: ASan reports any access past them */
+    int8_t *in = malloc((size_t)n_in), *out = malloc((size_t)n_out);
+    void *scratch = malloc((size_t)(scratch_bytes > 0 ? scratch_bytes : 1));
+    memcpy(in, x, (size_t)n_in);
+    const int status = fn(in, out, scratch);
+    for (int i = 0; i < n_out; ++i) {
+        printf("%d ", out[i]);
+    }
+    printf("\\n");
+    free(in), free(out), free(scratch);
+    return status;
+}
+"""
+
+
+def test_sparse_depthwise_clean_under_asan_and_ubsan(cases: list[Case],
+                                                     tmp_path: Path) -> None:
+    """Every case on both paths as one executable under ASan + UBSan, buffers of exact size;
+    outputs equal TFLite Micro's (first input of each case)."""
+    probe = tmp_path / "p.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    if subprocess.run([compiler(), "-fsanitize=address,undefined", str(probe), "-o",
+                       str(tmp_path / "p")], capture_output=True, check=False).returncode:
+        pytest.skip("the host compiler cannot link ASan/UBSan programs")
+    chosen = cases[::2]
+    for dsp in (False, True):
+        calls, expected = [], []
+        for case in chosen:
+            graph = read_tflite(case.tflite)
+            x = np.random.default_rng(zlib.crc32(case.id.encode())).integers(
+                -128, 128, case.input_shape, dtype=np.int8)
+            want = reference(case.tflite, x[None])[0]
+            expected.append(want)
+            body = ", ".join(str(int(v)) for v in x.reshape(-1))
+            calls.append(f"    {{ static const int8_t x[] = {{ {body} }};\n"
+                         f"      if (run(tp_{case.id}, x, {x.size}, {want.size}, "
+                         f"{case.scratch_bytes})) return 1; }}")
+            assert graph.inputs
+        code = "\n".join(c.code[dsp] for c in chosen)
+        main = "int main(void)\n{\n" + "\n".join(calls) + "\n    return 0;\n}\n"
+        src = tmp_path / f"asan{int(dsp)}.c"
+        src.write_text('#include "tp_nn.h"\n#include "tp_nn_sparse.h"\n' + ASAN_MAIN + code
+                       + main)
+        exe = tmp_path / f"asan{int(dsp)}"
+        cmd = [compiler(), "-std=c99", "-O1", "-g", "-Wall", "-Werror",
+               "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+               "-fno-omit-frame-pointer", f"-DTP_USE_DSP={int(dsp)}", f"-I{RUNTIME / 'include'}",
+               str(src), str(RUNTIME / "kernels" / SOURCE), "-o", str(exe)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        run = subprocess.run([str(exe)], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr[-2000:]
+        lines = run.stdout.strip().splitlines()
+        assert len(lines) == len(chosen)
+        for case, line, want in zip(chosen, lines, expected, strict=True):
+            got = np.array([int(v) for v in line.split()], np.int8)
+            assert np.array_equal(got, want.astype(np.int8)), f"{case.id} dsp={dsp}"
+
+
 # ---- the choice --------------------------------------------------------------------------------
 
 def test_the_planner_picks_the_sparse_depthwise_kernel_only_where_it_pays(
