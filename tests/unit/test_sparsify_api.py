@@ -92,8 +92,7 @@ def test_every_layer_type_takes_the_pattern_in_both_flavors(flavor: str, pattern
     assert result.flavor == flavor and isinstance(result.model, k.Model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     sparse = {x.name for x in result.layers}
-    # the first conv reads one channel: blocks run along its 3x3 filter row; N:M has no group
-    expected = {"conv3x3", "conv1x1", "sep", "conv1d", "fc"} | ({"first"} if ":" not in pattern
+    expected = {"conv3x3", "conv1x1", "sep", "conv1d", "fc"} | ({"first"} if pattern == "1x1"
                                                                  else set())
     assert sparse == expected
     assert {s.layer for s in result.skipped} == {"dw"} | ({"first"} - expected)
@@ -115,8 +114,7 @@ def test_every_criterion_reaches_the_target(criterion: str) -> None:
     result = sparsify(small_cnn(keras_module("keras3")),
                       SparsifyConfig(sparsity=0.5, criterion=criterion, **QUIET), data=(x, y))
     assert result.criterion == criterion
-    # the 1-channel first conv takes blocks along its 3x3 filter row (72 weights, 18 blocks)
-    assert [round(x.sparsity, 3) for x in result.layers] == [0.5, 0.5, 0.5]
+    assert [round(x.sparsity, 3) for x in result.layers] == [0.5, 0.5]
 
 
 def test_lookahead_keeps_the_blocks_whose_outputs_the_next_layer_reads_strongly() -> None:
@@ -306,8 +304,7 @@ def test_accuracy_is_reported_before_and_after() -> None:
     assert result.accuracy.before == accuracy(model, as_dataset((x, y)))
     assert result.accuracy.after_prune is not None and result.accuracy.after_finetune is None
     summary = result.summary()
-    assert summary["pattern"] == "1x4"
-    assert [x["name"] for x in summary["layers"]][1:] == ["conv", "fc"]
+    assert summary["pattern"] == "1x4" and summary["layers"][0]["name"] == "conv"
     import json
 
     json.dumps(summary)
@@ -395,3 +392,24 @@ def test_a_model_without_a_layer_for_the_pattern_is_refused() -> None:
                           k.layers.DepthwiseConv2D(3)])
     with pytest.raises(UsageError, match=r"expected a layer that can take pattern 4x4.*2 output"):
         sparsify(model, SparsifyConfig(pattern="4x4", **QUIET))
+    with pytest.raises(UsageError, match=r"1x4.*a first layer over 2 input channels stays dense "
+                                         r"unless given a per-layer sparsity"):
+        sparsify(model, SparsifyConfig(pattern="1x4", **QUIET))
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_first_layer_named_in_layer_sparsity_takes_blocks_along_its_filter_row(
+        flavor: str) -> None:
+    """The 3x3 first conv over one channel: 9 weights a row, two 1x4 blocks and a dense tail."""
+    model = all_layers(keras_module(flavor))
+    result = sparsify(model, SparsifyConfig(layer_sparsity={"first": 0.5}, **QUIET))
+    layer = next(x for x in result.layers if x.name == "first")
+    assert "first" not in {s.layer for s in result.skipped}
+    keep = result.masks["first"].keep  # Keras [3, 3, 1, 8]
+    rows = np.moveaxis(keep, -1, 0).reshape(8, 9)
+    assert rows[:, 8].all()  # the tail past the last full block stays
+    blocks = rows[:, :8].reshape(8, 2, 4)
+    assert np.array_equal(blocks.all(axis=2), blocks.any(axis=2))  # whole blocks removed
+    assert layer.removed == 36 and abs(layer.sparsity - 0.5) < 1e-9
+    final = kernels(result.model)["first"]
+    assert not final[~keep].any()
