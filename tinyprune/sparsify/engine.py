@@ -49,8 +49,9 @@ class Sparsifier:
         self.pattern = get_pattern(config.pattern, "pattern")
         self.criterion = get_criterion(config.criterion)
         self.graph = trace_model(model)
-        self.layers, self.skipped = find_layers(self.graph, self.pattern)
         self.overrides = dict(config.layer_sparsity or {})
+        self.layers, self.skipped = find_layers(
+            self.graph, self.pattern, frozenset(k for k, v in self.overrides.items() if v > 0))
         self._check_layers()
         self.budgets = tuple(
             Budget(x.name, x.kernel_shape, x.size, self.pattern.units(x.shape),
