@@ -11,14 +11,13 @@
  * offset is in the bias and a tap in the padding reads a row of input zero points (the
  * scratch), which contributes 0 as in the dense kernels (tp_depthwise_conv_3x3_s8.c).
  *
- * Per output pixel the kernel computes the address of each of the KH * KW taps (the zero-point
- * row for taps in the padding; on the stack; bounds checks only for windows that cross the
- * border), then per group walks its stored taps: DSP path
- * one input word and one weight word per block, two SXTB16 each and one SMLABB / SMLATT per
- * channel, then tp_requantize_fast (SSAT when the activation range is all of int8; the output
- * offset in the rounding words, or added after them where the shift is too large); portable
- * path one channel at a time with tp_requantize_pos. The last C % 4 channels (a zero-padded
- * group) run one at a time on both paths.
+ * Per output pixel the kernel computes the address of each of the KH * KW taps (on the stack;
+ * the zero-point row for taps in the padding; bounds checks only for windows that cross the
+ * border), then per group walks its stored taps. DSP path: one input word and one weight word
+ * per block, two SXTB16 each and one SMLABB / SMLATT per channel, then tp_requantize_fast (SSAT
+ * when the activation range is all of int8; the output offset in the rounding words, or added
+ * after them where the shift is too large for that). Portable path: one channel at a time with
+ * tp_requantize_pos. The last C % 4 channels (a zero-padded group) run one at a time on both.
  */
 #include "tp_nn_sparse.h"
 #include "tp_nn_support.h"
