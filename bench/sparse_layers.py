@@ -29,6 +29,10 @@ CYCLE_MODEL = "table"
 shared/FACTS.md, which the cost model is fitted to and the issue's targets were set under (the
 board's default, m7, is newer)."""
 
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+"""The ops whose weights the one-layer models zero (a depthwise [1, KH, KW, C] filter is one
+row, so its 1x4 blocks are one tap of four channels when C % 4 == 0)."""
+
 
 @dataclass(frozen=True)
 class LayerShape:
@@ -55,6 +59,14 @@ def conv(filters: int, kernel: int | tuple[int, int], **kw: Any) -> Callable[[],
     return make
 
 
+def depthwise(kernel: int | tuple[int, int], **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.DepthwiseConv2D(kernel, activation="relu", **kw)
+    return make
+
+
 def dense(units: int) -> Callable[[], Any]:
     def make() -> Any:
         import keras
@@ -76,11 +88,11 @@ def base_model(shape: LayerShape) -> bytes:
 
 
 def weight_tensor(tflite: bytes) -> tuple[int, Any]:
-    """(index, data) of the conv / FC weight tensor of a one-layer model."""
+    """(index, data) of the conv / depthwise / FC weight tensor of a one-layer model."""
     from tinyprune.ir import read_tflite
 
     graph = read_tflite(tflite)
-    op = next(o for o in graph.ops if o.opcode in ("CONV_2D", "FULLY_CONNECTED"))
+    op = next(o for o in graph.ops if o.opcode in WEIGHTED)
     t = graph.tensor(op.inputs[1])
     return t.index, t.data
 
@@ -115,12 +127,13 @@ class Measured:
 def only_family(family: str | None) -> Iterator[None]:
     """Makes the sparse handlers offer only the candidates of one cost-model family (to measure
     a given block height or format); None changes nothing."""
-    from tinyprune.kernels import sparse_conv, sparse_fc
+    from tinyprune.kernels import sparse_conv, sparse_depthwise, sparse_fc
 
     if family is None:
         yield
         return
-    classes = [sparse_fc._SparseFcHandler, sparse_conv._SparseConvHandler]
+    classes = [sparse_fc._SparseFcHandler, sparse_conv._SparseConvHandler,
+               sparse_depthwise.DepthwiseBsrHandler]
     saved = [(c, c.__dict__.get("best")) for c in classes]
 
     def wrap(original: Any) -> Any:
