@@ -93,6 +93,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    "(unstructured); alone it means --sparsity 0.75 (N:M: 1 - N/M)")
     p.add_argument("--sparsify-criterion", choices=SPARSIFY_CRITERIA,
                    help="block importance for --sparsity (default l1)")
+    p.add_argument("--sparsify-depthwise", action="store_true", default=None,
+                   help="sparsify the depthwise layers too (1x4: four channels at one tap; "
+                   "costs accuracy, see docs/sparsity.md)")
     p.add_argument("--sparsify-schedule", choices=SPARSIFY_SCHEDULES,
                    help="oneshot (all at once, then fine-tune), gradual (Zhu & Gupta, while "
                    "fine-tuning; the default when the build fine-tunes), imp (iterative with "
@@ -150,7 +153,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy,
         "max_accuracy_drop": args.max_accuracy_drop}
     cli["sparsify"] = {"sparsity": args.sparsity, "block": args.block,
-                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule}
+                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule,
+                       "depthwise": args.sparsify_depthwise}
     return resolve(cli, config)
 
 
