@@ -64,7 +64,8 @@ ZOO = [
     pytest.param(Row("upsampling_net", prune=0.5), id="upsampling_net-pruned50"),
     pytest.param(Row("upsampling_net", flavor="tf_keras"), id="upsampling_net-tf_keras-dense"),
 ]
-"""What ``make test`` builds (about 2.5 min of test time on an idle 2-core machine). The whole
+"""What ``make test`` builds (14 min of test time measured on 2 cores loaded to 7-8 by
+other jobs; a few minutes idle; MobileNetV2 and V3Small take most of it). The whole
 matrix (every
 backbone dense and pruned, on the emulated board, the nucleo tried first) is
 ``bench/backbones.py``, recorded in ``bench/results/backbones.md``."""
