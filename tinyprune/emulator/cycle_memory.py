@@ -11,7 +11,11 @@ A deliberately simple model, priced once per basic block (so the emulator keeps 
   in its region when the block only adds to it). With the D-cache on, a flash load of ``s`` bytes
   costs ``s / line x (wait states + 1)``: weights stream through the cache with no reuse (an upper
   bound when a filter fits in the cache). With it off, every flash access pays the wait states.
-- **RAM** (TCM and SRAM) is zero-wait; stores never stall (write buffer); no bus contention.
+- **TCM** (the board's ``[memory.itcm]`` / ``[memory.dtcm]``) is zero-wait for fetches and data:
+  code the build placed in ITCM pays no fills, weights placed in DTCM no flash wait states.
+- **SRAM** (the rest of RAM; on the STM32H7 the AXI SRAM behind the D-cache) is zero-wait too,
+  i.e. every access a D-cache hit: an optimistic bound. Stores never stall (write buffer); no bus
+  contention.
 
 The block's decision is cached with its cost: a block that later reads other memory through the
 same registers keeps its first pricing.
@@ -41,17 +45,30 @@ class MemoryCosts:
     line_bytes: int
     icache: bool
     dcache: bool
+    itcm: MemoryRegion | None = None
+    dtcm: MemoryRegion | None = None
 
     @classmethod
     def for_board(cls, board: Board) -> MemoryCosts:
         t = board.timing
         return cls(board.flash, t.flash_wait_states(board.clock_hz), t.flash_line_bytes,
-                   t.icache, t.dcache)
+                   t.icache, t.dcache, board.itcm, board.dtcm)
 
     def describe(self) -> dict[str, object]:
         """The report's ``run.memory_model``."""
-        return {"flash_wait_states": self.wait_states, "flash_line_bytes": self.line_bytes,
-                "icache": self.icache, "dcache": self.dcache, "ram_wait_states": 0}
+        out: dict[str, object] = {"flash_wait_states": self.wait_states,
+                                  "flash_line_bytes": self.line_bytes, "icache": self.icache,
+                                  "dcache": self.dcache, "ram_wait_states": 0}
+        if self.itcm is not None or self.dtcm is not None:
+            out["tcm_wait_states"] = 0
+        return out
+
+    def memory_of(self, address: int) -> str:
+        """Which memory ``address`` is priced as: ``flash``, ``itcm``, ``dtcm`` or ``ram``."""
+        for name, region in (("flash", self.flash), ("itcm", self.itcm), ("dtcm", self.dtcm)):
+            if region is not None and region.contains(address):
+                return name
+        return "ram"
 
     @property
     def line_fill(self) -> int:
