@@ -52,7 +52,7 @@ from tinyprune.emulator.peripherals import (
 )
 from tinyprune.emulator.result import RegionStats, RunResult
 from tinyprune.errors import UsageError
-from tinyprune.firmware.boards import Board
+from tinyprune.firmware.boards import Board, MemoryRegion
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +191,13 @@ class _Run:
         self.config_dirty = True
         self.flash_buf: ctypes.Array[ctypes.c_ubyte] | None = None
         self.ram_buf: ctypes.Array[ctypes.c_ubyte] | None = None
+        self.tcm_bufs: list[tuple[MemoryRegion, ctypes.Array[ctypes.c_ubyte]]] = []
         self.uc = self._machine()
         flash, ram = board.flash, board.ram
         self.plain: checks.Memory = (
             (ram.origin, ram.end - 4, self.ram_buf),
             (flash.origin, flash.end - 4, self.flash_buf),
+            *((r.origin, r.end - 4, buf) for r, buf in self.tcm_bufs),
         )
         self.reg = _register_reader(self.uc)
         self.entry_reg = unicorn_register_reader(self.uc)
@@ -218,6 +220,11 @@ class _Run:
         rx = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
         uc.mem_map_ptr(flash.origin, flash.length, rx, ctypes.addressof(self.flash_buf))
         uc.mem_map_ptr(ram.origin, ram.length, uc_mod.UC_PROT_ALL, ctypes.addressof(self.ram_buf))
+        for tcm in (self.board.itcm, self.board.dtcm):  # a DTCM inside RAM is mapped with it
+            if tcm is not None and not ram.contains(tcm.origin):
+                buf = (ctypes.c_ubyte * tcm.length)()
+                self.tcm_bufs.append((tcm, buf))
+                uc.mem_map_ptr(tcm.origin, tcm.length, uc_mod.UC_PROT_ALL, ctypes.addressof(buf))
         for segment in self.image.segments:
             uc.mem_write(segment.address, segment.data)
         models = peripherals_for(
