@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from capstone import arm_const as A
 
@@ -16,6 +18,8 @@ from tinyprune.emulator.cycle_models import model_for
 from tinyprune.errors import UsageError
 from tinyprune.firmware import paths
 from tinyprune.firmware.boards import load_board
+from tinyprune.firmware.build import render_linker_script
+from tinyprune.firmware.placement import Candidate, candidates, choose, free_bytes
 
 ITCM, DTCM_F7, DTCM_H7, AXI, FLASH = 0x0000_0100, 0x2000_4000, 0x2000_4000, 0x2400_1000, 0x0800_1000
 ADDS = bytes.fromhex("01300131")  # adds r0, #1; adds r1, #1: one cycle on the M7 (dual issue)
@@ -119,3 +123,88 @@ def test_memory_of_names_the_memories() -> None:
     assert [memory.memory_of(a) for a in (FLASH, ITCM, DTCM_H7, AXI)] == \
         ["flash", "itcm", "dtcm", "ram"]
     assert memory.describe()["tcm_wait_states"] == 0
+
+
+# ---- placement policy --------------------------------------------------------------------------
+def _weights(kernel: str, nbytes: int, saved: float) -> Candidate:
+    return Candidate(kernel, "weights", (f"tp_c_{kernel}",), nbytes, saved)
+
+
+def test_greedy_by_saved_cycles_per_byte() -> None:
+    cands = [_weights("a", 40_000, 400_000),  # 10 per byte
+             _weights("b", 10_000, 200_000),  # 20 per byte: first
+             _weights("c", 8_000, 40_000)]  # 5 per byte: what is left no longer holds it
+    placement = choose(cands, {"dtcm": 52_000})
+    placed = {d.candidate.kernel: d.placed for d in placement.decisions}
+    assert placed == {"b": True, "a": True, "c": False}
+    assert [d.candidate.kernel for d in placement.decisions] == ["b", "a", "c"]
+    assert placement.bytes_in("dtcm") == 50_000
+    assert placement.dtcm_arrays == ("tp_c_b", "tp_c_a")
+    assert "does not fit: 8,000 bytes, 2,000 left in DTCM" in placement.decisions[2].reason
+
+
+def test_what_does_not_pay_stays_in_flash() -> None:
+    placement = choose([_weights("fc", 836, 209.0),
+                        Candidate("conv", "code", ("conv",), 1184, 0.0)],
+                       {"dtcm": 60_000, "itcm": 16_384})
+    assert not placement.any
+    assert all(d.reason.startswith("does not pay") for d in placement.decisions)
+
+
+def test_a_memory_the_board_lacks_holds_nothing() -> None:
+    placement = choose([Candidate("conv", "code", ("conv",), 1184, 1e6)], {"dtcm": 60_000})
+    assert not placement.any and "0 left in ITCM" in placement.decisions[0].reason
+
+
+@pytest.mark.parametrize(("board", "stack", "ram_used", "budget", "dtcm"), [
+    ("nucleo_f746", 8192, 17_452, None, 65_536 - 8192),  # DTCM minus the stack below it
+    ("nucleo_f746", 8192, 17_452, 20_000, 20_000 - 17_452 - 256),  # the RAM budget binds
+    ("nucleo_f746", 8192, 327_500, None, 0),  # RAM is full: nothing may move into it
+    ("nucleo_h743zi", 8192, 500_000, None, 131_072),  # a separate DTCM: all of it
+])
+def test_free_dtcm_never_overflows_ram(board: str, stack: int, ram_used: int,
+                                       budget: int | None, dtcm: int) -> None:
+    free = free_bytes(load_board(board), stack_bytes=stack, ram_used=ram_used, ram_budget=budget)
+    assert free["dtcm"] == dtcm
+
+
+def _plan(macs: int, filter_elems: int) -> object:
+    class Call:
+        kernel, params, est_cycles = "tp_conv_s8", {"filter": "tp_c0_w", "bias": "tp_c1_b"}, 500_000
+
+    Call.macs = macs  # type: ignore[attr-defined]
+    consts = [SimpleNamespace(symbol="tp_c0_w", nbytes=filter_elems,
+                              values=np.zeros(filter_elems, np.int8)),
+              SimpleNamespace(symbol="tp_c1_b", nbytes=256, values=np.zeros(64, np.int32))]
+    return SimpleNamespace(consts=consts, code_ops=[SimpleNamespace(call=Call)])
+
+
+def test_candidates_price_weights_and_code_from_the_board() -> None:
+    plan = _plan(macs=4096 * 125, filter_elems=4096)  # 125 pixels: 62 passes over 4,352 bytes
+    f7 = load_board("nucleo_f746")
+    found = {c.kind: c for c in candidates(plan, f7, {"tp_conv_s8": 1000})}  # type: ignore[arg-type]
+    assert found["weights"].nbytes == 4096 + 256
+    assert found["weights"].saved_cycles == pytest.approx(62 * 4352 * 8 / 32)  # D-cache fills
+    assert found["code"].saved_cycles == 0.0  # I-cache on: fills once per run, not per inference
+    uncached = _no_icache("nucleo_f746")
+    found = {c.kind: c for c in candidates(plan, uncached, {"tp_conv_s8": 1000})}  # type: ignore[arg-type]
+    code = found["code"]
+    assert code.saved_cycles == pytest.approx(500_000 * 2.0 * 8 / 32)
+    table = candidates(plan, f7, {"tp_conv_s8": 1000}, memory_costs=False)  # type: ignore[arg-type]
+    assert all(c.saved_cycles == 0 for c in table)
+    assert candidates(plan, load_board("nucleo_f401re"), {}) == []  # type: ignore[arg-type]
+
+
+def test_linker_script_places_the_chosen_sections(tmp_path: Path) -> None:
+    placement = choose([Candidate("k", "code", ("tp_k",), 100, 1e6),
+                        _weights("k", 4000, 1e5)], {"itcm": 16_384, "dtcm": 50_000})
+    f7 = render_linker_script(load_board("nucleo_f746"), tmp_path, 8192, placement).read_text()
+    assert "*(.text.tp_k)" in f7 and "*(.rodata.tp_c_k)" in f7
+    assert "} > RAM AT > FLASH" in f7 and "DTCM  (rw)" not in f7  # F7: the DTCM starts RAM
+    assert f7.index(".stack (NOLOAD)") < f7.index(".dtcm_rodata :") < f7.index(".data :")
+    assert f7.index(".dtcm_rodata :") < f7.index(".text :")  # matched before .text's wildcard
+    h7 = render_linker_script(load_board("nucleo_h743zi"), tmp_path, 8192, placement).read_text()
+    assert "DTCM  (rw)  : ORIGIN = 0x20000000, LENGTH = 0x20000" in h7
+    assert "} > DTCM AT > FLASH" in h7
+    plain = render_linker_script(load_board("nucleo_f401re"), tmp_path, 8192).read_text()
+    assert ".itcm_text" not in plain and ".dtcm_rodata" not in plain

@@ -20,7 +20,9 @@ Estimates (they decide, the emulated run measures):
   D-cache, ``bytes / 4 x wait states`` without it.
 - **code** (ITCM): with the I-cache (ART) on a kernel in flash pays its line fills once per run,
   not per inference: it never pays. Without it, a kernel fetches about
-  :data:`FETCH_BYTES_PER_CYCLE` bytes per estimated cycle, each line a fill.
+  :data:`FETCH_BYTES_PER_CYCLE` bytes per estimated cycle (the plan's estimate, else
+  :data:`UNESTIMATED_CYCLES_PER_MAC` per MAC), each line a fill. Only the kernel's own function
+  moves: helpers it calls stay in flash (reached through linker veneers).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIN_SAVED_CYCLES = 1000  # per inference: below this a placement does not pay
 FETCH_BYTES_PER_CYCLE = 2.0  # Thumb-2 code, ~1.5 instructions of 2-4 bytes per M7 cycle
+UNESTIMATED_CYCLES_PER_MAC = 2  # a call the plan has no estimate for (depthwise: ~2-5 measured)
 ALIGN = 4
 RAM_MARGIN = 256  # bytes of RAM left free after the placement (heap start alignment, slack)
 ITCM_TEXT, DTCM_RODATA = ".itcm_text", ".dtcm_rodata"
@@ -192,7 +195,10 @@ def candidates(plan: Plan, board: Board, function_bytes: Mapping[str, int],
         passes = max(1, call.macs // max(2 * biggest, 1))
         arrays.setdefault(call.kernel, {}).update(dict.fromkeys(used))
         reads[call.kernel] = reads.get(call.kernel, 0.0) + passes * sum(sizes[s] for s in used)
-        cycles[call.kernel] = cycles.get(call.kernel, 0.0) + float(call.est_cycles or 0)
+        est = call.est_cycles
+        if est is None:
+            est = UNESTIMATED_CYCLES_PER_MAC * call.macs
+        cycles[call.kernel] = cycles.get(call.kernel, 0.0) + float(est)
     out: list[Candidate] = []
     for kernel, symbols in arrays.items():
         if board.itcm is not None and kernel in function_bytes:
