@@ -208,3 +208,23 @@ def test_linker_script_places_the_chosen_sections(tmp_path: Path) -> None:
     assert "} > DTCM AT > FLASH" in h7
     plain = render_linker_script(load_board("nucleo_f401re"), tmp_path, 8192).read_text()
     assert ".itcm_text" not in plain and ".dtcm_rodata" not in plain
+
+
+# ---- the option ----------------------------------------------------------------------------
+def test_no_tcm_option_and_project_file(tmp_path: Path) -> None:
+    import argparse
+
+    from tinyprune.cli import _add_build_options, _build_options
+    from tinyprune.config import resolve
+
+    parser = argparse.ArgumentParser()
+    _add_build_options(parser)
+    base = ["--board", "nucleo_f746", "--model", "m.tflite", "--config", str(tmp_path / "t.toml")]
+    (tmp_path / "t.toml").write_text("tcm = false\n")
+    assert _build_options(parser.parse_args(base)).tcm is False
+    (tmp_path / "t.toml").write_text("")
+    assert _build_options(parser.parse_args(base)).tcm is True  # the default
+    assert _build_options(parser.parse_args([*base, "--no-tcm"])).tcm is False
+    (tmp_path / "t.toml").write_text('tcm = "no"\n')
+    with pytest.raises(UsageError, match=r"tcm: expected bool, received 'no'"):
+        resolve({}, tmp_path / "t.toml")
