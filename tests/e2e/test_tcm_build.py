@@ -1,7 +1,8 @@
 """TCM placement end to end (docs/tcm.md): the same model built for nucleo_f746 with placement
 on (the default), off (``--no-tcm``), and on a variant of the board with its I-cache off (where
-kernels in ITCM pay); every firmware is bit-exact with the TFLite Micro reference on the
-emulator, and the placed symbols live where the report says."""
+kernels in ITCM pay), and for nucleo_h743zi (a DTCM apart from RAM); every firmware is
+bit-exact with the TFLite Micro reference on the emulator, and the placed symbols live where the
+report says."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from elftools.elf.elffile import ELFFile
 
 from tests.e2e.test_cycle_model_builds import _conv_model
 from tinyprune.cli import main
-from tinyprune.firmware import paths
+from tinyprune.firmware import boards, paths
 
 pytestmark = [
     pytest.mark.e2e,
@@ -38,14 +39,23 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, Pa
     text = (paths.boards_dir() / "nucleo_f746.toml").read_text()
     (uncached / "nucleo_f746.toml").write_text(text.replace("icache = true ", "icache = false"))
     out = {}
-    for name, extra in (("on", []), ("off", ["--no-tcm"]),
-                        ("itcm", ["--boards-dir", str(uncached)])):
+    searched = list(boards._user_dirs)  # --boards-dir adds to the process's board search
+    try:
+        _build_all(work, model, uncached, out)
+    finally:
+        boards._user_dirs[:] = searched
+    return out
+
+
+def _build_all(work: Path, model: Path, uncached: Path, out: dict) -> None:
+    for name, board, extra in (("on", "nucleo_f746", []), ("off", "nucleo_f746", ["--no-tcm"]),
+                               ("itcm", "nucleo_f746", ["--boards-dir", str(uncached)]),
+                               ("h7", "nucleo_h743zi", [])):
         target = work / name
-        rc = main(["build", "--board", "nucleo_f746", "--model", str(model), "--out", str(target),
+        rc = main(["build", "--board", board, "--model", str(model), "--out", str(target),
                    "--samples", "1", "--random-samples", "0", *extra])
         assert rc == 0, name
         out[name] = (json.loads((target / "report.json").read_text()), target)
-    return out
 
 
 def test_placement_moves_the_weights_to_dtcm_and_stays_bit_exact(builds: dict) -> None:
@@ -77,3 +87,13 @@ def test_kernels_run_from_itcm_when_the_icache_is_off(builds: dict) -> None:
     assert "tp_conv_interleaved_s8" in [d["kernel"] for d in code]
     address = _symbols(out / "firmware" / "firmware.elf")["tp_conv_interleaved_s8"]
     assert 0 <= address < 0x4000  # in the ITCM
+
+
+def test_a_dtcm_apart_from_ram_is_mapped(builds: dict) -> None:
+    report, out = builds["h7"]
+    assert report["run"]["bit_exact"]
+    tcm = report["firmware"]["tcm"]
+    arrays = [s for d in tcm["decisions"] if d["placed"] for s in d["symbols"]]
+    assert arrays and tcm["dtcm_size"] == 128 << 10
+    symbols = _symbols(out / "firmware" / "firmware.elf")
+    assert all(0x2000_0000 <= symbols[a] < 0x2002_0000 for a in arrays)
