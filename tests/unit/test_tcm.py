@@ -160,6 +160,7 @@ def test_a_memory_the_board_lacks_holds_nothing() -> None:
     ("nucleo_f746", 8192, 17_452, None, 65_536 - 8192),  # DTCM minus the stack below it
     ("nucleo_f746", 8192, 17_452, 20_000, 20_000 - 17_452 - 256),  # the RAM budget binds
     ("nucleo_f746", 8192, 327_500, None, 0),  # RAM is full: nothing may move into it
+    ("nucleo_f746", 72 << 10, 90_000, None, 0),  # the stack alone fills the DTCM
     ("nucleo_h743zi", 8192, 500_000, None, 131_072),  # a separate DTCM: all of it
 ])
 def test_free_dtcm_never_overflows_ram(board: str, stack: int, ram_used: int,
