@@ -177,14 +177,15 @@ def _plan(macs: int, filter_elems: int) -> object:
     consts = [SimpleNamespace(symbol="tp_c0_w", nbytes=filter_elems,
                               values=np.zeros(filter_elems, np.int8)),
               SimpleNamespace(symbol="tp_c1_b", nbytes=256, values=np.zeros(64, np.int32))]
-    return SimpleNamespace(consts=consts, code_ops=[SimpleNamespace(call=Call)])
+    return SimpleNamespace(consts=consts, code_ops=[SimpleNamespace(call=Call,
+                                                                     op=SimpleNamespace(name="c1"))])
 
 
 def test_candidates_price_weights_and_code_from_the_board() -> None:
     plan = _plan(macs=4096 * 125, filter_elems=4096)  # 125 pixels: 62 passes over 4,352 bytes
     f7 = load_board("nucleo_f746")
     found = {c.kind: c for c in candidates(plan, f7, {"tp_conv_s8": 1000})}  # type: ignore[arg-type]
-    assert found["weights"].nbytes == 4096 + 256
+    assert found["weights"].nbytes == 4096 + 256 and found["weights"].layer == "c1"
     assert found["weights"].saved_cycles == pytest.approx(62 * 4352 * 8 / 32)  # D-cache fills
     assert found["code"].saved_cycles == 0.0  # I-cache on: fills once per run, not per inference
     uncached = _no_icache("nucleo_f746")
@@ -229,3 +230,63 @@ def test_no_tcm_option_and_project_file(tmp_path: Path) -> None:
     (tmp_path / "t.toml").write_text('tcm = "no"\n')
     with pytest.raises(UsageError, match=r"tcm: expected bool, received 'no'"):
         resolve({}, tmp_path / "t.toml")
+
+
+def test_weights_are_per_layer_and_a_shared_array_goes_with_the_first() -> None:
+    plan = _plan(macs=4096 * 125, filter_elems=4096)
+    second = SimpleNamespace(call=SimpleNamespace(kernel="tp_conv_s8", params={
+        "filter": "tp_c2_w", "bias": "tp_c1_b"}, est_cycles=None, macs=4096 * 8),
+        op=SimpleNamespace(name="c2"))
+    plan.consts.append(SimpleNamespace(symbol="tp_c2_w", nbytes=4096,  # type: ignore[attr-defined]
+                                       values=np.zeros(4096, np.int8)))
+    plan.code_ops.append(second)  # type: ignore[attr-defined]
+    found = [c for c in candidates(plan, load_board("nucleo_f746"), {})  # type: ignore[arg-type]
+             if c.kind == "weights"]
+    assert [(c.layer, c.symbols) for c in found] == [("c1", ("tp_c0_w", "tp_c1_b")),
+                                                     ("c2", ("tp_c2_w",))]
+    assert found[1].saved_cycles == pytest.approx(4 * 4096 * 8 / 32)  # 4 passes
+
+
+# ---- the emulator prices a kernel's loads per layer --------------------------------------------
+_MOV_R4 = {"flash": "40f20004c0f60004",  # movw r4, #0; movt r4, #0x0800
+           "dtcm": "40f20014c2f20004"}  # movw r4, #0x100; movt r4, #0x2000
+_BL_K = ("00f007f8", "00f001f8")  # bl k (from offset 8 and from offset 0x14)
+
+
+def _two_layers(first: str, second: str) -> object:
+    """``tp_model_invoke`` calls kernel ``k`` (``ldr r0, [r4]; bx lr``) twice, with r4 pointing
+    to ``first`` then to ``second``; then parks in ``b .``."""
+    from tinyprune.emulator.elf import ElfImage, Segment
+
+    origin = 0x0800_0000
+    code = bytes.fromhex(_MOV_R4[first] + _BL_K[0] + _MOV_R4[second] + _BL_K[1] + "fee7"
+                         + "2068" + "7047")
+    invoke, k = origin + 0x100, origin + 0x100 + 0x1A
+    vectors = (0x2000_1000).to_bytes(4, "little") + (invoke | 1).to_bytes(4, "little")
+    return ElfImage(Path("layers.elf"), (Segment(origin, vectors), Segment(invoke, code)),
+                    {"tp_model_invoke": invoke, "k": k}, {}, (invoke, k), (k, k + 4),
+                    ("tp_model_invoke", "k"))
+
+
+def _cycles(first: str, second: str) -> int:
+    from tinyprune.emulator.faults import FirmwareStopped
+    from tinyprune.emulator.limits import Limits
+    from tinyprune.emulator.unicorn_backend import _Run
+
+    board = load_board("nucleo_f746")
+    run = _Run(board, _two_layers(first, second), (), Limits(10_000), True,  # type: ignore[arg-type]
+               None, model_for(board, "m7"))
+    with pytest.raises(FirmwareStopped):
+        run.run()
+    return int(run.cycles)
+
+
+def test_a_kernel_is_priced_again_at_each_layer_call() -> None:
+    from tinyprune.emulator.elf import layer_calls
+
+    assert layer_calls(_two_layers("flash", "dtcm")) == {0x0800_011A}  # type: ignore[arg-type]
+    both_dtcm = _cycles("dtcm", "dtcm")
+    # one 4-byte flash load through the D-cache: 4/32 of a line fill of 8 = 1 cycle per call
+    assert _cycles("flash", "dtcm") == both_dtcm + 1  # the second call is priced for DTCM
+    assert _cycles("dtcm", "flash") == both_dtcm + 1  # and for flash after a DTCM call
+    assert _cycles("flash", "flash") == both_dtcm + 2

@@ -17,8 +17,9 @@ A deliberately simple model, priced once per basic block (so the emulator keeps 
   i.e. every access a D-cache hit: an optimistic bound. Stores never stall (write buffer); no bus
   contention.
 
-The block's decision is cached with its cost: a block that later reads other memory through the
-same registers keeps its first pricing.
+The block's decision is cached with its cost until the next call of a kernel from
+``tp_model_invoke`` (the unicorn backend prices such blocks again then): a block that later reads
+other memory through the same registers within one layer keeps its first pricing.
 """
 
 from __future__ import annotations
@@ -96,6 +97,24 @@ class MemoryCosts:
                 if w not in op.reads or (op.kind in (Kind.LOAD, Kind.LOAD2) and w != op.base):
                     in_flash[w] = False
         return extra
+
+    def data_bases(self, ops: Sequence[Op]) -> tuple[int, ...]:
+        """The base registers :meth:`data` reads at the block's entry (a load through a pointer;
+        empty when the flash is zero-wait)."""
+        if self.wait_states == 0:
+            return ()
+        bases: dict[int, None] = {}
+        for op in ops:
+            if op.kind in (Kind.LOAD, Kind.LOAD2) and op.mnemonic not in ("pld", "pli"):
+                bases[op.base] = None
+            elif op.kind is Kind.MULTI and op.mnemonic.startswith(("ldm", "vldm")):
+                bases[min(op.reads)] = None
+        return tuple(b for b in bases if b not in (0, A.ARM_REG_PC, A.ARM_REG_SP))
+
+    def signature(self, bases: Sequence[int], reg: RegRead) -> tuple[bool, ...]:
+        """Which of ``bases`` point into flash now: equal signatures give equal prices."""
+        flash = self.flash
+        return tuple(flash.contains(reg(b)) for b in bases)
 
     def _flash_base(self, op: Op, known: dict[int, bool], reg: RegRead) -> bool:
         if op.kind is Kind.MULTI:

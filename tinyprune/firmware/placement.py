@@ -8,13 +8,13 @@ chosen input sections (``.text.<function>``, ``.rodata.<array>``: the build comp
 ``-ffunction-sections -fdata-sections``) moved into ``.itcm_text`` / ``.dtcm_rodata``, which the
 startup code copies from flash like ``.data``.
 
-Candidates are **kernels**: one per C function the plan calls, with every constant array its
-calls read. A kernel's arrays move together because the emulator prices a block's loads at its
-first execution (``cycle_memory``): a kernel whose layers read some weights from DTCM and some
-from flash would be priced as if all came from the first layer's memory.
+Candidates are **layers** for the DTCM (the constant arrays one call reads; an array two layers
+share goes with the first) and **kernels** for the ITCM (one per C function the plan calls). The
+emulator prices a kernel's loads again at every layer's call (``unicorn_backend``), so a kernel
+whose layers read some weights from DTCM and some from flash is priced per layer.
 
 Estimates (they decide, the emulated run measures):
-- **weights** (DTCM): a call reads its arrays ``max(1, MACs / (2 x weight elements))`` times per
+- **weights** (DTCM): a layer reads its arrays ``max(1, MACs / (2 x weight elements))`` times per
   inference (each weight is used once per output pixel; the conv kernels take two pixels per
   pass). Saved: those bytes' flash cost, ``bytes / line x (wait states + 1)`` through the
   D-cache, ``bytes / 4 x wait states`` without it.
@@ -56,6 +56,7 @@ class Candidate:
     symbols: tuple[str, ...]
     nbytes: int
     saved_cycles: float  # estimated, per inference
+    layer: str = ""  # the layer whose arrays these are ("" for code)
 
     @property
     def memory(self) -> str:
@@ -70,7 +71,8 @@ class Decision:
 
     def to_report(self) -> dict[str, Any]:
         c = self.candidate
-        return {"kernel": c.kernel, "kind": c.kind, "memory": c.memory, "placed": self.placed,
+        return {"kernel": c.kernel, "layer": c.layer, "kind": c.kind, "memory": c.memory,
+                "placed": self.placed,
                 "bytes": c.nbytes, "est_saved_cycles": round(c.saved_cycles),
                 "symbols": list(c.symbols), "reason": self.reason}
 
@@ -130,7 +132,8 @@ def choose(candidates: Iterable[Candidate], free: Mapping[str, int],
         min_saved: estimated cycles per inference below which a candidate does not pay.
     """
     left = dict(free)
-    order = sorted(candidates, key=lambda c: (-c.saved_cycles / max(c.nbytes, 1), c.kernel))
+    order = sorted(candidates, key=lambda c: (-c.saved_cycles / max(c.nbytes, 1), c.kernel,
+                                              c.layer))
     decisions = []
     for c in order:
         room = left.get(c.memory, 0)
@@ -174,7 +177,8 @@ def _flash_cost_per_byte(board: Board) -> tuple[float, float]:
 
 def candidates(plan: Plan, board: Board, function_bytes: Mapping[str, int],
                memory_costs: bool = True) -> list[Candidate]:
-    """Every kernel of ``plan`` as an ITCM (code) and a DTCM (weights) candidate.
+    """Every kernel of ``plan`` as an ITCM (code) candidate, every layer's constant arrays as a
+    DTCM (weights) candidate.
 
     Args:
         function_bytes: code size of each function in the firmware (from the first link).
@@ -185,29 +189,29 @@ def candidates(plan: Plan, board: Board, function_bytes: Mapping[str, int],
     sizes = {c.symbol: _aligned(c.nbytes) for c in plan.consts}
     elements = {c.symbol: int(c.values.size) for c in plan.consts}
     known = set(sizes)
-    arrays: dict[str, dict[str, None]] = {}
-    reads: dict[str, float] = {}
     cycles: dict[str, float] = {}
+    out: list[Candidate] = []
+    taken: set[str] = set()
     for p in plan.code_ops:
         call = p.call
-        used = list(dict.fromkeys(_symbols_in(call.params, known)))
-        biggest = max((elements[s] for s in used), default=0)
-        passes = max(1, call.macs // max(2 * biggest, 1))
-        arrays.setdefault(call.kernel, {}).update(dict.fromkeys(used))
-        reads[call.kernel] = reads.get(call.kernel, 0.0) + passes * sum(sizes[s] for s in used)
+        used = [s for s in dict.fromkeys(_symbols_in(call.params, known)) if s not in taken]
+        taken.update(used)
         est = call.est_cycles
         if est is None:
             est = UNESTIMATED_CYCLES_PER_MAC * call.macs
         cycles[call.kernel] = cycles.get(call.kernel, 0.0) + float(est)
-    out: list[Candidate] = []
-    for kernel, symbols in arrays.items():
-        if board.itcm is not None and kernel in function_bytes:
-            saved = cycles[kernel] * FETCH_BYTES_PER_CYCLE * fetch_cost
-            out.append(Candidate(kernel, "code", (kernel,), _aligned(function_bytes[kernel]),
-                                 saved))
-        if board.dtcm is not None and symbols:
-            out.append(Candidate(kernel, "weights", tuple(symbols),
-                                 sum(sizes[s] for s in symbols), reads[kernel] * data_cost))
+        if board.dtcm is not None and used:
+            biggest = max(elements[s] for s in used)
+            passes = max(1, call.macs // max(2 * biggest, 1))
+            nbytes = sum(sizes[s] for s in used)
+            out.append(Candidate(call.kernel, "weights", tuple(used), nbytes,
+                                 passes * nbytes * data_cost, layer=p.op.name))
+    if board.itcm is not None:
+        for kernel, est_cycles in cycles.items():
+            if kernel in function_bytes:
+                saved = est_cycles * FETCH_BYTES_PER_CYCLE * fetch_cost
+                out.append(Candidate(kernel, "code", (kernel,),
+                                     _aligned(function_bytes[kernel]), saved))
     return out
 
 
