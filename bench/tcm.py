@@ -42,9 +42,12 @@ def build(board: str, model: Path, out: Path, tcm: bool) -> dict[str, Any]:
 def row(name: str, board: str, on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
     tcm = on["firmware"]["tcm"]
     cycles_on, cycles_off = on["run"]["cycles_per_inference"], off["run"]["cycles_per_inference"]
-    placed = [f"{d['kernel']} {d['kind']} ({d['bytes']} B)" for d in tcm["decisions"]
-              if d["placed"]]
-    unplaced = [f"{d['kernel']} {d['kind']}: {d['reason']}" for d in tcm["decisions"]
+    def what(d: dict[str, Any]) -> str:
+        return f"{d['layer']} ({d['kernel']}) {d['kind']}" if d["layer"] else \
+            f"{d['kernel']} {d['kind']}"
+
+    placed = [f"{what(d)} {d['bytes']} B" for d in tcm["decisions"] if d["placed"]]
+    unplaced = [f"{what(d)}: {d['reason']}" for d in tcm["decisions"]
                 if not d["placed"] and not d["reason"].startswith("does not pay: est. 0 ")]
     return {"model_name": name, "board": board, "cycle_model": on["run"]["cycle_model"],
             "cycles_off": cycles_off, "cycles_on": cycles_on,

@@ -290,3 +290,14 @@ def test_a_kernel_is_priced_again_at_each_layer_call() -> None:
     assert _cycles("flash", "dtcm") == both_dtcm + 1  # the second call is priced for DTCM
     assert _cycles("dtcm", "flash") == both_dtcm + 1  # and for flash after a DTCM call
     assert _cycles("flash", "flash") == both_dtcm + 2
+
+
+def test_a_lookup_table_is_priced_per_output_element() -> None:
+    call = SimpleNamespace(kernel="tp_add_table_s8", params={"table": "tp_c0_t"}, est_cycles=None,
+                           macs=0)
+    plan = SimpleNamespace(
+        consts=[SimpleNamespace(symbol="tp_c0_t", nbytes=512, values=np.zeros(256, np.int16))],
+        code_ops=[SimpleNamespace(call=call, op=SimpleNamespace(name="add", outputs=(1,)))],
+        graph=SimpleNamespace(tensors=(None, SimpleNamespace(shape=(1, 32, 32, 16)))))
+    (table,) = candidates(plan, load_board("nucleo_f746"), {})  # type: ignore[arg-type]
+    assert table.saved_cycles == pytest.approx(4 * 16_384 * 8 / 32)  # 4 bytes per output

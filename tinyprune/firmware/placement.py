@@ -16,8 +16,10 @@ whose layers read some weights from DTCM and some from flash is priced per layer
 Estimates (they decide, the emulated run measures):
 - **weights** (DTCM): a layer reads its arrays ``max(1, MACs / (2 x weight elements))`` times per
   inference (each weight is used once per output pixel; the conv kernels take two pixels per
-  pass). Saved: those bytes' flash cost, ``bytes / line x (wait states + 1)`` through the
-  D-cache, ``bytes / 4 x wait states`` without it.
+  pass); a layer without MACs (a lookup table: ADD, activations) reads
+  :data:`TABLE_BYTES_PER_OUTPUT` bytes per output element. Saved: those bytes' flash cost,
+  ``bytes / line x (wait states + 1)`` through the D-cache, ``bytes / 4 x wait states`` without
+  it.
 - **code** (ITCM): with the I-cache (ART) on a kernel in flash pays its line fills once per run,
   not per inference: it never pays. Without it, a kernel fetches about
   :data:`FETCH_BYTES_PER_CYCLE` bytes per estimated cycle (the plan's estimate, else
@@ -32,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tinyprune.firmware.boards import Board
 
 if TYPE_CHECKING:
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 MIN_SAVED_CYCLES = 1000  # per inference: below this a placement does not pay
 FETCH_BYTES_PER_CYCLE = 2.0  # Thumb-2 code, ~1.5 instructions of 2-4 bytes per M7 cycle
 UNESTIMATED_CYCLES_PER_MAC = 2  # a call the plan has no estimate for (depthwise: ~2-5 measured)
+TABLE_BYTES_PER_OUTPUT = 4  # a table kernel (no MACs): about one word read per output element
 ALIGN = 4
 RAM_MARGIN = 256  # bytes of RAM left free after the placement (heap start alignment, slack)
 ITCM_TEXT, DTCM_RODATA = ".itcm_text", ".dtcm_rodata"
@@ -204,8 +209,11 @@ def candidates(plan: Plan, board: Board, function_bytes: Mapping[str, int],
             biggest = max(elements[s] for s in used)
             passes = max(1, call.macs // max(2 * biggest, 1))
             nbytes = sum(sizes[s] for s in used)
-            out.append(Candidate(call.kernel, "weights", tuple(used), nbytes,
-                                 passes * nbytes * data_cost, layer=p.op.name))
+            read = passes * nbytes
+            if call.macs == 0:  # a lookup table: a few bytes read per output element
+                read = max(read, TABLE_BYTES_PER_OUTPUT * _outputs(plan, p.op.outputs))
+            out.append(Candidate(call.kernel, "weights", tuple(used), nbytes, read * data_cost,
+                                 layer=p.op.name))
     if board.itcm is not None:
         for kernel, est_cycles in cycles.items():
             if kernel in function_bytes:
@@ -213,6 +221,15 @@ def candidates(plan: Plan, board: Board, function_bytes: Mapping[str, int],
                 out.append(Candidate(kernel, "code", (kernel,),
                                      _aligned(function_bytes[kernel]), saved))
     return out
+
+
+def _outputs(plan: Plan, outputs: Iterable[int]) -> int:
+    total = 0
+    for index in outputs:
+        if index >= 0:
+            shape = plan.graph.tensors[index].shape
+            total += int(np.prod(shape)) if shape else 1
+    return total
 
 
 def free_bytes(board: Board, *, stack_bytes: int, ram_used: int,
