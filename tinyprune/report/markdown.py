@@ -78,7 +78,7 @@ def _tcm_row(tcm: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not placed:
         why = tcm.get("note") or "nothing pays and fits"
         return [("TCM placement", f"none ({why})" if tcm.get("enabled") else f"off ({why})")]
-    parts = ", ".join(f"{d['kernel']} {d['kind']} in {d['memory'].upper()} "
+    parts = ", ".join(f"{d.get('layer') or d['kernel']} {d['kind']} in {d['memory'].upper()} "
                       f"({fmt_bytes(d['bytes'])})" for d in placed)
     return [("TCM placement", f"ITCM {fmt_bytes(tcm.get('itcm_bytes'))}, DTCM "
              f"{fmt_bytes(tcm.get('dtcm_bytes'))}: {parts}; est. "
