@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--sparsities", default="0.5,0.75")
     ap.add_argument("--block", default="1x4,4x4", help="patterns, comma-separated")
     ap.add_argument("--board", default="nucleo_f746")
+    ap.add_argument("--merge", action="store_true", help="keep the recorded rows of the models "
+                    "not given in --models (the header then names both runs' dates)")
     ap.add_argument("--first", default="1x4",
                     help="patterns also built with the first conv sparse (named in layers), "
                          "comma-separated; '' for none")
@@ -113,6 +115,13 @@ def main() -> None:
                       f"bytes, flash {row['flash']:,}, bit-exact {row['bit_exact']} "
                       f"({row['seconds']} s)", flush=True)
     info = machine(board=args.board, cycle_model="table (unicorn, DWT CYCCNT)")
+    if args.merge:
+        old = json.loads((RESULTS / "sparse_models.json").read_text())
+        kept = {k: v for k, v in old["results"].items() if k not in results}
+        results = {k: kept.get(k) or results[k] for k in MODELS if k in kept or k in results}
+        if kept:
+            info = {**info, "merged": f"{', '.join(kept)} from the run of "
+                    f"{old['machine'].get('date', '?')}"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sparse_models.json").write_text(json.dumps(
         {"machine": info, "block": args.block, "results": results}, indent=1) + "\n")
@@ -126,16 +135,18 @@ def render(info: dict[str, str], block: str, results: dict[str, list[dict[str, A
              ", ".join(f"{k}: {v}" for k, v in info.items()), "",
              f"Zoo builders at the MLPerf Tiny shapes, seeded weights (cycles and bytes do not "
              f"depend on training), sparsified one-shot by block L1 in `{block}` blocks (no "
-             "fine-tuning; depthwise layers stay dense, and so does the first convolution over "
-             "1 or 3 channels unless the row says `+ first`: then it is named with the same "
+             "fine-tuning; depthwise layers take 1x4 blocks of 4 channels at one tap and "
+             "stay dense under other patterns, and the first convolution over 1 or 3 channels "
+             "stays dense unless the row says `+ first`: then it is named with the same "
              "per-layer sparsity and takes its blocks along the filter row), built with "
              "`tinyprune.api.build`: cycles of one inference on the "
              "emulator (estimates of the table cycle model), the planner's cost-model total over "
-             "the layers it estimates (conv and FC: the ones with a dense/sparse choice), "
+             "the layers it estimates (conv, depthwise and FC: the ones with a dense/sparse "
+             "choice), "
              "weight bytes with indices and pointers, flash of the whole firmware (harness and "
              "one input included), bit-exact against the TFLite Micro reference (1 firmware "
              "input, 21 host inputs).", "",
-             "| model | weights | cycles (emulator) | x dense | cost model (conv/FC) | "
+             "| model | weights | cycles (emulator) | x dense | cost model (conv/dw/FC) | "
              "weight bytes | "
              "x dense | flash | x dense | sparse layers | bit-exact |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]

@@ -73,7 +73,7 @@ def kernels(model) -> dict[str, np.ndarray]:
     out = {}
     for layer in model.layers:
         names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
-        for key in ("pointwise_kernel", "kernel"):
+        for key in ("pointwise_kernel", "kernel", "depthwise_kernel"):
             if key in names:
                 out[layer.name] = np.asarray(layer.get_weights()[names.index(key)])
                 break
@@ -92,10 +92,11 @@ def test_every_layer_type_takes_the_pattern_in_both_flavors(flavor: str, pattern
     assert result.flavor == flavor and isinstance(result.model, k.Model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     sparse = {x.name for x in result.layers}
-    expected = {"conv3x3", "conv1x1", "sep", "conv1d", "fc"} | ({"first"} if pattern == "1x1"
-                                                                 else set())
+    expected = ({"conv3x3", "conv1x1", "sep", "conv1d", "fc"}
+                | ({"first"} if pattern == "1x1" else set())
+                | ({"dw"} if pattern == "1x4" else set()))  # depthwise: 1x4 only
     assert sparse == expected
-    assert {s.layer for s in result.skipped} == {"dw"} | ({"first"} - expected)
+    assert {s.layer for s in result.skipped} == {"dw", "first"} - expected
     target = 0.75 if ":" not in pattern else 1 - int(pattern[0]) / 4
     final = kernels(result.model)
     for layer in result.layers:
@@ -373,7 +374,8 @@ def test_bad_schedule_options_are_refused(make, match: str) -> None:
 
 
 @pytest.mark.parametrize("config,match", [
-    ({"layer_sparsity": {"dw": 0.5}}, "layer 'dw' cannot take pattern 1x4: depthwise"),
+    ({"pattern": "4x4", "layer_sparsity": {"dw": 0.5}},
+     "layer 'dw' cannot take pattern 4x4: depthwise kernels take 1x4 blocks only"),
     ({"layer_sparsity": {"first": 0.5}, "pattern": "2:4"},
      "layer 'first' cannot take pattern 2:4: 1 input"),
     ({"layer_sparsity": {"nope": 0.5}}, r"expected a layer of model 'all_layers' .*nope"),

@@ -553,4 +553,4 @@ class DepthwiseConvHandler:
 
 
 register(ConvHandler(), estimate=sparse_cost.conv_dense_estimate)
-register(DepthwiseConvHandler())
+register(DepthwiseConvHandler(), estimate=sparse_cost.dw_dense_estimate)
