@@ -59,7 +59,8 @@ test-fast: setup
 # ResNet-8 and DS-CNN dense vs block-sparse end to end (~15 min; accuracy of the sparsity
 # schedules is bench/sparsify_accuracy.py, hours), cycle models, emulator speed with and without
 # the fault checks (~10 min), layer types against CMSIS-NN and RAM
-# against TFLite Micro on the official models (~6 min).
+# against TFLite Micro on the official models (~6 min), TCM placement on the official KWS and
+# IC models (~6 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
@@ -69,6 +70,7 @@ bench: setup
 	$(BIN)/python bench/cycle_models.py
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/layer_types.py
+	$(BIN)/python bench/tcm.py
 
 # Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
 # (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.

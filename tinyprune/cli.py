@@ -107,6 +107,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="price the emulated run with this timing model (default: the board's "
                    "core; table: the flat per-class table of earlier figures; "
                    "docs/cycle_models.md)")
+    p.add_argument("--no-tcm", dest="tcm", action="store_false", default=None,
+                   help="do not place kernels in ITCM or weights in DTCM (default: where the "
+                   "board has them and the cycle model says it pays; docs/tcm.md)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
@@ -143,7 +146,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
              "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
-             "random_samples", "force")
+             "random_samples", "force", "tcm")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
