@@ -38,6 +38,7 @@ RESULTS = ROOT / "bench" / "results"
 MODELS = {"resnet8": ("ic_resnet8", "IC ResNet-8 (32x32x3)"),
           "dscnn": ("kws_dscnn", "KWS DS-CNN (49x10x1)")}
 FIRST = "conv1"  # both zoo builders' first conv (over 3 / 1 channels): dense unless named
+# rows with first=True: every layer sparse (depthwise=true and the first conv named)
 CMSIS_NN = {"resnet8": 40.25e6, "dscnn": 9.73e6}  # shared/FACTS.md, same cycle model
 
 
@@ -48,8 +49,9 @@ def build_one(model_path: Path, out: Path, board: str, sparsity: float | None,
 
     sparsify: dict[str, Any] | None = None if sparsity is None else {
         "sparsity": sparsity, "block": block, "progress": False}
-    if sparsify is not None and first:  # the first conv opts in with a per-layer sparsity
+    if sparsify is not None and first:  # every layer: the depthwise ones and the first conv
         sparsify["layers"] = {FIRST: sparsity}
+        sparsify["depthwise"] = True
     # the table model: the one FACTS.md's CMSIS-NN figures (and the issue's targets) use
     opts = BuildOptions(board=board, model=model_path, out=out, samples=1, random_samples=20,
                         cycle_model="table", sparsify=sparsify, sparsify_from="bench")
@@ -85,7 +87,8 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep the recorded rows of the models "
                     "not given in --models (the header then names both runs' dates)")
     ap.add_argument("--first", default="1x4",
-                    help="patterns also built with the first conv sparse (named in layers), "
+                    help="patterns also built with every layer sparse (depthwise=true, the first "
+                    "conv named in layers), "
                          "comma-separated; '' for none")
     args = ap.parse_args()
     from machine import machine
@@ -107,7 +110,7 @@ def main() -> None:
             rows = results[name] = []
             for s, block, first in levels:
                 tag = ("dense" if s is None else f"{s:g}-{block.replace(':', 'of')}"
-                       + "-first" * first)
+                       + "-every" * first)
                 rows.append(build_one(path, Path(tmp) / f"{name}-{tag}", args.board, s, block,
                                       first))
                 row = rows[-1]
@@ -135,10 +138,11 @@ def render(info: dict[str, str], block: str, results: dict[str, list[dict[str, A
              ", ".join(f"{k}: {v}" for k, v in info.items()), "",
              f"Zoo builders at the MLPerf Tiny shapes, seeded weights (cycles and bytes do not "
              f"depend on training), sparsified one-shot by block L1 in `{block}` blocks (no "
-             "fine-tuning; depthwise layers take 1x4 blocks of 4 channels at one tap and "
-             "stay dense under other patterns, and the first convolution over 1 or 3 channels "
-             "stays dense unless the row says `+ first`: then it is named with the same "
-             "per-layer sparsity and takes its blocks along the filter row), built with "
+             "fine-tuning; the depthwise layers and the first convolution over 1 or 3 channels "
+             "stay dense, as the sparsify stage leaves them by default, unless the row says "
+             "`+ dw + first`: then `depthwise = true` gives the depthwise layers 1x4 blocks of "
+             "4 channels at one tap and the first conv is named with the same per-layer "
+             "sparsity, its blocks along the filter row), built with "
              "`tinyprune.api.build`: cycles of one inference on the "
              "emulator (estimates of the table cycle model), the planner's cost-model total over "
              "the layers it estimates (conv, depthwise and FC: the ones with a dense/sparse "
@@ -154,7 +158,7 @@ def render(info: dict[str, str], block: str, results: dict[str, list[dict[str, A
         dense = rows[0]
         for r in rows:
             what = ("dense" if not r["sparsity"] else f"{r['sparsity']:.0%} {r['block']}"
-                    + " + first" * bool(r.get("first")))
+                    + " + dw + first" * bool(r.get("first")))
             lines.append(
                 f"| {MODELS[name][1]} | {what} | {r['cycles'] / 1e6:.2f} M | "
                 f"{r['cycles'] / dense['cycles']:.2f} | {r['est_cycles'] / 1e6:.2f} M | "
@@ -178,7 +182,7 @@ def _target_line(name: str, dense: dict[str, Any], at75: dict[str, Any]) -> str:
               if name == "resnet8" else f"<= {dense['cycles'] / 2e6:.2f} M (half of dense)")
     ok = at75["cycles"] <= (13.4e6 if name == "resnet8" else dense["cycles"] / 2)
     small = at75["weight_bytes"] <= 0.4 * dense["weight_bytes"]
-    what = at75["block"] + " + first" * bool(at75.get("first"))
+    what = at75["block"] + " + dw + first" * bool(at75.get("first"))
     return (f"- {MODELS[name][1]}, {what}: {at75['cycles'] / 1e6:.2f} M cycles, target "
             f"{target}: {'met' if ok else 'NOT met'}; weights "
             f"{at75['weight_bytes'] / dense['weight_bytes']:.2f}x dense (target <= 0.4x): "
@@ -195,7 +199,7 @@ def _breakdown(name: str, dense_row: dict[str, Any], at75: dict[str, Any]) -> st
         acc = kinds.setdefault(kind, [0, 0])
         acc[0] += d
         acc[1] += x["cycles"] or 0
-    what = at75["block"] + " + first" * bool(at75.get("first"))
+    what = at75["block"] + " + dw + first" * bool(at75.get("first"))
     return f"{MODELS[name][1]}, {what}: " + "; ".join(
         f"{k} {v[0] / 1e6:.2f} M -> {v[1] / 1e6:.2f} M" for k, v in sorted(kinds.items()))
 

@@ -125,17 +125,17 @@ def test_project_file_prunes_then_sparsifies_a_tf_keras_model(tmp_path: Path, ca
 
 def test_a_ds_cnn_at_75_percent_runs_its_depthwise_layers_block_sparse(tmp_path: Path,
                                                                        capsys) -> None:
-    """DS-CNN-shaped (four depthwise 3x3 + pointwise blocks over 8x8, 32 channels) at 75% 1x4:
-    the depthwise layers are sparsified (4 channels at one tap), stay zero in int8, run
-    tp_depthwise_conv_bsr_s8 by the planner's choice, and the firmware is bit-exact (emulator,
-    host, both C paths)."""
+    """DS-CNN-shaped (four depthwise 3x3 + pointwise blocks over 8x8, 32 channels) at 75% 1x4
+    with --sparsify-depthwise: the depthwise layers are sparsified (4 channels at one tap), stay
+    zero in int8, run tp_depthwise_conv_bsr_s8 by the planner's choice, and the firmware is
+    bit-exact (emulator, host, both C paths)."""
     from tinyprune.models import zoo
     from tinyprune.models.load import save_model
 
     model = save_model(zoo.dscnn_small(seed=2, filters=32), tmp_path / "dscnn.keras")
     out = tmp_path / "out"
     rc = main(["build", "--board", "nucleo_f746", "--model", str(model), "--sparsity", "0.75",
-               "--block", "1x4", "--out", str(out), *FAST])
+               "--block", "1x4", "--sparsify-depthwise", "--out", str(out), *FAST])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     r = _report(out)

@@ -88,7 +88,7 @@ def test_every_layer_type_takes_the_pattern_in_both_flavors(flavor: str, pattern
     k = keras_module(flavor)
     model = all_layers(k)
     before = [w.copy() for w in model.get_weights()]
-    result = sparsify(model, SparsifyConfig(pattern=pattern, **QUIET))
+    result = sparsify(model, SparsifyConfig(pattern=pattern, depthwise=True, **QUIET))
     assert result.flavor == flavor and isinstance(result.model, k.Model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     sparse = {x.name for x in result.layers}
@@ -397,6 +397,21 @@ def test_a_model_without_a_layer_for_the_pattern_is_refused() -> None:
     with pytest.raises(UsageError, match=r"1x4.*a first layer over 2 input channels stays dense "
                                          r"unless given a per-layer sparsity"):
         sparsify(model, SparsifyConfig(pattern="1x4", **QUIET))
+
+
+def test_depthwise_layers_stay_dense_unless_asked_for() -> None:
+    model = all_layers(keras_module("keras3"))
+    plain = sparsify(model, SparsifyConfig(**QUIET))
+    why = {s.layer: s.reason for s in plain.skipped}
+    assert "dw" not in {x.name for x in plain.layers}
+    assert why["dw"].startswith("depthwise layers stay dense unless asked for (depthwise=true")
+    named = sparsify(model, SparsifyConfig(layer_sparsity={"dw": 0.5}, **QUIET))
+    assert abs({x.name: x.sparsity for x in named.layers}["dw"] - 0.5) < 0.05  # whole blocks
+    config = SparsifyConfig.from_options({"depthwise": True, "progress": False})
+    assert config.depthwise and "dw" in {x.name for x in sparsify(model, config).layers}
+    with pytest.raises(UsageError, match=r"expected depthwise true or false, received: "
+                                         r"depthwise='yes'"):
+        SparsifyConfig.from_options({"depthwise": "yes"})
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)

@@ -52,7 +52,7 @@ def model_with_bn(k):
 @pytest.fixture(scope="module", params=FLAVORS)
 def converted(request):
     result = sparsify(model_with_bn(keras_module(request.param)),
-                      SparsifyConfig(sparsity=0.75, progress=False))
+                      SparsifyConfig(sparsity=0.75, depthwise=True, progress=False))
     return result, int8_tflite_of(result.model)
 
 

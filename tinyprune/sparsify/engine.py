@@ -51,7 +51,8 @@ class Sparsifier:
         self.graph = trace_model(model)
         self.overrides = dict(config.layer_sparsity or {})
         self.layers, self.skipped = find_layers(
-            self.graph, self.pattern, frozenset(k for k, v in self.overrides.items() if v > 0))
+            self.graph, self.pattern, frozenset(k for k, v in self.overrides.items() if v > 0),
+            depthwise=config.depthwise)
         self._check_layers()
         self.budgets = tuple(
             Budget(x.name, x.kernel_shape, x.size, self.pattern.units(x.shape),
