@@ -581,7 +581,7 @@ def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:
                     "macs": c.macs, "weight_bytes": c.weight_bytes,
                     "cycles": run.layer_cycles[i] if run.layer_cycles else None,
                     "sparsity": round(nz / size, 4) if size else 0.0,
-                    **_kernel_choice(c)})
+                    "fused": list(c.fused), **_kernel_choice(c)})
     return out
 
 

@@ -20,6 +20,7 @@
 #define TP_NN_CONV_H
 
 #include "tp_nn_types.h"
+#include "tp_nn_elementwise.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,6 +156,29 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
 /** Scratch bytes tp_conv_interleaved_s8 needs: 5 * n4 (DSP path), n4 (portable path). */
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
                                                const tp_dims *filter_dims);
+
+/**
+ * tp_conv_interleaved_s8 followed by a residual ADD (tp_add_table_s8) without the conv's output
+ * tensor: on entry `output` holds the ADD's other operand (the residual, output_dims, int8);
+ * each conv result is rounded and clamped to int8 exactly as tp_conv_interleaved_s8 stores it,
+ * then added to the residual value at its position with the ADD's arithmetic, and the ADD's
+ * result overwrites that residual value (no other position reads it). Bit-exact with the two
+ * kernels run one after the other, and with TFLM's CONV_2D then ADD.
+ *
+ * add_params: as tp_add_table_s8 with input 1 = the conv's output and input 2 = the residual
+ * (the generator swaps the tables when the model has them the other way round; the ADD's math
+ * is symmetric in its operands). Same shapes, no broadcast. Conv arguments, stream and scratch
+ * as tp_conv_interleaved_s8 (no quant_params or bias: they are in the stream); `output` must not
+ * be `input`.
+ *
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree, the ADD's
+ *         output shift is above -2 or output == input.
+ */
+tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                     const tp_add_table_params *add_params,
+                                     const tp_dims *input_dims, const int8_t *input,
+                                     const tp_dims *filter_dims, const int8_t *filter,
+                                     const tp_dims *output_dims, int8_t *output);
 
 /**
  * DEPTHWISE_CONV_2D with a 3x3 filter and depth multiplier 1 (any stride, padding, dilation).

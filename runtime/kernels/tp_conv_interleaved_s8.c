@@ -12,6 +12,11 @@
  * results with tp_requantize_fast when the layer allows it (SSAT when the activation range is
  * the whole int8 range). Portable path: the same data, one output at a time, with
  * tp_requantize_pos.
+ *
+ * tp_conv_interleaved_add_s8 is the same kernel with a residual ADD as its epilogue: each int8
+ * result, rounded and clamped exactly as above, is combined at once with the residual value at
+ * its position as tp_add_table_s8 does (two table terms, tp_requantize_fast, clamp) and the sum
+ * overwrites the residual, which is read only there.
  */
 #include "tp_nn_conv.h"
 #include "tp_nn_support.h"
@@ -25,10 +30,27 @@ typedef struct {
     int32_t round[2];
 } pair_params;
 
-/* Output offset and clamp of the layer, and whether the rounding words are valid. */
+/* A fused residual ADD: the tables biased to index by the signed value (conv, residual). */
+typedef struct {
+    const int32_t *t_conv;
+    const int32_t *t_res;
+    int32_t mult, shift, rounding, lo, hi;
+} residual_add;
+
+/* Output offset and clamp of the layer, whether the rounding words are valid, and the fused
+ * residual ADD (NULL for none). */
 typedef struct {
     int32_t offset, lo, hi, fast;
+    const residual_add *add;
 } requant;
+
+/* tp_add_table_s8's element: the conv result v (int8) plus the residual value res. */
+static inline int8_t add_residual(const residual_add *a, int32_t v, int32_t res)
+{
+    const int32_t s = tp_requantize_fast(a->t_conv[v] + a->t_res[res], a->mult, a->shift,
+                                         a->rounding);
+    return (int8_t)tp_clamp(s, a->lo, a->hi);
+}
 
 /* Bytes of one pair in the stream. */
 static inline int32_t pair_bytes(int32_t n4)
@@ -129,6 +151,29 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
     }
 }
 
+/*
+ * The results v of a pair (as requant_pair) added to the residual values they overwrite; the
+ * second channel (v[2], v[3]) only when `two`, column 1 (v[1], v[3] into out1) only when it is
+ * a column of its own (out1 != out0).
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline))
+#endif
+static void store_added(const residual_add *a, const int32_t v[4], int8_t *out0, int8_t *out1,
+                        int two)
+{
+    if (out1 != out0) {
+        out1[0] = add_residual(a, v[1], out1[0]);
+        if (two) {
+            out1[1] = add_residual(a, v[3], out1[1]);
+        }
+    }
+    out0[0] = add_residual(a, v[0], out0[0]);
+    if (two) {
+        out0[1] = add_residual(a, v[2], out0[1]);
+    }
+}
+
 /* Requantization modes of a layer (constants in each instance of matmul2_body). */
 enum { RQ_GENERAL, RQ_FAST, RQ_FAST_SAT };
 
@@ -166,8 +211,12 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         int32_t v[4];
         tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
         requant_pair(r, pp, acc, v, mode);
-        out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
-        out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
+        if (r->add != NULL) {
+            store_added(r->add, v, out0, out1, 1);
+        } else {
+            out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
+            out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
+        }
         stream += pair_bytes(n4);
     }
     if (c_out & 1) {
@@ -176,8 +225,12 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         int32_t v[4];
         tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
         requant_pair(r, pp, acc, v, mode);
-        out1[0] = (int8_t)v[1];
-        out0[0] = (int8_t)v[0];
+        if (r->add != NULL) {
+            store_added(r->add, v, out0, out1, 0);
+        } else {
+            out1[0] = (int8_t)v[1];
+            out0[0] = (int8_t)v[0];
+        }
     }
 }
 
@@ -257,7 +310,9 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
                     }
                     acc = tp_wrap_add(tp_requantize_pos(acc, pp->mult[o & 1], pp->shift[o & 1]),
                                       r->offset);
-                    *out++ = (int8_t)tp_clamp(acc, r->lo, r->hi);
+                    acc = tp_clamp(acc, r->lo, r->hi);
+                    *out = r->add != NULL ? add_residual(r->add, acc, *out) : (int8_t)acc;
+                    ++out;
                 }
             }
         }
@@ -265,6 +320,23 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
 }
 
 #endif /* TP_USE_DSP */
+
+static int args_ok(const tp_context *ctx, const tp_dims *in_d, const tp_dims *f_d,
+                   const tp_dims *out_d)
+{
+    return f_d->c == in_d->c && f_d->n == out_d->c && in_d->n == out_d->n && ctx != NULL &&
+           ctx->buf != NULL && ctx->size >= tp_conv_interleaved_s8_get_buffer_size(in_d, f_d);
+}
+
+static void run(const tp_context *ctx, const tp_conv_params *p, const residual_add *add,
+                const tp_dims *in_d, const int8_t *input, const tp_dims *f_d,
+                const int8_t *filter, const tp_dims *out_d, int8_t *output)
+{
+    int32_t fast;
+    memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
+    const requant r = {p->output_offset, p->activation.min, p->activation.max, fast, add};
+    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf);
+}
 
 tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
                                  const tp_per_channel_quant *quant_params,
@@ -274,16 +346,28 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
                                  const tp_dims *output_dims, int8_t *output)
 {
     (void)bias_dims, (void)quant_params, (void)bias;
-    const tp_conv_params *p = conv_params;
-    const tp_dims *in_d = input_dims, *f_d = filter_dims, *out_d = output_dims;
-    if (f_d->c != in_d->c || f_d->n != out_d->c || in_d->n != out_d->n || ctx == NULL ||
-        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d) ||
-        (output == input && !in_place_allowed(p, in_d, f_d, out_d))) {
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims) ||
+        (output == input && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
         return TP_ERR_ARG;
     }
-    int32_t fast;
-    memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
-    const requant r = {p->output_offset, p->activation.min, p->activation.max, fast};
-    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf);
+    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output);
+    return TP_OK;
+}
+
+tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                     const tp_add_table_params *add_params,
+                                     const tp_dims *input_dims, const int8_t *input,
+                                     const tp_dims *filter_dims, const int8_t *filter,
+                                     const tp_dims *output_dims, int8_t *output)
+{
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims) || add_params == NULL ||
+        add_params->output_shift > -2 || output == input) {
+        return TP_ERR_ARG;
+    }
+    const residual_add add = {add_params->input1_table + 128, add_params->input2_table + 128,
+                              add_params->output_multiplier, add_params->output_shift,
+                              add_params->output_rounding, add_params->activation.min,
+                              add_params->activation.max};
+    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output);
     return TP_OK;
 }

@@ -54,6 +54,8 @@ class KernelCall:
         in_place_scratch_bytes: not None when the kernel may write its output over its first
             input (the planner decides; the call then needs this much scratch, and the fragment
             gets ``scratch_bytes`` and ``scratch`` accordingly).
+        fused: names of the layers this call also computes (a residual ADD fused into its conv,
+            tinyprune/plan/fusion.py); those layers emit no code of their own.
     """
 
     kernel: str
@@ -72,6 +74,7 @@ class KernelCall:
     est_cycles: int | None = None
     reason: str = ""
     in_place_scratch_bytes: int | None = None
+    fused: tuple[str, ...] = ()
 
 
 KERNEL_KINDS = ("dense", "sparse", "activation")
