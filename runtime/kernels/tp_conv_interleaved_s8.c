@@ -128,6 +128,17 @@ static int in_place_allowed(const tp_conv_params *p, const tp_dims *in_d, const 
            out_d->w == in_d->w && out_d->c <= in_d->c;
 }
 
+int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
+                                                   const tp_dims *filter_dims)
+{
+    (void)input_dims;
+#if TP_USE_DSP
+    return 2 * depth4(filter_dims); /* the narrow path: two int8 windows */
+#else
+    return depth4(filter_dims);
+#endif
+}
+
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims)
 {
     (void)input_dims;
@@ -156,10 +167,7 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
  * second channel (v[2], v[3]) only when `two`, column 1 (v[1], v[3] into out1) only when it is
  * a column of its own (out1 != out0).
  */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((noinline))
-#endif
-static void store_added(const residual_add *a, const int32_t v[4], int8_t *out0, int8_t *out1,
+static TP_ALWAYS_INLINE void store_added(const residual_add *a, const int32_t v[4], int8_t *out0, int8_t *out1,
                         int two)
 {
     if (out1 != out0) {
@@ -171,6 +179,47 @@ static void store_added(const residual_add *a, const int32_t v[4], int8_t *out0,
     out0[0] = add_residual(a, v[0], out0[0]);
     if (two) {
         out0[1] = add_residual(a, v[2], out0[1]);
+    }
+}
+
+/*
+ * The narrow path's dot product (scratch 2 * n4): the two windows stay int8 and are widened
+ * here like the filter words: per 16 MACs one LDRD (the pair's filter words), one LDR per
+ * window, eight SXTB16 and eight SMLAD; acc as tp_dot_s8s16_2x2 (channel-major, column minor).
+ */
+static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, const int8_t *xb,
+                                          int32_t groups, int32_t acc[4])
+{
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    const void *wp = w;
+    for (; groups > 0; --groups, xa += 4, xb += 4) {
+        int32_t wa, wb;
+        tp_load_2x32_inc(&wp, &wa, &wb);
+        const int32_t a = tp_read_s8x4(xa), b = tp_read_s8x4(xb);
+        int32_t t = tp_sxtb16(wa), u = tp_sxtb16(wb), pa = tp_sxtb16(a), pb = tp_sxtb16(b);
+        s0 = tp_smlad(t, pa, s0), s1 = tp_smlad(t, pb, s1);
+        s2 = tp_smlad(u, pa, s2), s3 = tp_smlad(u, pb, s3);
+        t = tp_sxtb16_ror8(wa), u = tp_sxtb16_ror8(wb);
+        pa = tp_sxtb16_ror8(a), pb = tp_sxtb16_ror8(b);
+        s0 = tp_smlad(t, pa, s0), s1 = tp_smlad(t, pb, s1);
+        s2 = tp_smlad(u, pa, s2), s3 = tp_smlad(u, pb, s3);
+    }
+    acc[0] = s0, acc[1] = s1, acc[2] = s2, acc[3] = s3;
+}
+
+/* The two columns of a pass: widened int16 (col, the wide path) or raw int8 windows (xa, xb). */
+typedef struct {
+    const int32_t *col;
+    const int8_t *xa, *xb;
+} columns;
+
+static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const columns *x, int32_t n4,
+                                      int32_t acc[4], const int narrow)
+{
+    if (narrow) {
+        dot_s8s8_2x2(stream, x->xa, x->xb, n4 >> 2, acc);
+    } else {
+        tp_dot_s8s16_2x2(stream, x->col, n4 >> 2, acc);
     }
 }
 
@@ -203,15 +252,16 @@ static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *p
  * pair whose second row and parameters are zero; only its first channel is stored.
  */
 static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
-                                const int32_t *col, int8_t *out0, int8_t *out1, const int mode)
+                                const columns *x, int8_t *out0, int8_t *out1, const int mode,
+                                const int fused, const int narrow)
 {
     for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], pp->bias[1], pp->bias[1]};
         int32_t v[4];
-        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        dot_pair(stream, x, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
-        if (r->add != NULL) {
+        if (fused) {
             store_added(r->add, v, out0, out1, 1);
         } else {
             out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
@@ -223,14 +273,35 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], 0, 0};
         int32_t v[4];
-        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        dot_pair(stream, x, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
-        if (r->add != NULL) {
+        if (fused) {
             store_added(r->add, v, out0, out1, 0);
         } else {
             out1[0] = (int8_t)v[1];
             out0[0] = (int8_t)v[0];
         }
+    }
+}
+
+/* The instances of matmul2_body for one path (narrow a constant): mode x fused. */
+static TP_ALWAYS_INLINE void matmul2_modes(const requant *r, const int8_t *stream, int32_t c_out,
+                                           int32_t n4, const columns *x, int8_t *out0,
+                                           int8_t *out1, const int narrow)
+{
+    const int fused = r->add != NULL;
+    if (!r->fast) {
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_GENERAL, fused, narrow);
+    } else if (r->lo == -128 && r->hi == 127) {
+        if (fused) {
+            matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, 1, narrow);
+        } else {
+            matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, 0, narrow);
+        }
+    } else if (fused) {
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, 1, narrow);
+    } else {
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, 0, narrow);
     }
 }
 
@@ -240,18 +311,54 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                     const int32_t *col, int8_t *out0, int8_t *out1)
 {
-    if (!r->fast) {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_GENERAL);
-    } else if (r->lo == -128 && r->hi == 127) {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST_SAT);
-    } else {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST);
+    const columns x = {col, NULL, NULL};
+    matmul2_modes(r, stream, c_out, n4, &x, out0, out1, 0);
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                           const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
+{
+    const columns x = {NULL, xa, xb};
+    matmul2_modes(r, stream, c_out, n4, &x, out0, out1, 1);
+}
+
+/* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place). */
+static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
+                                             const tp_dims *in_d, const int8_t *in,
+                                             const tp_dims *f_d, const int8_t *stream,
+                                             const tp_dims *out_d, int8_t *out, void *buf)
+{
+    const int32_t n4 = depth4(f_d), c_out = out_d->c;
+    int8_t *stage = (int8_t *)buf;
+    const int8_t *x[2] = {stage, stage};
+    int32_t filled = 0;
+    for (int32_t b = 0; b < in_d->n; ++b) {
+        const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
+        for (int32_t oy = 0; oy < out_d->h; ++oy) {
+            const int32_t y0 = oy * p->stride.h - p->padding.h;
+            for (int32_t ox = 0; ox < out_d->w; ++ox) {
+                const int32_t x0 = ox * p->stride.w - p->padding.w;
+                x[filled] = window_s8(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
+                if (++filled == 2) {
+                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], out, out + c_out);
+                    out += 2 * c_out;
+                    filled = 0;
+                }
+            }
+        }
+    }
+    if (filled == 1) {
+        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], out, out);
     }
 }
 
-static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
-                     const tp_dims *out_d, int8_t *out, void *buf)
+static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
+                                           const tp_dims *in_d, const int8_t *in,
+                                           const tp_dims *f_d, const int8_t *stream,
+                                           const tp_dims *out_d, int8_t *out, void *buf)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
@@ -280,12 +387,27 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
     }
 }
 
+/* The wide path when the scratch holds it (5 * n4 bytes), else the narrow one (2 * n4). */
+static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
+                                      const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
+                                      const int8_t *stream, const tp_dims *out_d, int8_t *out,
+                                      void *buf, int32_t size)
+{
+    if (size >= 5 * depth4(f_d)) {
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf);
+    } else {
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf);
+    }
+}
+
 #else /* portable C */
 
-static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
-                     const tp_dims *out_d, int8_t *out, void *buf)
+static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
+                                      const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
+                                      const int8_t *stream, const tp_dims *out_d, int8_t *out,
+                                      void *buf, int32_t size)
 {
+    (void)size;
     const int32_t n4 = depth4(f_d);
     const int in_place = (const int8_t *)out == in;
     for (int32_t b = 0; b < in_d->n; ++b) {
@@ -321,21 +443,25 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
 
 #endif /* TP_USE_DSP */
 
+/* The shapes agree and the scratch holds the narrow path at least (the wide one in place). */
 static int args_ok(const tp_context *ctx, const tp_dims *in_d, const tp_dims *f_d,
-                   const tp_dims *out_d)
+                   const tp_dims *out_d, int in_place)
 {
+    const int32_t need = in_place ? tp_conv_interleaved_s8_get_buffer_size(in_d, f_d)
+                                  : tp_conv_interleaved_s8_get_min_buffer_size(in_d, f_d);
     return f_d->c == in_d->c && f_d->n == out_d->c && in_d->n == out_d->n && ctx != NULL &&
-           ctx->buf != NULL && ctx->size >= tp_conv_interleaved_s8_get_buffer_size(in_d, f_d);
+           ctx->buf != NULL && ctx->size >= need;
 }
 
-static void run(const tp_context *ctx, const tp_conv_params *p, const residual_add *add,
-                const tp_dims *in_d, const int8_t *input, const tp_dims *f_d,
-                const int8_t *filter, const tp_dims *out_d, int8_t *output)
+static TP_ALWAYS_INLINE void run(const tp_context *ctx, const tp_conv_params *p,
+                                 const residual_add *add, const tp_dims *in_d,
+                                 const int8_t *input, const tp_dims *f_d, const int8_t *filter,
+                                 const tp_dims *out_d, int8_t *output)
 {
     int32_t fast;
     memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
     const requant r = {p->output_offset, p->activation.min, p->activation.max, fast, add};
-    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf);
+    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf, ctx->size);
 }
 
 tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
@@ -346,8 +472,9 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
                                  const tp_dims *output_dims, int8_t *output)
 {
     (void)bias_dims, (void)quant_params, (void)bias;
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims) ||
-        (output == input && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
+    const int in_place = output == input;
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, in_place) ||
+        (in_place && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
         return TP_ERR_ARG;
     }
     run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output);
@@ -360,7 +487,7 @@ tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params
                                      const tp_dims *filter_dims, const int8_t *filter,
                                      const tp_dims *output_dims, int8_t *output)
 {
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims) || add_params == NULL ||
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, 0) || add_params == NULL ||
         add_params->output_shift > -2 || output == input) {
         return TP_ERR_ARG;
     }

@@ -54,6 +54,9 @@ class KernelCall:
         in_place_scratch_bytes: not None when the kernel may write its output over its first
             input (the planner decides; the call then needs this much scratch, and the fragment
             gets ``scratch_bytes`` and ``scratch`` accordingly).
+        min_scratch_bytes: not None when the kernel also runs out of place with this much
+            scratch (less than ``scratch_bytes``, on a slower path); the planner gives it that
+            much where the op is at the memory peak.
         fused: names of the layers this call also computes (a residual ADD fused into its conv,
             tinyprune/plan/fusion.py); those layers emit no code of their own.
     """
@@ -74,6 +77,7 @@ class KernelCall:
     est_cycles: int | None = None
     reason: str = ""
     in_place_scratch_bytes: int | None = None
+    min_scratch_bytes: int | None = None
     fused: tuple[str, ...] = ()
 
 

@@ -135,7 +135,7 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         choice = choose_kernel(op, graph, dsp, options)
         call = choice.entry.handler.lower(op, graph, ctx)
         planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
-    planned = _fuse(graph, planned, ctx)
+    planned = _narrow(graph, _fuse(graph, planned, ctx))
     memory, planned = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
                 memory=memory, dsp=dsp)
@@ -284,6 +284,39 @@ def _fuse(graph: Graph, planned: list[PlannedOp], ctx: _Lowering) -> list[Planne
             log.info("fused %s into its conv: arena + scratch %d -> %d bytes",
                      planned[at].op.name, before, after)
             planned = best
+    return planned
+
+
+def _live(memory: MemoryPlan, n: int) -> list[int]:
+    """Bytes of tensor buffers live at each of the n op positions."""
+    return [sum(b.size for b in memory.buffers if b.first <= i <= b.last) for i in range(n)]
+
+
+def _with_scratch(call: KernelCall, n: int) -> KernelCall:
+    return replace(call, scratch_bytes=n, params={**call.params, "scratch_bytes": n},
+                   reason=(f"{call.reason}; " if call.reason else "")
+                   + f"narrow scratch at the memory peak ({n} bytes, not {call.scratch_bytes})")
+
+
+def _narrow(graph: Graph, planned: list[PlannedOp]) -> list[PlannedOp]:
+    """The ops whose tensors plus full scratch stand above what any op needs with the least
+    scratch its kernel takes get that least scratch (a slower path: only at the peak), when
+    the plan gets smaller."""
+    if not any(p.call.min_scratch_bytes for p in planned):
+        return planned
+    memory, _ = _memory_plan(graph, planned)
+    live = _live(memory, len(planned))
+    least = [p.call.min_scratch_bytes or p.call.scratch_bytes for p in planned]
+    floor = max(v + s for v, s in zip(live, least, strict=True))
+    ops = [replace(p, call=_with_scratch(p.call, least[i]))
+           if least[i] < p.call.scratch_bytes and live[i] + p.call.scratch_bytes > floor else p
+           for i, p in enumerate(planned)]
+    after, _ = _memory_plan(graph, ops)
+    if after.arena_bytes + after.scratch_bytes < memory.arena_bytes + memory.scratch_bytes:
+        log.info("narrow scratch: %d ops; arena + scratch %d -> %d bytes",
+                 sum(a is not b for a, b in zip(ops, planned, strict=True)),
+                 memory.arena_bytes + memory.scratch_bytes, after.arena_bytes + after.scratch_bytes)
+        return ops
     return planned
 
 
