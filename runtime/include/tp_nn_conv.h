@@ -160,7 +160,7 @@ int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
                                                const tp_dims *filter_dims);
 
 /**
- * The least scratch tp_conv_interleaved_s8 and tp_conv_interleaved_add_s8 accept out of place:
+ * The least scratch tp_conv_interleaved_s8 accepts out of place:
  * 2 * n4 on the DSP path, which then takes its narrow path (the two windows stay int8 and are
  * widened in the dot product: one LDRD, two LDR, eight SXTB16, eight SMLAD per 16 MACs, about
  * as fast for 16 output channels, a few percent slower for 64); n4 on the portable path (the
@@ -181,7 +181,10 @@ int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
  * (the generator swaps the tables when the model has them the other way round; the ADD's math
  * is symmetric in its operands). Same shapes, no broadcast. Conv arguments, stream and scratch
  * as tp_conv_interleaved_s8 (no quant_params or bias: they are in the stream); `output` must not
- * be `input`.
+ * be `input`. Scratch: tp_conv_interleaved_add_s8_get_buffer_size (the conv's, plus on the DSP
+ * path 2 * C_OUT rounded up to 4 at its start: each pass's int8 results, added to the residual
+ * right after the pass by a loop with the ADD's parameters in registers); at least
+ * tp_conv_interleaved_add_s8_get_min_buffer_size (the narrow path).
  *
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree, the ADD's
  *         output shift is above -2 or output == input.
@@ -191,6 +194,16 @@ tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params
                                      const tp_dims *input_dims, const int8_t *input,
                                      const tp_dims *filter_dims, const int8_t *filter,
                                      const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_interleaved_add_s8 for its fast path: the conv's + 2 * C_OUT (DSP). */
+int32_t tp_conv_interleaved_add_s8_get_buffer_size(const tp_dims *input_dims,
+                                                   const tp_dims *filter_dims,
+                                                   const tp_dims *output_dims);
+
+/** The least scratch tp_conv_interleaved_add_s8 accepts (its narrow path on DSP). */
+int32_t tp_conv_interleaved_add_s8_get_min_buffer_size(const tp_dims *input_dims,
+                                                       const tp_dims *filter_dims,
+                                                       const tp_dims *output_dims);
 
 /**
  * DEPTHWISE_CONV_2D with a 3x3 filter and depth multiplier 1 (any stride, padding, dilation).

@@ -128,6 +128,28 @@ static int in_place_allowed(const tp_conv_params *p, const tp_dims *in_d, const 
            out_d->w == in_d->w && out_d->c <= in_d->c;
 }
 
+/* Bytes at the start of the scratch for a pass's results when an ADD is fused (DSP path). */
+static int32_t pass_bytes(const tp_dims *out_d)
+{
+    return (2 * out_d->c + 3) & ~3;
+}
+
+int32_t tp_conv_interleaved_add_s8_get_buffer_size(const tp_dims *input_dims,
+                                                   const tp_dims *filter_dims,
+                                                   const tp_dims *output_dims)
+{
+    const int32_t conv = tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims);
+    return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
+}
+
+int32_t tp_conv_interleaved_add_s8_get_min_buffer_size(const tp_dims *input_dims,
+                                                       const tp_dims *filter_dims,
+                                                       const tp_dims *output_dims)
+{
+    const int32_t conv = tp_conv_interleaved_s8_get_min_buffer_size(input_dims, filter_dims);
+    return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
+}
+
 int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
                                                    const tp_dims *filter_dims)
 {
@@ -163,48 +185,41 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
 }
 
 /*
- * The results v of a pair (as requant_pair) added to the residual values they overwrite; the
- * second channel (v[2], v[3]) only when `two`, column 1 (v[1], v[3] into out1) only when it is
- * a column of its own (out1 != out0).
- */
-static TP_ALWAYS_INLINE void store_added(const residual_add *a, const int32_t v[4], int8_t *out0, int8_t *out1,
-                        int two)
-{
-    if (out1 != out0) {
-        out1[0] = add_residual(a, v[1], out1[0]);
-        if (two) {
-            out1[1] = add_residual(a, v[3], out1[1]);
-        }
-    }
-    out0[0] = add_residual(a, v[0], out0[0]);
-    if (two) {
-        out0[1] = add_residual(a, v[2], out0[1]);
-    }
-}
-
-/*
  * The narrow path's dot product (scratch 2 * n4): the two windows stay int8 and are widened
  * here like the filter words: per 16 MACs one LDRD (the pair's filter words), one LDR per
  * window, eight SXTB16 and eight SMLAD; acc as tp_dot_s8s16_2x2 (channel-major, column minor).
  */
+/* One group (four values of each row and window) of dot_s8s8_2x2. */
+static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, int32_t off,
+                                            int32_t s[4])
+{
+    int32_t wa, wb;
+    tp_load_2x32_inc(wp, &wa, &wb);
+    const int32_t a = tp_read_s8x4(xa), b = tp_read_s8x4_off(xa, off);
+    int32_t t = tp_sxtb16(wa), u = tp_sxtb16(wb), x = tp_sxtb16(a);
+    s[0] = tp_smlad(t, x, s[0]), s[2] = tp_smlad(u, x, s[2]);
+    x = tp_sxtb16(b);
+    s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
+    t = tp_sxtb16_ror8(wa), u = tp_sxtb16_ror8(wb), x = tp_sxtb16_ror8(a);
+    s[0] = tp_smlad(t, x, s[0]), s[2] = tp_smlad(u, x, s[2]);
+    x = tp_sxtb16_ror8(b);
+    s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
+}
+
 static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, const int8_t *xb,
                                           int32_t groups, int32_t acc[4])
 {
-    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
     const void *wp = w;
-    for (; groups > 0; --groups, xa += 4, xb += 4) {
-        int32_t wa, wb;
-        tp_load_2x32_inc(&wp, &wa, &wb);
-        const int32_t a = tp_read_s8x4(xa), b = tp_read_s8x4(xb);
-        int32_t t = tp_sxtb16(wa), u = tp_sxtb16(wb), pa = tp_sxtb16(a), pb = tp_sxtb16(b);
-        s0 = tp_smlad(t, pa, s0), s1 = tp_smlad(t, pb, s1);
-        s2 = tp_smlad(u, pa, s2), s3 = tp_smlad(u, pb, s3);
-        t = tp_sxtb16_ror8(wa), u = tp_sxtb16_ror8(wb);
-        pa = tp_sxtb16_ror8(a), pb = tp_sxtb16_ror8(b);
-        s0 = tp_smlad(t, pa, s0), s1 = tp_smlad(t, pb, s1);
-        s2 = tp_smlad(u, pa, s2), s3 = tp_smlad(u, pb, s3);
+    const int32_t off = (int32_t)(xb - xa); /* window b at a register offset: no pointer more */
+    for (const int8_t *end = xa + 4 * (groups & ~1); xa != end; xa += 8) {
+        dot_s8s8_group(&wp, xa, off, s);
+        dot_s8s8_group(&wp, xa + 4, off, s);
     }
-    acc[0] = s0, acc[1] = s1, acc[2] = s2, acc[3] = s3;
+    if (groups & 1) {
+        dot_s8s8_group(&wp, xa, off, s);
+    }
+    acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
 /* The two columns of a pass: widened int16 (col, the wide path) or raw int8 windows (xa, xb). */
@@ -253,7 +268,7 @@ static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *p
  */
 static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                                 const columns *x, int8_t *out0, int8_t *out1, const int mode,
-                                const int fused, const int narrow)
+                                const int narrow)
 {
     for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
@@ -261,12 +276,8 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         int32_t v[4];
         dot_pair(stream, x, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
-        if (fused) {
-            store_added(r->add, v, out0, out1, 1);
-        } else {
-            out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
-            out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
-        }
+        out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
+        out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
         stream += pair_bytes(n4);
     }
     if (c_out & 1) {
@@ -275,33 +286,45 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         int32_t v[4];
         dot_pair(stream, x, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
-        if (fused) {
-            store_added(r->add, v, out0, out1, 0);
-        } else {
-            out1[0] = (int8_t)v[1];
-            out0[0] = (int8_t)v[0];
-        }
+        out1[0] = (int8_t)v[1];
+        out0[0] = (int8_t)v[0];
     }
 }
 
-/* The instances of matmul2_body for one path (narrow a constant): mode x fused. */
+/* The instances of matmul2_body for one path (narrow a constant), one per mode. */
 static TP_ALWAYS_INLINE void matmul2_modes(const requant *r, const int8_t *stream, int32_t c_out,
                                            int32_t n4, const columns *x, int8_t *out0,
                                            int8_t *out1, const int narrow)
 {
-    const int fused = r->add != NULL;
     if (!r->fast) {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_GENERAL, fused, narrow);
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_GENERAL, narrow);
     } else if (r->lo == -128 && r->hi == 127) {
-        if (fused) {
-            matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, 1, narrow);
-        } else {
-            matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, 0, narrow);
-        }
-    } else if (fused) {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, 1, narrow);
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, narrow);
     } else {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, 0, narrow);
+        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, narrow);
+    }
+}
+
+/*
+ * The fused ADD over the n results of a pass (in conv, as matmul2 stored them) into the
+ * residual values res, four per trip while it can; the parameters are copied to locals once.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline))
+#endif
+static void add_block(const residual_add *add, const int8_t *conv, int8_t *res, int32_t n)
+{
+    const residual_add a = *add;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t wc = (uint32_t)tp_read_s8x4(conv + i), wr = (uint32_t)tp_read_s8x4(res + i);
+        res[i] = add_residual(&a, (int8_t)wc, (int8_t)wr);
+        res[i + 1] = add_residual(&a, (int8_t)(wc >> 8), (int8_t)(wr >> 8));
+        res[i + 2] = add_residual(&a, (int8_t)(wc >> 16), (int8_t)(wr >> 16));
+        res[i + 3] = add_residual(&a, (int8_t)(wc >> 24), (int8_t)(wr >> 24));
+    }
+    for (; i < n; ++i) {
+        res[i] = add_residual(&a, conv[i], res[i]);
     }
 }
 
@@ -325,11 +348,26 @@ static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out
     matmul2_modes(r, stream, c_out, n4, &x, out0, out1, 1);
 }
 
+/* Where a pass's results go: the output, or the scratch when an ADD is fused. */
+static TP_ALWAYS_INLINE int8_t *dst(const requant *r, int8_t *out, int8_t *tmp)
+{
+    return r->add != NULL ? tmp : out;
+}
+
+/* The fused ADD of a pass (nothing without one). */
+static TP_ALWAYS_INLINE void fuse(const requant *r, const int8_t *tmp, int8_t *out, int32_t n)
+{
+    if (r->add != NULL) {
+        add_block(r->add, tmp, out, n);
+    }
+}
+
 /* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place). */
 static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
                                              const tp_dims *in_d, const int8_t *in,
                                              const tp_dims *f_d, const int8_t *stream,
-                                             const tp_dims *out_d, int8_t *out, void *buf)
+                                             const tp_dims *out_d, int8_t *out, void *buf,
+                                             int8_t *tmp)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int8_t *stage = (int8_t *)buf;
@@ -343,7 +381,9 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
                 x[filled] = window_s8(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
                 if (++filled == 2) {
-                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], out, out + c_out);
+                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(r, out, tmp),
+                                   dst(r, out, tmp) + c_out);
+                    fuse(r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -351,14 +391,16 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
         }
     }
     if (filled == 1) {
-        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], out, out);
+        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(r, out, tmp), dst(r, out, tmp));
+        fuse(r, tmp, out, c_out);
     }
 }
 
 static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
                                            const tp_dims *in_d, const int8_t *in,
                                            const tp_dims *f_d, const int8_t *stream,
-                                           const tp_dims *out_d, int8_t *out, void *buf)
+                                           const tp_dims *out_d, int8_t *out, void *buf,
+                                           int8_t *tmp)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
@@ -372,7 +414,8 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
                 widen_col(window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4), n4, col, filled);
                 if (++filled == 2) {
-                    matmul2(r, stream, c_out, n4, col, out, out + c_out);
+                    matmul2(r, stream, c_out, n4, col, dst(r, out, tmp), dst(r, out, tmp) + c_out);
+                    fuse(r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -383,7 +426,8 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
         for (int32_t g = 0; g < n4; g += 4) { /* column 1 := column 0, its results dropped */
             col[g + 1] = col[g], col[g + 3] = col[g + 2];
         }
-        matmul2(r, stream, c_out, n4, col, out, out);
+        matmul2(r, stream, c_out, n4, col, dst(r, out, tmp), dst(r, out, tmp));
+        fuse(r, tmp, out, c_out);
     }
 }
 
@@ -393,10 +437,14 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
                                       const int8_t *stream, const tp_dims *out_d, int8_t *out,
                                       void *buf, int32_t size)
 {
+    int8_t *tmp = (int8_t *)buf; /* a pass's results when an ADD is fused */
+    if (r->add != NULL) {
+        buf = tmp + pass_bytes(out_d), size -= pass_bytes(out_d);
+    }
     if (size >= 5 * depth4(f_d)) {
-        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf);
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp);
     } else {
-        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf);
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp);
     }
 }
 
@@ -443,12 +491,10 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
 
 #endif /* TP_USE_DSP */
 
-/* The shapes agree and the scratch holds the narrow path at least (the wide one in place). */
+/* The shapes agree and the scratch holds `need` bytes. */
 static int args_ok(const tp_context *ctx, const tp_dims *in_d, const tp_dims *f_d,
-                   const tp_dims *out_d, int in_place)
+                   const tp_dims *out_d, int32_t need)
 {
-    const int32_t need = in_place ? tp_conv_interleaved_s8_get_buffer_size(in_d, f_d)
-                                  : tp_conv_interleaved_s8_get_min_buffer_size(in_d, f_d);
     return f_d->c == in_d->c && f_d->n == out_d->c && in_d->n == out_d->n && ctx != NULL &&
            ctx->buf != NULL && ctx->size >= need;
 }
@@ -473,7 +519,9 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
 {
     (void)bias_dims, (void)quant_params, (void)bias;
     const int in_place = output == input;
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims, in_place) ||
+    const int32_t need = in_place ? tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims)
+                                  : tp_conv_interleaved_s8_get_min_buffer_size(input_dims, filter_dims);
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) ||
         (in_place && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
         return TP_ERR_ARG;
     }
@@ -487,7 +535,9 @@ tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params
                                      const tp_dims *filter_dims, const int8_t *filter,
                                      const tp_dims *output_dims, int8_t *output)
 {
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims, 0) || add_params == NULL ||
+    const int32_t need =
+        tp_conv_interleaved_add_s8_get_min_buffer_size(input_dims, filter_dims, output_dims);
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || add_params == NULL ||
         add_params->output_shift > -2 || output == input) {
         return TP_ERR_ARG;
     }

@@ -27,8 +27,14 @@ def _sum(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else a + b
 
 
+def pass_bytes(c_out: int, dsp: bool) -> int:
+    """Scratch the fused kernel adds to the conv's (tp_conv_interleaved_add_s8_get_buffer_size):
+    one pass's int8 results, 2 * C_OUT rounded up to 4, on the DSP path; none on the portable."""
+    return (2 * c_out + 3) // 4 * 4 if dsp else 0
+
+
 def fuse_conv_add(conv: KernelCall, add: KernelCall, *, conv_input: int, residual: str,
-                  add_name: str) -> KernelCall:
+                  add_name: str, dsp: bool) -> KernelCall:
     """The fused call of a conv and the ADD that consumes its output.
 
     Args:
@@ -39,13 +45,17 @@ def fuse_conv_add(conv: KernelCall, add: KernelCall, *, conv_input: int, residua
         residual: C expression of the residual's buffer, which the call reads and overwrites
             (the ADD's output takes that buffer).
         add_name: the ADD layer's name (the report's ``fused``).
+        dsp: the DSP path (its scratch holds a pass's results, :func:`pass_bytes`).
     """
     if not can_fuse(conv, add) or conv_input not in (0, 1):
         raise ValueError(f"expected {CONV_KERNEL} and {ADD_KERNEL}, received {conv.kernel} "
                          f"and {add.kernel} (input {conv_input})")
     a = add.params
+    extra = pass_bytes(int(conv.params["output_dims"]["c"]), dsp)
+    scratch = conv.scratch_bytes + extra
     tables = (a["input1_table"], a["input2_table"])
     params = {**conv.params, "kernel": FUSED_KERNEL, "output": residual,
+              "scratch_bytes": scratch, "scratch": "tp_scratch",
               "add_label": a["label"], "add_conv_table": tables[conv_input],
               "add_residual_table": tables[1 - conv_input],
               "add_output_multiplier": a["output_multiplier"],
@@ -57,5 +67,7 @@ def fuse_conv_add(conv: KernelCall, add: KernelCall, *, conv_input: int, residua
         sources=conv.sources,
         weight_bytes=conv.weight_bytes + add.weight_bytes,
         est_cycles=_sum(conv.est_cycles, add.est_cycles),
-        in_place_scratch_bytes=None, fused=(add_name,),
+        scratch_bytes=scratch, in_place_scratch_bytes=None, fused=(add_name,),
+        min_scratch_bytes=None if conv.min_scratch_bytes is None
+        else conv.min_scratch_bytes + extra,
         reason=(f"{conv.reason}; " if conv.reason else "") + f"fused with {add_name} (ADD)")

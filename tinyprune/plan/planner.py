@@ -255,7 +255,7 @@ def _apply(graph: Graph, planned: list[PlannedOp], f: Fusion, ctx: _Lowering) ->
     """The ops with the conv of ``f`` removed and its ADD replaced by the fused op."""
     conv, add = planned[f.conv], planned[f.add]
     call = fuse_conv_add(conv.call, add.call, conv_input=f.conv_input,
-                         residual=ctx.act(f.residual), add_name=add.op.name)
+                         residual=ctx.act(f.residual), add_name=add.op.name, dsp=ctx.dsp)
     op = replace(conv.op, inputs=(*conv.op.inputs, f.residual), outputs=add.op.outputs)
     fused = PlannedOp(op, call, residual=f.residual)
     return [fused if i == f.add else p for i, p in enumerate(planned) if i != f.conv]
