@@ -174,11 +174,13 @@ def window_params(a: ConvArgs) -> dict[str, Any]:
 
 
 def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
-               dsp: bool, in_place: bool = False, expect: int = TP_OK) -> np.ndarray:
+               dsp: bool, in_place: bool = False, expect: int = TP_OK,
+               narrow: bool = False) -> np.ndarray:
     """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
     ones in ``a``); checks its scratch size against the Python formula. ``in_place``: output
     and input are one buffer (the kernel's in-place scratch, or the normal one when the layer
-    cannot run in place); ``expect``: the status the kernel must return."""
+    cannot run in place); ``expect``: the status the kernel must return; ``narrow``: the least
+    scratch the kernel takes (``kernel.min_scratch``, its ``_get_min_buffer_size``)."""
     if a.depthwise:
         params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **window_params(a))
     else:
@@ -192,6 +194,10 @@ def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
         size = getattr(lib, f"{kernel.name}_get_buffer_size_in_place")(ctypes.byref(in_d),
                                                                        ctypes.byref(f_d))
     assert shared is None or size == shared
+    if narrow:
+        size = getattr(lib, f"{kernel.name}_get_min_buffer_size")(ctypes.byref(in_d),
+                                                                  ctypes.byref(f_d))
+        assert size == kernel.min_scratch(a, dsp)
     ctx, _buf = scratch(size)
     quant, _keep = per_channel(k.multiplier, k.shift)
     x = np.ascontiguousarray(x, dtype=np.int8)
