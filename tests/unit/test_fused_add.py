@@ -13,8 +13,8 @@ from typing import Any
 import kernel_host as kh
 import numpy as np
 import pytest
-from conftest import convert_int8
 from test_kernels_conv import CASE, _args, _single_op, model_bytes, reference
+from tests_support import small_resnet_tflite
 
 from tinyprune.ir import fold_constants, read_tflite
 from tinyprune.ir.graph import Graph, Op, Quant, Tensor
@@ -99,29 +99,9 @@ def test_refuses_each_unsafe_case(case: str) -> None:
 
 # ---- the plan of a small ResNet --------------------------------------------------------------
 
-def _resnet_tflite() -> bytes:
-    """16x16x3 -> conv 8 -> identity block (two 3x3 convs, ADD, ReLU) -> projection block
-    (3x3/2 to 16, 3x3, 1x1/2 shortcut, ADD, ReLU) -> GAP -> dense 10 (ResNet-8's shapes, small)."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(3)
-    x = inp = keras.Input((16, 16, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    y = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    y = layers.Conv2D(8, 3, padding="same")(y)
-    x = layers.ReLU()(layers.Add()([x, y]))
-    y = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-    y = layers.Conv2D(16, 3, padding="same")(y)
-    s = layers.Conv2D(16, 1, strides=2)(x)
-    x = layers.ReLU()(layers.Add()([s, y]))
-    x = layers.GlobalAveragePooling2D()(x)
-    return convert_int8(keras.Model(inp, layers.Dense(10)(x)), (16, 16, 3))
-
-
 @pytest.fixture(scope="module")
 def resnet() -> Graph:
-    return read_tflite(_resnet_tflite())
+    return read_tflite(small_resnet_tflite())
 
 
 def _unfused(graph: Graph, ops: list[planner.PlannedOp], ctx: Any) -> list[planner.PlannedOp]:
