@@ -129,6 +129,10 @@ def test_plan_fuses_both_shortcuts_and_lowers_the_peak(resnet: Graph, dsp: bool,
                    if p.residual in q.op.outputs)
         c_out = int(p.call.params["output_dims"]["c"])
         assert p.call.scratch_bytes >= pass_bytes(c_out, dsp)
+    # the identity block is the memory peak: its fused conv takes the narrow scratch (DSP)
+    first = calls[0].call
+    assert (first.scratch_bytes == first.min_scratch_bytes) == dsp
+    assert ("narrow scratch" in first.reason) == dsp
     monkeypatch.setattr(planner, "_fuse", _unfused)
     apart = planner.plan(resnet, dsp=dsp).memory
     assert m.arena_bytes + m.scratch_bytes < apart.arena_bytes + apart.scratch_bytes
