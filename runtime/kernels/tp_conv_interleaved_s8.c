@@ -82,8 +82,10 @@ static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
-/* The window at (y0, x0) as n4 raw bytes: a pointer into the input, or gathered into stage. */
-static const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, const int8_t *in,
+/* The window at (y0, x0) as n4 raw bytes: a pointer into the input, or gathered into stage.
+ * Inlined into the wide loops (as before the narrow path existed: a call per pixel cost the
+ * 1x1 layers of KWS and VWW ~1%); the narrow loops call window_s8_call. */
+static TP_ALWAYS_INLINE const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, const int8_t *in,
                                const tp_dims *f_d, int32_t y0, int32_t x0, int8_t *stage,
                                int32_t n4)
 {
@@ -222,19 +224,16 @@ static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, con
     acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
-/* The two columns of a pass: widened int16 (col, the wide path) or raw int8 windows (xa, xb). */
-typedef struct {
-    const int32_t *col;
-    const int8_t *xa, *xb;
-} columns;
-
-static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const columns *x, int32_t n4,
-                                      int32_t acc[4], const int narrow)
+/* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
+ * windows (xa, xb, the narrow path). */
+static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, const int8_t *xa,
+                                      const int8_t *xb, int32_t n4, int32_t acc[4],
+                                      const int narrow)
 {
     if (narrow) {
-        dot_s8s8_2x2(stream, x->xa, x->xb, n4 >> 2, acc);
+        dot_s8s8_2x2(stream, xa, xb, n4 >> 2, acc);
     } else {
-        tp_dot_s8s16_2x2(stream, x->col, n4 >> 2, acc);
+        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
     }
 }
 
@@ -267,14 +266,14 @@ static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *p
  * pair whose second row and parameters are zero; only its first channel is stored.
  */
 static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
-                                const columns *x, int8_t *out0, int8_t *out1, const int mode,
-                                const int narrow)
+                                const int32_t *col, const int8_t *xa, const int8_t *xb,
+                                int8_t *out0, int8_t *out1, const int mode, const int narrow)
 {
     for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], pp->bias[1], pp->bias[1]};
         int32_t v[4];
-        dot_pair(stream, x, n4, acc, narrow);
+        dot_pair(stream, col, xa, xb, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
         out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
@@ -284,7 +283,7 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], 0, 0};
         int32_t v[4];
-        dot_pair(stream, x, n4, acc, narrow);
+        dot_pair(stream, col, xa, xb, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[0] = (int8_t)v[1];
         out0[0] = (int8_t)v[0];
@@ -293,15 +292,16 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
 
 /* The instances of matmul2_body for one path (narrow a constant), one per mode. */
 static TP_ALWAYS_INLINE void matmul2_modes(const requant *r, const int8_t *stream, int32_t c_out,
-                                           int32_t n4, const columns *x, int8_t *out0,
-                                           int8_t *out1, const int narrow)
+                                           int32_t n4, const int32_t *col, const int8_t *xa,
+                                           const int8_t *xb, int8_t *out0, int8_t *out1,
+                                           const int narrow)
 {
     if (!r->fast) {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_GENERAL, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_GENERAL, narrow);
     } else if (r->lo == -128 && r->hi == 127) {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST_SAT, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST_SAT, narrow);
     } else {
-        matmul2_body(r, stream, c_out, n4, x, out0, out1, RQ_FAST, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST, narrow);
     }
 }
 
@@ -334,8 +334,7 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                     const int32_t *col, int8_t *out0, int8_t *out1)
 {
-    const columns x = {col, NULL, NULL};
-    matmul2_modes(r, stream, c_out, n4, &x, out0, out1, 0);
+    matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, out0, out1, 0);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -344,22 +343,34 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                            const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
 {
-    const columns x = {NULL, xa, xb};
-    matmul2_modes(r, stream, c_out, n4, &x, out0, out1, 1);
+    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, out0, out1, 1);
 }
 
-/* Where a pass's results go: the output, or the scratch when an ADD is fused. */
-static TP_ALWAYS_INLINE int8_t *dst(const requant *r, int8_t *out, int8_t *tmp)
+/* Where a pass's results go: the output, or the scratch when an ADD is fused (a constant in
+ * each instance of the conv loops, so the unfused loops are the same as without fusion). */
+static TP_ALWAYS_INLINE int8_t *dst(const int fused, int8_t *out, int8_t *tmp)
 {
-    return r->add != NULL ? tmp : out;
+    return fused ? tmp : out;
 }
 
 /* The fused ADD of a pass (nothing without one). */
-static TP_ALWAYS_INLINE void fuse(const requant *r, const int8_t *tmp, int8_t *out, int32_t n)
+static TP_ALWAYS_INLINE void fuse(const int fused, const requant *r, const int8_t *tmp,
+                                  int8_t *out, int32_t n)
 {
-    if (r->add != NULL) {
+    if (fused) {
         add_block(r->add, tmp, out, n);
     }
+}
+
+/* window_s8 out of line: the narrow loops' copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline))
+#endif
+static const int8_t *window_s8_call(const tp_conv_params *p, const tp_dims *in_d,
+                                    const int8_t *in, const tp_dims *f_d, int32_t y0, int32_t x0,
+                                    int8_t *stage, int32_t n4)
+{
+    return window_s8(p, in_d, in, f_d, y0, x0, stage, n4);
 }
 
 /* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place). */
@@ -367,7 +378,7 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
                                              const tp_dims *in_d, const int8_t *in,
                                              const tp_dims *f_d, const int8_t *stream,
                                              const tp_dims *out_d, int8_t *out, void *buf,
-                                             int8_t *tmp)
+                                             int8_t *tmp, const int fused)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int8_t *stage = (int8_t *)buf;
@@ -379,11 +390,11 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                x[filled] = window_s8(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
+                x[filled] = window_s8_call(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
                 if (++filled == 2) {
-                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(r, out, tmp),
-                                   dst(r, out, tmp) + c_out);
-                    fuse(r, tmp, out, 2 * c_out);
+                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
+                                   dst(fused, out, tmp) + c_out);
+                    fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -391,8 +402,8 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
         }
     }
     if (filled == 1) {
-        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(r, out, tmp), dst(r, out, tmp));
-        fuse(r, tmp, out, c_out);
+        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp), dst(fused, out, tmp));
+        fuse(fused, r, tmp, out, c_out);
     }
 }
 
@@ -400,7 +411,7 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
                                            const tp_dims *in_d, const int8_t *in,
                                            const tp_dims *f_d, const int8_t *stream,
                                            const tp_dims *out_d, int8_t *out, void *buf,
-                                           int8_t *tmp)
+                                           int8_t *tmp, const int fused)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
@@ -414,8 +425,8 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
                 widen_col(window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4), n4, col, filled);
                 if (++filled == 2) {
-                    matmul2(r, stream, c_out, n4, col, dst(r, out, tmp), dst(r, out, tmp) + c_out);
-                    fuse(r, tmp, out, 2 * c_out);
+                    matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
+                    fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -426,8 +437,8 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
         for (int32_t g = 0; g < n4; g += 4) { /* column 1 := column 0, its results dropped */
             col[g + 1] = col[g], col[g + 3] = col[g + 2];
         }
-        matmul2(r, stream, c_out, n4, col, dst(r, out, tmp), dst(r, out, tmp));
-        fuse(r, tmp, out, c_out);
+        matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp));
+        fuse(fused, r, tmp, out, c_out);
     }
 }
 
@@ -441,10 +452,15 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
     if (r->add != NULL) {
         buf = tmp + pass_bytes(out_d), size -= pass_bytes(out_d);
     }
-    if (size >= 5 * depth4(f_d)) {
-        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp);
+    const int wide = size >= 5 * depth4(f_d);
+    if (r->add == NULL && wide) {
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
+    } else if (r->add == NULL) {
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
+    } else if (wide) {
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 1);
     } else {
-        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp);
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 1);
     }
 }
 
