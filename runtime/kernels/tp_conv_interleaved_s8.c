@@ -83,8 +83,9 @@ static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
 }
 
 /* The window at (y0, x0) as n4 raw bytes: a pointer into the input, or gathered into stage.
- * Inlined into the wide loops (as before the narrow path existed: a call per pixel cost the
- * 1x1 layers of KWS and VWW ~1%); the narrow loops call window_s8_call. */
+ * Inlined into the wide unfused loop (as before the narrow path existed: a call per pixel cost
+ * the 1x1 layers of KWS and VWW ~1%); the other loops call window_s8_call, which keeps the
+ * fused entry's stack frame (the stack peak of ResNet-8) small. */
 static TP_ALWAYS_INLINE const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, const int8_t *in,
                                const tp_dims *f_d, int32_t y0, int32_t x0, int8_t *stage,
                                int32_t n4)
@@ -423,7 +424,10 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                widen_col(window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4), n4, col, filled);
+                /* inlined only without fusion: the fused entry's frame is the stack peak */
+                const int8_t *win = fused ? window_s8_call(p, in_d, in_b, f_d, y0, x0, stage, n4)
+                                          : window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4);
+                widen_col(win, n4, col, filled);
                 if (++filled == 2) {
                     matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
                     fuse(fused, r, tmp, out, 2 * c_out);
