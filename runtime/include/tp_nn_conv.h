@@ -138,9 +138,8 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
  * values the word of row 2p then the word of row 2p + 1 (2 * n4 bytes), then eight int32 words:
  * the pair's two folded biases, two multipliers, two shifts and two rounding words. filter_dims
  * still describes the unpadded filter (C_OUT, KH, KW, C_IN). quant_params and bias are not read
- * (may be NULL). Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned. A DSP-path
- * scratch of at least 2 * n4 but under 5 * n4 bytes takes the narrow path
- * (tp_conv_interleaved_s8_get_min_buffer_size): same results, less memory.
+ * (may be NULL). Scratch: 5 * n4 bytes (DSP path), n4 (portable); word aligned (with less:
+ * tp_conv_interleaved_narrow_s8).
  *
  * In place: output may equal input for a 1x1 filter with stride 1, no padding, the same height
  * and width and C_OUT <= C_IN (each pixel is read before its outputs are stored, at or before
@@ -160,14 +159,27 @@ int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
                                                const tp_dims *filter_dims);
 
 /**
- * The least scratch tp_conv_interleaved_s8 accepts out of place:
- * 2 * n4 on the DSP path, which then takes its narrow path (the two windows stay int8 and are
- * widened in the dot product: one LDRD, two LDR, eight SXTB16, eight SMLAD per 16 MACs, about
- * as fast for 16 output channels, a few percent slower for 64); n4 on the portable path (the
- * same as tp_conv_interleaved_s8_get_buffer_size). In place the full size is required.
+ * tp_conv_interleaved_s8 with less scratch (its narrow DSP path; the same results): the two
+ * windows stay int8 and are widened in the dot product (one LDRD, two LDR, eight SXTB16, eight
+ * SMLAD per 16 MACs; about as fast for 16 output channels, a few percent slower for 64). The
+ * planner calls it only for a layer at the memory peak. Arguments and stream as
+ * tp_conv_interleaved_s8; not in place (output == input is refused). A function of its own so
+ * that firmware without it does not link its code. Scratch:
+ * tp_conv_interleaved_narrow_s8_get_buffer_size.
+ *
+ * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree or
+ *         output == input.
  */
-int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
-                                                   const tp_dims *filter_dims);
+tp_status tp_conv_interleaved_narrow_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                        const tp_per_channel_quant *quant_params,
+                                        const tp_dims *input_dims, const int8_t *input,
+                                        const tp_dims *filter_dims, const int8_t *filter,
+                                        const tp_dims *bias_dims, const int32_t *bias,
+                                        const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_interleaved_narrow_s8: 2 * n4 (DSP path), n4 (portable path). */
+int32_t tp_conv_interleaved_narrow_s8_get_buffer_size(const tp_dims *input_dims,
+                                                      const tp_dims *filter_dims);
 
 /**
  * tp_conv_interleaved_s8 followed by a residual ADD (tp_add_table_s8) without the conv's output
@@ -183,8 +195,9 @@ int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
  * as tp_conv_interleaved_s8 (no quant_params or bias: they are in the stream); `output` must not
  * be `input`. Scratch: tp_conv_interleaved_add_s8_get_buffer_size (the conv's, plus on the DSP
  * path 2 * C_OUT rounded up to 4 at its start: each pass's int8 results, added to the residual
- * right after the pass by a loop with the ADD's parameters in registers); at least
- * tp_conv_interleaved_add_s8_get_min_buffer_size (the narrow path).
+ * right after the pass by a loop with the ADD's parameters in registers); with less, but at
+ * least tp_conv_interleaved_add_s8_get_min_buffer_size, it takes the narrow path of
+ * tp_conv_interleaved_narrow_s8.
  *
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree, the ADD's
  *         output shift is above -2 or output == input.

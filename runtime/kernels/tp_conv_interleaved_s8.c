@@ -149,11 +149,11 @@ int32_t tp_conv_interleaved_add_s8_get_min_buffer_size(const tp_dims *input_dims
                                                        const tp_dims *filter_dims,
                                                        const tp_dims *output_dims)
 {
-    const int32_t conv = tp_conv_interleaved_s8_get_min_buffer_size(input_dims, filter_dims);
+    const int32_t conv = tp_conv_interleaved_narrow_s8_get_buffer_size(input_dims, filter_dims);
     return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
 }
 
-int32_t tp_conv_interleaved_s8_get_min_buffer_size(const tp_dims *input_dims,
+int32_t tp_conv_interleaved_narrow_s8_get_buffer_size(const tp_dims *input_dims,
                                                    const tp_dims *filter_dims)
 {
     (void)input_dims;
@@ -446,17 +446,21 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
     }
 }
 
+/* Which loops an entry links: the wide one, the narrow one, or either by the scratch size (so
+ * an unused path costs no flash: each entry is a section of its own, gc-sections drops it). */
+enum { PATH_WIDE, PATH_NARROW, PATH_BY_SIZE };
+
 /* The wide path when the scratch holds it (5 * n4 bytes), else the narrow one (2 * n4). */
 static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
                                       const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
                                       const int8_t *stream, const tp_dims *out_d, int8_t *out,
-                                      void *buf, int32_t size)
+                                      void *buf, int32_t size, const int path)
 {
     int8_t *tmp = (int8_t *)buf; /* a pass's results when an ADD is fused */
     if (r->add != NULL) {
         buf = tmp + pass_bytes(out_d), size -= pass_bytes(out_d);
     }
-    const int wide = size >= 5 * depth4(f_d);
+    const int wide = path == PATH_WIDE || (path == PATH_BY_SIZE && size >= 5 * depth4(f_d));
     if (r->add == NULL && wide) {
         conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
     } else if (r->add == NULL) {
@@ -470,12 +474,14 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
 
 #else /* portable C */
 
+enum { PATH_WIDE, PATH_NARROW, PATH_BY_SIZE }; /* one path on the portable build */
+
 static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
                                       const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
                                       const int8_t *stream, const tp_dims *out_d, int8_t *out,
-                                      void *buf, int32_t size)
+                                      void *buf, int32_t size, const int path)
 {
-    (void)size;
+    (void)size, (void)path;
     const int32_t n4 = depth4(f_d);
     const int in_place = (const int8_t *)out == in;
     for (int32_t b = 0; b < in_d->n; ++b) {
@@ -522,12 +528,12 @@ static int args_ok(const tp_context *ctx, const tp_dims *in_d, const tp_dims *f_
 static TP_ALWAYS_INLINE void run(const tp_context *ctx, const tp_conv_params *p,
                                  const residual_add *add, const tp_dims *in_d,
                                  const int8_t *input, const tp_dims *f_d, const int8_t *filter,
-                                 const tp_dims *out_d, int8_t *output)
+                                 const tp_dims *out_d, int8_t *output, const int path)
 {
     int32_t fast;
     memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
     const requant r = {p->output_offset, p->activation.min, p->activation.max, fast, add};
-    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf, ctx->size);
+    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf, ctx->size, path);
 }
 
 tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
@@ -538,14 +544,30 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
                                  const tp_dims *output_dims, int8_t *output)
 {
     (void)bias_dims, (void)quant_params, (void)bias;
-    const int in_place = output == input;
-    const int32_t need = in_place ? tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims)
-                                  : tp_conv_interleaved_s8_get_min_buffer_size(input_dims, filter_dims);
+    const int32_t need = tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims);
     if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) ||
-        (in_place && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
+        (output == input && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
         return TP_ERR_ARG;
     }
-    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output);
+    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_WIDE);
+    return TP_OK;
+}
+
+tp_status tp_conv_interleaved_narrow_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                        const tp_per_channel_quant *quant_params,
+                                        const tp_dims *input_dims, const int8_t *input,
+                                        const tp_dims *filter_dims, const int8_t *filter,
+                                        const tp_dims *bias_dims, const int32_t *bias,
+                                        const tp_dims *output_dims, int8_t *output)
+{
+    (void)bias_dims, (void)quant_params, (void)bias;
+    const int32_t need = tp_conv_interleaved_narrow_s8_get_buffer_size(input_dims, filter_dims);
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input) {
+        return TP_ERR_ARG;
+    }
+    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_NARROW);
     return TP_OK;
 }
 
@@ -565,6 +587,7 @@ tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params
                               add_params->output_multiplier, add_params->output_shift,
                               add_params->output_rounding, add_params->activation.min,
                               add_params->activation.max};
-    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output);
+    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_BY_SIZE);
     return TP_OK;
 }

@@ -54,9 +54,11 @@ class KernelCall:
         in_place_scratch_bytes: not None when the kernel may write its output over its first
             input (the planner decides; the call then needs this much scratch, and the fragment
             gets ``scratch_bytes`` and ``scratch`` accordingly).
-        min_scratch_bytes: not None when the kernel also runs out of place with this much
-            scratch (less than ``scratch_bytes``, on a slower path); the planner gives it that
-            much where the op is at the memory peak.
+        min_scratch_bytes: not None when the kernel (or ``narrow_kernel``) also runs out of
+            place with this much scratch (less than ``scratch_bytes``, on a slower path); the
+            planner gives it that much where the op is at the memory peak.
+        narrow_kernel: the C function (same arguments) that runs with ``min_scratch_bytes``;
+            "" when it is ``kernel`` itself.
         fused: names of the layers this call also computes (a residual ADD fused into its conv,
             tinyprune/plan/fusion.py); those layers emit no code of their own.
     """
@@ -78,6 +80,7 @@ class KernelCall:
     reason: str = ""
     in_place_scratch_bytes: int | None = None
     min_scratch_bytes: int | None = None
+    narrow_kernel: str = ""
     fused: tuple[str, ...] = ()
 
 

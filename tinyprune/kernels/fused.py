@@ -69,5 +69,5 @@ def fuse_conv_add(conv: KernelCall, add: KernelCall, *, conv_input: int, residua
         est_cycles=_sum(conv.est_cycles, add.est_cycles),
         scratch_bytes=scratch, in_place_scratch_bytes=None, fused=(add_name,),
         min_scratch_bytes=None if conv.min_scratch_bytes is None
-        else conv.min_scratch_bytes + extra,
+        else conv.min_scratch_bytes + extra, narrow_kernel="",
         reason=(f"{conv.reason}; " if conv.reason else "") + f"fused with {add_name} (ADD)")

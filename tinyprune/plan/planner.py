@@ -293,7 +293,10 @@ def _live(memory: MemoryPlan, n: int) -> list[int]:
 
 
 def _with_scratch(call: KernelCall, n: int) -> KernelCall:
-    return replace(call, scratch_bytes=n, params={**call.params, "scratch_bytes": n},
+    """The call with its least scratch (and the kernel that runs with it)."""
+    kernel = call.narrow_kernel or call.kernel
+    return replace(call, kernel=kernel, scratch_bytes=n,
+                   params={**call.params, "scratch_bytes": n, "kernel": kernel},
                    reason=(f"{call.reason}; " if call.reason else "")
                    + f"narrow scratch at the memory peak ({n} bytes, not {call.scratch_bytes})")
 
