@@ -156,7 +156,7 @@ static TP_ALWAYS_INLINE void rows_body(const fc_layer *l, const int32_t *x, int3
 }
 
 static TP_ALWAYS_INLINE void rows_modes(const fc_layer *l, const int32_t *x, int32_t n_out,
-                                        int8_t *out, const int pc)
+                                        int8_t *out, int pc)
 {
     if (!l->head->fast) {
         rows_body(l, x, n_out, out, RQ_GENERAL, pc);
@@ -172,11 +172,7 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 #endif
 static void fc_rows(const fc_layer *l, const int32_t *x, int32_t n_out, int8_t *out)
 {
-    if (l->head->per_channel) {
-        rows_modes(l, x, n_out, out, 1);
-    } else {
-        rows_modes(l, x, n_out, out, 0);
-    }
+    rows_modes(l, x, n_out, out, l->head->per_channel);
 }
 
 static void fc_row(const tp_context *ctx, const fc_layer *l, const int8_t *in, int32_t n,
