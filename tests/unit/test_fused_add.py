@@ -235,3 +235,17 @@ def test_fused_kernel_equals_conv_then_add(name: str, libs: dict[bool, ctypes.CD
                 want = _add_reference(ci.reshape(a.output_shape), res, p, lo, hi)
                 got = _run_fused(lib, a, xi[None], res, p, lo, hi, size)
                 assert np.array_equal(got, want), f"dsp={dsp} scratch={size}"
+
+
+def test_narrow_scratch_is_off_when_only_flash_is_limited(resnet: Graph) -> None:
+    from tinyprune.config import Budgets
+    from tinyprune.kernels.base import PlanOptions
+    from tinyprune.pipeline import plan_options
+
+    assert plan_options(Budgets()).narrow_scratch and plan_options(Budgets(ram=1)).narrow_scratch
+    assert plan_options(Budgets(flash=1, ram=1)).narrow_scratch
+    assert not plan_options(Budgets(flash=1)).narrow_scratch
+    wide = planner.plan(resnet, dsp=True, options=PlanOptions(narrow_scratch=False))
+    assert not any("narrow" in p.call.reason or p.call.kernel.endswith("narrow_s8")
+                   for p in wide.code_ops)
+    assert any(p.call.fused for p in wide.code_ops)  # fusion itself costs no flash: still on

@@ -101,11 +101,16 @@ class PlanOptions:
         zero_fractions: per activation tensor index, the fraction of its values equal to its
             zero point, measured on calibration inputs (see tinyprune/plan/activations.py);
             kernels that skip those values are only estimated for tensors listed here.
+        narrow_scratch: the planner may give a layer at the memory peak its kernel's narrow
+            variant (less scratch, more cycles and a few KB of code: ``KernelCall.
+            min_scratch_bytes``); off for builds that trade RAM for flash (a flash budget and
+            no RAM budget, ``pipeline.plan_options``).
     """
 
     kernels: str = "auto"
     layer_kernels: Mapping[str, str] = field(default_factory=dict)
     zero_fractions: Mapping[int, float] = field(default_factory=dict)
+    narrow_scratch: bool = True
 
     def __post_init__(self) -> None:
         allowed = ("auto", *KERNEL_KINDS)

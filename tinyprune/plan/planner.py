@@ -135,7 +135,9 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         choice = choose_kernel(op, graph, dsp, options)
         call = choice.entry.handler.lower(op, graph, ctx)
         planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
-    planned = _narrow(graph, _fuse(graph, planned, ctx))
+    planned = _fuse(graph, planned, ctx)
+    if options.narrow_scratch:
+        planned = _narrow(graph, planned)
     memory, planned = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
                 memory=memory, dsp=dsp)
