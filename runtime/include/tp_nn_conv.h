@@ -195,9 +195,9 @@ int32_t tp_conv_interleaved_narrow_s8_get_buffer_size(const tp_dims *input_dims,
  * as tp_conv_interleaved_s8 (no quant_params or bias: they are in the stream); `output` must not
  * be `input`. Scratch: tp_conv_interleaved_add_s8_get_buffer_size (the conv's, plus on the DSP
  * path 2 * C_OUT rounded up to 4 at its start: each pass's int8 results, added to the residual
- * right after the pass by a loop with the ADD's parameters in registers); with less, but at
- * least tp_conv_interleaved_add_s8_get_min_buffer_size, it takes the narrow path of
- * tp_conv_interleaved_narrow_s8.
+ * right after the pass by a loop with the ADD's parameters in registers).
+ * tp_conv_interleaved_add_narrow_s8: the same with the narrow path of
+ * tp_conv_interleaved_narrow_s8 (its scratch + the pass bytes).
  *
  * @return TP_OK, or TP_ERR_ARG when the scratch is too small, the shapes disagree, the ADD's
  *         output shift is above -2 or output == input.
@@ -213,10 +213,18 @@ int32_t tp_conv_interleaved_add_s8_get_buffer_size(const tp_dims *input_dims,
                                                    const tp_dims *filter_dims,
                                                    const tp_dims *output_dims);
 
-/** The least scratch tp_conv_interleaved_add_s8 accepts (its narrow path on DSP). */
-int32_t tp_conv_interleaved_add_s8_get_min_buffer_size(const tp_dims *input_dims,
-                                                       const tp_dims *filter_dims,
-                                                       const tp_dims *output_dims);
+/** tp_conv_interleaved_add_s8 on the narrow path (less scratch, the same results). */
+tp_status tp_conv_interleaved_add_narrow_s8(const tp_context *ctx,
+                                            const tp_conv_params *conv_params,
+                                            const tp_add_table_params *add_params,
+                                            const tp_dims *input_dims, const int8_t *input,
+                                            const tp_dims *filter_dims, const int8_t *filter,
+                                            const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_conv_interleaved_add_narrow_s8: the narrow conv's + 2 * C_OUT (DSP). */
+int32_t tp_conv_interleaved_add_narrow_s8_get_buffer_size(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims,
+                                                          const tp_dims *output_dims);
 
 /**
  * DEPTHWISE_CONV_2D with a 3x3 filter and depth multiplier 1 (any stride, padding, dilation).

@@ -145,9 +145,9 @@ int32_t tp_conv_interleaved_add_s8_get_buffer_size(const tp_dims *input_dims,
     return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
 }
 
-int32_t tp_conv_interleaved_add_s8_get_min_buffer_size(const tp_dims *input_dims,
-                                                       const tp_dims *filter_dims,
-                                                       const tp_dims *output_dims)
+int32_t tp_conv_interleaved_add_narrow_s8_get_buffer_size(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims,
+                                                          const tp_dims *output_dims)
 {
     const int32_t conv = tp_conv_interleaved_narrow_s8_get_buffer_size(input_dims, filter_dims);
     return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
@@ -446,11 +446,11 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
     }
 }
 
-/* Which loops an entry links: the wide one, the narrow one, or either by the scratch size (so
- * an unused path costs no flash: each entry is a section of its own, gc-sections drops it). */
-enum { PATH_WIDE, PATH_NARROW, PATH_BY_SIZE };
+/* Which loops an entry links: the wide or the narrow one (so an unused path costs no flash:
+ * each entry is a section of its own, gc-sections drops it). */
+enum { PATH_WIDE, PATH_NARROW };
 
-/* The wide path when the scratch holds it (5 * n4 bytes), else the narrow one (2 * n4). */
+/* The wide path (scratch 5 * n4) or the narrow one (2 * n4), fused or not. */
 static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
                                       const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
                                       const int8_t *stream, const tp_dims *out_d, int8_t *out,
@@ -460,7 +460,8 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
     if (r->add != NULL) {
         buf = tmp + pass_bytes(out_d), size -= pass_bytes(out_d);
     }
-    const int wide = path == PATH_WIDE || (path == PATH_BY_SIZE && size >= 5 * depth4(f_d));
+    (void)size;
+    const int wide = path == PATH_WIDE;
     if (r->add == NULL && wide) {
         conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
     } else if (r->add == NULL) {
@@ -474,7 +475,7 @@ static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
 
 #else /* portable C */
 
-enum { PATH_WIDE, PATH_NARROW, PATH_BY_SIZE }; /* one path on the portable build */
+enum { PATH_WIDE, PATH_NARROW }; /* one path on the portable build */
 
 static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
                                       const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
@@ -571,6 +572,19 @@ tp_status tp_conv_interleaved_narrow_s8(const tp_context *ctx, const tp_conv_par
     return TP_OK;
 }
 
+/* The fused ADD's parameters as the kernel's loops take them, or NULL when they are refused. */
+static int residual_of(const tp_add_table_params *a, residual_add *out)
+{
+    if (a == NULL || a->output_shift > -2) {
+        return 0;
+    }
+    const residual_add r = {a->input1_table + 128, a->input2_table + 128, a->output_multiplier,
+                            a->output_shift, a->output_rounding, a->activation.min,
+                            a->activation.max};
+    *out = r;
+    return 1;
+}
+
 tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
                                      const tp_add_table_params *add_params,
                                      const tp_dims *input_dims, const int8_t *input,
@@ -578,16 +592,32 @@ tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params
                                      const tp_dims *output_dims, int8_t *output)
 {
     const int32_t need =
-        tp_conv_interleaved_add_s8_get_min_buffer_size(input_dims, filter_dims, output_dims);
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || add_params == NULL ||
-        add_params->output_shift > -2 || output == input) {
+        tp_conv_interleaved_add_s8_get_buffer_size(input_dims, filter_dims, output_dims);
+    residual_add add;
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
+        !residual_of(add_params, &add)) {
         return TP_ERR_ARG;
     }
-    const residual_add add = {add_params->input1_table + 128, add_params->input2_table + 128,
-                              add_params->output_multiplier, add_params->output_shift,
-                              add_params->output_rounding, add_params->activation.min,
-                              add_params->activation.max};
     run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
-        PATH_BY_SIZE);
+        PATH_WIDE);
+    return TP_OK;
+}
+
+tp_status tp_conv_interleaved_add_narrow_s8(const tp_context *ctx,
+                                            const tp_conv_params *conv_params,
+                                            const tp_add_table_params *add_params,
+                                            const tp_dims *input_dims, const int8_t *input,
+                                            const tp_dims *filter_dims, const int8_t *filter,
+                                            const tp_dims *output_dims, int8_t *output)
+{
+    const int32_t need =
+        tp_conv_interleaved_add_narrow_s8_get_buffer_size(input_dims, filter_dims, output_dims);
+    residual_add add;
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
+        !residual_of(add_params, &add)) {
+        return TP_ERR_ARG;
+    }
+    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_NARROW);
     return TP_OK;
 }

@@ -1,7 +1,7 @@
 """A small ResNet (identity and projection shortcuts) built end to end: each residual ADD runs
 inside the conv that produces one operand (tp_conv_interleaved_add_s8), the identity block's on
-the narrow DSP path, and the firmware on the emulator, the host's portable build and its DSP
-build all equal the TFLite Micro reference byte for byte."""
+the narrow DSP path (tp_conv_interleaved_add_narrow_s8), and the firmware on the emulator, the
+host's portable build and its DSP build all equal the TFLite Micro reference byte for byte."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_fused_residual_adds_are_bit_exact(tmp_path: Path) -> None:
     assert r["run"]["bit_exact"] and r["run"]["host"]["bit_exact"]
     assert r["run"]["host"]["dsp_path_bit_exact"] is True
     fused = [x for x in r["layers"] if x["fused"]]
-    assert [x["kernel"] for x in fused] == ["tp_conv_interleaved_add_s8"] * 2
+    assert [x["kernel"] for x in fused] == ["tp_conv_interleaved_add_narrow_s8",
+                                            "tp_conv_interleaved_add_s8"]
     assert all(x["op"] == "CONV_2D" and len(x["fused"]) == 1 for x in fused)
     assert "narrow scratch" in fused[0]["reason"] and "narrow" not in fused[1]["reason"]
     assert all(x["op"] != "ADD" for x in r["layers"])  # no ADD runs on its own

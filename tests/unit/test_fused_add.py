@@ -115,7 +115,9 @@ def test_plan_fuses_both_shortcuts_and_lowers_the_peak(resnet: Graph, dsp: bool,
     adds = [op for op in fused.graph.ops if op.opcode == "ADD"]
     calls = [p for p in fused.code_ops if p.call.fused]
     assert [p.call.fused for p in calls] == [(a.name,) for a in adds]
-    assert {p.call.kernel for p in calls} == {"tp_conv_interleaved_add_s8"}
+    assert [p.call.kernel for p in calls] == [
+        "tp_conv_interleaved_add_narrow_s8" if dsp else "tp_conv_interleaved_add_s8",
+        "tp_conv_interleaved_add_s8"]
     assert all(p.op.opcode != "ADD" for p in fused.ops)
     m = fused.memory
     buffered = {t for b in m.buffers for t in b.tensors}
@@ -177,7 +179,7 @@ def _add_reference(conv: np.ndarray, res: np.ndarray, p: dict[str, int], lo: int
 
 
 def _run_fused(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, res: np.ndarray,
-               p: dict[str, int], lo: int, hi: int, size: int) -> np.ndarray:
+               p: dict[str, int], lo: int, hi: int, size: int, name: str) -> np.ndarray:
     kernel = CONV_KERNELS[0]
     k = kernel.prepare(a)
     tables = add_tables(p)
@@ -192,7 +194,7 @@ def _run_fused(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, res: np.ndarray,
     x = np.ascontiguousarray(x, np.int8)
     w = np.ascontiguousarray(k.weights)
     in_d, f_d, out_d = kh.dims(a.input_shape), kh.dims(a.filter_shape), kh.dims(a.output_shape)
-    status = lib.tp_conv_interleaved_add_s8(
+    status = getattr(lib, name)(
         ctypes.byref(ctx), ctypes.byref(kh.ConvParams(**kh.window_params(a))),
         ctypes.byref(params), ctypes.byref(in_d), kh.ptr(x), ctypes.byref(f_d), kh.ptr(w),
         ctypes.byref(out_d), kh.ptr(out))
@@ -222,30 +224,17 @@ def test_fused_kernel_equals_conv_then_add(name: str, libs: dict[bool, ctypes.CD
     out_d = kh.dims(a.output_shape)
     for dsp in (False, True):
         lib = libs[dsp]
-        sizes = {lib.tp_conv_interleaved_add_s8_get_buffer_size(
-                     ctypes.byref(in_d), ctypes.byref(f_d), ctypes.byref(out_d)),
-                 lib.tp_conv_interleaved_add_s8_get_min_buffer_size(
-                     ctypes.byref(in_d), ctypes.byref(f_d), ctypes.byref(out_d))}
+        sizes = {name: getattr(lib, f"{name}_get_buffer_size")(
+                     ctypes.byref(in_d), ctypes.byref(f_d), ctypes.byref(out_d))
+                 for name in ("tp_conv_interleaved_add_s8", "tp_conv_interleaved_add_narrow_s8")}
         extra = pass_bytes(a.output_shape[3], dsp)
-        assert max(sizes) == CONV_KERNELS[0].scratch(a, dsp) + extra
-        assert len(sizes) == (2 if dsp else 1)
-        for size in sorted(sizes):
+        assert sizes["tp_conv_interleaved_add_s8"] == CONV_KERNELS[0].scratch(a, dsp) + extra
+        narrow = CONV_KERNELS[0].min_scratch(a, dsp)
+        assert sizes["tp_conv_interleaved_add_narrow_s8"] == (
+            narrow + extra if narrow is not None else sizes["tp_conv_interleaved_add_s8"])
+        for name, size in sizes.items():
             for xi, ci in zip(x, conv, strict=True):
                 res = rng.integers(-128, 128, a.output_shape, dtype=np.int8)
                 want = _add_reference(ci.reshape(a.output_shape), res, p, lo, hi)
-                got = _run_fused(lib, a, xi[None], res, p, lo, hi, size)
-                assert np.array_equal(got, want), f"dsp={dsp} scratch={size}"
-
-
-def test_narrow_scratch_is_off_when_only_flash_is_limited(resnet: Graph) -> None:
-    from tinyprune.config import Budgets
-    from tinyprune.kernels.base import PlanOptions
-    from tinyprune.pipeline import plan_options
-
-    assert plan_options(Budgets()).narrow_scratch and plan_options(Budgets(ram=1)).narrow_scratch
-    assert plan_options(Budgets(flash=1, ram=1)).narrow_scratch
-    assert not plan_options(Budgets(flash=1)).narrow_scratch
-    wide = planner.plan(resnet, dsp=True, options=PlanOptions(narrow_scratch=False))
-    assert not any("narrow" in p.call.reason or p.call.kernel.endswith("narrow_s8")
-                   for p in wide.code_ops)
-    assert any(p.call.fused for p in wide.code_ops)  # fusion itself costs no flash: still on
+                got = _run_fused(lib, a, xi[None], res, p, lo, hi, size, name)
+                assert np.array_equal(got, want), f"{name} dsp={dsp} scratch={size}"

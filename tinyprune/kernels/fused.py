@@ -16,6 +16,7 @@ from tinyprune.kernels.base import KernelCall
 CONV_KERNEL = "tp_conv_interleaved_s8"
 ADD_KERNEL = "tp_add_table_s8"
 FUSED_KERNEL = "tp_conv_interleaved_add_s8"
+FUSED_NARROW_KERNEL = "tp_conv_interleaved_add_narrow_s8"
 
 
 def can_fuse(conv: KernelCall, add: KernelCall) -> bool:
@@ -69,5 +70,5 @@ def fuse_conv_add(conv: KernelCall, add: KernelCall, *, conv_input: int, residua
         est_cycles=_sum(conv.est_cycles, add.est_cycles),
         scratch_bytes=scratch, in_place_scratch_bytes=None, fused=(add_name,),
         min_scratch_bytes=None if conv.min_scratch_bytes is None
-        else conv.min_scratch_bytes + extra, narrow_kernel="",
+        else conv.min_scratch_bytes + extra, narrow_kernel=FUSED_NARROW_KERNEL,
         reason=(f"{conv.reason}; " if conv.reason else "") + f"fused with {add_name} (ADD)")
