@@ -19,16 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The digits CNN three ways, then the before/after table (build/demo-compare.md): as given,
+# The digits CNN four ways, then the before/after table (build/demo-compare.md): as given,
 # structurally pruned (50% channels), 75% 1x4 block-sparse (same shapes, three quarters of the
-# weights gone: on this small CNN sparsity keeps more accuracy than pruning on top of pruning).
+# weights gone), and pruned (25% channels) + 75% 1x4 block-sparse (30 fine-tune epochs: on this
+# small CNN 50% channels + 75% blocks leave too few weights to recover).
 DEMO = $(BIN)/tinyprune build --board nucleo_f746 \
 	    --model examples/digits/digits_cnn.keras --data examples/digits/digits.npz
 demo: setup
 	$(DEMO) --out build/demo-dense --force
 	$(DEMO) --prune-channels 0.5 --out build/demo --force
 	$(DEMO) --sparsity 0.75 --block 1x4 --out build/demo-sparse --force
-	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse \
+	$(DEMO) --prune-channels 0.25 --sparsity 0.75 --block 1x4 --finetune-epochs 30 \
+	    --out build/demo-pruned-sparse --force
+	$(BIN)/tinyprune report build/demo-dense build/demo build/demo-sparse build/demo-pruned-sparse \
 	    --md build/demo-compare.md --force > /dev/null
 	@grep -A4 '^| variant' build/demo-compare.md
 
@@ -56,7 +59,8 @@ test-fast: setup
 # ResNet-8 and DS-CNN dense vs block-sparse end to end (~15 min; accuracy of the sparsity
 # schedules is bench/sparsify_accuracy.py, hours), cycle models, emulator speed with and without
 # the fault checks (~10 min), layer types against CMSIS-NN and RAM
-# against TFLite Micro on the official models (~6 min).
+# against TFLite Micro on the official models (~6 min), TCM placement on the official KWS and
+# IC models (~6 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
@@ -66,6 +70,7 @@ bench: setup
 	$(BIN)/python bench/cycle_models.py
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/layer_types.py
+	$(BIN)/python bench/tcm.py
 
 # Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
 # (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.

@@ -48,6 +48,15 @@ CONV_SHAPES = [
     sl.LayerShape("conv3x3/2 24x24 8->16", (24, 24, 8), sl.conv(16, 3, strides=2, padding="same")),
 ]
 
+DW_SHAPES = [
+    sl.LayerShape("dw3x3 25x5 64 (KWS)", (25, 5, 64), sl.depthwise(3, padding="same")),
+    sl.LayerShape("dw3x3 12x12 32", (12, 12, 32), sl.depthwise(3, padding="same")),
+    sl.LayerShape("dw3x3/2 24x24 16", (24, 24, 16), sl.depthwise(3, strides=2, padding="same")),
+    sl.LayerShape("dw3x3 6x6 128", (6, 6, 128), sl.depthwise(3, padding="same")),
+    sl.LayerShape("dw5x5 12x12 32", (12, 12, 32), sl.depthwise(5, padding="same")),
+    sl.LayerShape("dw5x3 10x8 16 valid", (10, 8, 16), sl.depthwise((5, 3))),
+]
+
 
 @dataclass(frozen=True)
 class Run:
@@ -60,6 +69,9 @@ class Run:
 
 
 def _runs(kind: str) -> list[Run]:
+    if kind in ("dw3x3", "dw"):
+        return [Run(f"{kind}_dense", "1x4", 0.0),
+                *(Run("dw_bsr", "1x4", s) for s in (0.0, 0.5, 0.75, 0.9))]
     bsr = [Run(f"{kind}_bsr_r1", "1x4", s) for s in (0.0, 0.5, 0.75, 0.9)]
     bsr += [Run(f"{kind}_bsr_r{r}", f"{r}x4", s) for r in (2, 4) for s in (0.5, 0.75, 0.9)]
     runs = [Run(f"{kind}_dense", "1x4", 0.0), *bsr,
@@ -78,7 +90,9 @@ def features_of(family: str, tflite: bytes, zero_fraction: float | None) -> dict
     from tinyprune.kernels.fully_connected import fc_args
 
     graph = read_tflite(tflite)
-    op = next(o for o in graph.ops if o.opcode in ("CONV_2D", "FULLY_CONNECTED"))
+    op = next(o for o in graph.ops if o.opcode in sl.WEIGHTED)
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        return dw_features_of(family, op, graph)
     if op.opcode == "FULLY_CONNECTED":
         a = fc_args(op, graph)
         if family == "fc_dense":
@@ -101,6 +115,22 @@ def features_of(family: str, tflite: bytes, zero_fraction: float | None) -> dict
     cs = next(c for h in conv_handlers for c in h.candidates(ca) if c.family == family)
     return sparse_cost.conv_features(sparse_conv.pixels(ca), k4, c_out, cs.work, cs.work_name,
                                      sparse_conv.PIXELS)
+
+
+def dw_features_of(family: str, op: Any, graph: Any) -> dict[str, float]:
+    """The depthwise families' features (dense: every block; sparse: the stored ones)."""
+    from tinyprune.kernels import sparse_cost, sparse_depthwise
+    from tinyprune.kernels.conv import depthwise_args
+
+    a = depthwise_args(op, graph)
+    _, kh, kw, c = a.filter_shape
+    if family.endswith("_dense"):
+        work = float(kh * kw * -(-c // 4))
+    else:
+        s = sparse_depthwise.candidate(a)
+        assert s is not None
+        work = float(s.encoded.stored_blocks)
+    return sparse_cost.dw_features(sparse_depthwise.pixels(a), kh * kw, c, work)
 
 
 def measure_run(shape: sl.LayerShape, base: bytes, run: Run, board: str,
@@ -218,14 +248,16 @@ def main() -> int:
 
     wanted = set(filter(None, args.families.split(",")))
     plan: list[tuple[sl.LayerShape, Callable[[str], list[Run]], str]] = [
-        *((s, _runs, "fc") for s in FC_SHAPES), *((s, _runs, "conv") for s in CONV_SHAPES)]
+        *((s, _runs, "fc") for s in FC_SHAPES), *((s, _runs, "conv") for s in CONV_SHAPES),
+        *((s, _runs, "dw3x3" if s.id.startswith("dw3x3") else "dw") for s in DW_SHAPES)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape, runs_of, kind in plan:
+            runs = [r for r in runs_of(kind) if not wanted or r.family in wanted]
+            if not runs:
+                continue
             base = sl.base_model(shape)
-            for run in runs_of(kind):
-                if wanted and run.family not in wanted:
-                    continue
+            for run in runs:
                 work = Path(tmp) / f"r{len(rows)}"
                 rows.append(measure_run(shape, base, run, args.board, work))
                 r = rows[-1]

@@ -52,6 +52,8 @@ SHAPES = [
           "conv1x1", 0.88),
     Shape("ad640", sl.LayerShape("AD FC 640->128", (640,), sl.dense(128)), "fc", 0.90),
     Shape("ad128", sl.LayerShape("AD FC 128->128", (128,), sl.dense(128)), "fc", 0.90),
+    Shape("kwsdw", sl.LayerShape("KWS dw 3x3 64 @25x5", (25, 5, 64),
+                                 sl.depthwise(3, padding="same")), "dw", 0.90),
 ]
 
 PATTERNS = [  # (pattern, sparsities, cost-model family suffix)
@@ -62,7 +64,10 @@ PATTERNS = [  # (pattern, sparsities, cost-model family suffix)
     ("unstructured", (0.5, 0.75, 0.9), "csr"),
 ]
 
-TARGETS = {"fc": 0.33, "conv1x1": 0.33, "convkxk": 0.40}  # issue 6, at 75% 1x4
+DW_PATTERNS = [("1x4", (0.0, 0.5, 0.75, 0.9), "bsr")]
+"""Depthwise layers take 1x4 blocks (4 channels at one tap) only; family dw_bsr."""
+
+TARGETS = {"fc": 0.33, "conv1x1": 0.33, "convkxk": 0.40}  # issue 6, at 75% 1x4 (none for dw)
 BYTES_TARGET = 0.35
 
 
@@ -79,10 +84,10 @@ def _auto(tflite: bytes, board: str) -> str:
 
 def shape_rows(shape: Shape, board: str, tmp: Path) -> list[dict[str, Any]]:
     base = sl.base_model(shape.layer)
-    prefix = "fc" if shape.kind == "fc" else "conv"
+    prefix = {"fc": "fc", "dw": "dw"}.get(shape.kind, "conv")
     dense = sl.measure(base, board, tmp / f"{shape.key}_dense", kernels="dense")
     rows = [_row(shape, "dense", 0.0, dense, dense, _auto(base, board))]
-    for pattern, levels, suffix in PATTERNS:
+    for pattern, levels, suffix in (DW_PATTERNS if shape.kind == "dw" else PATTERNS):
         for sparsity in levels:
             tflite = sl.sparsified(base, pattern, sparsity)
             m = sl.measure(tflite, board, tmp / f"{shape.key}_{len(rows)}", kernels="sparse",
@@ -117,7 +122,7 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     out = ["| shape | cycles vs our dense | target | bytes vs dense | target | met |",
            "|---|--:|--:|--:|--:|---|"]
     for r in rows:
-        if r["pattern"] == "1x4" and r["sparsity"] == 0.75:
+        if r["pattern"] == "1x4" and r["sparsity"] == 0.75 and r["kind"] in TARGETS:
             goal = TARGETS[r["kind"]]
             met = r["vs_dense"] <= goal and r["bytes_vs_dense"] <= BYTES_TARGET
             out.append(f"| {r['shape']} | {r['vs_dense']:.3f} | <= {goal} | "
@@ -202,7 +207,8 @@ def markdown(rows: list[dict[str, Any]], models: list[dict[str, Any]], info: dic
             "- filter bytes: the weights as stored (values + indices + counts); weight bytes add "
             "bias, multipliers and shifts (the same for every format)",
             "- CMSIS-NN: our dense cycles / FACTS.md's measured ours-to-CMSIS-NN ratio for the "
-            "layer type (conv kxk 0.69, conv 1x1 0.88, FC 0.90); auto: the format the planner "
+            "layer type (conv kxk 0.69, conv 1x1 0.88, FC 0.90, depthwise 3x3 0.90); auto: the "
+            "format the planner "
             "picks with the fitted cost model", "",
             "| shape | pattern | sparsity | kernel | cycles | vs our dense | vs CMSIS-NN | "
             "filter bytes | vs dense | weight bytes | auto | bit-exact |",
@@ -227,6 +233,8 @@ def main() -> int:
     ap.add_argument("--shapes", default="", help="comma-separated keys: " +
                     ",".join(s.key for s in SHAPES))
     ap.add_argument("--no-models", action="store_true", help="skip the activation part")
+    ap.add_argument("--merge", action="store_true", help="with --shapes: replace those shapes' "
+                    "rows in the results (the others and the activation part kept)")
     args = ap.parse_args()
     from machine import machine  # bench/machine.py
 
@@ -238,8 +246,17 @@ def main() -> int:
                 rows += shape_rows(shape, args.board, Path(tmp))
         models = [] if args.no_models else model_rows(args.board, Path(tmp))
     info = machine(flags="-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on")
+    if keys and args.merge:
+        old = json.loads((RESULTS / "sparse_kernels.json").read_text())
+        ids = {r["shape"] for r in rows}
+        rows = [*(r for r in old["layers"] if r["shape"] not in ids), *rows]
+        order = [s.layer.id for s in SHAPES]
+        rows.sort(key=lambda r: order.index(r["shape"]))
+        models = old["models"]
+        info = {**info, "merged": f"rows of {', '.join(sorted(ids))} from this run, the "
+                f"others from {old['machine'].get('date', 'an earlier run')}"}
     text = markdown(rows, models, info, args.board)
-    if not keys and not args.no_models:
+    if (not keys and not args.no_models) or args.merge:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "sparse_kernels.md").write_text(text)
         (RESULTS / "sparse_kernels.json").write_text(json.dumps(

@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout; sparse_support (tests)
 
 
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+"""The ops whose weights the one-layer models zero (a depthwise [1, KH, KW, C] filter is one
+row, so its 1x4 blocks are one tap of four channels when C % 4 == 0)."""
+
+
 @dataclass(frozen=True)
 class LayerShape:
     """A layer to measure.
@@ -49,6 +54,14 @@ def conv(filters: int, kernel: int | tuple[int, int], **kw: Any) -> Callable[[],
     return make
 
 
+def depthwise(kernel: int | tuple[int, int], **kw: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import keras
+
+        return keras.layers.DepthwiseConv2D(kernel, activation="relu", **kw)
+    return make
+
+
 def dense(units: int) -> Callable[[], Any]:
     def make() -> Any:
         import keras
@@ -70,11 +83,11 @@ def base_model(shape: LayerShape) -> bytes:
 
 
 def weight_tensor(tflite: bytes) -> tuple[int, Any]:
-    """(index, data) of the conv / FC weight tensor of a one-layer model."""
+    """(index, data) of the conv / depthwise / FC weight tensor of a one-layer model."""
     from tinyprune.ir import read_tflite
 
     graph = read_tflite(tflite)
-    op = next(o for o in graph.ops if o.opcode in ("CONV_2D", "FULLY_CONNECTED"))
+    op = next(o for o in graph.ops if o.opcode in WEIGHTED)
     t = graph.tensor(op.inputs[1])
     return t.index, t.data
 
@@ -109,12 +122,13 @@ class Measured:
 def only_family(family: str | None) -> Iterator[None]:
     """Makes the sparse handlers offer only the candidates of one cost-model family (to measure
     a given block height or format); None changes nothing."""
-    from tinyprune.kernels import sparse_conv, sparse_fc
+    from tinyprune.kernels import sparse_conv, sparse_depthwise, sparse_fc
 
     if family is None:
         yield
         return
-    classes = [sparse_fc._SparseFcHandler, sparse_conv._SparseConvHandler]
+    classes = [sparse_fc._SparseFcHandler, sparse_conv._SparseConvHandler,
+               sparse_depthwise.DepthwiseBsrHandler]
     saved = [(c, c.__dict__.get("best")) for c in classes]
 
     def wrap(original: Any) -> Any:
@@ -174,7 +188,9 @@ def measure(tflite: bytes, board_name: str, work: Path, *, kernels: str = "auto"
     project = generate(planned, work / "src", model_name="layer", source_name="layer.tflite",
                        samples=inputs)
     fw = pipeline.make_firmware(project, board, work / "fw", stack_bytes=8192)
-    res = parse_results(run_elf(board, fw.elf).uart)
+    # the table model, as the docs and the whole-model bench say (run_elf's default is the
+    # board core's model, m7 on nucleo_f746)
+    res = parse_results(run_elf(board, fw.elf, cycle_model="table").uart)
     if res.status != 0:
         raise RuntimeError(f"the firmware's kernel returned status {res.status}")
     actual = np.stack([np.frombuffer(o, dtype=np.uint8) for o in res.outputs])

@@ -189,8 +189,9 @@ def _verify_on_host(ctx: Context, s: State) -> State:
 
 def _build_firmware(ctx: Context, s: State) -> State:
     try:
-        firmware = pipeline.make_firmware(_need(s.project), ctx.board, ctx.work / "firmware",
-                                          stack_bytes=ctx.opts.stack_bytes)
+        firmware = pipeline.make_firmware(
+            _need(s.project), ctx.board, ctx.work / "firmware", stack_bytes=ctx.opts.stack_bytes,
+            place=pipeline.tcm_placer(_need(s.plan), ctx.board, ctx.opts))
     except CheckFailed as exc:
         raise _with_next_step(exc, ctx, s) from None
     pipeline.write_expected_outputs(firmware, _need(s.info), _need(s.checks),

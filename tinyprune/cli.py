@@ -93,6 +93,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    "(unstructured); alone it means --sparsity 0.75 (N:M: 1 - N/M)")
     p.add_argument("--sparsify-criterion", choices=SPARSIFY_CRITERIA,
                    help="block importance for --sparsity (default l1)")
+    p.add_argument("--sparsify-depthwise", action="store_true", default=None,
+                   help="sparsify the depthwise layers too (1x4: four channels at one tap; "
+                   "costs accuracy, see docs/sparsity.md)")
     p.add_argument("--sparsify-schedule", choices=SPARSIFY_SCHEDULES,
                    help="oneshot (all at once, then fine-tune), gradual (Zhu & Gupta, while "
                    "fine-tuning; the default when the build fine-tunes), imp (iterative with "
@@ -104,6 +107,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="price the emulated run with this timing model (default: the board's "
                    "core; table: the flat per-class table of earlier figures; "
                    "docs/cycle_models.md)")
+    p.add_argument("--no-tcm", dest="tcm", action="store_false", default=None,
+                   help="do not place kernels in ITCM or weights in DTCM (default: where the "
+                   "board has them and the cycle model says it pays; docs/tcm.md)")
     p.add_argument("--samples", type=int, help="test inputs run on the firmware and compared "
                    "bit for bit with the TFLite Micro reference (default 20), plus one seeded "
                    "random input per four (at most 8)")
@@ -140,7 +146,7 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
              "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
-             "random_samples", "force")
+             "random_samples", "force", "tcm")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")
@@ -150,7 +156,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
         "latency_ms": args.latency_budget, "min_accuracy": args.min_accuracy,
         "max_accuracy_drop": args.max_accuracy_drop}
     cli["sparsify"] = {"sparsity": args.sparsity, "block": args.block,
-                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule}
+                       "criterion": args.sparsify_criterion, "schedule": args.sparsify_schedule,
+                       "depthwise": args.sparsify_depthwise}
     return resolve(cli, config)
 
 

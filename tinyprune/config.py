@@ -60,6 +60,7 @@ class BuildOptions:
     finetune_epochs: int | None = None
     emulator: str = "unicorn"
     cycle_model: str | None = None  # m7|m4|m0plus|table; None: the board's core
+    tcm: bool = True  # place hot kernels/weights in the board's ITCM/DTCM when it pays (--no-tcm)
     samples: int = 20
     stack_bytes: int = 8192
     trust_model: bool = False
@@ -80,7 +81,7 @@ class BuildOptions:
 
 
 _TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "cycle_model": str,
-        "samples": int, "out": Path,
+        "samples": int, "out": Path, "tcm": bool,
         "stack": "size", "trust_model": bool, "seed": int, "random_samples": int}
 _PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
 _BUDGETS = {"flash": "budget_size", "ram": "budget_size", "latency_ms": "positive",

@@ -29,6 +29,7 @@ from tinyprune.progress import bars_enabled
 if TYPE_CHECKING:
     from tinyprune.data import Dataset
     from tinyprune.firmware import Board, Firmware
+    from tinyprune.firmware.placement import Placer
     from tinyprune.models.load import LoadedModel
     from tinyprune.prune import FineTune
 
@@ -375,13 +376,39 @@ def verify_on_host(tflite: bytes, graph: Graph, project: CProject, checks: Check
 
 
 def make_firmware(project: CProject, board: Board, out_dir: Path, *, stack_bytes: int,
-                  name: str = "firmware") -> Firmware:
-    """Harness + generated model + kernels -> ELF for the board (sizes checked against it)."""
+                  name: str = "firmware", place: Placer | None = None) -> Firmware:
+    """Harness + generated model + kernels -> ELF for the board (sizes checked against it).
+
+    ``place`` (:func:`tcm_placer`) moves what pays into the board's TCMs."""
     from tinyprune.firmware.build import build_firmware, render_harness
 
     main_c = render_harness(project.directory / "main.c")
     return build_firmware([*project.firmware_sources, main_c], list(project.include_dirs), board,
-                          out_dir, stack_bytes=stack_bytes, name=name)
+                          out_dir, stack_bytes=stack_bytes, name=name, place=place)
+
+
+def tcm_placer(planned: Plan, board: Board, opts: BuildOptions) -> Placer | None:
+    """The TCM placement of the build (docs/tcm.md): None with ``--no-tcm`` or without TCM."""
+    from tinyprune.firmware.placement import placer
+
+    if not opts.tcm or (board.itcm is None and board.dtcm is None):
+        return None
+    return placer(planned, board, stack_bytes=opts.stack_bytes, ram_budget=opts.budgets.ram,
+                  memory_costs=opts.cycle_model != "table")
+
+
+def tcm_section(firmware: Firmware, board: Board, opts: BuildOptions) -> dict[str, Any] | None:
+    """The report's ``firmware.tcm`` (None on a board without TCM)."""
+    from tinyprune.firmware.placement import off
+
+    if board.itcm is None and board.dtcm is None:
+        return None
+    placement = firmware.placement or off("--no-tcm" if not opts.tcm else "not asked")
+    out = placement.to_report()
+    out.update(itcm_bytes=firmware.itcm_used_bytes, dtcm_bytes=firmware.dtcm_used_bytes,
+               itcm_size=board.itcm.length if board.itcm else 0,
+               dtcm_size=board.dtcm.length if board.dtcm else 0)
+    return out
 
 
 def firmware_model_name(info: ModelInfo) -> str:
@@ -523,7 +550,8 @@ def assemble_report(opts: BuildOptions, board: Board, info: ModelInfo, planned: 
                      "arena_bytes": planned.memory.arena_bytes + planned.memory.scratch_bytes,
                      "stack_peak_bytes": run.stack_peak,
                      "stack_reserved_bytes": firmware.stack_bytes,
-                     "samples_bytes": firmware.samples_bytes, "elf_sha256": firmware.elf_sha256},
+                     "samples_bytes": firmware.samples_bytes, "elf_sha256": firmware.elf_sha256,
+                     "tcm": tcm_section(firmware, board, opts)},
         "run": _run_section(run, board, checks, host),
         "accuracy": {"float": info.float_accuracy,
                      "float_original": info.original_float_accuracy,

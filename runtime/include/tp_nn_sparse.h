@@ -1,5 +1,6 @@
 /*
- * tinyprune runtime: sparse int8 kernels (FULLY_CONNECTED, CONV_2D) over compact weight formats.
+ * tinyprune runtime: sparse int8 kernels (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D) over compact
+ * weight formats.
  *
  * Every kernel here computes exactly what the dense kernel of tp_nn_fc.h / tp_nn_conv.h computes
  * on the dense weights its format encodes (zeros everywhere else), so it is bit-exact with the
@@ -273,6 +274,64 @@ tp_status tp_conv_csr_s8(const tp_context *ctx, const tp_conv_params *conv_param
 /** Scratch of tp_conv_csr_s8: DSP 9 * K4 + 36 * C_OUT bytes (the [k][pixel] values, the
  * accumulators of a pass, the channels' splits, the window); portable K4 bytes. */
 int32_t tp_conv_csr_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims);
+
+/** Most taps (KH * KW) tp_depthwise_conv_bsr_s8 takes (their addresses live on its stack). */
+#define TP_DW_BSR_MAX_TAPS 64
+
+/**
+ * Block-sparse DEPTHWISE_CONV_2D weights (depth multiplier 1): a block is one tap t = KW * ky +
+ * kx of four consecutive channels, i.e. one word of the [1, KH, KW, C] filter. Channel group g
+ * (channels 4 g .. 4 g + 3; the last C % 4 channels form a zero-padded group) stores counts[g]
+ * blocks in ascending tap order; the groups follow each other in index and blocks:
+ *
+ *   - index: per stored block its tap t (uint8 when KH * KW <= 256, else uint16);
+ *   - blocks: per stored block one word, the four channels' weights at that tap (word aligned);
+ *   - params: per group 16 int32, word aligned: the folded bias of its four channels (bias +
+ *     input_offset * the channel's weight sum, so the kernel multiplies raw int8 inputs and a
+ *     tap in the padding reads the input zero point), their multipliers, their shifts and
+ *     their rounding words for tp_requantize_fast (tp_dsp.h; see `fast`).
+ *     Padding channels of the last group have bias 0 and the last channel's parameters.
+ */
+typedef struct {
+    int32_t count_bytes;   /**< 1 (counts are uint8) or 2 (uint16) */
+    int32_t index_bytes;   /**< 1 (taps are uint8) or 2 (uint16) */
+    const void *counts;    /**< ceil(C / 4) stored block counts */
+    const void *index;     /**< the tap of each stored block */
+    const int8_t *blocks;  /**< stored blocks, 4 int8 each */
+    const int32_t *params; /**< 16 words per group: bias[4], mult[4], shift[4], round[4] */
+    int32_t fast;          /**< 0: TFLM requantization; 1: the rounding words of tp_requantize_fast
+                                (output offset folded in) are valid; 2: they are valid without
+                                the offset (2^(r-2)), which the kernel adds after */
+} tp_dw_bsr_filter;
+
+/**
+ * int8 DEPTHWISE_CONV_2D (depth multiplier 1, any KH x KW up to TP_DW_BSR_MAX_TAPS taps, stride,
+ * padding, dilation) over block-sparse weights (tp_dw_bsr_filter), per-channel requantization.
+ * Arguments as tp_depthwise_conv_s8 (tp_nn_conv.h), except the filter, which also carries the
+ * bias and the requantization (quant_params and bias are not read and may be NULL, as for
+ * tp_depthwise_conv_3x3_s8). The output must not overlap the input.
+ *
+ * Per output pixel: the KH * KW tap addresses, then per group of four channels its stored
+ * blocks. DSP path: per block one input word and one weight word, two SXTB16 each and one
+ * SMLABB / SMLATT per channel; requantization with tp_requantize_fast when `fast`. Portable
+ * path: one channel at a time, the TFLM arithmetic.
+ *
+ * @param ctx  scratch: tp_depthwise_conv_bsr_s8_get_buffer_size() bytes, word aligned
+ * @return TP_OK, or TP_ERR_ARG when ch_mult is not 1, the shapes disagree, the filter has more
+ *         than TP_DW_BSR_MAX_TAPS taps, the scratch is too small, the format fields are out of
+ *         range or output == input.
+ */
+tp_status tp_depthwise_conv_bsr_s8(const tp_context *ctx, const tp_dw_conv_params *dw_params,
+                                   const tp_per_channel_quant *quant_params,
+                                   const tp_dims *input_dims, const int8_t *input,
+                                   const tp_dims *filter_dims, const tp_dw_bsr_filter *filter,
+                                   const tp_dims *bias_dims, const int32_t *bias,
+                                   const tp_dims *output_dims, int8_t *output);
+
+/** Scratch of tp_depthwise_conv_bsr_s8 (both paths): C rounded up to 4 bytes, the row of input
+ * zero points that taps in the padding read. */
+int32_t tp_depthwise_conv_bsr_s8_get_buffer_size(const tp_dims *input_dims,
+                                                 const tp_dims *filter_dims);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,14 @@
  * reference_ops::MaximumMinimumBroadcastSlow: the larger raw value (inputs and output share one
  * quantization, which the TFLite converter guarantees and tinyprune checks).
  */
-#include "tp_nn_elementwise.h"
+#include "tp_broadcast.h"
+
+/* The raw values compare as the real ones: one quantization for both inputs and the output. */
+static inline int8_t max_one(const void *unused, int32_t x, int32_t y)
+{
+    (void)unused;
+    return (int8_t)(x > y ? x : y);
+}
 
 tp_status tp_maximum_s8(const tp_dims *input1_dims,
                         const int8_t *input1,
@@ -14,23 +21,9 @@ tp_status tp_maximum_s8(const tp_dims *input1_dims,
 {
     int32_t s1[4];
     int32_t s2[4];
-    if (!tp_broadcast_strides(input1_dims, output_dims, s1) ||
-        !tp_broadcast_strides(input2_dims, output_dims, s2)) {
+    if (!tp_broadcast_pair(input1_dims, input2_dims, output_dims, s1, s2)) {
         return TP_ERR_ARG;
     }
-    const tp_dims *o = output_dims;
-    for (int32_t n = 0; n < o->n; ++n) {
-        for (int32_t h = 0; h < o->h; ++h) {
-            for (int32_t w = 0; w < o->w; ++w) {
-                const int8_t *a = input1 + n * s1[0] + h * s1[1] + w * s1[2];
-                const int8_t *b = input2 + n * s2[0] + h * s2[1] + w * s2[2];
-                for (int32_t c = 0; c < o->c; ++c) {
-                    const int8_t x = a[c * s1[3]];
-                    const int8_t y = b[c * s2[3]];
-                    *output++ = x > y ? x : y;
-                }
-            }
-        }
-    }
+    TP_BROADCAST_BINARY_S8(max_one, NULL, output_dims, input1, s1, input2, s2, output);
     return TP_OK;
 }

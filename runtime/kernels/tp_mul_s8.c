@@ -2,7 +2,7 @@
  * tinyprune: MUL, int8, with broadcasting. Bit-exact with TFLM reference_integer_ops::Mul /
  * BroadcastMul6DSlow: (x - zp1) * (y - zp2) requantized to the output.
  */
-#include "tp_nn_elementwise.h"
+#include "tp_broadcast.h"
 #include "tp_nn_support.h"
 
 static inline int8_t mul_one(const tp_mul_params *p, int32_t x, int32_t y)
@@ -22,27 +22,9 @@ tp_status tp_mul_s8(const tp_mul_params *params,
 {
     int32_t s1[4];
     int32_t s2[4];
-    if (!tp_broadcast_strides(input1_dims, output_dims, s1) ||
-        !tp_broadcast_strides(input2_dims, output_dims, s2)) {
+    if (!tp_broadcast_pair(input1_dims, input2_dims, output_dims, s1, s2)) {
         return TP_ERR_ARG;
     }
-    const tp_dims *o = output_dims;
-    for (int32_t n = 0; n < o->n; ++n) {
-        for (int32_t h = 0; h < o->h; ++h) {
-            for (int32_t w = 0; w < o->w; ++w) {
-                const int8_t *a = input1 + n * s1[0] + h * s1[1] + w * s1[2];
-                const int8_t *b = input2 + n * s2[0] + h * s2[1] + w * s2[2];
-                if (s1[3] == 1 && s2[3] == 1) {
-                    for (int32_t c = 0; c < o->c; ++c) {
-                        *output++ = mul_one(params, a[c], b[c]);
-                    }
-                } else {
-                    for (int32_t c = 0; c < o->c; ++c) {
-                        *output++ = mul_one(params, a[c * s1[3]], b[c * s2[3]]);
-                    }
-                }
-            }
-        }
-    }
+    TP_BROADCAST_BINARY_S8(mul_one, params, output_dims, input1, s1, input2, s2, output);
     return TP_OK;
 }

@@ -6,10 +6,11 @@ random calibration and inputs), for nucleo_f746 (1 MiB flash, 320 KiB RAM). Ever
 be bit-exact with TFLite Micro on the host (portable and DSP paths), and on the emulated board
 when the row runs it.
 
-``make test`` builds two rows (``ZOO``): MobileNetV3Small pruned, checked on the host only (the
-portable and DSP builds of the generated C against TFLite Micro, 2 samples + 2 random inputs;
-the emulator run of the same C is what the conv_autoencoder row and the other e2e tests cover),
-and the Conv2DTranspose autoencoder pruned, on the emulated board. One conversion of a larger
+``make test`` builds seven rows (``ZOO``): MobileNetV3Small and MobileNetV2 pruned, checked on
+the host only (the portable and DSP builds of the generated C against TFLite Micro, 2 samples +
+2 random inputs; the emulator run of the same C is what the decoder rows and the other e2e tests
+cover), and the Conv2DTranspose autoencoder and the UpSampling2D network dense and pruned (and
+the latter as tf_keras), on the emulated board. One conversion of a larger
 backbone takes a minute or more on a loaded 2-core machine, so ``bench/backbones.py`` runs the
 whole matrix (every backbone dense and pruned, on the emulated board, mps2_an500 with 4 MiB of
 code memory when the nucleo refuses it) and records flash, RAM, bit-exactness and times in
@@ -51,11 +52,21 @@ ZOO = [
     # them; checked on the host (portable and DSP builds of the firmware's C against TFLM)
     pytest.param(Row("mobilenet_v3_small", prune=0.5, emulator="none"),
                  id="mobilenet_v3_small-pruned50-host"),
-    # Conv2DTranspose decoder, pruned, on the emulated board
+    # MobileNetV2 (alpha 0.35): inverted residuals and ReLU6, pruned through the residual ADDs
+    pytest.param(Row("mobilenet_v2", prune=0.5, emulator="none"),
+                 id="mobilenet_v2-pruned50-host"),
+    # Conv2DTranspose decoder, dense and pruned, on the emulated board
+    pytest.param(Row("conv_autoencoder"), id="conv_autoencoder-dense"),
     pytest.param(Row("conv_autoencoder", prune=0.5), id="conv_autoencoder-pruned50"),
+    # UpSampling2D: bilinear in Keras 3 (RESIZE_BILINEAR), nearest in tf_keras
+    # (RESIZE_NEAREST_NEIGHBOR), dense and pruned, on the emulated board
+    pytest.param(Row("upsampling_net"), id="upsampling_net-dense"),
+    pytest.param(Row("upsampling_net", prune=0.5), id="upsampling_net-pruned50"),
+    pytest.param(Row("upsampling_net", flavor="tf_keras"), id="upsampling_net-tf_keras-dense"),
 ]
-"""What ``make test`` builds (under a minute on an idle 2-core machine, six on one loaded to
-15). The whole matrix (every
+"""What ``make test`` builds (14 min of test time measured on 2 cores loaded to 7-8 by
+other jobs; a few minutes idle; MobileNetV2 and V3Small take most of it). The whole
+matrix (every
 backbone dense and pruned, on the emulated board, the nucleo tried first) is
 ``bench/backbones.py``, recorded in ``bench/results/backbones.md``."""
 

@@ -50,7 +50,7 @@ def test_build_reports_the_chosen_model(m4_build: tuple[Path, dict, str]) -> Non
     run = report["run"]
     assert run["cycle_model"] == "m4" and run["cycles_per_inference"] > 0 and run["bit_exact"]
     assert run["memory_model"] == {"flash_wait_states": 7, "flash_line_bytes": 32, "icache": True,
-                                   "dcache": True, "ram_wait_states": 0}
+                                   "dcache": True, "ram_wait_states": 0, "tcm_wait_states": 0}
     assert "m4 model: flash 7 wait states, I-cache on, D-cache on" in markdown
 
 

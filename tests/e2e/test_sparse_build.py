@@ -113,6 +113,51 @@ def test_an_externally_sparsified_tflite_builds_with_block_sparse_kernels(tmp_pa
     assert report["firmware"]["flash_used_bytes"] < _dense_flash(sparse, tmp_path / "dense")
 
 
+def test_a_one_channel_first_conv_and_all_zero_channels_run_sparse_and_bit_exact(
+        tmp_path: Path) -> None:
+    """The DS-CNN front: a 10x4 stride-2 conv over one channel, its rows zeroed in 1x4 blocks
+    along the filter row, and output channels (conv and dense) whose weights are all zero, as a
+    75% allocation leaves some. The converter gives a zero channel a scale near 1e-8 and a bias
+    near 2^30, which no sparse kernel could requantize; such a channel runs as a constant
+    (kernels.quant.constant_channels), so the sparse kernels still take the layers, bit-exact."""
+    import keras
+
+    keras.utils.set_random_seed(11)
+    shape = (20, 10, 1)
+    model = keras.Sequential([
+        keras.Input(shape),
+        keras.layers.Conv2D(16, (10, 4), strides=2, padding="same", activation="relu",
+                            name="first"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="fc1"),
+        keras.layers.Dense(4, name="fc2"),
+    ])
+    for name, channels in (("first", (3, 9)), ("fc1", (5,))):
+        layer = model.get_layer(name)
+        zero_keras_layer(layer, "1x4", 0.75)
+        kernel, *rest = layer.get_weights()
+        kernel[..., list(channels)] = 0.0  # whole output channels
+        layer.set_weights([kernel, *rest])
+    tflite = convert_int8(model, shape)
+    graph = read_tflite(tflite)
+    first = graph.tensor(graph.ops[0].inputs[1])
+    assert first.data is not None and not first.data[[3, 9]].any()
+    assert first.quant is not None and max(first.quant.scale[3], first.quant.scale[9]) < 1e-6
+    path = tmp_path / "front.tflite"
+    path.write_bytes(tflite)
+    out = tmp_path / "build"
+    rc = main(["build", "--board", "nucleo_f746", "--model", str(path), "--out", str(out),
+               "--samples", "3", "--random-samples", "300"])
+    report = json.loads((out / "report.json").read_text())
+    assert rc == 0 and report["ok"]
+    assert report["run"]["bit_exact"] and report["run"]["host"]["bit_exact"]
+    assert report["run"]["host"]["dsp_path_bit_exact"] is True
+    kernels = [(layer["op"], layer["kernel"]) for layer in report["layers"]]
+    assert kernels[0] == ("CONV_2D", "tp_conv_bsr_s8"), report["layers"][0]
+    fcs = [k for op, k in kernels if op == "FULLY_CONNECTED"]
+    assert fcs[0].startswith("tp_fully_connected_bsr"), kernels
+
+
 # ---- every sparse kernel on the emulator ------------------------------------------------------
 
 LAYERS = [  # (name, keras layer factory, pattern, sparsity, forced kernel)

@@ -118,3 +118,35 @@ def test_project_file_prunes_then_sparsifies_a_tf_keras_model(tmp_path: Path, ca
     assert dense["format"] == "dense" and dense["density"] > 0.9  # one input channel: skipped
     assert "a sparse format needs" in dense["reason"]
     assert all(x["density"] <= 0.26 for x in r["layers"] if x["name"] in ("c2", "c3"))
+
+
+def test_a_ds_cnn_at_75_percent_runs_its_depthwise_layers_block_sparse(tmp_path: Path,
+                                                                       capsys) -> None:
+    """DS-CNN-shaped (four depthwise 3x3 + pointwise blocks over 8x8, 32 channels) at 75% 1x4
+    with --sparsify-depthwise: the depthwise layers are sparsified (4 channels at one tap), stay
+    zero in int8, run tp_depthwise_conv_bsr_s8 by the planner's choice, and the firmware is
+    bit-exact (emulator, host, both C paths)."""
+    from tinyprune.models import zoo
+    from tinyprune.models.load import save_model
+
+    model = save_model(zoo.dscnn_small(seed=2, filters=32), tmp_path / "dscnn.keras")
+    out = tmp_path / "out"
+    rc = main(["build", "--board", "nucleo_f746", "--model", str(model), "--sparsity", "0.75",
+               "--block", "1x4", "--sparsify-depthwise", "--out", str(out), *FAST])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    r = _report(out)
+    _check_bit_exact(r)
+    s = r["model"]["sparsify"]
+    dws = [f"dw{i}" for i in range(1, 5)]
+    assert {x["name"] for x in s["layers"]} >= set(dws)
+    int8 = {x["layer"]: x for x in s["int8"]["layers"]}
+    assert all(int8[n]["opcode"] == "DEPTHWISE_CONV_2D" and int8[n]["unit_sparsity"] >= 0.74
+               for n in dws)
+    layers = [x for x in r["layers"] if x["op"] == "DEPTHWISE_CONV_2D"]
+    assert len(layers) == 4
+    for x in layers:
+        assert x["kernel"] == "tp_depthwise_conv_bsr_s8" and x["format"] == "bsr 1x4", x
+        assert x["density"] <= 0.26 and x["weight_bytes"] < x["weight_bytes_dense"]
+        assert x["est_cycles"] == x["est_cycles_sparse"] < x["est_cycles_dense"]
+        assert "depthwise blocks" in x["reason"] and x["cycles"] > 0

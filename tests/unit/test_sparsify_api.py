@@ -73,7 +73,7 @@ def kernels(model) -> dict[str, np.ndarray]:
     out = {}
     for layer in model.layers:
         names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
-        for key in ("pointwise_kernel", "kernel"):
+        for key in ("pointwise_kernel", "kernel", "depthwise_kernel"):
             if key in names:
                 out[layer.name] = np.asarray(layer.get_weights()[names.index(key)])
                 break
@@ -88,14 +88,15 @@ def test_every_layer_type_takes_the_pattern_in_both_flavors(flavor: str, pattern
     k = keras_module(flavor)
     model = all_layers(k)
     before = [w.copy() for w in model.get_weights()]
-    result = sparsify(model, SparsifyConfig(pattern=pattern, **QUIET))
+    result = sparsify(model, SparsifyConfig(pattern=pattern, depthwise=True, **QUIET))
     assert result.flavor == flavor and isinstance(result.model, k.Model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     sparse = {x.name for x in result.layers}
-    expected = {"conv3x3", "conv1x1", "sep", "conv1d", "fc"} | ({"first"} if pattern == "1x1"
-                                                                 else set())
+    expected = ({"conv3x3", "conv1x1", "sep", "conv1d", "fc"}
+                | ({"first"} if pattern == "1x1" else set())
+                | ({"dw"} if pattern == "1x4" else set()))  # depthwise: 1x4 only
     assert sparse == expected
-    assert {s.layer for s in result.skipped} == {"dw"} | ({"first"} - expected)
+    assert {s.layer for s in result.skipped} == {"dw", "first"} - expected
     target = 0.75 if ":" not in pattern else 1 - int(pattern[0]) / 4
     final = kernels(result.model)
     for layer in result.layers:
@@ -373,8 +374,10 @@ def test_bad_schedule_options_are_refused(make, match: str) -> None:
 
 
 @pytest.mark.parametrize("config,match", [
-    ({"layer_sparsity": {"dw": 0.5}}, "layer 'dw' cannot take pattern 1x4: depthwise"),
-    ({"layer_sparsity": {"first": 0.5}}, "layer 'first' cannot take pattern 1x4: 1 input"),
+    ({"pattern": "4x4", "layer_sparsity": {"dw": 0.5}},
+     "layer 'dw' cannot take pattern 4x4: depthwise kernels take 1x4 blocks only"),
+    ({"layer_sparsity": {"first": 0.5}, "pattern": "2:4"},
+     "layer 'first' cannot take pattern 2:4: 1 input"),
     ({"layer_sparsity": {"nope": 0.5}}, r"expected a layer of model 'all_layers' .*nope"),
     ({"criterion": "snip"}, "expected data for criterion 'snip'"),
     ({"schedule": Gradual(), "finetune": FineTune(epochs=2)}, "expected data for the gradual"),
@@ -389,5 +392,41 @@ def test_a_model_without_a_layer_for_the_pattern_is_refused() -> None:
     k = keras_module("keras3")
     model = k.Sequential([k.Input((8, 8, 2)), k.layers.Conv2D(2, 3),
                           k.layers.DepthwiseConv2D(3)])
-    with pytest.raises(UsageError, match=r"expected a layer that can take pattern 4x4.*2 input"):
+    with pytest.raises(UsageError, match=r"expected a layer that can take pattern 4x4.*2 output"):
         sparsify(model, SparsifyConfig(pattern="4x4", **QUIET))
+    with pytest.raises(UsageError, match=r"1x4.*a first layer over 2 input channels stays dense "
+                                         r"unless given a per-layer sparsity"):
+        sparsify(model, SparsifyConfig(pattern="1x4", **QUIET))
+
+
+def test_depthwise_layers_stay_dense_unless_asked_for() -> None:
+    model = all_layers(keras_module("keras3"))
+    plain = sparsify(model, SparsifyConfig(**QUIET))
+    why = {s.layer: s.reason for s in plain.skipped}
+    assert "dw" not in {x.name for x in plain.layers}
+    assert why["dw"].startswith("depthwise layers stay dense unless asked for (depthwise=true")
+    named = sparsify(model, SparsifyConfig(layer_sparsity={"dw": 0.5}, **QUIET))
+    assert abs({x.name: x.sparsity for x in named.layers}["dw"] - 0.5) < 0.05  # whole blocks
+    config = SparsifyConfig.from_options({"depthwise": True, "progress": False})
+    assert config.depthwise and "dw" in {x.name for x in sparsify(model, config).layers}
+    with pytest.raises(UsageError, match=r"expected depthwise true or false, received: "
+                                         r"depthwise='yes'"):
+        SparsifyConfig.from_options({"depthwise": "yes"})
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_first_layer_named_in_layer_sparsity_takes_blocks_along_its_filter_row(
+        flavor: str) -> None:
+    """The 3x3 first conv over one channel: 9 weights a row, two 1x4 blocks and a dense tail."""
+    model = all_layers(keras_module(flavor))
+    result = sparsify(model, SparsifyConfig(layer_sparsity={"first": 0.5}, **QUIET))
+    layer = next(x for x in result.layers if x.name == "first")
+    assert "first" not in {s.layer for s in result.skipped}
+    keep = result.masks["first"].keep  # Keras [3, 3, 1, 8]
+    rows = np.moveaxis(keep, -1, 0).reshape(8, 9)
+    assert rows[:, 8].all()  # the tail past the last full block stays
+    blocks = rows[:, :8].reshape(8, 2, 4)
+    assert np.array_equal(blocks.all(axis=2), blocks.any(axis=2))  # whole blocks removed
+    assert layer.removed == 36 and abs(layer.sparsity - 0.5) < 1e-9
+    final = kernels(result.model)["first"]
+    assert not final[~keep].any()

@@ -49,6 +49,48 @@ def test_1x4_removes_four_consecutive_input_channels_of_the_weakest_block() -> N
     np.testing.assert_array_equal(keep, expected)
 
 
+def test_a_one_channel_conv_takes_blocks_along_its_filter_row() -> None:
+    """The DS-CNN first conv: 10x4 taps over one channel, [OUT, 40, 1] canonical; a block is
+    four consecutive weights of the row [KH][KW][IN] (here the four taps of one filter row)."""
+    pattern = BlockPattern(1, 4)
+    values = RNG.uniform(0.5, 1, (3, 40, 1))
+    values[2, 8:12, 0] = 0.01  # row 2 of the 10x4 window of output channel 2
+    assert pattern.reason(values.shape) is None and pattern.units(values.shape) == 30
+    keep = _remove(pattern, values, 1 / 30)
+    expected = np.ones_like(keep)
+    expected[2, 8:12, 0] = False
+    np.testing.assert_array_equal(keep, expected)
+    assert pattern.removed_units(keep) == 1 and pattern.zero_units(values * keep) == 1
+
+
+def test_a_three_channel_conv_has_blocks_across_kernel_positions() -> None:
+    """3x3x3 = 27 weights a row: six full blocks, the last 3 weights stay dense."""
+    pattern = BlockPattern(1, 4)
+    values = RNG.uniform(0.5, 1, (4, 9, 3))
+    flat = values.reshape(4, 27)
+    flat[1, 4:8] = 0.01  # positions 1 (inputs 1, 2) and 2 (inputs 0, 1): one block
+    assert pattern.units(values.shape) == 24
+    keep = _remove(pattern, values, 1 / 24)
+    assert keep.shape == values.shape
+    np.testing.assert_array_equal(np.flatnonzero(~keep.reshape(4, 27)[1]), [4, 5, 6, 7])
+    assert keep.sum() == keep.size - 4
+    full = _remove(pattern, values, 1.0)
+    assert full.reshape(4, 27)[:, 24:].all() and not full.reshape(4, 27)[:, :24].any()
+
+
+@pytest.mark.parametrize("shape,reason", [
+    ((8, 1, 2), "2 input channels, fewer than the block's 4"),  # a Dense over 2 inputs
+    ((8, 1, 3), "3 input channels, fewer than the block's 4"),
+    ((2, 9, 3), "2 output channels, fewer than the block's 4"),
+])
+def test_layers_without_a_full_block_say_why(shape: tuple[int, int, int], reason: str) -> None:
+    rows = 4 if shape[0] == 2 else 1
+    assert BlockPattern(rows, 4).reason(shape) == reason
+    # a 1x3 conv over one channel: its whole row is shorter than a block
+    assert BlockPattern(1, 4).reason((8, 3, 1)) == \
+        "3 weights per filter row, fewer than the block's 4"
+
+
 @pytest.mark.parametrize("rows", [2, 4])
 def test_grouped_blocks_share_the_pattern_across_output_channels(rows: int) -> None:
     pattern = BlockPattern(rows, 4)

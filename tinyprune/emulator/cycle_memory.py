@@ -11,10 +11,15 @@ A deliberately simple model, priced once per basic block (so the emulator keeps 
   in its region when the block only adds to it). With the D-cache on, a flash load of ``s`` bytes
   costs ``s / line x (wait states + 1)``: weights stream through the cache with no reuse (an upper
   bound when a filter fits in the cache). With it off, every flash access pays the wait states.
-- **RAM** (TCM and SRAM) is zero-wait; stores never stall (write buffer); no bus contention.
+- **TCM** (the board's ``[memory.itcm]`` / ``[memory.dtcm]``) is zero-wait for fetches and data:
+  code the build placed in ITCM pays no fills, weights placed in DTCM no flash wait states.
+- **SRAM** (the rest of RAM; on the STM32H7 the AXI SRAM behind the D-cache) is zero-wait too,
+  i.e. every access a D-cache hit: an optimistic bound. Stores never stall (write buffer); no bus
+  contention.
 
-The block's decision is cached with its cost: a block that later reads other memory through the
-same registers keeps its first pricing.
+The block's decision is cached with its cost until the next call of a kernel from
+``tp_model_invoke`` (the unicorn backend prices such blocks again then): a block that later reads
+other memory through the same registers within one layer keeps its first pricing.
 """
 
 from __future__ import annotations
@@ -41,17 +46,30 @@ class MemoryCosts:
     line_bytes: int
     icache: bool
     dcache: bool
+    itcm: MemoryRegion | None = None
+    dtcm: MemoryRegion | None = None
 
     @classmethod
     def for_board(cls, board: Board) -> MemoryCosts:
         t = board.timing
         return cls(board.flash, t.flash_wait_states(board.clock_hz), t.flash_line_bytes,
-                   t.icache, t.dcache)
+                   t.icache, t.dcache, board.itcm, board.dtcm)
 
     def describe(self) -> dict[str, object]:
         """The report's ``run.memory_model``."""
-        return {"flash_wait_states": self.wait_states, "flash_line_bytes": self.line_bytes,
-                "icache": self.icache, "dcache": self.dcache, "ram_wait_states": 0}
+        out: dict[str, object] = {"flash_wait_states": self.wait_states,
+                                  "flash_line_bytes": self.line_bytes, "icache": self.icache,
+                                  "dcache": self.dcache, "ram_wait_states": 0}
+        if self.itcm is not None or self.dtcm is not None:
+            out["tcm_wait_states"] = 0
+        return out
+
+    def memory_of(self, address: int) -> str:
+        """Which memory ``address`` is priced as: ``flash``, ``itcm``, ``dtcm`` or ``ram``."""
+        for name, region in (("flash", self.flash), ("itcm", self.itcm), ("dtcm", self.dtcm)):
+            if region is not None and region.contains(address):
+                return name
+        return "ram"
 
     @property
     def line_fill(self) -> int:
@@ -79,6 +97,24 @@ class MemoryCosts:
                 if w not in op.reads or (op.kind in (Kind.LOAD, Kind.LOAD2) and w != op.base):
                     in_flash[w] = False
         return extra
+
+    def data_bases(self, ops: Sequence[Op]) -> tuple[int, ...]:
+        """The base registers :meth:`data` reads at the block's entry (a load through a pointer;
+        empty when the flash is zero-wait)."""
+        if self.wait_states == 0:
+            return ()
+        bases: dict[int, None] = {}
+        for op in ops:
+            if op.kind in (Kind.LOAD, Kind.LOAD2) and op.mnemonic not in ("pld", "pli"):
+                bases[op.base] = None
+            elif op.kind is Kind.MULTI and op.mnemonic.startswith(("ldm", "vldm")):
+                bases[min(op.reads)] = None
+        return tuple(b for b in bases if b not in (0, A.ARM_REG_PC, A.ARM_REG_SP))
+
+    def signature(self, bases: Sequence[int], reg: RegRead) -> tuple[bool, ...]:
+        """Which of ``bases`` point into flash now: equal signatures give equal prices."""
+        flash = self.flash
+        return tuple(flash.contains(reg(b)) for b in bases)
 
     def _flash_base(self, op: Op, known: dict[int, bool], reg: RegRead) -> bool:
         if op.kind is Kind.MULTI:

@@ -82,7 +82,7 @@ class CycleModel:
         return BlockCost(table.instructions, cycles, False, taken_penalty=taken,
                          fall_penalty=fall, entry_penalty=core.enter(ops[0] if ops else None,
                                                                      address),
-                         cold_cycles=fetch_once)
+                         cold_cycles=fetch_once, data_bases=self.memory.data_bases(ops))
 
 
 def model_for(board: Board, name: str | None = None) -> CycleModel:

@@ -101,7 +101,9 @@ class BlockCost:
     the block costs: ``taken_penalty`` when the next block is not the fall-through (a taken branch
     or a mispredicted one), ``fall_penalty`` when it is (a branch predicted taken and not taken);
     ``entry_penalty`` is what a branch *into* this block adds (M4 fetch alignment), and
-    ``cold_cycles`` what its first execution adds once (I-cache line fills).
+    ``cold_cycles`` what its first execution adds once (I-cache line fills); ``data_bases`` the
+    base registers (capstone ids) whose region at the block's entry its memory cost depends on
+    (the unicorn backend prices it again when they change region after a kernel call).
     """
 
     instructions: int
@@ -111,6 +113,7 @@ class BlockCost:
     fall_penalty: int = 0
     entry_penalty: int = 0
     cold_cycles: int = 0
+    data_bases: tuple[int, ...] = ()
 
 
 @lru_cache(maxsize=1)

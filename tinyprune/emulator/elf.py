@@ -171,6 +171,40 @@ def main_return_addresses(image: ElfImage) -> frozenset[int]:
     return frozenset(found)
 
 
+def callees(image: ElfImage, name: str) -> frozenset[int]:
+    """Entry addresses of the functions ``name`` calls with ``BL`` (empty without ``name``)."""
+    start = image.functions.get(name)
+    if start is None:
+        return frozenset()
+    found = set()
+    for seg in image.segments:
+        if not seg.address <= start < seg.address + len(seg.data):
+            continue
+        data, base = seg.data, start - seg.address
+        for offset in range(base, len(data) - 3, 2):
+            pc = seg.address + offset
+            if image.function_entry(pc) != start:
+                break
+            hw1 = data[offset] | data[offset + 1] << 8
+            hw2 = data[offset + 2] | data[offset + 3] << 8
+            target = _bl_target(hw1, hw2, pc)
+            if target is not None and image.function_entry(pc + 2) == start:
+                found.add(target & ~1)
+    return frozenset(found)
+
+
+def layer_calls(image: ElfImage, invoke: str = "tp_model_invoke") -> frozenset[int]:
+    """The functions ``invoke`` calls that none of its callees calls: the layers' kernels (and
+    the harness's timer), without the helpers a kernel calls in its loops (``memcpy``)."""
+    direct = callees(image, invoke)
+    inner: set[int] = set()
+    for address in direct:
+        name = image.function_at(address)
+        if name != "?":
+            inner |= callees(image, name)
+    return direct - inner
+
+
 HARNESS_MARK = b"@tp begin"
 
 

@@ -138,6 +138,11 @@ def platform(board: Board) -> list[Peripheral]:
                    (("size", f"0x{board.flash.length:X}"),)),
         Peripheral("sram", "Memory.MappedMemory", f"sysbus {_hex(board.ram.origin)}",
                    (("size", f"0x{board.ram.length:X}"),)),
+        *(Peripheral(name, "Memory.MappedMemory", f"sysbus {_hex(tcm.origin)}",
+                     (("size", f"0x{tcm.length:X}"),), comment="TCM: code/weights the build "
+                     "placed there (docs/tcm.md)")
+          for name, tcm in (("itcm", board.itcm), ("dtcm", board.dtcm))
+          if tcm is not None and not board.ram.contains(tcm.origin)),
         Peripheral("nvic", "IRQControllers.NVIC", "sysbus 0xE000E000",
                    (("priorityMask", "0xF0"), ("systickFrequency", str(board.clock_hz))),
                    connections=("IRQ -> cpu@0",)),

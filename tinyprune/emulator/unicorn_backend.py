@@ -37,6 +37,7 @@ from tinyprune.emulator.cycles import BlockCost, disassembler
 from tinyprune.emulator.elf import (
     ElfImage,
     check_fits,
+    layer_calls,
     main_return_addresses,
     prints_harness_lines,
 )
@@ -52,7 +53,7 @@ from tinyprune.emulator.peripherals import (
 )
 from tinyprune.emulator.result import RegionStats, RunResult
 from tinyprune.errors import UsageError
-from tinyprune.firmware.boards import Board
+from tinyprune.firmware.boards import Board, MemoryRegion
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ _END_LINE = "the end-of-run line '@tp end'"
 Event = Callable[[int], bool]  # run at a block's entry; True: the run stopped there
 # size, instructions, cost (of the cycle model), registers it keeps aligned (~checks.unsafe_mask),
 # registers that must be known aligned to skip its checks (NEVER_SKIP: the checks always run),
-# the rare work of the block (SP move, event; None for most blocks), plan, compiled checks.
+# the rare work of the block (SP move, event; None for most blocks), plan, compiled checks, and
+# the memory epoch its cost was priced in (-1: its cost does not depend on the registers).
 # A flat tuple: _on_block runs for every block executed and attribute reads cost.
 Entry = tuple[
     int,
@@ -96,6 +98,7 @@ Entry = tuple[
     Event | None,
     checks.BlockPlan | None,
     checks.CompiledChecks | None,
+    int,
 ]
 SP_LOST = 1  # no SP move is odd: marks "the block moves SP by an unknown amount"
 NEVER_SKIP = 1 << len(checks.REG_BIT)  # a bit no register has
@@ -175,6 +178,12 @@ class _Run:
         self.hooked: dict[int, int] = {}  # pc -> epoch its exact hook was added at
         self.translated: dict[int, int] = {}  # block -> epoch it was last translated at
         self.main_returns = main_return_addresses(image)
+        # Each kernel call from tp_model_invoke starts a memory epoch: blocks whose memory cost
+        # depends on their pointers are priced again in it (one layer's weights in DTCM, the
+        # next one's in flash, through the same kernel code).
+        self.reprice_at = layer_calls(image)
+        self.mem_epoch = 0
+        self.priced: dict[tuple[int, tuple[bool, ...]], BlockCost] = {}  # by pointer regions
         self.uart = bytearray()
         self.line_start = 0
         self.end_status: int | None = None
@@ -191,11 +200,13 @@ class _Run:
         self.config_dirty = True
         self.flash_buf: ctypes.Array[ctypes.c_ubyte] | None = None
         self.ram_buf: ctypes.Array[ctypes.c_ubyte] | None = None
+        self.tcm_bufs: list[tuple[MemoryRegion, ctypes.Array[ctypes.c_ubyte]]] = []
         self.uc = self._machine()
         flash, ram = board.flash, board.ram
         self.plain: checks.Memory = (
             (ram.origin, ram.end - 4, self.ram_buf),
             (flash.origin, flash.end - 4, self.flash_buf),
+            *((r.origin, r.end - 4, buf) for r, buf in self.tcm_bufs),
         )
         self.reg = _register_reader(self.uc)
         self.entry_reg = unicorn_register_reader(self.uc)
@@ -218,6 +229,11 @@ class _Run:
         rx = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
         uc.mem_map_ptr(flash.origin, flash.length, rx, ctypes.addressof(self.flash_buf))
         uc.mem_map_ptr(ram.origin, ram.length, uc_mod.UC_PROT_ALL, ctypes.addressof(self.ram_buf))
+        for tcm in (self.board.itcm, self.board.dtcm):  # a DTCM inside RAM is mapped with it
+            if tcm is not None and not ram.contains(tcm.origin):
+                buf = (ctypes.c_ubyte * tcm.length)()
+                self.tcm_bufs.append((tcm, buf))
+                uc.mem_map_ptr(tcm.origin, tcm.length, uc_mod.UC_PROT_ALL, ctypes.addressof(buf))
         for segment in self.image.segments:
             uc.mem_write(segment.address, segment.data)
         models = peripherals_for(
@@ -351,7 +367,12 @@ class _Run:
             compiled = checks.compile_checks(plan, self.reg, self.plain, keep)
         step = SP_LOST if facts.sp_step is None else facts.sp_step
         slow = self._slow_work(step, event)
-        entry: Entry = (size, cost.instructions, cost, keep, need, slow, plan, compiled)
+        epoch = -1
+        if cost.data_bases and self.model.memory is not None:
+            epoch = self.mem_epoch
+            self.priced[(address, self.model.memory.signature(cost.data_bases,
+                                                              self.entry_reg))] = cost
+        entry: Entry = (size, cost.instructions, cost, keep, need, slow, plan, compiled, epoch)
         self.blocks[address] = entry
         if plan is not None and plan.dynamic:
             self._hook_exact(plan.dynamic, plan)
@@ -359,6 +380,19 @@ class _Run:
                 self._restart(address, size)
                 return None
         return entry
+
+    def _reprice(self, address: int, size: int, entry: Entry) -> BlockCost:
+        """The block's cost for where its pointers point now (a new memory epoch); I-cache fills
+        are not charged again. Priced once per block and combination of regions."""
+        cost, memory = entry[2], self.model.memory
+        assert memory is not None
+        key = (address, memory.signature(cost.data_bases, self.entry_reg))
+        priced = self.priced.get(key)
+        if priced is None:
+            priced = self.priced[key] = self.model.block(self._memory(address, size) or b"",
+                                                         address, self.entry_reg)
+        self.blocks[address] = (*entry[:2], priced, *entry[3:8], self.mem_epoch)
+        return priced
 
     def _hook_exact(self, pcs: Sequence[int], plan: checks.BlockPlan) -> None:
         for pc in pcs:
@@ -387,12 +421,16 @@ class _Run:
         return work
 
     def _on_block(self, uc: uc_mod.Uc, address: int, size: int, _data: object) -> None:
+        if address in self.reprice_at:
+            self.mem_epoch += 1
         entry = self.blocks.get(address)
         if entry is None or entry[0] != size:
             entry = self._decode(address, size)
             if entry is None:
                 return
-        _size, instructions, cost, keep, need, slow, _plan, _compiled = entry
+        _size, instructions, cost, keep, need, slow, _plan, _compiled, epoch = entry
+        if epoch >= 0 and epoch != self.mem_epoch:
+            cost = self._reprice(address, size, entry)
         if need & ~self.aligned:
             if self._check_entry(entry, address, size):
                 return

@@ -161,6 +161,13 @@ class Board:
     emulator: EmulatorSupport
     path: Path
     timing: MemoryTiming = MemoryTiming()
+    itcm: MemoryRegion | None = None  # instruction TCM (zero-wait code), ``[memory.itcm]``
+    dtcm: MemoryRegion | None = None  # data TCM (zero-wait data), ``[memory.dtcm]``
+
+    @property
+    def dtcm_in_ram(self) -> bool:
+        """Whether the DTCM is the start of the ``ram`` region (STM32F7: one contiguous RAM)."""
+        return self.dtcm is not None and self.dtcm.origin == self.ram.origin
 
     @property
     def has_fpu(self) -> bool:
@@ -226,6 +233,26 @@ def _region(reader: _Reader, name: str) -> MemoryRegion:
         raise reader.fail(f"memory.{name}.vector_offset",
                           "a multiple of 256 below the region's length (flash only)", offset)
     return MemoryRegion(origin, length, offset)
+
+
+def _tcm(reader: _Reader, name: str, flash: MemoryRegion,
+         ram: MemoryRegion) -> MemoryRegion | None:
+    """An optional ``[memory.itcm]`` / ``[memory.dtcm]``: disjoint from flash; the ITCM disjoint
+    from RAM too; the DTCM either disjoint from RAM or the start of it (STM32F7)."""
+    if reader.get(f"memory.{name}", dict, "a table with origin and length",
+                  required=False) is None:
+        return None
+    region = _region(reader, name)
+
+    def overlaps(other: MemoryRegion) -> bool:
+        return region.origin < other.end and other.origin < region.end
+
+    inside_ram = (name == "dtcm" and region.origin == ram.origin and region.end <= ram.end)
+    if overlaps(flash) or (overlaps(ram) and not inside_ram):
+        where = "the start of [memory.ram] or " if name == "dtcm" else ""
+        raise reader.fail(f"memory.{name}.origin", f"{where}a range outside [memory.flash] and "
+                          "[memory.ram]", region.origin)
+    return region
 
 
 def _pin(reader: _Reader, field: str) -> Pin | None:
@@ -329,6 +356,7 @@ def _board_from_data(data: Mapping[str, Any], path: Path, where: str) -> Board:
         raise reader.fail("clock_hz", "a clock between 1 MHz and 1 GHz", clock)
     tool = reader.get("flash_tool.tool", str, "a flash tool name", required=False)
     target = reader.get("flash_tool.target", str, "a flash tool target", required=False)
+    flash, ram = _region(reader, "flash"), _region(reader, "ram")
     return Board(
         name=name,
         vendor=reader.req("vendor", str, "a vendor name"),
@@ -338,13 +366,15 @@ def _board_from_data(data: Mapping[str, Any], path: Path, where: str) -> Board:
         dsp=reader.req("dsp", bool, "true or false"),
         clock_hz=clock,
         family=family,
-        flash=_region(reader, "flash"),
-        ram=_region(reader, "ram"),
+        flash=flash,
+        ram=ram,
         uart=_uart(reader, family),
         flash_tool=FlashTool(tool, target) if tool and target else None,
         emulator=_emulator(reader),
         path=path,
         timing=_timing(reader),
+        itcm=_tcm(reader, "itcm", flash, ram),
+        dtcm=_tcm(reader, "dtcm", flash, ram),
     )
 
 

@@ -25,6 +25,7 @@ from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
 from tinyprune.firmware.boards import Board
 from tinyprune.firmware.boot2 import seal_boot2
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
+from tinyprune.firmware.placement import DTCM_RODATA, ITCM_TEXT, Placement, Placer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class Firmware:
         samples_bytes: the ``.tp_samples`` section (compiled-in inputs), in flash too.
         ram_used_bytes: .data + .bss + the reserved stack.
         flags: the compiler flags used (recorded because they swing performance).
+        placement: what the build placed in ITCM/DTCM and why (None: no placement was asked).
+        itcm_used_bytes / dtcm_used_bytes: the ``.itcm_text`` / ``.dtcm_rodata`` sections (their
+            load images are in flash too; a DTCM inside RAM counts in ``ram_used_bytes``).
     """
 
     board: str
@@ -62,6 +66,9 @@ class Firmware:
     stack_bytes: int
     elf_sha256: str
     flags: tuple[str, ...]
+    placement: Placement | None = None
+    itcm_used_bytes: int = 0
+    dtcm_used_bytes: int = 0
 
 
 # Steps a family needs on the linked ELF before .bin/.hex are made (RP2040: the boot stage's CRC).
@@ -112,10 +119,40 @@ def bsp_include_dirs(board: Board) -> list[Path]:
     return [bsp, bsp / board.family]
 
 
+def _tcm_context(board: Board, placement: Placement | None) -> dict[str, object]:
+    """The linker script's TCM sections (always there on a board with TCM, maybe empty)."""
+    itcm = dtcm = None
+    if board.itcm is not None:
+        itcm = {"origin": f"0x{board.itcm.origin:08X}", "length": f"0x{board.itcm.length:X}",
+                "functions": placement.itcm_functions if placement else ()}
+    if board.dtcm is not None:
+        dtcm = {"origin": f"0x{board.dtcm.origin:08X}", "length": f"0x{board.dtcm.length:X}",
+                "end": f"0x{board.dtcm.end:08X}", "in_ram": board.dtcm_in_ram,
+                "arrays": placement.dtcm_arrays if placement else ()}
+    return {"itcm": itcm, "dtcm": dtcm, "tcm": itcm is not None or dtcm is not None}
+
+
+def render_linker_script(board: Board, out_dir: Path, stack_bytes: int,
+                         placement: Placement | None = None) -> Path:
+    """Write ``linker.ld`` for the board (with the placement's TCM sections) into ``out_dir``."""
+    linker = out_dir / "linker.ld"
+    text = template_environment().get_template("linker.ld.j2").render(
+        _board_context(board, stack_bytes) | _tcm_context(board, placement))
+    linker.write_text(text, encoding="utf-8")
+    return linker
+
+
 def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[Path, Path]:
     """Write ``startup.c`` and ``linker.ld`` for the board into ``out_dir``."""
     env = template_environment()
-    context = {
+    context = _board_context(board, stack_bytes) | _tcm_context(board, None)
+    startup = out_dir / "startup.c"
+    startup.write_text(env.get_template("startup.c.j2").render(context), encoding="utf-8")
+    return startup, render_linker_script(board, out_dir, stack_bytes)
+
+
+def _board_context(board: Board, stack_bytes: int) -> dict[str, object]:
+    return {
         "version": tinyprune.__version__,
         "board_name": board.name,
         "core": board.core,
@@ -128,11 +165,6 @@ def render_board_files(board: Board, out_dir: Path, stack_bytes: int) -> tuple[P
         "ram_length": f"0x{board.ram.length:X}",
         "stack_bytes": f"0x{stack_bytes:X}",
     }
-    startup = out_dir / "startup.c"
-    linker = out_dir / "linker.ld"
-    startup.write_text(env.get_template("startup.c.j2").render(context), encoding="utf-8")
-    linker.write_text(env.get_template("linker.ld.j2").render(context), encoding="utf-8")
-    return startup, linker
 
 
 def render_harness(out_path: Path) -> Path:
@@ -346,6 +378,7 @@ def build_firmware(
     opt: str = "-O2",
     stack_bytes: int = 8192,
     name: str = "firmware",
+    place: Placer | None = None,
 ) -> Firmware:
     """Compile and link firmware for ``board`` into ``out_dir``.
 
@@ -360,6 +393,9 @@ def build_firmware(
         opt: optimisation flag.
         stack_bytes: stack reserved at the bottom of RAM.
         name: file stem of the outputs.
+        place: on a board with TCM, chooses what to move to ITCM/DTCM from the first link's
+            function sizes and RAM use (``placement.placer``); the same objects are then linked
+            again with it. A placement whose link fails is dropped (the first link stands).
 
     Raises:
         ToolMissing: arm-none-eabi-gcc is not installed.
@@ -381,6 +417,11 @@ def build_firmware(
     objects = _compile_all(all_sources, cflags, out / "obj", out)
     elf = out / f"{name}.elf"
     ldflags = _link(board, objects, linker, elf, out, opt)
+    placement = None
+    if place is not None and (board.itcm is not None or board.dtcm is not None):
+        placement = place(_function_sizes(elf), _sizes(board, elf)[2])
+        if placement.any:
+            placement = _link_placed(board, objects, elf, out, opt, stack_bytes, placement)
     post_link = POST_LINK.get(board.family)
     if post_link is not None:
         post_link(elf)
@@ -389,6 +430,7 @@ def build_firmware(
         if result.returncode != 0:
             raise CheckFailed(f"objcopy failed: {_first_error(result.stderr)}")
     flash, samples, ram = _sizes(board, elf)
+    tcm = _section_sizes(elf, (ITCM_TEXT, DTCM_RODATA))
     log.info("built %s: flash %d B (+%d B samples), RAM %d B", elf.name, flash, samples, ram)
     recorded = tuple(f for f in cflags if not f.startswith(("-I", "-ffile-prefix-map")))
     return Firmware(
@@ -403,4 +445,44 @@ def build_firmware(
         stack_bytes=stack_bytes,
         elf_sha256=hashlib.sha256(elf.read_bytes()).hexdigest(),
         flags=recorded + tuple(f for f in ldflags if f not in recorded and "Map" not in f),
+        placement=placement,
+        itcm_used_bytes=tcm[ITCM_TEXT],
+        dtcm_used_bytes=tcm[DTCM_RODATA],
     )
+
+
+def _link_placed(board: Board, objects: Sequence[Path], elf: Path, out: Path, opt: str,
+                 stack_bytes: int, placement: Placement) -> Placement:
+    """Link again with the placement; on failure drop it and link as before."""
+    linker = render_linker_script(board, out, stack_bytes, placement)
+    try:
+        _link(board, objects, linker, elf, out, opt)
+        return placement
+    except CheckFailed as exc:
+        log.warning("TCM placement dropped: %s", exc)
+        _link(board, objects, render_linker_script(board, out, stack_bytes), elf, out, opt)
+        return placement.dropped(f"dropped: the link with it failed ({exc})")
+
+
+def _function_sizes(elf: Path) -> dict[str, int]:
+    """Code bytes of every function symbol of the ELF."""
+    from elftools.elf.sections import SymbolTableSection
+
+    sizes: dict[str, int] = {}
+    with elf.open("rb") as handle:
+        for section in ELFFile(handle).iter_sections():
+            if isinstance(section, SymbolTableSection):
+                for sym in section.iter_symbols():
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"] > 0:
+                        sizes[sym.name] = int(sym["st_size"])
+    return sizes
+
+
+def _section_sizes(elf: Path, names: Iterable[str]) -> dict[str, int]:
+    with elf.open("rb") as handle:
+        elffile = ELFFile(handle)
+        out = {}
+        for name in names:
+            section = elffile.get_section_by_name(name)
+            out[name] = int(section["sh_size"]) if section is not None else 0
+        return out

@@ -26,6 +26,7 @@ from tinyprune.kernels.base import KernelCall, LowerContext, register
 from tinyprune.kernels.quant import (
     MAX_LEFT_SHIFT,
     activation_range,
+    constant_channels,
     fast_rounding,
     quantize_multiplier,
     shift_error,
@@ -126,13 +127,17 @@ def _common_args(op: Op, graph: Graph, channels: int, ch_mult: int) -> ConvArgs:
     mult, shift = channel_multipliers(x.scale, w.quant.scale, y.scale, channels)
     act = str(op.options.get("fused_activation_function", "NONE"))
     lo, hi = activation_range(act, y.scale, y.zero_point)
+    weights = np.asarray(w.data, dtype=np.int8)
+    depthwise = op.opcode == "DEPTHWISE_CONV_2D"
+    rows = weights.reshape(-1, channels).T if depthwise else weights.reshape(channels, -1)
+    bias, mult, shift = constant_channels(
+        rows, None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1), mult, shift,
+        y.zero_point, lo, hi)
     return ConvArgs(
         input_shape=_nhwc(x), filter_shape=_nhwc(w), output_shape=_nhwc(y),
         input_offset=-x.zero_point, output_offset=y.zero_point, stride=stride, padding=padding,
         dilation=dilation, act_min=lo, act_max=hi, multiplier=mult, shift=shift,
-        weights=np.asarray(w.data, dtype=np.int8),
-        bias=None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1),
-        ch_mult=ch_mult, depthwise=op.opcode == "DEPTHWISE_CONV_2D")
+        weights=weights, bias=bias, ch_mult=ch_mult, depthwise=depthwise)
 
 
 def conv_args(op: Op, graph: Graph) -> ConvArgs:
@@ -563,4 +568,4 @@ class DepthwiseConvHandler:
 
 
 register(ConvHandler(), estimate=sparse_cost.conv_dense_estimate)
-register(DepthwiseConvHandler())
+register(DepthwiseConvHandler(), estimate=sparse_cost.dw_dense_estimate)

@@ -25,7 +25,12 @@ from tinyprune.kernels.conv import (
     check_shifts,
     padded,
 )
-from tinyprune.kernels.quant import activation_range, fast_rounding, quantize_multiplier
+from tinyprune.kernels.quant import (
+    activation_range,
+    constant_channels,
+    fast_rounding,
+    quantize_multiplier,
+)
 
 FC_KERNELS = ("tp_fully_connected_interleaved_s8", "general")
 """FULLY_CONNECTED kernels, fastest first: the interleaved stream kernel whenever the folded bias
@@ -133,11 +138,14 @@ def fc_args(op: Op, graph: Graph) -> FcArgs:
         mult, shift = np.array([m], dtype=np.int32), np.array([s], dtype=np.int32)
     act = str(op.options.get("fused_activation_function", "NONE"))
     lo, hi = activation_range(act, y.scale, y.zero_point)
+    weights = np.asarray(w.data, dtype=np.int8)
+    bias = None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1)
+    if w.quant.per_channel:  # an all-zero row runs as a constant (quant.constant_channels)
+        bias, mult, shift = constant_channels(weights, bias, mult, shift, y.zero_point, lo, hi)
     return FcArgs(
         rows=x.size // in_f, in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
         output_offset=y.zero_point, act_min=lo, act_max=hi, per_channel=w.quant.per_channel,
-        multiplier=mult, shift=shift, weights=np.asarray(w.data, dtype=np.int8),
-        bias=None if b is None else np.asarray(b.data, dtype=np.int32).reshape(-1))
+        multiplier=mult, shift=shift, weights=weights, bias=bias)
 
 
 def _inputs(op: Op, graph: Graph) -> tuple[Tensor, Tensor, Tensor | None]:

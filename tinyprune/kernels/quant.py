@@ -126,3 +126,43 @@ def checked_multiplier(real: float, what: str, max_shift: int = MAX_LEFT_SHIFT) 
     if err is not None:
         raise ValueError(f"{what}: {err}")
     return multiplier, shift
+
+
+CONSTANT_MULTIPLIER, CONSTANT_SHIFT = 1 << 30, -2
+"""The requantization of a channel rewritten by :func:`constant_channels`: x -> x / 8, exact on
+multiples of 8 (SRDHM by 2^30 halves, the right shift of 2 quarters; shift -2 keeps the channel
+on tp_requantize_fast's path)."""
+
+
+def constant_channels(rows: np.ndarray, bias: np.ndarray | None, multiplier: np.ndarray,
+                      shift: np.ndarray, output_offset: int, act_min: int, act_max: int
+                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(bias, multiplier, shift) with every channel whose weights are all zero rewritten to an
+    equivalent small triple.
+
+    Such a channel (an output channel whose every block a sparsity pattern removed) always
+    accumulates exactly its bias, whatever the input and the input offset, so its int8 output
+    is one constant ``v``. Its quantized scale is degenerate (the converter gives the zero
+    filter a scale near 1e-8, hence a bias near 2^30 and a shift near -29), which no fast or
+    sparse kernel can requantize exactly; the triple ``(8 (v - output_offset), 2^30, -2)`` gives
+    the same ``v`` through the TFLM requantization, so every kernel stays bit-exact with the
+    reference on the original triple. ``rows``: ``[C_OUT, K]`` int8 weights, one row per
+    channel; per-channel ``multiplier``/``shift`` only (returned unchanged otherwise). A channel
+    whose shift is beyond +-31 (undefined in TFLM's C; never from a real converter) is left as
+    it is.
+    """
+    mult = np.asarray(multiplier, np.int32)
+    shifts = np.asarray(shift, np.int32)
+    # only where requantize is TFLM's exactly (shifts past +-31 are undefined in C: left alone)
+    zero = ~np.asarray(rows).reshape(rows.shape[0], -1).any(axis=1) & (np.abs(shifts) <= 31)
+    if mult.size != rows.shape[0] or not zero.any():
+        return bias, mult, shifts
+    acc = np.zeros(rows.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+    new_bias = acc.astype(np.int32)
+    mult, shifts = mult.copy(), shifts.copy()
+    for c in np.flatnonzero(zero):
+        v = int(requantize(np.array([acc[c]]), int(mult[c]), int(shifts[c]))[0]) + output_offset
+        v = min(max(v, act_min), act_max)
+        new_bias[c] = 8 * (v - output_offset)
+        mult[c], shifts[c] = CONSTANT_MULTIPLIER, CONSTANT_SHIFT
+    return new_bias, mult, shifts

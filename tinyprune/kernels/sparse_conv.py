@@ -4,8 +4,8 @@ Like sparse_fc.py: each handler accepts a CONV_2D op the dense handler accepts w
 can run it (format fits, SMMULR requantization exact), estimates its cycles with the cost model
 and lowers it to its kernel with the TFLM arguments (:func:`conv_args`) and the encoded filter
 (rows ``[C_OUT, KH * KW * C_IN]``, the filter's own memory order). The call is rendered by
-``templates/ops/conv_sparse_s8.c.j2``. DEPTHWISE_CONV_2D has no sparse variant
-(docs/kernels.md says why).
+``templates/ops/conv_sparse_s8.c.j2``. DEPTHWISE_CONV_2D has its own sparse variant
+(sparse_depthwise.py).
 """
 
 from __future__ import annotations

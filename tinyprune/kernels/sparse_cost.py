@@ -38,6 +38,12 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
                  "units": 18.6913, "window": 24.2541},
     "conv_nm2": {"call": 642.6008, "out": 0.0, "pixels": 252.8912, "rows": 89.8684,
                  "units": 20.1614, "window": 15.4927},
+    "dw3x3_dense": {"blocks": 24.5541, "call": 1915.2878, "groups": 2.7282, "pixels": 0.9082,
+                    "taps": 8.174},
+    "dw_bsr": {"blocks": 21.4542, "call": 0.0, "groups": 93.6172, "pixels": 104.1112,
+               "taps": 15.9392},
+    "dw_dense": {"blocks": 22.9245, "call": 0.2518, "groups": 16.5447, "pixels": 6.9517,
+                 "taps": 76.1205},
     "fc_bsr_r1": {"blocks": 10.6397, "call": 139.2736, "in": 4.7431, "out": 99.3415,
                   "rows": 139.2736},
     "fc_bsr_r2": {"blocks": 21.0178, "call": 186.147, "in": 4.2553, "out": 66.7933,
@@ -82,6 +88,40 @@ def conv_features(pixels: int, k4: int, c_out: int, work: float, work_name: str 
     if pixels_per_pass > 1:
         features["rows"] = float(passes * c_out)
     return features
+
+
+def dw_features(pixels: int, taps: int, channels: int, work: float, work_name: str = "blocks"
+                ) -> dict[str, float]:
+    """Features of a DEPTHWISE_CONV_2D call (depth multiplier 1) over ``pixels`` output pixels
+    with ``taps`` (KH * KW) taps of ``channels`` channels: ``work`` is counted per pixel (the
+    blocks of one tap x four channels: all of them for a dense kernel, the stored ones for the
+    sparse kernel)."""
+    groups = -(-channels // 4)
+    return {"call": 1.0, "pixels": float(pixels), "taps": float(pixels * taps),
+            "groups": float(pixels * groups), work_name: float(pixels * work)}
+
+
+def dw_dense_family(a: ConvArgs) -> str:
+    """The cost family of the dense depthwise kernel conv.py picks for the layer."""
+    from tinyprune.kernels.conv import choose_kernel
+
+    return "dw3x3_dense" if choose_kernel(a).name == "tp_depthwise_conv_3x3_s8" else "dw_dense"
+
+
+def dw_dense_cycles(a: ConvArgs) -> float:
+    """Estimated cycles of the dense DEPTHWISE_CONV_2D kernel (3x3 or general) on a layer."""
+    n, oh, ow, c_out = a.output_shape
+    _, kh, kw, _ = a.filter_shape
+    blocks = kh * kw * -(-c_out // 4)
+    return cycles(dw_dense_family(a), dw_features(n * oh * ow, kh * kw, c_out, blocks))
+
+
+def dw_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
+    """The dense DEPTHWISE_CONV_2D handler's estimate (given at its registration)."""
+    from tinyprune.kernels.base import Estimate
+    from tinyprune.kernels.conv import depthwise_args
+
+    return Estimate(dw_dense_cycles(depthwise_args(op, graph)), "dense")
 
 
 def conv_dense_cycles(a: ConvArgs) -> float:

@@ -338,3 +338,80 @@ def decode_csr(m: CsrMatrix) -> np.ndarray:
     rows = np.repeat(np.arange(m.rows), m.counts.astype(np.int64))
     out[rows, m.cols.astype(np.int64)] = m.values
     return out
+
+
+# ---- block-sparse depthwise ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DwBsrFilter:
+    """A block-sparse DEPTHWISE_CONV_2D filter (depth multiplier 1, tp_nn_sparse.h).
+
+    The dense filter is ``[T, C]`` (``T = KH * KW`` taps, ``C`` channels: the TFLite
+    ``[1, KH, KW, C]`` order); a block is one tap of four consecutive channels (one word), the
+    last ``C % 4`` channels forming a zero-padded group. A block is stored when any of its four
+    values is non-zero.
+
+    Attributes:
+        taps, channels: the dense shape ``[T, C]``.
+        counts: stored blocks per channel group, narrowest unsigned type.
+        index: per stored block its tap, in group order then tap order (narrowest type).
+        blocks: int8 ``[stored blocks, 4]``.
+    """
+
+    taps: int
+    channels: int
+    counts: np.ndarray
+    index: np.ndarray
+    blocks: np.ndarray
+
+    @property
+    def groups(self) -> int:
+        return -(-self.channels // BLOCK)
+
+    @property
+    def stored_blocks(self) -> int:
+        return int(self.blocks.shape[0])
+
+    @property
+    def block_sparsity(self) -> float:
+        """Fraction of the ``T x groups`` blocks that are all zero (skipped)."""
+        total = self.taps * self.groups
+        return 1.0 - self.stored_blocks / total if total else 0.0
+
+    @property
+    def nbytes(self) -> int:
+        """Flash bytes of counts, index and blocks (each array at least one element)."""
+        return sum(max(a.size, 1) * a.itemsize for a in (self.counts, self.index, self.blocks))
+
+
+def dw_block_mask(taps: np.ndarray) -> np.ndarray:
+    """``[groups, T]`` bool: which (channel group, tap) blocks of a ``[T, C]`` filter hold a
+    non-zero value."""
+    t, c = _check_matrix(taps)
+    groups = -(-c // BLOCK)
+    padded = np.zeros((t, groups * BLOCK), np.int8)
+    padded[:, :c] = taps
+    return np.asarray(padded.reshape(t, groups, BLOCK).any(axis=2).T)
+
+
+def encode_dw_bsr(taps: np.ndarray) -> DwBsrFilter:
+    """The block-sparse depthwise encoding of an int8 ``[T, C]`` filter (see DwBsrFilter)."""
+    t, c = _check_matrix(taps)
+    mask = dw_block_mask(taps)
+    groups = mask.shape[0]
+    padded = np.zeros((t, groups * BLOCK), np.int8)
+    padded[:, :c] = taps
+    by_group = padded.reshape(t, groups, BLOCK).transpose(1, 0, 2)  # [groups, T, 4]
+    g_idx, t_idx = np.nonzero(mask)  # row-major: group order, then tap order
+    counts = mask.sum(axis=1).astype(narrowest_uint(int(t)))
+    index = t_idx.astype(narrowest_uint(max(t - 1, 0)))
+    blocks = np.ascontiguousarray(by_group[g_idx, t_idx].reshape(-1, BLOCK), np.int8)
+    return DwBsrFilter(t, c, counts, index, blocks)
+
+
+def decode_dw_bsr(f: DwBsrFilter) -> np.ndarray:
+    """The dense int8 ``[T, C]`` filter of an encoding (the inverse of encode_dw_bsr)."""
+    out = np.zeros((f.groups, f.taps, BLOCK), np.int8)
+    g_idx = np.repeat(np.arange(f.groups), f.counts.astype(np.int64))
+    out[g_idx, f.index.astype(np.int64)] = f.blocks
+    return np.ascontiguousarray(out.transpose(1, 0, 2).reshape(f.taps, -1)[:, :f.channels])

@@ -70,6 +70,21 @@ def _cycles(run: dict[str, Any], board: dict[str, Any]) -> str:
     return f"{fmt_int(cycles)}{est} = {fmt_ms(run.get('latency_ms_at_clock'))}{at}"
 
 
+def _tcm_row(tcm: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The headline's TCM line (docs/tcm.md): what was placed where, or why nothing was."""
+    if not tcm:
+        return []
+    placed = [d for d in tcm.get("decisions", []) if d.get("placed")]
+    if not placed:
+        why = tcm.get("note") or "nothing pays and fits"
+        return [("TCM placement", f"none ({why})" if tcm.get("enabled") else f"off ({why})")]
+    parts = ", ".join(f"{d.get('layer') or d['kernel']} {d['kind']} in {d['memory'].upper()} "
+                      f"({fmt_bytes(d['bytes'])})" for d in placed)
+    return [("TCM placement", f"ITCM {fmt_bytes(tcm.get('itcm_bytes'))}, DTCM "
+             f"{fmt_bytes(tcm.get('dtcm_bytes'))}: {parts}; est. "
+             f"{fmt_int(tcm.get('est_saved_cycles'))} cycles saved per inference")]
+
+
 def _headline(report: dict[str, Any]) -> list[str]:
     b, fw = report.get("board") or {}, report.get("firmware") or {}
     run, acc = report.get("run") or {}, report.get("accuracy") or {}
@@ -82,6 +97,7 @@ def _headline(report: dict[str, Any]) -> list[str]:
                 f"{fmt_bytes(fw.get('arena_bytes'))}, stack peak "
                 f"{fmt_bytes(fw.get('stack_peak_bytes'))}"),
         ("cycles per inference", _cycles(run, b)),
+        *_tcm_row(fw.get("tcm")),
         ("accuracy", f"firmware {fmt_percent(acc.get('firmware'))}, int8 reference "
                      f"{fmt_percent(acc.get('int8_reference'))}, float "
                      f"{fmt_percent(acc.get('float'))}" if acc.get("firmware") is not None

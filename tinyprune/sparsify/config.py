@@ -171,6 +171,8 @@ class SparsifyConfig:
         max_layer_sparsity: no layer sparser than this.
         layer_sparsity: sparsity per layer name, outside the global target (0 keeps a layer
             dense).
+        depthwise: sparsify the depthwise layers too (``1x4``: four channels at one tap);
+            without it they stay dense unless named in ``layer_sparsity``.
         finetune: training after one-shot pruning, during gradual pruning, and per IMP round
             (None: none; gradual and IMP need it).
         samples: data samples for gradient criteria.
@@ -190,6 +192,7 @@ class SparsifyConfig:
     allocation: str = "uniform"
     max_layer_sparsity: float = 0.95
     layer_sparsity: Mapping[str, float] | None = None
+    depthwise: bool = False
     finetune: FineTune | None = None
     samples: int = 256
     recalibrate: bool = True
@@ -283,7 +286,8 @@ class SparsifyConfig:
         ``gradual``, ``imp``), ``allocation``, ``max_layer_sparsity``, ``layers`` (per-layer
         sparsity), ``epochs`` (fine-tune epochs; cosine learning rate), ``learning_rate``,
         ``batch_size``, ``initial_sparsity``, ``end_epoch``, ``frequency`` (gradual),
-        ``rounds``, ``rewind_epoch`` (imp), ``steps`` (oneshot), ``seed``, ``progress``.
+        ``rounds``, ``rewind_epoch`` (imp), ``steps`` (oneshot), ``seed``, ``progress``,
+        ``depthwise`` (sparsify the depthwise layers too).
 
         Args:
             options: e.g. the ``[sparsify]`` table of ``tinyprune.toml``.
@@ -302,7 +306,8 @@ class SparsifyConfig:
 
 _OPTION_KEYS = ("sparsity", "block", "criterion", "schedule", "allocation", "max_layer_sparsity",
                 "layers", "epochs", "learning_rate", "batch_size", "initial_sparsity",
-                "end_epoch", "frequency", "rounds", "rewind_epoch", "steps", "seed", "progress")
+                "end_epoch", "frequency", "rounds", "rewind_epoch", "steps", "seed", "progress",
+                "depthwise")
 _SCHEDULE_KEYS = {"oneshot": ("steps",), "gradual": ("initial_sparsity", "end_epoch", "frequency"),
                   "imp": ("rounds", "rewind_epoch")}
 
@@ -346,8 +351,11 @@ def _from_options(values: dict[str, Any]) -> SparsifyConfig:
     layers = values.get("layers")
     _check(layers is None or isinstance(layers, Mapping), "a table of layer = sparsity",
            "layers", layers)
+    if "depthwise" in values:
+        _check(isinstance(values["depthwise"], bool), "true or false", "depthwise",
+               values["depthwise"])
     config_args: dict[str, Any] = {k: values[k] for k in ("sparsity", "criterion", "allocation",
-                                          "max_layer_sparsity", "seed", "progress")
+                                          "max_layer_sparsity", "seed", "progress", "depthwise")
                    if k in values}
     if "block" in values:
         config_args["pattern"] = get_pattern(str(values["block"]), "block").name

@@ -87,11 +87,11 @@ class Lookahead:
     needs: str = "neighbours"
 
     def __call__(self, layer: SparseLayer, ctx: ScoreContext) -> np.ndarray:
-        w = canonical(ctx.kernels[layer.name]).astype(np.float64)
+        w = canonical(ctx.kernels[layer.name], layer.class_name).astype(np.float64)
         out, _, in_ = w.shape
         prev, nxt = ctx.neighbours.get(layer.name, (np.ones(in_), np.ones(out)))
         lap = (w * nxt[:, None, None] * prev[None, None, :]) ** 2
-        return from_canonical(lap, layer.kernel_shape)
+        return from_canonical(lap, layer.kernel_shape, layer.class_name)
 
 
 def _gradient_product(kind: str) -> Callable[[SparseLayer, ScoreContext], np.ndarray]:

@@ -49,8 +49,10 @@ class Sparsifier:
         self.pattern = get_pattern(config.pattern, "pattern")
         self.criterion = get_criterion(config.criterion)
         self.graph = trace_model(model)
-        self.layers, self.skipped = find_layers(self.graph, self.pattern)
         self.overrides = dict(config.layer_sparsity or {})
+        self.layers, self.skipped = find_layers(
+            self.graph, self.pattern, frozenset(k for k, v in self.overrides.items() if v > 0),
+            depthwise=config.depthwise)
         self._check_layers()
         self.budgets = tuple(
             Budget(x.name, x.kernel_shape, x.size, self.pattern.units(x.shape),
@@ -111,7 +113,7 @@ class Sparsifier:
                 raise UsageError(f"expected a saliency shaped {x.kernel_shape} for layer "
                                  f"{x.name}, received: {sal.shape} from criterion "
                                  f"{self.config.criterion_name}")
-            saliency[x.name] = canonical(np.nan_to_num(sal, nan=0.0))
+            saliency[x.name] = canonical(np.nan_to_num(sal, nan=0.0), x.class_name)
             keeps[x.name] = (previous.layers[x.name].canonical() if previous is not None
                              else np.ones(x.shape, dtype=bool))
             scores[x.name] = self.pattern.unit_scores(saliency[x.name], keeps[x.name])
@@ -126,8 +128,9 @@ class Sparsifier:
             count = max(counts[x.name], done)
             removed = np.argsort(scores[x.name], kind="stable")[:count]
             keep = self.pattern.mask(saliency[x.name], keeps[x.name], removed)
-            layers[x.name] = LayerMask(x.name, x.class_name, _keras(keep, x.kernel_shape),
-                                       self.pattern.units(x.shape), count)
+            kept = _keras(keep, x.kernel_shape, x.class_name)
+            layers[x.name] = LayerMask(x.name, x.class_name, kept, self.pattern.units(x.shape),
+                                       count)
         return Masks(self.pattern.name, layers)
 
     def apply(self, masks: Masks) -> None:
@@ -190,8 +193,8 @@ _NEEDS: dict[str, Callable[[Sparsifier], dict[str, Any]]] = {
 """What each kind of criterion reads besides the kernels: ``needs`` -> ScoreContext fields."""
 
 
-def _keras(keep: np.ndarray, kernel_shape: tuple[int, ...]) -> np.ndarray:
-    return np.ascontiguousarray(from_canonical(keep, kernel_shape))
+def _keras(keep: np.ndarray, kernel_shape: tuple[int, ...], class_name: str) -> np.ndarray:
+    return np.ascontiguousarray(from_canonical(keep, kernel_shape, class_name))
 
 
 def describe(masks: Masks) -> str:

@@ -9,9 +9,10 @@ an all-zero output channel quantizes to zeros whatever its scale. :func:`check_i
 it anyway on the converted graph, since the model converted may not be the masked one (trained
 again without the masks, or a converter that fuses layers).
 
-Keras layers are matched to FULLY_CONNECTED / CONV_2D ops by the shape of their weights in the
-TFLite order (Dense ``[OUT, IN]``, Conv2D ``[OUT, KH, KW, IN]``, Conv1D ``[OUT, 1, K, IN]``;
-names are unreliable). Among ops of equal shape, a layer takes the op whose zeros cover its
+Keras layers are matched to FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D ops by the shape of
+their weights in the TFLite order (Dense ``[OUT, IN]``, Conv2D ``[OUT, KH, KW, IN]``, Conv1D
+``[OUT, 1, K, IN]``, DepthwiseConv2D ``[1, KH, KW, C]`` on depthwise ops only; names are
+unreliable). Among ops of equal shape, a layer takes the op whose zeros cover its
 mask, else the next one in execution order.
 """
 
@@ -30,7 +31,7 @@ from tinyprune.sparsify.patterns import Pattern, get_pattern
 
 log = logging.getLogger(__name__)
 
-WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D")
+WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,20 @@ def _weights(graph: Graph, op: Op) -> np.ndarray | None:
 
 
 def _canonical(weights: np.ndarray) -> np.ndarray:
-    """TFLite weights (``[OUT, IN]`` or ``[OUT, KH, KW, IN]``) as ``[OUT, P, IN]``."""
+    """TFLite weights (``[OUT, IN]``, ``[OUT, KH, KW, IN]``, depthwise ``[1, KH, KW, C]``) as
+    ``[OUT, P, IN]``."""
     return weights.reshape(weights.shape[0], -1, weights.shape[-1])
 
 
 def _candidates(graph: Graph) -> list[tuple[Op, np.ndarray]]:
     return [(op, _canonical(w)) for op in graph.ops if (w := _weights(graph, op)) is not None]
+
+
+def _fits(mask: LayerMask, candidate: tuple[Op, np.ndarray]) -> bool:
+    """Same canonical shape, and a depthwise mask on a depthwise op (others on the others)."""
+    op, values = candidate
+    return (values.shape == mask.canonical_shape
+            and (op.opcode == "DEPTHWISE_CONV_2D") == mask.depthwise)
 
 
 def _covers(mask: LayerMask, values: np.ndarray) -> bool:
@@ -123,19 +132,19 @@ def _match(masks: Masks, graph: Graph) -> dict[str, tuple[Op, np.ndarray]]:
     free = _candidates(graph)
     out: dict[str, tuple[Op, np.ndarray]] = {}
     for mask in sorted(masks, key=lambda m: -m.removed):
-        covering = [c for c in free if c[1].shape == mask.canonical_shape and _covers(mask, c[1])]
+        covering = [c for c in free if _fits(mask, c) and _covers(mask, c[1])]
         if covering:
             out[mask.name] = chosen = _pick(mask, covering)
             free = [c for c in free if c is not chosen]
     for mask in masks:
         if mask.name in out:
             continue
-        same = [c for c in free if c[1].shape == mask.canonical_shape]
+        same = [c for c in free if _fits(mask, c)]
         if not same:
             shapes = sorted({c[1].shape for c in free})
             raise CheckFailed(
                 f"layer '{mask.name}' ({mask.class_name}, kernel {mask.kernel_shape}): expected "
-                f"a FULLY_CONNECTED or CONV_2D op with weights [OUT, P, IN] = "
+                f"a FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D op with weights [OUT, P, IN] = "
                 f"{mask.canonical_shape} in the int8 model, received none (unmatched op weights: "
                 f"{shapes}); convert the sparsified model itself")
         out[mask.name] = chosen = _pick(mask, same)

@@ -12,11 +12,16 @@ Dense               ``[IN, OUT]``               FULLY_CONNECTED ``[OUT, IN]``
 Conv2D (kxk, 1x1)   ``[KH, KW, IN, OUT]``       CONV_2D ``[OUT, KH, KW, IN]``
 Conv1D              ``[K, IN, OUT]``            CONV_2D ``[OUT, 1, K, IN]``
 SeparableConv1D/2D  pointwise ``[1, (1,) IN, OUT]``  CONV_2D 1x1 (after the depthwise op)
+DepthwiseConv2D     ``[KH, KW, C, 1]``          DEPTHWISE_CONV_2D ``[1, KH, KW, C]``
 ==================  ==========================  ==================================
 
-Depthwise convolutions (and the depthwise half of separable ones) stay dense: each output
-channel reads only its own ``KH*KW`` taps, so there is no input-channel reduction to skip, and
-they hold few weights (KWS DS-CNN 2.3k of 22.6k, VWW MobileNet 11k of 211k).
+Depthwise kernels (depth multiplier 1) take the ``1x4`` pattern only: their canonical form is
+``[1, KH * KW, C]`` (one "output row", the TFLite filter's memory order), so a 1x4 block is one
+tap of four consecutive channels, one word that tp_depthwise_conv_bsr_s8 skips. Patterns with
+several rows (2x4, 4x4), N:M (no kernel skips a lane of a word) and 1x1 (single weights do not
+empty words) leave them dense with that reason, as does a depth multiplier other than 1 (the
+sparse kernel takes 1). The depthwise half of a SeparableConv2D stays dense (one mask per layer:
+its pointwise half is the sparsified kernel). docs/sparsity.md has the measurements.
 """
 
 from __future__ import annotations
@@ -33,22 +38,37 @@ from tinyprune.sparsify.patterns import Pattern, Shape3
 Config = dict[str, Any]
 
 
-def canonical(kernel: np.ndarray) -> np.ndarray:
-    """A Keras ``[..spatial.., IN, OUT]`` kernel as ``[OUT, P, IN]`` (the TFLite order)."""
+DEPTHWISE_CLASSES = ("DepthwiseConv2D",)
+"""Keras classes whose registered kernel is depthwise (canonical ``[1, KH * KW, C * M]``)."""
+
+
+def canonical(kernel: np.ndarray, class_name: str = "") -> np.ndarray:
+    """A Keras ``[..spatial.., IN, OUT]`` kernel as ``[OUT, P, IN]`` (the TFLite order); a
+    depthwise ``[KH, KW, C, M]`` one (``class_name`` in DEPTHWISE_CLASSES) as
+    ``[1, KH * KW, C * M]``."""
+    if class_name in DEPTHWISE_CLASSES:
+        k = np.asarray(kernel)
+        return k.reshape(1, int(np.prod(k.shape[:-2], dtype=np.int64)), -1)
     out = np.moveaxis(np.asarray(kernel), -1, 0)
     return out.reshape(out.shape[0], -1, out.shape[-1])
 
 
-def from_canonical(array: np.ndarray, kernel_shape: tuple[int, ...]) -> np.ndarray:
+def from_canonical(array: np.ndarray, kernel_shape: tuple[int, ...],
+                   class_name: str = "") -> np.ndarray:
     """The inverse of :func:`canonical` for a kernel of Keras shape ``kernel_shape``."""
+    if class_name in DEPTHWISE_CLASSES:
+        return np.asarray(array).reshape(kernel_shape)
     spatial = kernel_shape[:-2]
     full = array.reshape(kernel_shape[-1], *spatial, kernel_shape[-2])
     return np.moveaxis(full, 0, -1)
 
 
-def canonical_shape(kernel_shape: tuple[int, ...]) -> Shape3:
+def canonical_shape(kernel_shape: tuple[int, ...], class_name: str = "") -> Shape3:
     """The canonical ``(OUT, P, IN)`` of a Keras kernel shape."""
-    return kernel_shape[-1], int(np.prod(kernel_shape[:-2], dtype=np.int64)), kernel_shape[-2]
+    p = int(np.prod(kernel_shape[:-2], dtype=np.int64))
+    if class_name in DEPTHWISE_CLASSES:
+        return 1, p, kernel_shape[-2] * kernel_shape[-1]
+    return kernel_shape[-1], p, kernel_shape[-2]
 
 
 def _conv_reason(config: Config) -> str | None:
@@ -59,6 +79,23 @@ def _conv_reason(config: Config) -> str | None:
     return None
 
 
+def _depthwise_reason(config: Config) -> str | None:
+    why = _conv_reason(config)
+    if why is None and int(config.get("depth_multiplier", 1) or 1) != 1:
+        return (f"depth_multiplier={config.get('depth_multiplier')} (the sparse depthwise "
+                "kernel takes 1)")
+    return why
+
+
+def _depthwise_pattern_reason(pattern: Pattern, shape: Shape3) -> str | None:
+    if pattern.name != "1x4":
+        return (f"depthwise kernels take 1x4 blocks only (4 channels at one tap, one weight "
+                f"word the sparse kernel skips), received pattern {pattern.name}")
+    if shape[2] < 4:  # (a block along the taps would not be one word of the kernel)
+        return f"{shape[2]} channels, fewer than the block's 4"
+    return pattern.reason(shape)
+
+
 @dataclass(frozen=True)
 class SparseKernel:
     """How one layer class carries a sparsifiable kernel.
@@ -67,11 +104,14 @@ class SparseKernel:
         index: position of the kernel in ``layer.get_weights()``.
         reason: ``config -> why not`` (None when the layer can be sparsified).
         tflite: the TFLite op the kernel becomes.
+        pattern_reason: ``(pattern, canonical shape) -> why not`` (default: the pattern's own).
     """
 
     index: int
     reason: Callable[[Config], str | None] = lambda _: None
     tflite: str = "CONV_2D"
+    pattern_reason: Callable[[Pattern, Shape3], str | None] = (
+        lambda pattern, shape: pattern.reason(shape))
 
 
 SPARSE_LAYERS: dict[str, SparseKernel] = {
@@ -80,12 +120,14 @@ SPARSE_LAYERS: dict[str, SparseKernel] = {
     "Conv2D": SparseKernel(0, _conv_reason),
     "SeparableConv1D": SparseKernel(1, _conv_reason),
     "SeparableConv2D": SparseKernel(1, _conv_reason),
+    "DepthwiseConv2D": SparseKernel(0, _depthwise_reason, "DEPTHWISE_CONV_2D",
+                                    _depthwise_pattern_reason),
 }
 """Keras class name -> its sparsifiable kernel."""
 
 _DENSE_REASONS = {
-    "DepthwiseConv1D": "depthwise convolutions stay dense (no input-channel reduction)",
-    "DepthwiseConv2D": "depthwise convolutions stay dense (no input-channel reduction)",
+    "DepthwiseConv1D": "1-D depthwise convolutions stay dense (the sparsify stage takes "
+                       "DepthwiseConv2D only)",
 }
 
 
@@ -110,7 +152,7 @@ class SparseLayer:
     @property
     def shape(self) -> Shape3:
         """Canonical ``(OUT, P, IN)``."""
-        return canonical_shape(self.kernel_shape)
+        return canonical_shape(self.kernel_shape, self.class_name)
 
     @property
     def size(self) -> int:
@@ -133,9 +175,21 @@ class Skipped:
     reason: str
 
 
-def find_layers(graph: FlatGraph, pattern: Pattern) -> tuple[tuple[SparseLayer, ...],
-                                                              tuple[Skipped, ...]]:
-    """The layers of ``graph`` that can take ``pattern``, and those with weights that cannot."""
+def find_layers(graph: FlatGraph, pattern: Pattern, named: frozenset[str] = frozenset(),
+                depthwise: bool = False) -> tuple[tuple[SparseLayer, ...], tuple[Skipped, ...]]:
+    """The layers of ``graph`` that can take ``pattern``, and those with weights that cannot.
+
+    Depthwise layers take ``1x4`` blocks (four channels at one tap) only with ``depthwise`` or
+    when ``named``: on 8x8 digits a DS-CNN-shaped model at 75% ``1x4`` one-shot + fine-tune kept
+    97.6% with its depthwise layers dense and 82.9% with them sparse (dense 99.6%), for 0.69x of
+    a depthwise layer's cycles. A first layer (fewer input channels than the pattern's block is
+    wide: a conv over 1 or 3 image channels) can take blocks along its filter row, but stays
+    dense unless ``named``
+    holds it (a per-layer sparsity): it holds few weights that every later layer depends on,
+    and pruning it costs accuracy out of proportion (on 8x8 digits, a DS-CNN-shaped model at
+    75% ``1x4`` lost 5 more points with its 3x3x1 first conv sparse), as the pruning
+    literature's habit of keeping the first layer dense reflects.
+    """
     found: list[SparseLayer] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -151,7 +205,19 @@ def find_layers(graph: FlatGraph, pattern: Pattern) -> tuple[tuple[SparseLayer, 
                 skipped.append(Skipped(node.name, node.class_name, reason))
             continue
         shape = tuple(int(d) for d in node.layer.weights[entry.index].shape)
-        why = entry.reason(node.config) or pattern.reason(canonical_shape(shape))
+        why = entry.reason(node.config) or entry.pattern_reason(
+            pattern, canonical_shape(shape, node.class_name))
+        width = getattr(pattern, "cols", 1)
+        if (why is None and node.class_name in DEPTHWISE_CLASSES and not depthwise
+                and node.name not in named):
+            why = ("depthwise layers stay dense unless asked for (depthwise=true in "
+                   "[sparsify], --sparsify-depthwise, or a per-layer sparsity): their few taps "
+                   "cost accuracy out of proportion (docs/sparsity.md)")
+        if (why is None and node.class_name not in DEPTHWISE_CLASSES and shape[-2] < width
+                and node.name not in named):
+            why = (f"a first layer over {shape[-2]} input channel{'s' * (shape[-2] > 1)} stays "
+                   f"dense unless given a per-layer sparsity (layer_sparsity / [sparsify.layers]"
+                   f"); its {pattern.name} blocks then run along the filter row")
         if why is not None:
             skipped.append(Skipped(node.name, node.class_name, why))
             continue

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinyprune.models._backend import Flavor, keras_module
 from tinyprune.models._backend import tf as tf_module
-from tinyprune.sparsify.layers import SparseLayer, canonical, canonical_shape
+from tinyprune.sparsify.layers import DEPTHWISE_CLASSES, SparseLayer, canonical, canonical_shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,16 +58,24 @@ class LayerMask:
 
     def canonical(self) -> np.ndarray:
         """The keep-mask as ``[OUT, P, IN]`` (TFLite order)."""
-        return canonical(self.keep)
+        return canonical(self.keep, self.class_name)
 
     @property
     def canonical_shape(self) -> tuple[int, int, int]:
-        return canonical_shape(self.kernel_shape)
+        return canonical_shape(self.kernel_shape, self.class_name)
+
+    @property
+    def depthwise(self) -> bool:
+        return self.class_name in DEPTHWISE_CLASSES
 
     def tflite(self, opcode: str) -> np.ndarray:
         """The keep-mask shaped like the TFLite weights: ``[OUT, IN]`` for FULLY_CONNECTED,
-        ``[OUT, KH, KW, IN]`` for CONV_2D (a 1-D kernel ``K`` becomes ``1 x K``)."""
+        ``[OUT, KH, KW, IN]`` for CONV_2D (a 1-D kernel ``K`` becomes ``1 x K``),
+        ``[1, KH, KW, C]`` for DEPTHWISE_CONV_2D."""
         out, _, in_ = self.canonical_shape
+        if opcode == "DEPTHWISE_CONV_2D":
+            kh, kw = self.kernel_shape[:2]
+            return self.canonical().reshape(1, kh, kw, in_)
         if opcode == "FULLY_CONNECTED":
             return self.canonical().reshape(out, in_)
         spatial = self.kernel_shape[:-2]

@@ -21,8 +21,12 @@ removes:
 Channel counts that are not multiples of the block: the full blocks start at input channel 0
 (and output channel 0) at every kernel position; the remainder (``IN % C`` input channels,
 ``OUT % R`` output channels) is never pruned and stays dense, so a kernel can run it with dense
-code. A layer with fewer than C input channels (or R output channels) has no unit and cannot
-take the pattern.
+code. A convolution with fewer than C input channels (a first layer over 1 or 3 channels) has
+its ``RxC`` blocks along the whole filter row ``KH * KW * IN`` instead (the same memory order:
+the block-sparse kernels cut that row into 4-wide blocks anyway), so the MLPerf DS-CNN's 10x4
+first conv over one channel takes ``1x4`` blocks of four horizontal taps. A layer whose whole row
+is shorter than C (or that has fewer than R output channels) has no unit and cannot take the
+pattern.
 """
 
 from __future__ import annotations
@@ -98,15 +102,25 @@ class BlockPattern:
         return None
 
     def reason(self, shape: Shape3) -> str | None:
-        out, _, in_ = shape
+        out, _, in_ = self._flat(shape)
         if in_ < self.cols:
-            return f"{in_} input channels, fewer than the block's {self.cols}"
+            what = "input channels" if shape[1] == 1 else "weights per filter row"
+            return f"{in_} {what}, fewer than the block's {self.cols}"
         if out < self.rows:
             return f"{out} output channels, fewer than the block's {self.rows}"
         return None
 
-    def _grid(self, shape: Shape3) -> tuple[int, int, int]:
+    def _flat(self, shape: Shape3) -> Shape3:
+        """The shape blocks are cut from: ``[OUT, 1, P * IN]`` when ``IN`` is narrower than a
+        block (a first convolution), else ``shape``."""
         out, p, in_ = shape
+        return (out, 1, p * in_) if in_ < self.cols else (out, p, in_)
+
+    def _view(self, array: np.ndarray) -> np.ndarray:
+        return array.reshape(self._flat(array.shape))
+
+    def _grid(self, shape: Shape3) -> tuple[int, int, int]:
+        out, p, in_ = self._flat(shape)
         return out // self.rows, p, in_ // self.cols
 
     def units(self, shape: Shape3) -> int:
@@ -116,7 +130,7 @@ class BlockPattern:
     def _blocks(self, array: np.ndarray) -> np.ndarray:
         """``[OUT, P, IN]`` -> ``[R-blocks, rows, P, C-blocks, cols]`` over the full blocks."""
         r, p, c = self._grid(array.shape)
-        full = array[: r * self.rows, :, : c * self.cols]
+        full = self._view(array)[: r * self.rows, :, : c * self.cols]
         return full.reshape(r, self.rows, p, c, self.cols)
 
     def unit_scores(self, saliency: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -130,9 +144,9 @@ class BlockPattern:
         alive[removed] = False
         grid = alive.reshape(r, 1, p, c, 1)
         full = np.broadcast_to(grid, (r, self.rows, p, c, self.cols))
-        out = keep.copy()
+        out = self._view(keep).copy()
         out[: r * self.rows, :, : c * self.cols] &= full.reshape(r * self.rows, p, c * self.cols)
-        return out
+        return out.reshape(keep.shape)
 
     def removed_units(self, keep: np.ndarray) -> int:
         return int((~self._blocks(keep).any(axis=(1, 4))).sum())
