@@ -174,11 +174,13 @@ def window_params(a: ConvArgs) -> dict[str, Any]:
 
 
 def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
-               dsp: bool, in_place: bool = False, expect: int = TP_OK) -> np.ndarray:
+               dsp: bool, in_place: bool = False, expect: int = TP_OK,
+               narrow: bool = False) -> np.ndarray:
     """Runs one conv / depthwise kernel on one input (arguments prepared for it from the TFLM
     ones in ``a``); checks its scratch size against the Python formula. ``in_place``: output
     and input are one buffer (the kernel's in-place scratch, or the normal one when the layer
-    cannot run in place); ``expect``: the status the kernel must return."""
+    cannot run in place); ``expect``: the status the kernel must return; ``narrow``: its
+    narrow variant (``kernel.narrow_name``) with the least scratch (``kernel.min_scratch``)."""
     if a.depthwise:
         params: ctypes.Structure = DwConvParams(ch_mult=a.ch_mult, **window_params(a))
     else:
@@ -192,6 +194,10 @@ def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
         size = getattr(lib, f"{kernel.name}_get_buffer_size_in_place")(ctypes.byref(in_d),
                                                                        ctypes.byref(f_d))
     assert shared is None or size == shared
+    name = kernel.narrow_name if narrow else kernel.name
+    if narrow:
+        size = getattr(lib, f"{name}_get_buffer_size")(ctypes.byref(in_d), ctypes.byref(f_d))
+        assert size == kernel.min_scratch(a, dsp)
     ctx, _buf = scratch(size)
     quant, _keep = per_channel(k.multiplier, k.shift)
     x = np.ascontiguousarray(x, dtype=np.int8)
@@ -203,7 +209,7 @@ def run_window(lib: ctypes.CDLL, kernel: ConvKernel, a: ConvArgs, x: np.ndarray,
         x_ptr = out_ptr = ptr(both)
     else:
         x_ptr, out_ptr = ptr(x), ptr(out)
-    status = getattr(lib, kernel.name)(
+    status = getattr(lib, name)(
         ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant), ctypes.byref(in_d),
         x_ptr, ctypes.byref(f_d), ptr(w), None, ptr(k.bias, ctypes.c_int32),
         ctypes.byref(out_d), out_ptr)

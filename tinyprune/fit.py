@@ -40,15 +40,17 @@ class Measured:
 
 
 def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
-            stack_bytes: int, cycle_model: str | None = None) -> Measured:
+            stack_bytes: int, cycle_model: str | None = None,
+            budgets: Budgets | None = None) -> Measured:
     """Builds ``model`` into firmware under ``work`` (removed afterwards) and measures it, with
-    the same stage calls and stack size as the build itself."""
+    the same stage calls, plan options (from ``budgets``) and stack size as the build itself."""
     from tinyprune.codegen import generate
     from tinyprune.verify import random_inputs
 
     try:
         graph = read_tflite(pipeline.quantize(loaded, model, samples=32))
-        planned = pipeline.make_plan(graph, board)
+        options = pipeline.plan_options(budgets or Budgets())
+        planned = pipeline.make_plan(graph, board, options)
         macs = sum(p.call.macs for p in planned.code_ops)
         project = generate(planned, work / "src", model_name="search", source_name="search",
                            samples=random_inputs(graph, 1))
@@ -128,7 +130,8 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
                          "--latency-budget (or [budgets] in tinyprune.toml) to prune to")
     given = loaded.model.model
     latency = budgets.latency_ms is not None
-    m = measure(given, loaded, board, work / "r0", latency, stack_bytes, cycle_model)
+    m = measure(given, loaded, board, work / "r0", latency, stack_bytes, cycle_model,
+                budgets)
     if not broken(budgets, m):
         log.info("the unpruned model meets the budgets; nothing pruned")
         return Pruned(given, {"ratio": 0.0, "reason": "the unpruned model meets the budgets"})
@@ -142,7 +145,7 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
                              progress=bars_enabled())
         result = prune(given, config, data=loaded.data)
         m = measure(result.model, loaded, board, work / f"r{rnd}", latency, stack_bytes,
-                    cycle_model)
+                    cycle_model, budgets)
         est_flash, est_ram = result.flash_after, result.ram_after
         log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
         if not broken(budgets, m):

@@ -19,11 +19,11 @@ import numpy as np
 
 from tinyprune import __version__, verify
 from tinyprune.codegen import CProject, generate
-from tinyprune.config import DEFAULT_FINETUNE_EPOCHS, BuildOptions
+from tinyprune.config import DEFAULT_FINETUNE_EPOCHS, Budgets, BuildOptions
 from tinyprune.errors import CheckFailed, ToolMissing, UsageError
 from tinyprune.ir import Graph, read_tflite
 from tinyprune.ir.reader import keras_layer_names
-from tinyprune.plan import Plan, memory_section, plan
+from tinyprune.plan import Plan, PlanOptions, memory_section, plan
 from tinyprune.progress import bars_enabled
 
 if TYPE_CHECKING:
@@ -304,8 +304,14 @@ def _float_accuracy(model: Any, data: Dataset) -> float:
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
-def make_plan(graph: Graph, board: Board) -> Plan:
-    return plan(graph, dsp=board.dsp)
+def plan_options(budgets: Budgets) -> PlanOptions:
+    """The planner's options for a build with these budgets: no narrow-scratch kernels (RAM
+    bought with code and cycles) when only flash is limited."""
+    return PlanOptions(narrow_scratch=not (budgets.flash is not None and budgets.ram is None))
+
+
+def make_plan(graph: Graph, board: Board, options: PlanOptions | None = None) -> Plan:
+    return plan(graph, dsp=board.dsp, options=options)
 
 
 def host_random_count(opts: BuildOptions, macs: int, row_bytes: int) -> int:
@@ -609,7 +615,7 @@ def _layers(planned: Plan, run: RunOutcome) -> list[dict[str, Any]]:
                     "macs": c.macs, "weight_bytes": c.weight_bytes,
                     "cycles": run.layer_cycles[i] if run.layer_cycles else None,
                     "sparsity": round(nz / size, 4) if size else 0.0,
-                    **_kernel_choice(c)})
+                    "fused": list(c.fused), **_kernel_choice(c)})
     return out
 
 

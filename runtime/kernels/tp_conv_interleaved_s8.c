@@ -12,6 +12,11 @@
  * results with tp_requantize_fast when the layer allows it (SSAT when the activation range is
  * the whole int8 range). Portable path: the same data, one output at a time, with
  * tp_requantize_pos.
+ *
+ * tp_conv_interleaved_add_s8 is the same kernel with a residual ADD as its epilogue: each int8
+ * result, rounded and clamped exactly as above, is combined at once with the residual value at
+ * its position as tp_add_table_s8 does (two table terms, tp_requantize_fast, clamp) and the sum
+ * overwrites the residual, which is read only there.
  */
 #include "tp_nn_conv.h"
 #include "tp_nn_support.h"
@@ -25,10 +30,27 @@ typedef struct {
     int32_t round[2];
 } pair_params;
 
-/* Output offset and clamp of the layer, and whether the rounding words are valid. */
+/* A fused residual ADD: the tables biased to index by the signed value (conv, residual). */
+typedef struct {
+    const int32_t *t_conv;
+    const int32_t *t_res;
+    int32_t mult, shift, rounding, lo, hi;
+} residual_add;
+
+/* Output offset and clamp of the layer, whether the rounding words are valid, and the fused
+ * residual ADD (NULL for none). */
 typedef struct {
     int32_t offset, lo, hi, fast;
+    const residual_add *add;
 } requant;
+
+/* tp_add_table_s8's element: the conv result v (int8) plus the residual value res. */
+static inline int8_t add_residual(const residual_add *a, int32_t v, int32_t res)
+{
+    const int32_t s = tp_requantize_fast(a->t_conv[v] + a->t_res[res], a->mult, a->shift,
+                                         a->rounding);
+    return (int8_t)tp_clamp(s, a->lo, a->hi);
+}
 
 /* Bytes of one pair in the stream. */
 static inline int32_t pair_bytes(int32_t n4)
@@ -60,8 +82,11 @@ static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
-/* The window at (y0, x0) as n4 raw bytes: a pointer into the input, or gathered into stage. */
-static const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, const int8_t *in,
+/* The window at (y0, x0) as n4 raw bytes: a pointer into the input, or gathered into stage.
+ * Inlined into the wide unfused loop (as before the narrow path existed: a call per pixel cost
+ * the 1x1 layers of KWS and VWW ~1%); the other loops call window_s8_call, which keeps the
+ * fused entry's stack frame (the stack peak of ResNet-8) small. */
+static TP_ALWAYS_INLINE const int8_t *window_s8(const tp_conv_params *p, const tp_dims *in_d, const int8_t *in,
                                const tp_dims *f_d, int32_t y0, int32_t x0, int8_t *stage,
                                int32_t n4)
 {
@@ -106,6 +131,39 @@ static int in_place_allowed(const tp_conv_params *p, const tp_dims *in_d, const 
            out_d->w == in_d->w && out_d->c <= in_d->c;
 }
 
+/* Bytes at the start of the scratch for a pass's results when an ADD is fused (DSP path). */
+static int32_t pass_bytes(const tp_dims *out_d)
+{
+    return (2 * out_d->c + 3) & ~3;
+}
+
+int32_t tp_conv_interleaved_add_s8_get_buffer_size(const tp_dims *input_dims,
+                                                   const tp_dims *filter_dims,
+                                                   const tp_dims *output_dims)
+{
+    const int32_t conv = tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims);
+    return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
+}
+
+int32_t tp_conv_interleaved_add_narrow_s8_get_buffer_size(const tp_dims *input_dims,
+                                                          const tp_dims *filter_dims,
+                                                          const tp_dims *output_dims)
+{
+    const int32_t conv = tp_conv_interleaved_narrow_s8_get_buffer_size(input_dims, filter_dims);
+    return TP_USE_DSP ? pass_bytes(output_dims) + conv : conv;
+}
+
+int32_t tp_conv_interleaved_narrow_s8_get_buffer_size(const tp_dims *input_dims,
+                                                   const tp_dims *filter_dims)
+{
+    (void)input_dims;
+#if TP_USE_DSP
+    return 2 * depth4(filter_dims); /* the narrow path: two int8 windows */
+#else
+    return depth4(filter_dims);
+#endif
+}
+
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims)
 {
     (void)input_dims;
@@ -126,6 +184,57 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
         const int32_t v = tp_read_s8x4(src);
         d[0] = tp_sxtb16(v);
         d[2] = tp_sxtb16_ror8(v);
+    }
+}
+
+/*
+ * The narrow path's dot product (scratch 2 * n4): the two windows stay int8 and are widened
+ * here like the filter words: per 16 MACs one LDRD (the pair's filter words), one LDR per
+ * window, eight SXTB16 and eight SMLAD; acc as tp_dot_s8s16_2x2 (channel-major, column minor).
+ */
+/* One group (four values of each row and window) of dot_s8s8_2x2. */
+static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, int32_t off,
+                                            int32_t s[4])
+{
+    int32_t wa, wb;
+    tp_load_2x32_inc(wp, &wa, &wb);
+    const int32_t a = tp_read_s8x4(xa), b = tp_read_s8x4_off(xa, off);
+    int32_t t = tp_sxtb16(wa), u = tp_sxtb16(wb), x = tp_sxtb16(a);
+    s[0] = tp_smlad(t, x, s[0]), s[2] = tp_smlad(u, x, s[2]);
+    x = tp_sxtb16(b);
+    s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
+    t = tp_sxtb16_ror8(wa), u = tp_sxtb16_ror8(wb), x = tp_sxtb16_ror8(a);
+    s[0] = tp_smlad(t, x, s[0]), s[2] = tp_smlad(u, x, s[2]);
+    x = tp_sxtb16_ror8(b);
+    s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
+}
+
+static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, const int8_t *xb,
+                                          int32_t groups, int32_t acc[4])
+{
+    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
+    const void *wp = w;
+    const int32_t off = (int32_t)(xb - xa); /* window b at a register offset: no pointer more */
+    for (const int8_t *end = xa + 4 * (groups & ~1); xa != end; xa += 8) {
+        dot_s8s8_group(&wp, xa, off, s);
+        dot_s8s8_group(&wp, xa + 4, off, s);
+    }
+    if (groups & 1) {
+        dot_s8s8_group(&wp, xa, off, s);
+    }
+    acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
+}
+
+/* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
+ * windows (xa, xb, the narrow path). */
+static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, const int8_t *xa,
+                                      const int8_t *xb, int32_t n4, int32_t acc[4],
+                                      const int narrow)
+{
+    if (narrow) {
+        dot_s8s8_2x2(stream, xa, xb, n4 >> 2, acc);
+    } else {
+        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
     }
 }
 
@@ -158,13 +267,14 @@ static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *p
  * pair whose second row and parameters are zero; only its first channel is stored.
  */
 static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
-                                const int32_t *col, int8_t *out0, int8_t *out1, const int mode)
+                                const int32_t *col, const int8_t *xa, const int8_t *xb,
+                                int8_t *out0, int8_t *out1, const int mode, const int narrow)
 {
     for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], pp->bias[1], pp->bias[1]};
         int32_t v[4];
-        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        dot_pair(stream, col, xa, xb, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
         out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
@@ -174,10 +284,48 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], 0, 0};
         int32_t v[4];
-        tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
+        dot_pair(stream, col, xa, xb, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[0] = (int8_t)v[1];
         out0[0] = (int8_t)v[0];
+    }
+}
+
+/* The instances of matmul2_body for one path (narrow a constant), one per mode. */
+static TP_ALWAYS_INLINE void matmul2_modes(const requant *r, const int8_t *stream, int32_t c_out,
+                                           int32_t n4, const int32_t *col, const int8_t *xa,
+                                           const int8_t *xb, int8_t *out0, int8_t *out1,
+                                           const int narrow)
+{
+    if (!r->fast) {
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_GENERAL, narrow);
+    } else if (r->lo == -128 && r->hi == 127) {
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST_SAT, narrow);
+    } else {
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST, narrow);
+    }
+}
+
+/*
+ * The fused ADD over the n results of a pass (in conv, as matmul2 stored them) into the
+ * residual values res, four per trip while it can; the parameters are copied to locals once.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline))
+#endif
+static void add_block(const residual_add *add, const int8_t *conv, int8_t *res, int32_t n)
+{
+    const residual_add a = *add;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t wc = (uint32_t)tp_read_s8x4(conv + i), wr = (uint32_t)tp_read_s8x4(res + i);
+        res[i] = add_residual(&a, (int8_t)wc, (int8_t)wr);
+        res[i + 1] = add_residual(&a, (int8_t)(wc >> 8), (int8_t)(wr >> 8));
+        res[i + 2] = add_residual(&a, (int8_t)(wc >> 16), (int8_t)(wr >> 16));
+        res[i + 3] = add_residual(&a, (int8_t)(wc >> 24), (int8_t)(wr >> 24));
+    }
+    for (; i < n; ++i) {
+        res[i] = add_residual(&a, conv[i], res[i]);
     }
 }
 
@@ -187,18 +335,84 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                     const int32_t *col, int8_t *out0, int8_t *out1)
 {
-    if (!r->fast) {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_GENERAL);
-    } else if (r->lo == -128 && r->hi == 127) {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST_SAT);
-    } else {
-        matmul2_body(r, stream, c_out, n4, col, out0, out1, RQ_FAST);
+    matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, out0, out1, 0);
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                           const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
+{
+    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, out0, out1, 1);
+}
+
+/* Where a pass's results go: the output, or the scratch when an ADD is fused (a constant in
+ * each instance of the conv loops, so the unfused loops are the same as without fusion). */
+static TP_ALWAYS_INLINE int8_t *dst(const int fused, int8_t *out, int8_t *tmp)
+{
+    return fused ? tmp : out;
+}
+
+/* The fused ADD of a pass (nothing without one). */
+static TP_ALWAYS_INLINE void fuse(const int fused, const requant *r, const int8_t *tmp,
+                                  int8_t *out, int32_t n)
+{
+    if (fused) {
+        add_block(r->add, tmp, out, n);
     }
 }
 
-static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
-                     const tp_dims *out_d, int8_t *out, void *buf)
+/* window_s8 out of line: the narrow loops' copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline))
+#endif
+static const int8_t *window_s8_call(const tp_conv_params *p, const tp_dims *in_d,
+                                    const int8_t *in, const tp_dims *f_d, int32_t y0, int32_t x0,
+                                    int8_t *stage, int32_t n4)
+{
+    return window_s8(p, in_d, in, f_d, y0, x0, stage, n4);
+}
+
+/* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place). */
+static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
+                                             const tp_dims *in_d, const int8_t *in,
+                                             const tp_dims *f_d, const int8_t *stream,
+                                             const tp_dims *out_d, int8_t *out, void *buf,
+                                             int8_t *tmp, const int fused)
+{
+    const int32_t n4 = depth4(f_d), c_out = out_d->c;
+    int8_t *stage = (int8_t *)buf;
+    const int8_t *x[2] = {stage, stage};
+    int32_t filled = 0;
+    for (int32_t b = 0; b < in_d->n; ++b) {
+        const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
+        for (int32_t oy = 0; oy < out_d->h; ++oy) {
+            const int32_t y0 = oy * p->stride.h - p->padding.h;
+            for (int32_t ox = 0; ox < out_d->w; ++ox) {
+                const int32_t x0 = ox * p->stride.w - p->padding.w;
+                x[filled] = window_s8_call(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
+                if (++filled == 2) {
+                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
+                                   dst(fused, out, tmp) + c_out);
+                    fuse(fused, r, tmp, out, 2 * c_out);
+                    out += 2 * c_out;
+                    filled = 0;
+                }
+            }
+        }
+    }
+    if (filled == 1) {
+        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp), dst(fused, out, tmp));
+        fuse(fused, r, tmp, out, c_out);
+    }
+}
+
+static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
+                                           const tp_dims *in_d, const int8_t *in,
+                                           const tp_dims *f_d, const int8_t *stream,
+                                           const tp_dims *out_d, int8_t *out, void *buf,
+                                           int8_t *tmp, const int fused)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
@@ -210,9 +424,13 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                widen_col(window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4), n4, col, filled);
+                /* inlined only without fusion: the fused entry's frame is the stack peak */
+                const int8_t *win = fused ? window_s8_call(p, in_d, in_b, f_d, y0, x0, stage, n4)
+                                          : window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4);
+                widen_col(win, n4, col, filled);
                 if (++filled == 2) {
-                    matmul2(r, stream, c_out, n4, col, out, out + c_out);
+                    matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
+                    fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
                 }
@@ -223,16 +441,48 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
         for (int32_t g = 0; g < n4; g += 4) { /* column 1 := column 0, its results dropped */
             col[g + 1] = col[g], col[g + 3] = col[g + 2];
         }
-        matmul2(r, stream, c_out, n4, col, out, out);
+        matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp));
+        fuse(fused, r, tmp, out, c_out);
+    }
+}
+
+/* Which loops an entry links: the wide or the narrow one (so an unused path costs no flash:
+ * each entry is a section of its own, gc-sections drops it). */
+enum { PATH_WIDE, PATH_NARROW };
+
+/* The wide path (scratch 5 * n4) or the narrow one (2 * n4), fused or not. */
+static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
+                                      const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
+                                      const int8_t *stream, const tp_dims *out_d, int8_t *out,
+                                      void *buf, int32_t size, const int path)
+{
+    int8_t *tmp = (int8_t *)buf; /* a pass's results when an ADD is fused */
+    if (r->add != NULL) {
+        buf = tmp + pass_bytes(out_d), size -= pass_bytes(out_d);
+    }
+    (void)size;
+    const int wide = path == PATH_WIDE;
+    if (r->add == NULL && wide) {
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
+    } else if (r->add == NULL) {
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 0);
+    } else if (wide) {
+        conv_run_wide(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 1);
+    } else {
+        conv_run_narrow(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, 1);
     }
 }
 
 #else /* portable C */
 
-static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *in_d,
-                     const int8_t *in, const tp_dims *f_d, const int8_t *stream,
-                     const tp_dims *out_d, int8_t *out, void *buf)
+enum { PATH_WIDE, PATH_NARROW }; /* one path on the portable build */
+
+static TP_ALWAYS_INLINE void conv_run(const tp_conv_params *p, const requant *r,
+                                      const tp_dims *in_d, const int8_t *in, const tp_dims *f_d,
+                                      const int8_t *stream, const tp_dims *out_d, int8_t *out,
+                                      void *buf, int32_t size, const int path)
 {
+    (void)size, (void)path;
     const int32_t n4 = depth4(f_d);
     const int in_place = (const int8_t *)out == in;
     for (int32_t b = 0; b < in_d->n; ++b) {
@@ -257,7 +507,9 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
                     }
                     acc = tp_wrap_add(tp_requantize_pos(acc, pp->mult[o & 1], pp->shift[o & 1]),
                                       r->offset);
-                    *out++ = (int8_t)tp_clamp(acc, r->lo, r->hi);
+                    acc = tp_clamp(acc, r->lo, r->hi);
+                    *out = r->add != NULL ? add_residual(r->add, acc, *out) : (int8_t)acc;
+                    ++out;
                 }
             }
         }
@@ -265,6 +517,25 @@ static void conv_run(const tp_conv_params *p, const requant *r, const tp_dims *i
 }
 
 #endif /* TP_USE_DSP */
+
+/* The shapes agree and the scratch holds `need` bytes. */
+static int args_ok(const tp_context *ctx, const tp_dims *in_d, const tp_dims *f_d,
+                   const tp_dims *out_d, int32_t need)
+{
+    return f_d->c == in_d->c && f_d->n == out_d->c && in_d->n == out_d->n && ctx != NULL &&
+           ctx->buf != NULL && ctx->size >= need;
+}
+
+static TP_ALWAYS_INLINE void run(const tp_context *ctx, const tp_conv_params *p,
+                                 const residual_add *add, const tp_dims *in_d,
+                                 const int8_t *input, const tp_dims *f_d, const int8_t *filter,
+                                 const tp_dims *out_d, int8_t *output, const int path)
+{
+    int32_t fast;
+    memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
+    const requant r = {p->output_offset, p->activation.min, p->activation.max, fast, add};
+    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf, ctx->size, path);
+}
 
 tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *conv_params,
                                  const tp_per_channel_quant *quant_params,
@@ -274,16 +545,79 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
                                  const tp_dims *output_dims, int8_t *output)
 {
     (void)bias_dims, (void)quant_params, (void)bias;
-    const tp_conv_params *p = conv_params;
-    const tp_dims *in_d = input_dims, *f_d = filter_dims, *out_d = output_dims;
-    if (f_d->c != in_d->c || f_d->n != out_d->c || in_d->n != out_d->n || ctx == NULL ||
-        ctx->buf == NULL || ctx->size < tp_conv_interleaved_s8_get_buffer_size(in_d, f_d) ||
-        (output == input && !in_place_allowed(p, in_d, f_d, out_d))) {
+    const int32_t need = tp_conv_interleaved_s8_get_buffer_size(input_dims, filter_dims);
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) ||
+        (output == input && !in_place_allowed(conv_params, input_dims, filter_dims, output_dims))) {
         return TP_ERR_ARG;
     }
-    int32_t fast;
-    memcpy(&fast, filter, sizeof(fast)); /* stream word 0 */
-    const requant r = {p->output_offset, p->activation.min, p->activation.max, fast};
-    conv_run(p, &r, in_d, input, f_d, filter + 4, out_d, output, ctx->buf);
+    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_WIDE);
+    return TP_OK;
+}
+
+tp_status tp_conv_interleaved_narrow_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                        const tp_per_channel_quant *quant_params,
+                                        const tp_dims *input_dims, const int8_t *input,
+                                        const tp_dims *filter_dims, const int8_t *filter,
+                                        const tp_dims *bias_dims, const int32_t *bias,
+                                        const tp_dims *output_dims, int8_t *output)
+{
+    (void)bias_dims, (void)quant_params, (void)bias;
+    const int32_t need = tp_conv_interleaved_narrow_s8_get_buffer_size(input_dims, filter_dims);
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input) {
+        return TP_ERR_ARG;
+    }
+    run(ctx, conv_params, NULL, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_NARROW);
+    return TP_OK;
+}
+
+/* The fused ADD's parameters as the kernel's loops take them, or NULL when they are refused. */
+static int residual_of(const tp_add_table_params *a, residual_add *out)
+{
+    if (a == NULL || a->output_shift > -2) {
+        return 0;
+    }
+    const residual_add r = {a->input1_table + 128, a->input2_table + 128, a->output_multiplier,
+                            a->output_shift, a->output_rounding, a->activation.min,
+                            a->activation.max};
+    *out = r;
+    return 1;
+}
+
+tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                     const tp_add_table_params *add_params,
+                                     const tp_dims *input_dims, const int8_t *input,
+                                     const tp_dims *filter_dims, const int8_t *filter,
+                                     const tp_dims *output_dims, int8_t *output)
+{
+    const int32_t need =
+        tp_conv_interleaved_add_s8_get_buffer_size(input_dims, filter_dims, output_dims);
+    residual_add add;
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
+        !residual_of(add_params, &add)) {
+        return TP_ERR_ARG;
+    }
+    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_WIDE);
+    return TP_OK;
+}
+
+tp_status tp_conv_interleaved_add_narrow_s8(const tp_context *ctx,
+                                            const tp_conv_params *conv_params,
+                                            const tp_add_table_params *add_params,
+                                            const tp_dims *input_dims, const int8_t *input,
+                                            const tp_dims *filter_dims, const int8_t *filter,
+                                            const tp_dims *output_dims, int8_t *output)
+{
+    const int32_t need =
+        tp_conv_interleaved_add_narrow_s8_get_buffer_size(input_dims, filter_dims, output_dims);
+    residual_add add;
+    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
+        !residual_of(add_params, &add)) {
+        return TP_ERR_ARG;
+    }
+    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
+        PATH_NARROW);
     return TP_OK;
 }

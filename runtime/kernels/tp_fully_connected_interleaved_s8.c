@@ -62,11 +62,13 @@ int32_t tp_fully_connected_interleaved_s8_get_buffer_size(const tp_dims *filter_
 
 enum { RQ_GENERAL, RQ_FAST, RQ_FAST_SAT };
 
+/* Row j's requantization words: per channel (pc, a constant of each instance) from the group,
+ * else the per-tensor ones the caller read once (t). */
 static TP_ALWAYS_INLINE int32_t requant_one(const fc_layer *l, const int32_t *p, int32_t j,
-                                            int32_t acc, const int mode)
+                                            int32_t acc, const int mode, const int pc,
+                                            const int32_t t[3])
 {
-    int32_t m, s, k;
-    row_quant(l, p, j, &m, &s, &k);
+    const int32_t m = pc ? p[4 + j] : t[0], s = pc ? p[8 + j] : t[1], k = pc ? p[12 + j] : t[2];
     if (mode == RQ_GENERAL) {
         return tp_clamp(tp_wrap_add(tp_requantize_pos(acc, m, s), l->offset), l->lo, l->hi);
     }
@@ -127,26 +129,41 @@ static TP_ALWAYS_INLINE void dot4(const int8_t *w, const int32_t *x, int32_t in4
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
-/* All output rows of one input row (widened in x); the last group stores n_out % 4 (or 4). */
+/* All output rows of one input row (widened in x); the last group stores n_out % 4 (or 4).
+ * mode and pc (per-channel requantization) are constants of each instance, so neither is
+ * tested per output (the per-group overhead is what small layers pay). */
 static TP_ALWAYS_INLINE void rows_body(const fc_layer *l, const int32_t *x, int32_t n_out,
-                                       int8_t *out, const int mode)
+                                       int8_t *out, const int mode, const int pc)
 {
     const int8_t *g = l->groups;
+    const int32_t t[3] = {l->head->mult, l->head->shift, l->head->round};
     for (int32_t o = 0; o < n_out; o += 4, g += l->group_bytes) {
         const int32_t *p = (const int32_t *)(const void *)(g + 4 * l->in4);
         int32_t acc[4] = {p[0], p[1], p[2], p[3]};
         dot4(g, x, l->in4, acc);
         const int32_t left = n_out - o;
-        out[o] = (int8_t)requant_one(l, p, 0, acc[0], mode);
+        out[o] = (int8_t)requant_one(l, p, 0, acc[0], mode, pc, t);
         if (left >= 4) {
-            out[o + 1] = (int8_t)requant_one(l, p, 1, acc[1], mode);
-            out[o + 2] = (int8_t)requant_one(l, p, 2, acc[2], mode);
-            out[o + 3] = (int8_t)requant_one(l, p, 3, acc[3], mode);
+            out[o + 1] = (int8_t)requant_one(l, p, 1, acc[1], mode, pc, t);
+            out[o + 2] = (int8_t)requant_one(l, p, 2, acc[2], mode, pc, t);
+            out[o + 3] = (int8_t)requant_one(l, p, 3, acc[3], mode, pc, t);
             continue;
         }
         for (int32_t j = 1; j < left; ++j) {
-            out[o + j] = (int8_t)requant_one(l, p, j, acc[j], RQ_GENERAL);
+            out[o + j] = (int8_t)requant_one(l, p, j, acc[j], RQ_GENERAL, pc, t);
         }
+    }
+}
+
+static TP_ALWAYS_INLINE void rows_modes(const fc_layer *l, const int32_t *x, int32_t n_out,
+                                        int8_t *out, int pc)
+{
+    if (!l->head->fast) {
+        rows_body(l, x, n_out, out, RQ_GENERAL, pc);
+    } else if (l->lo == -128 && l->hi == 127) {
+        rows_body(l, x, n_out, out, RQ_FAST_SAT, pc);
+    } else {
+        rows_body(l, x, n_out, out, RQ_FAST, pc);
     }
 }
 
@@ -155,13 +172,7 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 #endif
 static void fc_rows(const fc_layer *l, const int32_t *x, int32_t n_out, int8_t *out)
 {
-    if (!l->head->fast) {
-        rows_body(l, x, n_out, out, RQ_GENERAL);
-    } else if (l->lo == -128 && l->hi == 127) {
-        rows_body(l, x, n_out, out, RQ_FAST_SAT);
-    } else {
-        rows_body(l, x, n_out, out, RQ_FAST);
-    }
+    rows_modes(l, x, n_out, out, l->head->per_channel);
 }
 
 static void fc_row(const tp_context *ctx, const fc_layer *l, const int8_t *in, int32_t n,

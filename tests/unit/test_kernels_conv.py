@@ -251,7 +251,8 @@ C_OUT <= C_IN, depthwise 3x3 SAME stride 1 (tp_nn_conv.h)."""
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
-    """Every kernel that accepts the layer (not only the chosen one), both C paths."""
+    """Every kernel that accepts the layer (not only the chosen one), both C paths, in place
+    and with its least scratch (the narrow DSP path of tp_conv_interleaved_s8) where it can."""
     tflite = model_bytes(case)
     graph = fold_constants(read_tflite(tflite))
     op = _single_op(graph, case)
@@ -274,6 +275,9 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
                 got.update({f"{k.name} in place": kh.run_window(libs[dsp], k, args, x[None],
                                                                 dsp, in_place=True)
                             for k in kernels if k.applies(args) and k.in_place(args, dsp)})
+                got.update({f"{k.name} narrow": kh.run_window(libs[dsp], k, args, x[None], dsp,
+                                                              narrow=True)
+                            for k in kernels if k.applies(args) and k.min_scratch(args, dsp)})
             for name, out in got.items():
                 assert np.array_equal(out.reshape(want.shape), want), f"{name} dsp={dsp}"
             assert any(n.endswith(" in place") for n in got) == (case.id in IN_PLACE)

@@ -116,7 +116,8 @@ KWS = Path(__file__).resolve().parents[1] / "fixtures" / "mlperf_tiny" / "kws_re
 def test_in_place_ops_share_only_buffers_that_die_there() -> None:
     """Official DS-CNN (KWS): every depthwise 3x3 and pointwise 64->64 conv writes over its
     input, so one 8,000-byte buffer carries the whole body (16,000 + 320 -> 8,496 + 704 bytes
-    of arena + scratch)."""
+    of arena + scratch; 8,704 with each op's scratch inside the arena, where the tensors of the
+    op leave room)."""
     planned = plan(read_tflite(KWS.read_bytes()), dsp=True)
     ops = list(planned.ops)
     shared = [i for i, p in enumerate(ops) if not p.call.alias and p.call.params.get("input")
@@ -132,7 +133,7 @@ def test_in_place_ops_share_only_buffers_that_die_there() -> None:
         assert src.offset == buf and src.last >= i
         # nothing after op i reads the tensor op i overwrote
         assert all(ops[i].op.inputs[0] not in q.op.inputs for q in ops[i + 1:])
-    assert (planned.memory.arena_bytes, planned.memory.scratch_bytes) == (8496, 704)
+    assert (planned.memory.arena_bytes, planned.memory.scratch_bytes) == (8704, 0)
 
 
 def _pointwise_chain(read_y_again: bool) -> Graph:
@@ -172,5 +173,8 @@ def test_in_place_only_when_the_input_dies_at_the_op(read_y_again: bool) -> None
     assert planned.ops[1].call.in_place_scratch_bytes is not None  # the kernel could
     assert (m.offset_of(3) == m.offset_of(4)) == (not read_y_again)
     assert m.offset_of(0) != m.offset_of(3)  # conv a's input is the graph input
-    if not read_y_again:  # y and z in one buffer: x + y at op 0 is the peak
-        assert m.arena_bytes == 80 + 288
+    if not read_y_again:  # y and z in one buffer: x + y at op 0 is the peak, with conv a's
+        # scratch (5 x n4 = 20 bytes, aligned to 32) inside the arena; its narrow path (8)
+        # would save too little to be taken
+        assert planned.ops[0].call.scratch_bytes == 20
+        assert (m.arena_bytes, m.scratch_bytes) == (80 + 288 + 32, 0)

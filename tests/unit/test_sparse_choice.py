@@ -266,7 +266,8 @@ def test_a_kernel_can_be_forced_by_name(models: dict[str, bytes]) -> None:
         _call(tflite, PlanOptions(layer_kernels={layer: "tp_conv_fast_s8"}))
     dense = _call(models["conv"], PlanOptions(layer_kernels={layer: "tp_conv_nm_s8"}))
     assert dense.encoding == "dense"  # dense weights are not 2:4: the kernel does not accept
-    assert dense.reason == "no tp_conv_nm_s8 kernel accepts the layer"
+    # (the planner may append a memory note, e.g. the narrow scratch at the peak)
+    assert dense.reason.startswith("no tp_conv_nm_s8 kernel accepts the layer")
 
 
 def test_nearly_dense_weights_never_take_a_sparse_kernel_in_auto(models: dict[str, bytes]

@@ -121,8 +121,10 @@ def generate(plan: Plan, out_dir: Path, *, model_name: str, source_name: str,
 def _context(plan: Plan, env: jinja2.Environment, banner: str, model_name: str) -> dict:
     g = plan.graph
     layers = []
-    for p in plan.code_ops:
-        code = env.get_template(p.call.template).render(**p.call.params).strip()
+    for i, p in enumerate(plan.ops):
+        if p.call.alias:
+            continue
+        code = env.get_template(p.call.template).render(**_scratch_params(plan, i)).strip()
         layers.append({"name": p.op.name, "opcode": p.op.opcode, "kernel": p.call.kernel,
                        "code": code})
     tensors = [{"index": t, "offset": b.offset,
@@ -141,6 +143,16 @@ def _context(plan: Plan, env: jinja2.Environment, banner: str, model_name: str) 
         "arena_bytes": max(plan.memory.arena_bytes, 16),
         "scratch_bytes": plan.memory.scratch_bytes,
     }
+
+
+def _scratch_params(plan: Plan, op: int) -> dict:
+    """The op's template parameters, its scratch pointing into the arena when the memory plan
+    put it there (``tp_scratch`` is the shared buffer otherwise)."""
+    params = plan.ops[op].call.params
+    offset = plan.memory.scratch_offset(op)
+    if offset is None or params.get("scratch") != "tp_scratch":
+        return params
+    return {**params, "scratch": f"((void *)(tp_arena + {offset}))"}
 
 
 def _const_view(c) -> dict:

@@ -54,6 +54,13 @@ class KernelCall:
         in_place_scratch_bytes: not None when the kernel may write its output over its first
             input (the planner decides; the call then needs this much scratch, and the fragment
             gets ``scratch_bytes`` and ``scratch`` accordingly).
+        min_scratch_bytes: not None when the kernel (or ``narrow_kernel``) also runs out of
+            place with this much scratch (less than ``scratch_bytes``, on a slower path); the
+            planner gives it that much where the op is at the memory peak.
+        narrow_kernel: the C function (same arguments) that runs with ``min_scratch_bytes``;
+            "" when it is ``kernel`` itself.
+        fused: names of the layers this call also computes (a residual ADD fused into its conv,
+            tinyprune/plan/fusion.py); those layers emit no code of their own.
     """
 
     kernel: str
@@ -72,6 +79,9 @@ class KernelCall:
     est_cycles: int | None = None
     reason: str = ""
     in_place_scratch_bytes: int | None = None
+    min_scratch_bytes: int | None = None
+    narrow_kernel: str = ""
+    fused: tuple[str, ...] = ()
 
 
 KERNEL_KINDS = ("dense", "sparse", "activation")
@@ -91,11 +101,16 @@ class PlanOptions:
         zero_fractions: per activation tensor index, the fraction of its values equal to its
             zero point, measured on calibration inputs (see tinyprune/plan/activations.py);
             kernels that skip those values are only estimated for tensors listed here.
+        narrow_scratch: the planner may give a layer at the memory peak its kernel's narrow
+            variant (less scratch, more cycles and a few KB of code: ``KernelCall.
+            min_scratch_bytes``); off for builds that trade RAM for flash (a flash budget and
+            no RAM budget, ``pipeline.plan_options``).
     """
 
     kernels: str = "auto"
     layer_kernels: Mapping[str, str] = field(default_factory=dict)
     zero_fractions: Mapping[int, float] = field(default_factory=dict)
+    narrow_scratch: bool = True
 
     def __post_init__(self) -> None:
         allowed = ("auto", *KERNEL_KINDS)

@@ -174,6 +174,10 @@ class ConvKernel:
             kernel's bias and quant_params arguments are NULL).
         in_place: the scratch bytes the kernel needs with output == input (args, dsp), or None
             when the layer cannot run in place (tp_nn_conv.h says when each kernel can).
+        min_scratch: the least scratch the kernel's narrow variant ``narrow_name`` runs with
+            (out of place), when less than ``scratch`` (a slower path the planner may take at
+            the memory peak), else None.
+        narrow_name: the C function of that variant (same arguments and stream).
     """
 
     name: str
@@ -183,6 +187,8 @@ class ConvKernel:
     scratch: Callable[[ConvArgs, bool], int]
     stream: bool = False
     in_place: Callable[[ConvArgs, bool], int | None] = lambda a, dsp: None
+    min_scratch: Callable[[ConvArgs, bool], int | None] = lambda a, dsp: None
+    narrow_name: str = ""
 
 
 def folded_bias(a: ConvArgs) -> np.ndarray | None:
@@ -275,6 +281,12 @@ def _interleaved_scratch(a: ConvArgs, dsp: bool) -> int:
     return (5 if dsp else 1) * _depth4(a)
 
 
+def _interleaved_min_scratch(a: ConvArgs, dsp: bool) -> int | None:
+    """tp_conv_interleaved_narrow_s8_get_buffer_size on the DSP path: its narrow path keeps
+    the two windows int8 (2 * n4 bytes); nothing smaller on the portable path."""
+    return 2 * _depth4(a) if dsp else None
+
+
 def _is_dw3x3(a: ConvArgs) -> bool:
     return a.ch_mult == 1 and a.filter_shape[1:3] == (3, 3) and folded_bias(a) is not None
 
@@ -334,7 +346,8 @@ def _dw3x3_in_place(a: ConvArgs, dsp: bool) -> int | None:
 CONV_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
                _prepare_interleaved, _interleaved_scratch, stream=True,
-               in_place=_interleaved_in_place),
+               in_place=_interleaved_in_place, min_scratch=_interleaved_min_scratch,
+               narrow_name="tp_conv_interleaved_narrow_s8"),
     ConvKernel("tp_conv_s8", ("tp_conv_s8.c",), lambda a: True, lambda a: a,
                lambda a, dsp: conv_scratch_bytes(a.filter_shape, dsp)),
 )
@@ -493,7 +506,9 @@ def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> Kernel
     return KernelCall(kernel=kernel.name, sources=kernel.sources, template=template,
                       params=params, scratch_bytes=scratch_bytes, macs=args.macs,
                       weight_bytes=flash,
-                      in_place_scratch_bytes=kernel.in_place(tflm_args, ctx.dsp))
+                      in_place_scratch_bytes=kernel.in_place(tflm_args, ctx.dsp),
+                      min_scratch_bytes=kernel.min_scratch(tflm_args, ctx.dsp),
+                      narrow_kernel=kernel.narrow_name)
 
 
 def _label(kind: str, op: Op, args: ConvArgs) -> str:

@@ -30,9 +30,26 @@ class Buffer:
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """Where every activation buffer sits in the arena, and the scratch.
+
+    Attributes:
+        buffers: the tensors' buffers, placed.
+        arena_bytes: the arena's size.
+        scratch_bytes: a scratch buffer outside the arena that every kernel shares (the
+            largest any op needs), or 0 when the scratch lives in the arena.
+        scratch_offsets: (op position, offset in the arena) of each op's scratch when the
+            scratch lives in the arena (each op's own buffer, live while it runs); empty
+            otherwise.
+    """
+
     buffers: tuple[Buffer, ...]
     arena_bytes: int
     scratch_bytes: int
+    scratch_offsets: tuple[tuple[int, int], ...] = ()
+
+    def scratch_offset(self, op: int) -> int | None:
+        """The arena offset of op position ``op``'s scratch, None when it is not in the arena."""
+        return dict(self.scratch_offsets).get(op)
 
     def offset_of(self, tensor: int) -> int:
         for b in self.buffers:

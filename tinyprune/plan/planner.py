@@ -8,7 +8,9 @@ with the reason, in the :class:`KernelCall` (for the report's ``layers[]``).
 
 Lowering runs first with symbolic activation pointers (``TP_T<index>``, macros that codegen
 defines from the memory plan), so a handler never needs an offset; the memory plan is made
-afterwards from the ops that remain, their aliases and their scratch needs.
+afterwards from the ops that remain, their aliases and their scratch needs. Before it, a
+residual ADD is fused into the conv that produces one of its operands where
+tinyprune/plan/fusion.py proves it safe and the plan gets smaller (:func:`_fuse`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tinyprune.kernels.base import (
     Registered,
     handlers_for,
 )
+from tinyprune.kernels.fused import fuse_conv_add
+from tinyprune.plan.fusion import Fusion, candidates
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
 
 log = logging.getLogger(__name__)
@@ -54,8 +58,13 @@ class ConstArray:
 
 @dataclass(frozen=True)
 class PlannedOp:
+    """An op and its kernel call. ``residual``: for a conv with a fused residual ADD, the
+    tensor whose buffer its output (the ADD's) takes; the op then has the conv's inputs plus
+    that tensor and the ADD's outputs."""
+
     op: Op
     call: KernelCall
+    residual: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,9 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         choice = choose_kernel(op, graph, dsp, options)
         call = choice.entry.handler.lower(op, graph, ctx)
         planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
+    planned = _fuse(graph, planned, ctx)
+    if options.narrow_scratch:
+        planned = _narrow(graph, planned)
     memory, planned = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
                 memory=memory, dsp=dsp)
@@ -241,6 +253,85 @@ def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelC
         reason=choice.reason)
 
 
+def _apply(graph: Graph, planned: list[PlannedOp], f: Fusion, ctx: _Lowering) -> list[PlannedOp]:
+    """The ops with the conv of ``f`` removed and its ADD replaced by the fused op."""
+    conv, add = planned[f.conv], planned[f.add]
+    call = fuse_conv_add(conv.call, add.call, conv_input=f.conv_input,
+                         residual=ctx.act(f.residual), add_name=add.op.name, dsp=ctx.dsp)
+    op = replace(conv.op, inputs=(*conv.op.inputs, f.residual), outputs=add.op.outputs)
+    fused = PlannedOp(op, call, residual=f.residual)
+    return [fused if i == f.add else p for i, p in enumerate(planned) if i != f.conv]
+
+
+def _total(graph: Graph, planned: list[PlannedOp]) -> int:
+    memory, _ = _memory_plan(graph, planned)
+    return memory.arena_bytes + memory.scratch_bytes
+
+
+def _fuse(graph: Graph, planned: list[PlannedOp], ctx: _Lowering) -> list[PlannedOp]:
+    """Every ADD, in order, fused with the producer of whichever operand gives the smallest
+    plan (arena + scratch), among the fusions tinyprune/plan/fusion.py proves safe; kept
+    unfused when no fusion is smaller (a tie fuses: one pass over the data less)."""
+    adds = [p.op.index for p in planned if p.op.opcode == "ADD"]
+    for index in adds:
+        at = next(i for i, p in enumerate(planned) if p.op.index == index and p.op.opcode == "ADD")
+        roots = _roots(graph, planned, set())
+        options = [_apply(graph, planned, f, ctx) for f in candidates(graph, planned, at,
+                                                                      roots.find)]
+        if not options:
+            continue
+        best = min(options, key=lambda ops: _total(graph, ops))
+        before, after = _total(graph, planned), _total(graph, best)
+        if after <= before:
+            log.info("fused %s into its conv: arena + scratch %d -> %d bytes",
+                     planned[at].op.name, before, after)
+            planned = best
+    return planned
+
+
+def _live(memory: MemoryPlan, n: int) -> list[int]:
+    """Bytes of tensor buffers live at each of the n op positions."""
+    return [sum(b.size for b in memory.buffers if b.first <= i <= b.last) for i in range(n)]
+
+
+def _with_scratch(call: KernelCall, n: int) -> KernelCall:
+    """The call with its least scratch (and the kernel that runs with it)."""
+    kernel = call.narrow_kernel or call.kernel
+    return replace(call, kernel=kernel, scratch_bytes=n,
+                   params={**call.params, "scratch_bytes": n, "kernel": kernel},
+                   reason=(f"{call.reason}; " if call.reason else "")
+                   + f"narrow scratch at the memory peak ({n} bytes, not {call.scratch_bytes})")
+
+
+MIN_NARROW_SAVING = 256
+"""Bytes a slower, narrow-scratch path must save to be taken: less is within what the
+measured stack peak varies between builds (tens of bytes), while the narrow path costs cycles
+(official VWW: 24 bytes for 0.16 M est. cycles; ResNet-8: 400 bytes for 0.48 M)."""
+
+
+def _narrow(graph: Graph, planned: list[PlannedOp]) -> list[PlannedOp]:
+    """The ops whose tensors plus full scratch stand above what any op needs with the least
+    scratch its kernel takes get that least scratch (a slower path: only at the peak), when
+    the plan gets at least :data:`MIN_NARROW_SAVING` bytes smaller."""
+    if not any(p.call.min_scratch_bytes for p in planned):
+        return planned
+    memory, _ = _memory_plan(graph, planned)
+    live = _live(memory, len(planned))
+    least = [p.call.min_scratch_bytes or p.call.scratch_bytes for p in planned]
+    floor = max(v + s for v, s in zip(live, least, strict=True))
+    ops = [replace(p, call=_with_scratch(p.call, least[i]))
+           if least[i] < p.call.scratch_bytes and live[i] + p.call.scratch_bytes > floor else p
+           for i, p in enumerate(planned)]
+    after, _ = _memory_plan(graph, ops)
+    saved = memory.arena_bytes + memory.scratch_bytes - after.arena_bytes - after.scratch_bytes
+    if saved >= MIN_NARROW_SAVING:
+        log.info("narrow scratch: %d ops; arena + scratch %d -> %d bytes",
+                 sum(a is not b for a, b in zip(ops, planned, strict=True)),
+                 memory.arena_bytes + memory.scratch_bytes, after.arena_bytes + after.scratch_bytes)
+        return ops
+    return planned
+
+
 def _in_place(call: KernelCall) -> KernelCall:
     """The call with its in-place scratch (the fragment's ``scratch_bytes`` and ``scratch``)."""
     n = call.in_place_scratch_bytes or 0
@@ -256,7 +347,8 @@ def _memory_plan(graph: Graph, planned: list[PlannedOp]) -> tuple[MemoryPlan, li
     shared = _sharing_ops(graph, planned)
     if not shared:
         return apart, planned
-    ops = [PlannedOp(p.op, _in_place(p.call)) if i in shared else p for i, p in enumerate(planned)]
+    ops = [replace(p, call=_in_place(p.call)) if i in shared else p
+           for i, p in enumerate(planned)]
     together = _place(graph, ops, shared)
     if together.arena_bytes + together.scratch_bytes < apart.arena_bytes + apart.scratch_bytes:
         log.info("in place: %d ops; arena + scratch %d -> %d bytes", len(shared),
@@ -290,6 +382,8 @@ def _roots(graph: Graph, planned: list[PlannedOp], shared: set[int]) -> _Roots:
     for i, p in enumerate(planned):
         if p.call.alias:
             roots.join(p.op.outputs[0], next(t for t in p.op.inputs if _is_act(graph, t)))
+        elif p.residual is not None:
+            roots.join(p.op.outputs[0], p.residual)
         elif i in shared:
             roots.join(p.op.outputs[0], p.op.inputs[0])
     return roots
@@ -332,4 +426,23 @@ def _place(graph: Graph, planned: list[PlannedOp], shared: set[int]) -> MemoryPl
                for r, ts in members.items()]
     placed, arena = place(buffers)
     scratch = max((p.call.scratch_bytes for p in planned), default=0)
-    return MemoryPlan(buffers=tuple(placed), arena_bytes=arena, scratch_bytes=scratch)
+    apart = MemoryPlan(buffers=tuple(placed), arena_bytes=arena, scratch_bytes=scratch)
+    inside = _scratch_inside(buffers, planned)
+    if inside is not None and inside.arena_bytes < apart.arena_bytes + apart.scratch_bytes:
+        return inside
+    return apart
+
+
+def _scratch_inside(buffers: list[Buffer], planned: list[PlannedOp]) -> MemoryPlan | None:
+    """The plan with each op's scratch as an arena buffer of its own, live during that op only
+    (a layer whose tensors leave room needs no bytes beyond the arena for its scratch); None
+    when no op needs scratch. Scratch buffers carry the pseudo tensor -1 - op position."""
+    scratch = [Buffer((-1 - i,), p.call.scratch_bytes, i, i)
+               for i, p in enumerate(planned) if p.call.scratch_bytes]
+    if not scratch:
+        return None
+    placed, arena = place([*buffers, *scratch])
+    tensors = tuple(b for b in placed if b.tensors[0] >= 0)
+    offsets = tuple((-1 - b.tensors[0], b.offset) for b in placed if b.tensors[0] < 0)
+    return MemoryPlan(buffers=tensors, arena_bytes=arena, scratch_bytes=0,
+                      scratch_offsets=tuple(sorted(offsets)))

@@ -225,6 +225,11 @@ def _short(name: str) -> str:
     return head if len(head) <= 60 else "..." + head[-57:]
 
 
+def _unnamed(buffer: dict[str, Any]) -> str:
+    """The label of a buffer without tensors: a layer's scratch inside the arena."""
+    return "scratch" if buffer.get("scratch") else "?"
+
+
 def _placement_plot(report: dict[str, Any]) -> Plot | None:
     memory, layers = _sec(report, "memory"), _layers(report)
     buffers = [b for b in memory.get("buffers") or [] if isinstance(b, dict)]
@@ -233,7 +238,7 @@ def _placement_plot(report: dict[str, Any]) -> Plot | None:
     n_ops = max(len(layers), *(int(b.get("last_op", 0)) + 1 for b in buffers))
     spans = [charts.Span(int(b.get("first_op", 0)), int(b.get("last_op", 0)),
                          b.get("offset") or 0, b.get("size") or 0,
-                         f"{_short(str((b.get('tensors') or ['?'])[0]))}: "
+                         f"{_short(str((b.get('tensors') or [_unnamed(b)])[0]))}: "
                          f"{fmt_bytes(b.get('size'))} at offset {fmt_int(b.get('offset'))}, "
                          f"live over ops {b.get('first_op')}-{b.get('last_op')}")
              for b in buffers]
