@@ -65,6 +65,8 @@ class Case:
 
     def build(self) -> Any:
         k = self.keras()
+        if self.flavor == "tf_keras":  # a fresh graph: no state of models built before
+            k.backend.clear_session()
         k.utils.set_random_seed(0)
         ins = [k.Input(s, batch_size=self.batch, name=f"in{i}")
                for i, s in enumerate(self.shapes)]
