@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyprune.ir import Op
+
 PATTERNS = ("1x4", "2x4", "4x4", "2:4", "1:4", "unstructured")
 
 
@@ -80,3 +82,26 @@ def sparsify_layer(tflite: bytes, tensor_index: int, weights: np.ndarray, patter
     zeroed = zero_pattern(rows, pattern, sparsity, np.random.default_rng(seed))
     new = zeroed.reshape(weights.shape).astype(np.int8)
     return set_weights(tflite, tensor_index, new), new
+
+
+class HostCtx:
+    """LowerContext for one op compiled on the host (the sparse kernel tests): activations are
+    ``in`` / ``out``, constants static arrays of the case."""
+
+    def __init__(self, prefix: str, op: Op, dsp: bool) -> None:
+        self.prefix, self.dsp, self.consts = prefix, dsp, []
+        self.names = {op.inputs[0]: "in", op.outputs[0]: "out"}
+
+    def act(self, tensor_index: int) -> str:
+        return self.names[tensor_index]
+
+    def const(self, hint: str, values: np.ndarray, ctype: str) -> str:
+        name = f"{self.prefix}_k{len(self.consts)}"
+        body = ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
+        self.consts.append(f"static const {ctype} {name}[] __attribute__((aligned(4))) = "
+                           f"{{ {body} }};")
+        return name
+
+    @property
+    def scratch(self) -> str:
+        return "scratch"

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from conftest import convert_int8
 from kernel_host import CFLAGS, RUNTIME, compiler
-from sparse_support import set_weights
+from sparse_support import HostCtx, set_weights
 
 from tinyprune.ir import Graph, Op, read_tflite
 from tinyprune.kernels import sparse_depthwise
@@ -115,27 +115,6 @@ def test_dw_encoding_round_trips_and_counts_bytes(t: int, c: int, sparsity: floa
 
 
 # ---- the kernel on the host --------------------------------------------------------------------
-
-class HostCtx:
-    """LowerContext: activations are ``in`` / ``out``, constants static arrays of the case."""
-
-    def __init__(self, prefix: str, op: Op, dsp: bool) -> None:
-        self.prefix, self.dsp, self.consts = prefix, dsp, []
-        self.names = {op.inputs[0]: "in", op.outputs[0]: "out"}
-
-    def act(self, tensor_index: int) -> str:
-        return self.names[tensor_index]
-
-    def const(self, hint: str, values: np.ndarray, ctype: str) -> str:
-        name = f"{self.prefix}_k{len(self.consts)}"
-        body = ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
-        self.consts.append(f"static const {ctype} {name}[] __attribute__((aligned(4))) = "
-                           f"{{ {body} }};")
-        return name
-
-    @property
-    def scratch(self) -> str:
-        return "scratch"
 
 
 @dataclass(frozen=True)
