@@ -585,22 +585,38 @@ static int residual_of(const tp_add_table_params *a, residual_add *out)
     return 1;
 }
 
-tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
-                                     const tp_add_table_params *add_params,
-                                     const tp_dims *input_dims, const int8_t *input,
-                                     const tp_dims *filter_dims, const int8_t *filter,
-                                     const tp_dims *output_dims, int8_t *output)
+/* The fused kernels' checks and run: `need` scratch bytes, the path the wrapper names (inlined
+ * into each wrapper with its path constant, so a firmware without the narrow kernel links no
+ * narrow code). */
+static TP_ALWAYS_INLINE tp_status run_add(const tp_context *ctx,
+                                          const tp_conv_params *conv_params,
+                                          const tp_add_table_params *add_params,
+                                          const tp_dims *input_dims, const int8_t *input,
+                                          const tp_dims *filter_dims, const int8_t *filter,
+                                          const tp_dims *output_dims, int8_t *output,
+                                          int32_t need, const int path)
 {
-    const int32_t need =
-        tp_conv_interleaved_add_s8_get_buffer_size(input_dims, filter_dims, output_dims);
     residual_add add;
     if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
         !residual_of(add_params, &add)) {
         return TP_ERR_ARG;
     }
     run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
-        PATH_WIDE);
+        path);
     return TP_OK;
+}
+
+tp_status tp_conv_interleaved_add_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                                     const tp_add_table_params *add_params,
+                                     const tp_dims *input_dims, const int8_t *input,
+                                     const tp_dims *filter_dims, const int8_t *filter,
+                                     const tp_dims *output_dims, int8_t *output)
+{
+    return run_add(ctx, conv_params, add_params, input_dims, input, filter_dims, filter,
+                   output_dims, output,
+                   tp_conv_interleaved_add_s8_get_buffer_size(input_dims, filter_dims,
+                                                              output_dims),
+                   PATH_WIDE);
 }
 
 tp_status tp_conv_interleaved_add_narrow_s8(const tp_context *ctx,
@@ -610,14 +626,9 @@ tp_status tp_conv_interleaved_add_narrow_s8(const tp_context *ctx,
                                             const tp_dims *filter_dims, const int8_t *filter,
                                             const tp_dims *output_dims, int8_t *output)
 {
-    const int32_t need =
-        tp_conv_interleaved_add_narrow_s8_get_buffer_size(input_dims, filter_dims, output_dims);
-    residual_add add;
-    if (!args_ok(ctx, input_dims, filter_dims, output_dims, need) || output == input ||
-        !residual_of(add_params, &add)) {
-        return TP_ERR_ARG;
-    }
-    run(ctx, conv_params, &add, input_dims, input, filter_dims, filter, output_dims, output,
-        PATH_NARROW);
-    return TP_OK;
+    return run_add(ctx, conv_params, add_params, input_dims, input, filter_dims, filter,
+                   output_dims, output,
+                   tp_conv_interleaved_add_narrow_s8_get_buffer_size(input_dims, filter_dims,
+                                                                     output_dims),
+                   PATH_NARROW);
 }
