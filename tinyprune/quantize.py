@@ -3,7 +3,8 @@
 TensorFlow's converter, with default optimizations, per-channel weights, only int8 builtin ops and
 int8 inputs and outputs. Calibration uses up to ``samples`` inputs from the training data (else the
 test data, else seeded random inputs). The converter's console noise goes to the debug log. The
-same model and data give the same bytes.
+same model and data give the same bytes, once the converter's one known nondeterminism is retried
+away (:func:`convert_full_int8`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tinyprune.models.stats import iter_layers
 log = logging.getLogger(__name__)
 
 CALIBRATION_SEED = 0
+CONVERT_ATTEMPTS = 5  # see convert_full_int8
 # Keras layer types known to convert to int8 TFLite builtins (TF 2.21).
 SUPPORTED_LAYERS = (
     "Activation",
@@ -209,15 +211,58 @@ def quantize(
     return result
 
 
+def float_ops(buf: bytes) -> list[str]:
+    """The ops of a converted model that compute in float32 (QUANTIZE/DEQUANTIZE aside), as
+    ``"OPCODE 'name'"``; empty for a clean full-int8 conversion (or bytes that do not parse)."""
+    from tinyprune.ir.reader import read_tflite
+
+    try:
+        graph = read_tflite(buf)
+    except Exception:  # the reader's own message comes later, where the model is used
+        return []
+    found = []
+    for op in graph.ops:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(t >= 0 and graph.tensors[t].dtype == "float32" for t in (*op.inputs, *op.outputs)):
+            found.append(f"{op.opcode} '{op.name}'")
+    return found
+
+
+def convert_full_int8(convert: Callable[[], bytes], label: str) -> bytes:
+    """``convert()`` until its result has no float op, at most :data:`CONVERT_ATTEMPTS` times.
+
+    TensorFlow 2.21's quantizer is not deterministic on a SPLIT with an unused output (the
+    first step of an unrolled LSTM from a zero state: the forget gate is dead): about one
+    conversion in five leaves that SPLIT in float between a DEQUANTIZE and QUANTIZEs, the same
+    model and data converting cleanly the next time. A result that is still not full int8
+    after the last attempt is returned as it is; the reader names the float op.
+    """
+    result = convert()
+    for attempt in range(2, CONVERT_ATTEMPTS + 1):
+        left = float_ops(result)
+        if not left:
+            break
+        log.info(
+            "converter left %s in float for %s; converting again (attempt %d of %d)",
+            ", ".join(left[:3]), label, attempt, CONVERT_ATTEMPTS,
+        )
+        result = convert()
+    return result
+
+
 def _convert(loaded: LoadedModel, inputs: np.ndarray) -> bytes:
-    with _captured_output() as noise:
-        try:
-            result = _converter(loaded.model, inputs).convert()
-        except Exception as exc:  # ConverterError and friends: find the layer at fault
-            error: Exception | None = exc
-        else:
-            error = None
-    log.debug("converter output for %s:\n%s", loaded.path, noise.getvalue())
-    if error is not None:
-        raise _conversion_error(loaded, error) from None
-    return bytes(result)
+    def once() -> bytes:
+        with _captured_output() as noise:
+            try:
+                result = _converter(loaded.model, inputs).convert()
+            except Exception as exc:  # ConverterError and friends: find the layer at fault
+                error: Exception | None = exc
+            else:
+                error = None
+        log.debug("converter output for %s:\n%s", loaded.path, noise.getvalue())
+        if error is not None:
+            raise _conversion_error(loaded, error) from None
+        return bytes(result)
+
+    return convert_full_int8(once, str(loaded.path))

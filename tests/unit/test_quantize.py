@@ -13,7 +13,13 @@ from tinyprune.ir import Graph, read_tflite
 from tinyprune.models import LoadedModel, load_model, wrap_model
 from tinyprune.models._backend import keras_module
 from tinyprune.models.zoo import ZOO
-from tinyprune.quantize import calibration_inputs, quantize
+from tinyprune.quantize import (
+    CONVERT_ATTEMPTS,
+    calibration_inputs,
+    convert_full_int8,
+    float_ops,
+    quantize,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits"
 
@@ -130,3 +136,39 @@ def test_model_override_converts_the_given_model(digits: tuple[LoadedModel, Data
     other = ZOO["digits"]("keras3", seed=9)
     expected = quantize(wrap_model(other, digits[0].path), digits[1], samples=10)
     assert quantize(digits[0], digits[1], samples=10, model=other) == expected
+
+
+@pytest.fixture(scope="module")
+def float_tflite() -> bytes:
+    """A float32 TFLite model (no quantization) of one Dense layer."""
+    import tensorflow as tf
+
+    k = keras_module("keras3")
+    model = k.Sequential([k.Input((5,)), k.layers.Dense(3, name="head")])
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def test_float_ops_names_what_computes_in_float(float_tflite: bytes, digits_int8: bytes) -> None:
+    found = float_ops(float_tflite)
+    assert len(found) == 1 and found[0].startswith("FULLY_CONNECTED '")
+    assert float_ops(digits_int8) == []
+    assert float_ops(b"not a flatbuffer") == []
+
+
+def test_conversion_retried_while_the_converter_leaves_float_ops(
+    float_tflite: bytes, digits_int8: bytes
+) -> None:
+    """The converter's float SPLIT (unrolled LSTM) comes and goes between identical runs."""
+    results = iter([float_tflite, float_tflite, digits_int8, float_tflite])
+    calls = []
+
+    def convert() -> bytes:
+        calls.append(1)
+        return next(results)
+
+    assert convert_full_int8(convert, "m.keras") == digits_int8
+    assert len(calls) == 3
+    calls.clear()
+    # never clean: the last result is returned (the reader refuses it, naming the op)
+    assert convert_full_int8(lambda: calls.append(1) or float_tflite, "m.keras") == float_tflite
+    assert len(calls) == CONVERT_ATTEMPTS
