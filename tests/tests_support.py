@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -33,3 +35,43 @@ def small_resnet_tflite() -> bytes:
     x = layers.ReLU()(layers.Add()([s, y]))
     x = layers.GlobalAveragePooling2D()(x)
     return convert_int8(keras.Model(inp, layers.Dense(10)(x)), (16, 16, 3))
+
+
+@dataclass(frozen=True)
+class BackboneRow:
+    """One zoo backbone build (tests/e2e/test_backbones*.py): ``tests/zoo`` model, flavor,
+    channel pruning, and the emulator (``none``: host checks only)."""
+
+    model: str
+    flavor: str = "keras3"
+    prune: float | None = None
+    emulator: str = "unicorn"
+
+
+def check_backbone_build(row: BackboneRow, tmp_path: Path) -> None:
+    """Save ``row``'s model, build it for nucleo_f746 (2 samples + 2 random inputs, no data)
+    and check it bit-exact on the host (portable and DSP) and on the board when it runs there;
+    pruned rows lose over half their parameters with no barrier."""
+    from zoo import BACKBONES
+
+    from tinyprune.api import build
+    from tinyprune.config import BuildOptions
+    from tinyprune.models._backend import keras_module
+    from tinyprune.models.load import save_model
+
+    suffix = ".keras" if row.flavor == "keras3" else ".h5"
+    model = BACKBONES[row.model](keras_module(row.flavor))
+    path = save_model(model, tmp_path / f"{row.model}{suffix}")
+    opts = BuildOptions(board="nucleo_f746", model=path, out=tmp_path / "out",
+                        prune_channels=row.prune, samples=2, random_samples=2,
+                        emulator=row.emulator)
+    report = build(opts, progress=lambda _: None).report
+    run, info = report["run"], report["model"]
+    assert run["host"]["bit_exact"] and run["host"]["dsp_path_bit_exact"] is True, run["host"]
+    if row.emulator != "none":
+        assert run["samples"] == 2 and run["bit_exact"], run["mismatches"]
+    assert report["ok"]
+    if row.prune is not None:
+        assert info["pruning"]["barriers"] == []
+        assert info["params_after"] < 0.5 * info["params_before"]
+        assert info["macs_after"] < info["macs_before"]

@@ -6,11 +6,10 @@ random calibration and inputs), for nucleo_f746 (1 MiB flash, 320 KiB RAM). Ever
 be bit-exact with TFLite Micro on the host (portable and DSP paths), and on the emulated board
 when the row runs it.
 
-``make test`` builds six rows (``ZOO``): MobileNetV3Small pruned, checked on
-the host only (the portable and DSP builds of the generated C against TFLite Micro, 2 samples +
-2 random inputs; the emulator run of the same C is what the decoder rows and the other e2e tests
-cover), and the Conv2DTranspose autoencoder and the UpSampling2D network dense and pruned (and
-the latter as tf_keras), on the emulated board. One conversion of a larger
+``make test`` builds six rows: here (``ZOO``) the Conv2DTranspose autoencoder and the
+UpSampling2D network dense and pruned (and the latter as tf_keras), on the emulated board; in
+``tests/e2e/test_backbone_mobilenet_v3.py`` MobileNetV3Small pruned, the longest build of the
+suite, in a file of its own so that the test workers share the rows. One conversion of a larger
 backbone takes a minute or more on a loaded 2-core machine, so ``bench/backbones.py`` runs the
 whole matrix (every backbone dense and pruned, on the emulated board, mps2_an500 with 4 MiB of
 code memory when the nucleo refuses it) and records flash, RAM, bit-exactness and times in
@@ -20,11 +19,10 @@ code memory when the nucleo refuses it) and records flash, RAM, bit-exactness an
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from zoo import BACKBONES
+from tests_support import BackboneRow, check_backbone_build
 
 from tinyprune.api import build
 from tinyprune.config import BuildOptions
@@ -39,59 +37,25 @@ pytestmark = [
 ]
 
 
-@dataclass(frozen=True)
-class Row:
-    model: str
-    flavor: str = "keras3"
-    prune: float | None = None
-    emulator: str = "unicorn"
-
-
 ZOO = [
-    # MobileNetV3Small at 32x32: hard-swish, squeeze-excite from tensor ops, pruned through
-    # them; checked on the host (portable and DSP builds of the firmware's C against TFLM)
-    pytest.param(Row("mobilenet_v3_small", prune=0.5, emulator="none"),
-                 id="mobilenet_v3_small-pruned50-host"),
     # Conv2DTranspose decoder, dense and pruned, on the emulated board
-    pytest.param(Row("conv_autoencoder"), id="conv_autoencoder-dense"),
-    pytest.param(Row("conv_autoencoder", prune=0.5), id="conv_autoencoder-pruned50"),
+    pytest.param(BackboneRow("conv_autoencoder"), id="conv_autoencoder-dense"),
+    pytest.param(BackboneRow("conv_autoencoder", prune=0.5), id="conv_autoencoder-pruned50"),
     # UpSampling2D: bilinear in Keras 3 (RESIZE_BILINEAR), nearest in tf_keras
     # (RESIZE_NEAREST_NEIGHBOR), dense and pruned, on the emulated board
-    pytest.param(Row("upsampling_net"), id="upsampling_net-dense"),
-    pytest.param(Row("upsampling_net", prune=0.5), id="upsampling_net-pruned50"),
-    pytest.param(Row("upsampling_net", flavor="tf_keras"), id="upsampling_net-tf_keras-dense"),
+    pytest.param(BackboneRow("upsampling_net"), id="upsampling_net-dense"),
+    pytest.param(BackboneRow("upsampling_net", prune=0.5), id="upsampling_net-pruned50"),
+    pytest.param(BackboneRow("upsampling_net", flavor="tf_keras"),
+                 id="upsampling_net-tf_keras-dense"),
 ]
-"""What ``make test`` builds (about 9 min of test time measured on 2 cores loaded to 7-8 by
-other jobs, a few minutes idle; MobileNetV3Small takes most of it; MobileNetV2, 5 more minutes
-under that load, is bench/backbones.py's). The whole
-matrix (every
-backbone dense and pruned, on the emulated board, the nucleo tried first) is
-``bench/backbones.py``, recorded in ``bench/results/backbones.md``."""
-
-
-def _build(row: Row, tmp_path: Path) -> dict:
-    suffix = ".keras" if row.flavor == "keras3" else ".h5"
-    model = BACKBONES[row.model](keras_module(row.flavor))
-    path = save_model(model, tmp_path / f"{row.model}{suffix}")
-    opts = BuildOptions(board="nucleo_f746", model=path, out=tmp_path / "out",
-                        prune_channels=row.prune, samples=2, random_samples=2,
-                        emulator=row.emulator)
-    return build(opts, progress=lambda _: None).report
+"""The decoder rows of ``make test`` (MobileNetV2, five minutes of one worker under load, is
+bench/backbones.py's). The whole matrix (every backbone dense and pruned, on the emulated board,
+the nucleo tried first) is ``bench/backbones.py``, recorded in ``bench/results/backbones.md``."""
 
 
 @pytest.mark.parametrize("row", ZOO)
-def test_backbone_builds_bit_exact(row: Row, tmp_path: Path) -> None:
-    report = _build(row, tmp_path)
-    run, model = report["run"], report["model"]
-    assert run["host"]["bit_exact"] and run["host"]["dsp_path_bit_exact"] is True, run["host"]
-    if row.emulator != "none":
-        assert run["samples"] == 2 and run["bit_exact"], run["mismatches"]
-    assert report["ok"]
-    if row.prune is not None:
-        pruning = model["pruning"]
-        assert pruning["barriers"] == []
-        assert model["params_after"] < 0.5 * model["params_before"]
-        assert model["macs_after"] < model["macs_before"]
+def test_backbone_builds_bit_exact(row: BackboneRow, tmp_path: Path) -> None:
+    check_backbone_build(row, tmp_path)
 
 
 def test_keras3_nearest_upsampling_is_refused_with_what_to_do(tmp_path: Path) -> None:
