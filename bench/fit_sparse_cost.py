@@ -7,7 +7,12 @@ stops). Its cycles are fitted by non-negative least squares to the family's feat
 functions the planner's estimates use). Results: ``bench/results/sparse_cost_fit.{md,json}``;
 ``--write`` also rewrites the COEFFICIENTS block of sparse_cost.py (with the fit's date).
 
-usage: python bench/fit_sparse_cost.py [--board nucleo_f746] [--write] [--families fc_bsr_r1,...]
+usage: python bench/fit_sparse_cost.py [--board nucleo_f746] [--cycle-model table|m7] [--write]
+                                     [--families fc_bsr_r1,...]
+
+``--cycle-model m7`` fits the same runs timed by the Cortex-M7 model (results
+``bench/results/sparse_cost_fit_m7.{md,json}``, coefficients ``COEFFICIENTS_M7``), which the kernel
+choice uses on M7 boards.
 """
 
 from __future__ import annotations
@@ -134,12 +139,12 @@ def dw_features_of(family: str, op: Any, graph: Any) -> dict[str, float]:
 
 
 def measure_run(shape: sl.LayerShape, base: bytes, run: Run, board: str,
-                work: Path) -> dict[str, Any]:
+                work: Path, cycle_model: str = sl.CYCLE_MODEL) -> dict[str, Any]:
     tflite = sl.sparsified(base, run.pattern, run.sparsity)
     dense = run.family.endswith("_dense")
     kernels = "dense" if dense else ("activation" if run.zero_fraction is not None else "sparse")
     m = sl.measure(tflite, board, work, kernels=kernels, family=None if dense else run.family,
-                   zero_fraction=run.zero_fraction)
+                   zero_fraction=run.zero_fraction, cycle_model=cycle_model)
     if not m.bit_exact:
         raise RuntimeError(f"{shape.id} {run}: not bit-exact on the emulator ({m.kernel})")
     return {"shape": shape.id, "family": run.family, "pattern": run.pattern,
@@ -181,11 +186,22 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def coefficients_block(fits: dict[str, dict[str, Any]], board: str, date: str) -> str:
-    lines = [f"# Fit: bench/fit_sparse_cost.py, {board} (M7 build, -O2, DSP path), table cycle "
-             "model,", f"# {date}. Residuals of every fit are in "
-             "bench/results/sparse_cost_fit.md.",
-             "COEFFICIENTS: dict[str, dict[str, float]] = {"]
+def variable(cycle_model: str) -> str:
+    """The name of the cycle model's coefficients in sparse_cost.py."""
+    return "COEFFICIENTS" if cycle_model == "table" else f"COEFFICIENTS_{cycle_model.upper()}"
+
+
+def stem(cycle_model: str) -> str:
+    """The results file of the cycle model's fit (bench/results/<stem>.{md,json})."""
+    return "sparse_cost_fit" if cycle_model == "table" else f"sparse_cost_fit_{cycle_model}"
+
+
+def coefficients_block(fits: dict[str, dict[str, Any]], board: str, date: str,
+                       cycle_model: str = "table") -> str:
+    lines = [f"# Fit: bench/fit_sparse_cost.py, {board} (M7 build, -O2, DSP path), {cycle_model} "
+             "cycle model,", f"# {date}. Residuals of every fit are in "
+             f"bench/results/{stem(cycle_model)}.md.",
+             f"{variable(cycle_model)}: dict[str, dict[str, float]] = {{"]
     for family, f in fits.items():
         items = ", ".join(f'"{k}": {v!r}' for k, v in f["coefficients"].items())
         lines.append(f'    "{family}": {{{items}}},')
@@ -193,10 +209,10 @@ def coefficients_block(fits: dict[str, dict[str, Any]], board: str, date: str) -
     return "\n".join(lines)
 
 
-def write_coefficients(block: str) -> None:
+def write_coefficients(block: str, cycle_model: str = "table") -> None:
     text = COST_MODULE.read_text()
-    pattern = re.compile(r"# Fit: .*?\nCOEFFICIENTS: dict\[str, dict\[str, float\]\] = \{\n.*?\n\}",
-                         re.S)
+    pattern = re.compile(r"# Fit: [^\n]*\n# [^\n]*\n" + variable(cycle_model)
+                         + r": dict\[str, dict\[str, float\]\] = \{\n.*?\n\}", re.S)
     if not pattern.search(text):
         raise RuntimeError(f"{COST_MODULE}: the COEFFICIENTS block was not found")
     wrapped = "\n".join(_wrap(line) for line in block.splitlines())
@@ -220,11 +236,11 @@ def _wrap(line: str, width: int = 99) -> str:
 
 
 def markdown(fits: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
-             info: dict[str, str]) -> str:
+             info: dict[str, str], cycle_model: str = "table") -> str:
     head = ["# Kernel cost model fit (tinyprune/kernels/sparse_cost.py)", "",
             *[f"- {k}: {v}" for k, v in info.items()],
-            "- cycles: the emulator's estimates (`table` cycle model, docs/emulator.md); every "
-            "run bit-exact", "", "| family | runs | coefficients | mean / max rel. error |",
+            f"- cycles: the emulator's estimates (`{cycle_model}` cycle model, docs/emulator.md); "
+            "every run bit-exact", "", "| family | runs | coefficients | mean / max rel. error |",
             "|---|--:|---|--:|"]
     body = [f"| {f} | {v['runs']} | "
             + ", ".join(f"{k} {c:g}" for k, c in v["coefficients"].items())
@@ -243,7 +259,10 @@ def main() -> int:
     ap.add_argument("--board", default="nucleo_f746")
     ap.add_argument("--write", action="store_true", help="rewrite sparse_cost.COEFFICIENTS")
     ap.add_argument("--families", default="", help="comma-separated families (default: all)")
+    ap.add_argument("--cycle-model", default="table", choices=["table", "m7"],
+                    help="the emulator's cycle model the fit is of (default: table)")
     args = ap.parse_args()
+    model = args.cycle_model
     from machine import machine  # bench/machine.py
 
     wanted = set(filter(None, args.families.split(",")))
@@ -259,26 +278,27 @@ def main() -> int:
             base = sl.base_model(shape)
             for run in runs:
                 work = Path(tmp) / f"r{len(rows)}"
-                rows.append(measure_run(shape, base, run, args.board, work))
+                rows.append(measure_run(shape, base, run, args.board, work, model))
                 r = rows[-1]
                 print(f"{shape.id:28} {run.family:12} {run.pattern:12} {run.sparsity:4.0%} "
                       f"{r['cycles']:>10,}", file=sys.stderr)
     fits = fit(rows)
     if wanted:  # refit of some families: keep the others' coefficients and runs
-        old = json.loads((RESULTS / "sparse_cost_fit.json").read_text())
+        old = json.loads((RESULTS / f"{stem(model)}.json").read_text())
         fits = {**{f: v for f, v in old["fits"].items() if f not in fits}, **fits}
         rows = [*(r for r in old["runs"] if r["family"] not in wanted), *rows]
         fits = dict(sorted(fits.items()))
     date = dt.date.today().isoformat()
     info = machine(flags="-O2 -mthumb -std=c99 (board -mcpu/-mfpu), DSP path on")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sparse_cost_fit.json").write_text(json.dumps(
-        {"machine": info, "board": args.board, "fits": fits, "runs": rows}, indent=1))
-    (RESULTS / "sparse_cost_fit.md").write_text(markdown(fits, rows, info))
-    block = coefficients_block(fits, args.board, date)
+    (RESULTS / f"{stem(model)}.json").write_text(json.dumps(
+        {"machine": info, "board": args.board, "cycle_model": model, "fits": fits,
+         "runs": rows}, indent=1))
+    (RESULTS / f"{stem(model)}.md").write_text(markdown(fits, rows, info, model))
+    block = coefficients_block(fits, args.board, date, model)
     print(block)
     if args.write:
-        write_coefficients(block)
+        write_coefficients(block, model)
     return 0
 
 

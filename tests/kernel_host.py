@@ -275,6 +275,7 @@ class HostCtx:
     """LowerContext for the test: activations are slots of a ``void **T`` argument."""
 
     dsp = False
+    cost_model = "table"
     scratch = "NULL"
 
     def __init__(self, prefix: str, slots: dict[int, int]) -> None:

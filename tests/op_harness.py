@@ -109,6 +109,7 @@ class HostCtx:
     both builds."""
 
     dsp = True
+    cost_model = "table"
 
     def __init__(self, prefix: str, slots: dict[int, int]) -> None:
         self.prefix, self.slots, self.consts = prefix, slots, []

@@ -88,6 +88,8 @@ class HostCtx:
     """LowerContext for one op compiled on the host (the sparse kernel tests): activations are
     ``in`` / ``out``, constants static arrays of the case."""
 
+    cost_model = "table"
+
     def __init__(self, prefix: str, op: Op, dsp: bool) -> None:
         self.prefix, self.dsp, self.consts = prefix, dsp, []
         self.names = {op.inputs[0]: "in", op.outputs[0]: "out"}

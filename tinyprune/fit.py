@@ -49,7 +49,7 @@ def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
 
     try:
         graph = read_tflite(pipeline.quantize(loaded, model, samples=32))
-        options = pipeline.plan_options(budgets or Budgets())
+        options = pipeline.plan_options(budgets or Budgets(), board, cycle_model)
         planned = pipeline.make_plan(graph, board, options)
         macs = sum(p.call.macs for p in planned.code_ops)
         project = generate(planned, work / "src", model_name="search", source_name="search",

@@ -304,10 +304,15 @@ def _float_accuracy(model: Any, data: Dataset) -> float:
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
-def plan_options(budgets: Budgets) -> PlanOptions:
-    """The planner's options for a build with these budgets: no narrow-scratch kernels (RAM
-    bought with code and cycles) when only flash is limited."""
-    return PlanOptions(narrow_scratch=not (budgets.flash is not None and budgets.ram is None))
+def plan_options(budgets: Budgets, board: Board, cycle_model: str | None = None) -> PlanOptions:
+    """The planner's options for a build with these budgets on ``board``: no narrow-scratch
+    kernels (RAM bought with code and cycles) when only flash is limited; kernels priced by the
+    cost fit of the build's cycle model (``cycle_model``, else the board's core default, which
+    is the silicon the firmware is for even when nothing runs it)."""
+    from tinyprune.emulator.cycle_models import DEFAULT_FOR_CORE
+
+    return PlanOptions(narrow_scratch=not (budgets.flash is not None and budgets.ram is None),
+                       cost_model=cycle_model or DEFAULT_FOR_CORE.get(board.core, "table"))
 
 
 def make_plan(graph: Graph, board: Board, options: PlanOptions | None = None) -> Plan:
@@ -559,6 +564,7 @@ def assemble_report(opts: BuildOptions, board: Board, info: ModelInfo, planned: 
                      "firmware": host.firmware_accuracy,
                      "test_samples": None if checks.labels is None else len(checks.labels)},
         "layers": _layers(planned, run),
+        "kernel_cost_model": planned.cost_model,
         "memory": memory_section(planned),
         "warnings": list(warnings),
     }

@@ -317,6 +317,8 @@ def test_folded_bias_past_int32_falls_back() -> None:
 class FakeCtx:
     """A LowerContext that records constants."""
 
+    cost_model = "table"
+
     def __init__(self, dsp: bool) -> None:
         self.dsp = dsp
         self.consts: dict[str, tuple[np.ndarray, str]] = {}

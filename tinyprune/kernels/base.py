@@ -105,12 +105,17 @@ class PlanOptions:
             variant (less scratch, more cycles and a few KB of code: ``KernelCall.
             min_scratch_bytes``); off for builds that trade RAM for flash (a flash budget and
             no RAM budget, ``pipeline.plan_options``).
+        cost_model: the cycle model whose fit the cost model prices kernels with
+            (:data:`tinyprune.kernels.sparse_cost.FITS`): the build's cycle model, the
+            board's core default when none is given (``m7`` on Cortex-M7 boards); a model
+            without a fit of its own (``m4``, ``m0plus``) uses the ``table`` fit.
     """
 
     kernels: str = "auto"
     layer_kernels: Mapping[str, str] = field(default_factory=dict)
     zero_fractions: Mapping[int, float] = field(default_factory=dict)
     narrow_scratch: bool = True
+    cost_model: str = "table"
 
     def __post_init__(self) -> None:
         allowed = ("auto", *KERNEL_KINDS)
@@ -149,6 +154,7 @@ class LowerContext(Protocol):
     """What a handler may ask of codegen while lowering an op."""
 
     dsp: bool  # the target has the DSP extension (SMLAD/SXTB16); kernels take their DSP path
+    cost_model: str  # PlanOptions.cost_model: a handler's choice among its formats asks it
 
     def act(self, tensor_index: int) -> str:
         """C expression (pointer) of an activation tensor in the arena, e.g. ``TP_T12``."""

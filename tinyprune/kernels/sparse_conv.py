@@ -86,10 +86,10 @@ class SparseConv:
     def filter_bytes(self) -> int:
         return sum(const_bytes(v) for _, v in self.arrays)
 
-    def cycles(self, a: ConvArgs) -> float:
+    def cycles(self, a: ConvArgs, model: str = "table") -> float:
         features = sparse_cost.conv_features(pixels(a), depth4(a), a.output_shape[3], self.work,
                                              self.work_name, PIXELS)
-        return sparse_cost.cycles(self.family, features)
+        return sparse_cost.cycles(self.family, features, model)
 
 
 def _bsr(a: ConvArgs, group: int) -> SparseConv | None:
@@ -161,23 +161,23 @@ class _SparseConvHandler:
     def candidates(self, a: ConvArgs) -> list[SparseConv]:
         raise NotImplementedError
 
-    def best(self, a: ConvArgs) -> SparseConv | None:
+    def best(self, a: ConvArgs, model: str = "table") -> SparseConv | None:
         if not requant_bound_ok(filter_rows(a), a.bias, a.shift):
             return None
         options = [c for c in self.candidates(a) if c.requant_ok]
-        return min(options, key=lambda s: s.cycles(a)) if options else None
+        return min(options, key=lambda s: s.cycles(a, model)) if options else None
 
     def check(self, op: Op, graph: Graph) -> None:
         ConvHandler().check(op, graph)
 
     def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
         a = conv_args(op, graph)
-        s = self.best(a)
-        return None if s is None else Estimate(s.cycles(a), s.detail)
+        s = self.best(a, options.cost_model)
+        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = conv_args(op, graph)
-        s = self.best(a)
+        s = self.best(a, ctx.cost_model)
         if s is None:
             raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
         return lower_candidate(op, ctx, a, s)
@@ -283,7 +283,7 @@ class Conv1x1ZeroSkipHandler:
         s = zskip(filter_rows(a), z)
         features = sparse_cost.fc_features(pixels(a), a.input_shape[3], a.output_shape[3],
                                            s.work, s.work_name)
-        return Estimate(sparse_cost.cycles(s.family, features), s.detail)
+        return Estimate(sparse_cost.cycles(s.family, features, options.cost_model), s.detail)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = conv_args(op, graph)

@@ -3,9 +3,13 @@
 Each kernel family has a linear model over a few counts of its work (:func:`fc_features`,
 :func:`conv_features`: calls, batch rows or pixels, inputs, outputs, MACs, stored blocks, ...):
 ``cycles = sum(coefficient[k] * features[k])``. The coefficients are least-squares fits to the
-emulator's estimated cycles (the ``table`` cycle model of docs/emulator.md, M7 build, -O2, DSP
-path) of one-layer firmware over many shapes and sparsities, made by ``bench/fit_sparse_cost.py``
-(its table: ``bench/results/sparse_cost_fit.md``). They are estimates of estimates: good for
+emulator's estimated cycles (M7 build, -O2, DSP path) of one-layer firmware over many shapes and
+sparsities, made by ``bench/fit_sparse_cost.py``: one fit per cycle model that has its own
+(:data:`FITS`: ``table``, the flat table of docs/emulator.md, in
+``bench/results/sparse_cost_fit.md``; ``m7``, the Cortex-M7 model, in
+``bench/results/sparse_cost_fit_m7.md``). The kernel choice asks the fit of the build's cycle
+model (``PlanOptions.cost_model``); ``m4`` and ``m0plus`` use the table's, which they are close
+to on these kernels (bench/results/cycle_models.md). They are estimates of estimates: good for
 ranking kernels (the choice), not a timing promise. Boards without the DSP extension run the
 portable paths, which the fit does not cover; the planner then keeps the dense kernels.
 """
@@ -58,14 +62,25 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 }
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 
+# Fit: bench/fit_sparse_cost.py, nucleo_f746 (M7 build, -O2, DSP path), m7 cycle model,
+# (not fitted yet). Residuals of every fit are in bench/results/sparse_cost_fit_m7.md.
+COEFFICIENTS_M7: dict[str, dict[str, float]] = {
+    "placeholder": {},
+}
 
-def cycles(family: str, features: Mapping[str, float]) -> float:
-    """Estimated cycles of a kernel family for a layer's features.
+
+FITS: dict[str, dict[str, dict[str, float]]] = {"table": COEFFICIENTS, "m7": COEFFICIENTS_M7}
+"""Per cycle model with a fit of its own, its coefficients (``PlanOptions.cost_model``)."""
+
+
+def cycles(family: str, features: Mapping[str, float], model: str = "table") -> float:
+    """Estimated cycles of a kernel family for a layer's features, from the fit of the cycle
+    model ``model`` (the ``table`` fit for a model or family without one).
 
     Raises:
         KeyError: the family has no fitted model, or a feature it needs is missing.
     """
-    coef = COEFFICIENTS[family]
+    coef = FITS.get(model, COEFFICIENTS).get(family) or COEFFICIENTS[family]
     return float(sum(c * features[name] for name, c in coef.items()))
 
 
@@ -108,12 +123,12 @@ def dw_dense_family(a: ConvArgs) -> str:
     return "dw3x3_dense" if choose_kernel(a).name == "tp_depthwise_conv_3x3_s8" else "dw_dense"
 
 
-def dw_dense_cycles(a: ConvArgs) -> float:
+def dw_dense_cycles(a: ConvArgs, model: str = "table") -> float:
     """Estimated cycles of the dense DEPTHWISE_CONV_2D kernel (3x3 or general) on a layer."""
     n, oh, ow, c_out = a.output_shape
     _, kh, kw, _ = a.filter_shape
     blocks = kh * kw * -(-c_out // 4)
-    return cycles(dw_dense_family(a), dw_features(n * oh * ow, kh * kw, c_out, blocks))
+    return cycles(dw_dense_family(a), dw_features(n * oh * ow, kh * kw, c_out, blocks), model)
 
 
 def dw_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
@@ -121,15 +136,15 @@ def dw_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> 
     from tinyprune.kernels.base import Estimate
     from tinyprune.kernels.conv import depthwise_args
 
-    return Estimate(dw_dense_cycles(depthwise_args(op, graph)), "dense")
+    return Estimate(dw_dense_cycles(depthwise_args(op, graph), options.cost_model), "dense")
 
 
-def conv_dense_cycles(a: ConvArgs) -> float:
+def conv_dense_cycles(a: ConvArgs, model: str = "table") -> float:
     """Estimated cycles of the dense CONV_2D kernel (tp_conv_interleaved_s8) on a layer."""
     n, oh, ow, c_out = a.output_shape
     _, kh, kw, c_in = a.filter_shape
     k4 = -(-kh * kw * c_in // 4) * 4
-    return cycles("conv_dense", conv_features(n * oh * ow, k4, c_out, c_out * k4))
+    return cycles("conv_dense", conv_features(n * oh * ow, k4, c_out, c_out * k4), model)
 
 
 def conv_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
@@ -137,13 +152,13 @@ def conv_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -
     from tinyprune.kernels.base import Estimate
     from tinyprune.kernels.conv import conv_args
 
-    return Estimate(conv_dense_cycles(conv_args(op, graph)), "dense")
+    return Estimate(conv_dense_cycles(conv_args(op, graph), options.cost_model), "dense")
 
 
-def fc_dense_cycles(a: FcArgs) -> float:
+def fc_dense_cycles(a: FcArgs, model: str = "table") -> float:
     """Estimated cycles of the dense FULLY_CONNECTED kernel on a layer."""
     features = fc_features(a.rows, a.in_features, a.out_features, a.in_features * a.out_features)
-    return cycles("fc_dense", features)
+    return cycles("fc_dense", features, model)
 
 
 def fc_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:
@@ -151,4 +166,4 @@ def fc_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> 
     from tinyprune.kernels.base import Estimate
     from tinyprune.kernels.fully_connected import fc_args
 
-    return Estimate(fc_dense_cycles(fc_args(op, graph)), "dense")
+    return Estimate(fc_dense_cycles(fc_args(op, graph), options.cost_model), "dense")

@@ -111,11 +111,11 @@ class SparseDepthwise:
     def detail(self) -> str:
         return f"1x4 depthwise blocks, {percent(self.encoded.block_sparsity)} empty"
 
-    def cycles(self, a: ConvArgs) -> float:
+    def cycles(self, a: ConvArgs, model: str = "table") -> float:
         _, kh, kw, c = a.filter_shape
         features = sparse_cost.dw_features(pixels(a), kh * kw, c, self.encoded.stored_blocks,
                                            "blocks")
-        return sparse_cost.cycles(self.family, features)
+        return sparse_cost.cycles(self.family, features, model)
 
 
 def candidate(a: ConvArgs) -> SparseDepthwise | None:
@@ -143,7 +143,7 @@ class DepthwiseBsrHandler:
         s = candidate(a)
         return [] if s is None else [s]
 
-    def best(self, a: ConvArgs) -> SparseDepthwise | None:
+    def best(self, a: ConvArgs, model: str = "table") -> SparseDepthwise | None:
         return candidate(a)
 
     def check(self, op: Op, graph: Graph) -> None:
@@ -151,12 +151,12 @@ class DepthwiseBsrHandler:
 
     def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
         a = depthwise_args(op, graph)
-        s = self.best(a)
-        return None if s is None else Estimate(s.cycles(a), s.detail)
+        s = self.best(a, options.cost_model)
+        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = depthwise_args(op, graph)
-        s = self.best(a)
+        s = self.best(a, ctx.cost_model)
         if s is None:
             raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it "
                              f"({refusal(a)})")

@@ -67,10 +67,10 @@ class SparseFc:
     def filter_bytes(self) -> int:
         return sum(const_bytes(v) for _, v in self.arrays)
 
-    def cycles(self, a: FcArgs) -> float:
+    def cycles(self, a: FcArgs, model: str = "table") -> float:
         features = sparse_cost.fc_features(a.rows, a.in_features, a.out_features, self.work,
                                            self.work_name)
-        return sparse_cost.cycles(self.family, features)
+        return sparse_cost.cycles(self.family, features, model)
 
 
 def _bsr(a: FcArgs, group: int) -> SparseFc:
@@ -141,24 +141,24 @@ class _SparseFcHandler:
     def candidates(self, a: FcArgs) -> list[SparseFc]:
         raise NotImplementedError
 
-    def best(self, a: FcArgs) -> SparseFc | None:
+    def best(self, a: FcArgs, model: str = "table") -> SparseFc | None:
         """The cheapest way this kernel runs the layer, or None when it cannot."""
         if not requant_bound_ok(a.weights, a.bias, a.shift):
             return None
         options = self.candidates(a)
-        return min(options, key=lambda s: s.cycles(a)) if options else None
+        return min(options, key=lambda s: s.cycles(a, model)) if options else None
 
     def check(self, op: Op, graph: Graph) -> None:
         FullyConnectedHandler().check(op, graph)
 
     def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
         a = fc_args(op, graph)
-        s = self.best(a)
-        return None if s is None else Estimate(s.cycles(a), s.detail)
+        s = self.best(a, options.cost_model)
+        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
 
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         a = fc_args(op, graph)
-        s = self.best(a)
+        s = self.best(a, ctx.cost_model)
         if s is None:
             raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
         return lower_candidate(op, ctx, a, s)
@@ -246,7 +246,7 @@ class FcZeroSkipHandler(_SparseFcHandler):
         if z is None or self.best(a) is None:
             return None
         s = zskip(a.weights, z)
-        return Estimate(s.cycles(a), s.detail)
+        return Estimate(s.cycles(a, options.cost_model), s.detail)
 
 
 MAX_ZSKIP_IN = 16383

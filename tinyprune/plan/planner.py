@@ -76,6 +76,7 @@ class Plan:
     consts: tuple[ConstArray, ...]
     memory: MemoryPlan
     dsp: bool
+    cost_model: str = "table"  # the cycle model whose cost fit chose the kernels
 
     @property
     def code_ops(self) -> tuple[PlannedOp, ...]:
@@ -90,8 +91,9 @@ class Plan:
 class _Lowering:
     """The LowerContext given to handlers."""
 
-    def __init__(self, dsp: bool) -> None:
+    def __init__(self, dsp: bool, cost_model: str = "table") -> None:
         self.dsp = dsp
+        self.cost_model = cost_model
         self.consts: dict[str, ConstArray] = {}
         self._by_digest: dict[str, str] = {}
 
@@ -129,7 +131,7 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
     graph = fold_constants(graph)
     if not graph.ops:
         raise UnsupportedError("the model has no operators left after folding constants")
-    ctx = _Lowering(dsp)
+    ctx = _Lowering(dsp, options.cost_model)
     planned: list[PlannedOp] = []
     for op in graph.ops:
         choice = choose_kernel(op, graph, dsp, options)
@@ -140,7 +142,7 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         planned = _narrow(graph, planned)
     memory, planned = _memory_plan(graph, planned)
     return Plan(graph=graph, ops=tuple(planned), consts=tuple(ctx.consts.values()),
-                memory=memory, dsp=dsp)
+                memory=memory, dsp=dsp, cost_model=options.cost_model)
 
 
 @dataclass(frozen=True)
