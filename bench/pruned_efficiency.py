@@ -114,7 +114,7 @@ def render(info: dict[str, str], rows: dict[str, dict[str, Any]]) -> str:
     for name, r in rows.items():
         for kind, d in r["dense"]["types"].items():
             p = r["pruned"]["types"].get(kind)
-            if p is None:
+            if p is None or not d["macs"] or not p["macs"]:
                 continue
             out.append(f"| {MODELS[name][1]} | {kind} | {d['macs_per_cycle']:.3f} | "
                        f"{p['macs_per_cycle']:.3f} | "
@@ -138,7 +138,13 @@ def main() -> int:
     ap.add_argument("--models", default="kws,ic,vww,ad")
     ap.add_argument("--round-to", type=int, default=None)
     ap.add_argument("--tag", default="", help="results file suffix (e.g. for --round-to runs)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = ap.parse_args()
+    stem = "pruned_efficiency" + (f"_{args.tag}" if args.tag else "")
+    if args.render:
+        saved = json.loads((RESULTS / f"{stem}.json").read_text())
+        (RESULTS / f"{stem}.md").write_text(render(saved["machine"], saved["rows"]))
+        return 0
     from machine import machine
 
     from tinyprune.models import zoo
@@ -160,7 +166,6 @@ def main() -> int:
                   flush=True)
     info = machine(board="nucleo_f746", cycle_model="table (unicorn, DWT CYCCNT)",
                    round_to=str(args.round_to or "the build's"))
-    stem = "pruned_efficiency" + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps({"machine": info, "rows": rows},
                                                      indent=1) + "\n")
