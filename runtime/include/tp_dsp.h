@@ -291,6 +291,20 @@ static TP_ALWAYS_INLINE void tp_dot_s8s16_2x2(const int8_t *w, const int32_t *x,
     acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
+/*
+ * Four int8 lanes at once: acc[i] += w[i] * x[i] for byte i of the words xv and wv (a
+ * depthwise tap or block of four channels): two SXTB16 per operand and four 16x16 MACs.
+ */
+static TP_ALWAYS_INLINE void tp_mac_s8x4(int32_t xv, int32_t wv, int32_t acc[4])
+{
+    const int32_t xe = tp_sxtb16(xv), we = tp_sxtb16(wv);
+    acc[0] = tp_smlabb(xe, we, acc[0]);
+    acc[2] = tp_smlatt(xe, we, acc[2]);
+    const int32_t xo = tp_sxtb16_ror8(xv), wo = tp_sxtb16_ror8(wv);
+    acc[1] = tp_smlabb(xo, wo, acc[1]);
+    acc[3] = tp_smlatt(xo, wo, acc[3]);
+}
+
 #ifdef __cplusplus
 }
 #endif

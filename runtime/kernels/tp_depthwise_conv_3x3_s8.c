@@ -96,17 +96,6 @@ static TP_ALWAYS_INLINE void store4(const layer *l, const group *g, const int32_
     out[3] = (int8_t)requant_one(l, g, a[3], 3, mode);
 }
 
-/* One tap of four channels: a[i] += w[i] * x[i], x the input word, w the filter word. */
-static TP_ALWAYS_INLINE void tap4(int32_t xv, int32_t wv, int32_t a[4])
-{
-    const int32_t xe = tp_sxtb16(xv), we = tp_sxtb16(wv);
-    a[0] = tp_smlabb(xe, we, a[0]);
-    a[2] = tp_smlatt(xe, we, a[2]);
-    const int32_t xo = tp_sxtb16_ror8(xv), wo = tp_sxtb16_ror8(wv);
-    a[1] = tp_smlabb(xo, wo, a[1]);
-    a[3] = tp_smlatt(xo, wo, a[3]);
-}
-
 static TP_ALWAYS_INLINE void bias4(const group *g, int32_t a[4])
 {
     a[0] = g->bias[0], a[1] = g->bias[1], a[2] = g->bias[2], a[3] = g->bias[3];
@@ -121,7 +110,7 @@ static TP_ALWAYS_INLINE void border_body(const layer *l, const int8_t *const tap
         int32_t a[4];
         bias4(g, a);
         for (int32_t t = 0; t < TAPS; ++t) {
-            tap4(tp_read_s8x4(tap[t] + c), g->tap[t], a);
+            tp_mac_s8x4(tp_read_s8x4(tap[t] + c), g->tap[t], a);
         }
         store4(l, g, a, out + c, mode);
     }
@@ -141,15 +130,15 @@ static TP_ALWAYS_INLINE void interior_body(const layer *l, const int8_t *x, int3
     for (; g != end; ++g, x0 += 4, x1 += 4, x2 += 4, out += 4) {
         int32_t a[4];
         bias4(g, a);
-        tap4(tp_read_s8x4(x0), g->tap[0], a);
-        tap4(tp_read_s8x4_off(x0, dx), g->tap[1], a);
-        tap4(tp_read_s8x4_off2(x0, dx), g->tap[2], a);
-        tap4(tp_read_s8x4(x1), g->tap[3], a);
-        tap4(tp_read_s8x4_off(x1, dx), g->tap[4], a);
-        tap4(tp_read_s8x4_off2(x1, dx), g->tap[5], a);
-        tap4(tp_read_s8x4(x2), g->tap[6], a);
-        tap4(tp_read_s8x4_off(x2, dx), g->tap[7], a);
-        tap4(tp_read_s8x4_off2(x2, dx), g->tap[8], a);
+        tp_mac_s8x4(tp_read_s8x4(x0), g->tap[0], a);
+        tp_mac_s8x4(tp_read_s8x4_off(x0, dx), g->tap[1], a);
+        tp_mac_s8x4(tp_read_s8x4_off2(x0, dx), g->tap[2], a);
+        tp_mac_s8x4(tp_read_s8x4(x1), g->tap[3], a);
+        tp_mac_s8x4(tp_read_s8x4_off(x1, dx), g->tap[4], a);
+        tp_mac_s8x4(tp_read_s8x4_off2(x1, dx), g->tap[5], a);
+        tp_mac_s8x4(tp_read_s8x4(x2), g->tap[6], a);
+        tp_mac_s8x4(tp_read_s8x4_off(x2, dx), g->tap[7], a);
+        tp_mac_s8x4(tp_read_s8x4_off2(x2, dx), g->tap[8], a);
         store4(l, g, a, out, mode);
     }
 }

@@ -98,17 +98,6 @@ static TP_ALWAYS_INLINE int32_t requant_one(const int32_t *prm, int32_t acc, int
     return mode == RQ_FAST_SAT || mode == RQ_ADD_SAT ? tp_ssat8(v) : tp_clamp(v, lo, hi);
 }
 
-/* One block of four channels: a[i] += w[i] * x[i], x the input word, w the weight word. */
-static TP_ALWAYS_INLINE void block4(int32_t xv, int32_t wv, int32_t a[4])
-{
-    const int32_t xe = tp_sxtb16(xv), we = tp_sxtb16(wv);
-    a[0] = tp_smlabb(xe, we, a[0]);
-    a[2] = tp_smlatt(xe, we, a[2]);
-    const int32_t xo = tp_sxtb16_ror8(xv), wo = tp_sxtb16_ror8(wv);
-    a[1] = tp_smlabb(xo, wo, a[1]);
-    a[3] = tp_smlatt(xo, wo, a[3]);
-}
-
 /*
  * The full groups of one pixel (tap: its KH * KW tap addresses), one requantization mode.
  * `narrow`: counts and taps are uint8 (always the case up to 255 taps), read by pointer;
@@ -132,7 +121,7 @@ static TP_ALWAYS_INLINE void groups_body(const layer *l, const int8_t *const *ta
         int32_t n = narrow ? counts[g] : count_of(f, g);
         for (; n > 0; --n, w += 4) {
             const int32_t t = narrow ? *ip++ : tap_of(f, j++);
-            block4(tp_read_s8x4(tap[t] + c), tp_read_s8x4(w), a);
+            tp_mac_s8x4(tp_read_s8x4(tap[t] + c), tp_read_s8x4(w), a); /* one block */
         }
         out[c] = (int8_t)requant_one(prm, a[0], 0, out_offset, lo, hi, mode);
         out[c + 1] = (int8_t)requant_one(prm, a[1], 1, out_offset, lo, hi, mode);
