@@ -18,6 +18,7 @@ Results go to ``bench/results/sparsify_accuracy.{md,json}`` with the machine, da
 usage: python bench/sparsify_accuracy.py [--data examples/digits/digits.npz]
            [--models dscnn,resnet8] [--seeds 0,1,2] [--sparsities 0.5,0.75,0.9,0.95]
            [--pattern 1x4] [--epochs 30] [--finetune-epochs 15] [--rewind-epoch 1]
+           [--dscnn-filters 32]
            [--patterns 1x1,2x4,4x4,2:4,1:4] [--criteria l1,l2,lookahead,snip,synflow,random]
            [--init-criteria snip,synflow,l1,random] [--extra-seeds 0]
            [--extra-models resnet8,dscnn] [--resume] [--merge OTHER.json ...]
@@ -396,6 +397,8 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path, bool, list[Path]]:
     ap.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
     ap.add_argument("--finetune-learning-rate", type=float, default=d.finetune_learning_rate)
     ap.add_argument("--rewind-epoch", type=int, default=d.rewind_epoch)
+    ap.add_argument("--dscnn-filters", type=int, default=d.dscnn_filters,
+                    help="DS-CNN width (64: the MLPerf Tiny KWS model)")
     ap.add_argument("--patterns", default="", help="extra patterns at 75%% (gradual)")
     ap.add_argument("--criteria", default="", help="criteria compared at 90%% (one-shot)")
     ap.add_argument("--init-criteria", default="", help="criteria pruning before training")
@@ -417,7 +420,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path, bool, list[Path]]:
         patterns=split(a.patterns), criteria=split(a.criteria),
         init_criteria=split(a.init_criteria),
         extra_seeds=tuple(map(int, split(a.extra_seeds))),
-        extra_models=split(a.extra_models))
+        extra_models=split(a.extra_models), dscnn_filters=a.dscnn_filters)
     return settings, a.out, a.resume, a.merge
 
 
