@@ -82,6 +82,32 @@ _KNOWN_UNCONVERTIBLE = frozenset(
 )
 
 
+_RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN"})
+_CONV_RECURRENT = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+
+
+def _rolled_recurrent(model: Any) -> tuple[Any, str] | None:
+    """The first recurrent layer the int8 converter cannot take, and why. A recurrent layer
+    converts to int8 builtins only unrolled (``unroll=True``: FULLY_CONNECTED, LOGISTIC, TANH,
+    MUL, ADD per step). Rolled, it becomes a TensorList loop (an error without a fixed batch),
+    a stateful UNIDIRECTIONAL_SEQUENCE_LSTM (variable tensors, which tinyprune does not run),
+    or, TensorFlow 2.21 with a fixed batch (Keras 3 LSTM/GRU/SimpleRNN, tf_keras GRU), a
+    segmentation fault inside the converter, which no error handling can catch: so it is
+    refused before the converter runs."""
+    for layer in iter_layers(model):
+        kind = type(layer).__name__
+        if kind in _CONV_RECURRENT:
+            return layer, "has no int8 TFLite builtin form (no unrolled variant)"
+        cells = [layer.forward_layer, layer.backward_layer] if kind == "Bidirectional" else [
+            layer]
+        for cell in cells:
+            if type(cell).__name__ in _RECURRENT and not getattr(cell, "unroll", False):
+                return layer, ("is a recurrent layer that is not unrolled; build it with "
+                               "unroll=True and a fixed sequence length (the converter then "
+                               "emits FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD per step)")
+    return None
+
+
 @contextlib.contextmanager
 def _captured_output() -> Iterator[io.StringIO]:
     """Capture everything written to stdout/stderr, Python and C++ alike (fd level)."""
@@ -186,7 +212,8 @@ def quantize(
         biases, int8 builtin ops only.
 
     Raises:
-        UnsupportedError: a layer cannot be converted to int8 builtins (the message names it).
+        UnsupportedError: a layer cannot be converted to int8 builtins (the message names it;
+            recurrent layers that are not unrolled are refused before the converter runs).
         UsageError: samples < 1, or the model has more than one input.
     """
     if model is not None:
@@ -200,6 +227,11 @@ def quantize(
         raise UsageError(
             f"model '{loaded.path}': expected one input, received {len(loaded.input_shapes)}"
         )
+    rolled = _rolled_recurrent(loaded.model)
+    if rolled is not None:
+        layer, why = rolled
+        raise UnsupportedError(f"model '{loaded.path}': layer '{layer.name}' "
+                               f"({type(layer).__name__}) {why}")
     inputs = calibration_inputs(loaded, data, samples)
     result = _convert(loaded, inputs)
     log.info(
@@ -209,6 +241,12 @@ def quantize(
         len(inputs),
     )
     return result
+
+
+RETRIED_OPS = frozenset({"SPLIT", "SPLIT_V", "UNPACK"})
+"""Ops with several outputs, one of which can be dead: the ones the quantizer's nondeterminism
+leaves in float (convert_full_int8). A float op of another kind (e.g. COS, which has no int8
+kernel) is left for the reader to name, without converting again."""
 
 
 def float_ops(buf: bytes) -> list[str]:
@@ -235,13 +273,14 @@ def convert_full_int8(convert: Callable[[], bytes], label: str) -> bytes:
     TensorFlow 2.21's quantizer is not deterministic on a SPLIT with an unused output (the
     first step of an unrolled LSTM from a zero state: the forget gate is dead): about one
     conversion in five leaves that SPLIT in float between a DEQUANTIZE and QUANTIZEs, the same
-    model and data converting cleanly the next time. A result that is still not full int8
-    after the last attempt is returned as it is; the reader names the float op.
+    model and data converting cleanly the next time. Only float ops of :data:`RETRIED_OPS` are
+    converted again; a result that is still not full int8 after the last attempt (or has a
+    float op of another kind) is returned as it is, and the reader names the float op.
     """
     result = convert()
     for attempt in range(2, CONVERT_ATTEMPTS + 1):
         left = float_ops(result)
-        if not left:
+        if not left or any(f.split()[0] not in RETRIED_OPS for f in left):
             break
         log.info(
             "converter left %s in float for %s; converting again (attempt %d of %d)",

@@ -108,17 +108,43 @@ def test_calibration_sources(digits: tuple[LoadedModel, Dataset]) -> None:
     np.testing.assert_array_equal(random, calibration_inputs(loaded, None, 7))
 
 
-def test_lstm_refused_with_layer_named() -> None:
+def test_a_layer_the_converter_fails_on_is_refused_with_its_name_and_the_supported_types(
+) -> None:
+    import tensorflow as tf
+
     lib = keras_module("keras3")
-    inputs = lib.Input((10, 4), name="input")
-    x = lib.layers.LSTM(8, name="lstm")(inputs)
-    model = lib.Model(inputs, lib.layers.Dense(3, name="fc")(x), name="rnn")
+    inputs = lib.Input((4,), name="input")
+    # MatrixInverse has no TFLite builtin: the converter fails
+    x = lib.layers.Lambda(lambda t: tf.linalg.inv(lib.ops.reshape(t, (-1, 2, 2))),
+                          name="odd")(inputs)
+    model = lib.Model(inputs, lib.layers.Dense(3, name="fc")(lib.layers.Flatten()(x)))
     with pytest.raises(UnsupportedError) as info:
-        quantize(wrap_model(model, "rnn.keras"), None, samples=4)
+        quantize(wrap_model(model, "m.keras"), None, samples=4)
     message = str(info.value)
     assert info.value.exit_code == 2
-    assert message.startswith("model 'rnn.keras': layer 'lstm' (LSTM) cannot be converted")
+    assert message.startswith("model 'm.keras': layer 'odd' (Lambda) cannot be converted"), message
     assert "supported layer types: " in message and "Conv2D" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("flavor", "layer", "batch"), [
+    ("keras3", "LSTM", None),  # a TensorList loop: a converter error
+    ("keras3", "GRU", 1),  # a segmentation fault in TF 2.21's converter, were it called
+    ("keras3", "SimpleRNN", 1),  # the same
+    ("tf_keras", "LSTM", 1),  # a stateful UNIDIRECTIONAL_SEQUENCE_LSTM
+    ("keras3", "Bidirectional", 1),  # a rolled LSTM inside
+])
+def test_rolled_recurrent_layers_are_refused_before_the_converter_runs(
+        flavor: str, layer: str, batch: int | None) -> None:
+    lib = keras_module(flavor)
+    inputs = lib.Input((5, 3), batch_size=batch)
+    if layer == "Bidirectional":
+        rnn = lib.layers.Bidirectional(lib.layers.LSTM(4), name="rnn")
+    else:
+        rnn = getattr(lib.layers, layer)(4, name="rnn")
+    model = lib.Model(inputs, lib.layers.Dense(3)(rnn(inputs)))
+    with pytest.raises(UnsupportedError, match=rf"^model 'm.keras': layer 'rnn' \({layer}\) is "
+                       r"a recurrent layer that is not unrolled; build it with unroll=True"):
+        quantize(wrap_model(model, "m.keras"), None, samples=2)
 
 
 def test_tflite_passes_through(tmp_path: Path, tf_keras_int8: bytes) -> None:
@@ -155,11 +181,24 @@ def test_float_ops_names_what_computes_in_float(float_tflite: bytes, digits_int8
     assert float_ops(b"not a flatbuffer") == []
 
 
-def test_conversion_retried_while_the_converter_leaves_float_ops(
-    float_tflite: bytes, digits_int8: bytes
+@pytest.fixture(scope="module")
+def float_split_tflite() -> bytes:
+    """A float32 TFLite model of one SPLIT (two outputs)."""
+    import tensorflow as tf
+
+    k = keras_module("keras3")
+    inputs = k.Input((6,))
+    halves = k.layers.Lambda(lambda t: k.ops.split(t, 2, axis=-1), name="halves")(inputs)
+    model = k.Model(inputs, list(halves))
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def test_conversion_retried_while_the_converter_leaves_a_split_in_float(
+    float_split_tflite: bytes, float_tflite: bytes, digits_int8: bytes
 ) -> None:
     """The converter's float SPLIT (unrolled LSTM) comes and goes between identical runs."""
-    results = iter([float_tflite, float_tflite, digits_int8, float_tflite])
+    assert [f.split()[0] for f in float_ops(float_split_tflite)] == ["SPLIT"]
+    results = iter([float_split_tflite, float_split_tflite, digits_int8, float_split_tflite])
     calls = []
 
     def convert() -> bytes:
@@ -170,5 +209,10 @@ def test_conversion_retried_while_the_converter_leaves_float_ops(
     assert len(calls) == 3
     calls.clear()
     # never clean: the last result is returned (the reader refuses it, naming the op)
-    assert convert_full_int8(lambda: calls.append(1) or float_tflite, "m.keras") == float_tflite
+    split = float_split_tflite
+    assert convert_full_int8(lambda: calls.append(1) or split, "m.keras") == split
     assert len(calls) == CONVERT_ATTEMPTS
+    calls.clear()
+    # a float op of another kind (no int8 form) is not converted again
+    assert convert_full_int8(lambda: calls.append(1) or float_tflite, "m.keras") == float_tflite
+    assert len(calls) == 1
