@@ -13,7 +13,7 @@
  * tp_requantize_fast with a full int8 range (every official MLPerf Tiny FC) run the group loop
  * written in assembly below (tp_fc_interleaved_groups): per group the biases in one LDM, per
  * four inputs one LDRD of the widened input, one LDM of the four rows' words, eight SXTB16 and
- * eight SMLAD for 16 MACs (four such steps per loop trip), then tp_requantize_fast and SSAT with
+ * eight SMLAD for 16 MACs (eight such steps per loop trip), then tp_requantize_fast and SSAT with
  * the parameters in registers. Other layers (and the DSP path built for the host, which the
  * tests run) take the C group loop: the same arithmetic in C, general or fast requantization.
  * Portable path: the same stream, one output at a time, with tp_requantize_pos.
@@ -169,8 +169,8 @@ static void rows_c(const fc_layer *l, const int8_t *first, const int32_t *x, int
 /*
  * The group loop in assembly (gcc 12 spills the loop's pointers and reloads the requantization
  * of every output: ~30 cycles an output in C against ~13 here). The frame is copied to the
- * stack as is; groups >= 1; x_rem - x = 8 * (IN4 / 4 % 4) bytes (the groups of four inputs
- * that the four-step loop leaves), x_end - x = 2 * IN4 bytes.
+ * stack as is; groups >= 1; x_rem - x = 8 * (IN4 / 4 % 8) bytes (the groups of four inputs
+ * that the eight-step loop leaves), x_end - x = 2 * IN4 bytes.
  */
 typedef struct {
     int32_t mult, rshift, round; /* per tensor: multiplier, ~shift (= -shift - 1), rounding */
@@ -185,8 +185,8 @@ void tp_fc_interleaved_groups(const int8_t *groups, const fc_groups_frame *frame
 /* Four inputs of the group's four rows: r11 the widened input, r12 the weights, r0-r3 the
  * accumulators, r10 the extended halves. */
 #define TP_FC_STEP                                                                              \
-    "    ldrd   r4, r5, [r11], #8\n"                                                            \
     "    ldmia  r12!, {r6-r9}\n"                                                                \
+    "    ldrd   r4, r5, [r11], #8\n"                                                            \
     "    sxtb16 r10, r6\n"                                                                      \
     "    sxtb16 r6, r6, ror #8\n"                                                               \
     "    smlad  r0, r10, r4, r0\n"                                                              \
@@ -240,7 +240,7 @@ __asm__(
     "    ldrd   r11, lr, [sp, #24]\n"     /* x, x_rem */
     "    cmp    r11, lr\n"
     "    beq    3f\n"
-    "2:\n"                                /* IN4 / 4 % 4 steps */
+    "2:\n"                                /* IN4 / 4 % 8 steps */
     TP_FC_STEP
     "    cmp    r11, lr\n"
     "    bne    2b\n"
@@ -248,8 +248,8 @@ __asm__(
     "    ldr    lr, [sp, #32]\n"          /* x_end */
     "    cmp    r11, lr\n"
     "    beq    5f\n"
-    "4:\n"                                /* four steps a trip */
-    TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP
+    "4:\n"                                /* eight steps a trip */
+    TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP TP_FC_STEP
     "    cmp    r11, lr\n"
     "    bne    4b\n"
     "5:\n"
@@ -279,7 +279,7 @@ static int rows_asm(const fc_layer *l, const int32_t *x, int32_t n_out, int8_t *
     }
     const int32_t steps = l->in4 >> 2;
     fc_groups_frame f = {h->mult, ~h->shift, h->round, out, n_out >> 2, h->per_channel, x,
-                         x + 2 * (steps & 3), x + 2 * steps};
+                         x + 2 * (steps & 7), x + 2 * steps};
     if (f.groups > 0) {
         tp_fc_interleaved_groups(l->groups, &f);
     }
