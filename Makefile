@@ -60,7 +60,8 @@ test-fast: setup
 # schedules is bench/sparsify_accuracy.py, hours), cycle models, emulator speed with and without
 # the fault checks (~10 min), layer types against CMSIS-NN and RAM
 # against TFLite Micro on the official models (~6 min), TCM placement on the official KWS and
-# IC models (~6 min).
+# IC models (~6 min), the kernel choice under the M7 cost fit against the table fit (~25 min),
+# MACs/cycle of the MLPerf twins unpruned and pruned to 50% (~6 min).
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/kernels.py
@@ -71,6 +72,8 @@ bench: setup
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/layer_types.py
 	$(BIN)/python bench/tcm.py
+	$(BIN)/python bench/kernel_choice.py
+	$(BIN)/python bench/pruned_efficiency.py
 
 # Long fuzzing of the .tflite path: 100,000 mutants of the MLPerf Tiny models, hours on 2 cores
 # (resumable: python bench/fuzz.py --resume); counts go to bench/results/fuzz.md.

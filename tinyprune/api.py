@@ -120,7 +120,8 @@ def _prune(ctx: Context, s: State) -> State:
                                       criterion=opts.prune_criterion, finetune=finetune,
                                       work=Path(tempfile.mkdtemp(prefix="prune-search-")),
                                       stack_bytes=opts.stack_bytes,
-                                      cycle_model=opts.cycle_model)
+                                      cycle_model=opts.cycle_model,
+                                      round_to=pipeline.prune_round_to(opts))
         if pruned.summary is not None:
             ctx.say(f"chose to remove {pruned.summary['ratio']:.1%} of channels "
                     f"({pruned.summary['reason']})")

@@ -82,6 +82,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    "auto: the smallest fraction whose firmware meets the flash/RAM/latency budgets")
     p.add_argument("--prune-criterion", choices=CRITERIA,
                    help="channel importance for --prune-channels (default l1)")
+    p.add_argument("--prune-round-to", type=int, metavar="N",
+                   help="round kept channel counts to a multiple of N (default: what the "
+                   "kernels tile best, 4; 1: no rounding)")
     p.add_argument("--finetune-epochs", type=int, metavar="N",
                    help="fine-tune N epochs after pruning (default 20 when --data has x_train)")
     p.add_argument("--sparsity", type=float, metavar="S",
@@ -145,8 +148,8 @@ def _build_options(args: argparse.Namespace) -> BuildOptions:
     if args.prune_channels is not None:
         args.prune_channels = parse_ratio(args.prune_channels, "--prune-channels")
     names = ("board", "model", "data", "out", "prune_channels", "prune_criterion",
-             "finetune_epochs", "emulator", "cycle_model", "samples", "trust_model",
-             "random_samples", "force", "tcm")
+             "prune_round_to", "finetune_epochs", "emulator", "cycle_model", "samples",
+             "trust_model", "random_samples", "force", "tcm")
     cli = {k: getattr(args, k) for k in names}
     if args.stack_bytes is not None:
         cli["stack_bytes"] = parse_size(args.stack_bytes, "--stack")

@@ -57,6 +57,9 @@ class BuildOptions:
     out: Path | None = None
     prune_channels: float | str | None = None  # a fraction, or "auto" (search to the budgets)
     prune_criterion: str = "l1"
+    # kept channel counts rounded to a multiple of this; None: what the kernels tile best
+    # (tinyprune.kernels.base.channel_multiple)
+    prune_round_to: int | None = None
     finetune_epochs: int | None = None
     emulator: str = "unicorn"
     cycle_model: str | None = None  # m7|m4|m0plus|table; None: the board's core
@@ -83,7 +86,7 @@ class BuildOptions:
 _TOP = {"model": Path, "data": Path, "board": str, "emulator": str, "cycle_model": str,
         "samples": int, "out": Path, "tcm": bool,
         "stack": "size", "trust_model": bool, "seed": int, "random_samples": int}
-_PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int}
+_PRUNE = {"channels": "ratio", "criterion": str, "finetune_epochs": int, "round_to": int}
 _BUDGETS = {"flash": "budget_size", "ram": "budget_size", "latency_ms": "positive",
             "min_accuracy": "fraction", "max_accuracy_drop": "fraction"}
 
@@ -282,6 +285,9 @@ def _validate_counts(opts: BuildOptions) -> None:
         raise UsageError(f"--samples: expected at least 1, received {opts.samples}")
     if opts.random_samples is not None and opts.random_samples < 0:
         raise UsageError(f"--random-samples: expected 0 or more, received {opts.random_samples}")
+    if opts.prune_round_to is not None and opts.prune_round_to < 1:
+        raise UsageError(f"--prune-round-to: expected at least 1 (1: no rounding), received "
+                         f"{opts.prune_round_to}")
     if opts.finetune_epochs is not None and opts.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs: expected 0 or more, received {opts.finetune_epochs}")
     if opts.stack_bytes < 256 or opts.stack_bytes % 8:

@@ -116,7 +116,7 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
 
 def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterion: str,
                      finetune: FineTune | None, work: Path, stack_bytes: int,
-                     cycle_model: str | None = None) -> Pruned:
+                     cycle_model: str | None = None, round_to: int = 4) -> Pruned:
     """The least-pruned model whose firmware meets the budgets, with the prune summary.
 
     Raises:
@@ -140,7 +140,8 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
     targets: dict[str, int | None] = {}
     for rnd in range(1, ROUNDS + 1):
         targets = _targets(budgets, m, est_flash, est_ram, targets)
-        config = PruneConfig(criterion=criterion, target_flash=targets["target_flash"],
+        config = PruneConfig(criterion=criterion, round_to=round_to,
+                             target_flash=targets["target_flash"],
                              target_ram=targets["target_ram"], target_macs=targets["target_macs"],
                              progress=bars_enabled())
         result = prune(given, config, data=loaded.data)
@@ -150,9 +151,10 @@ def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterio
         log.info("round %d: ratio %.3f -> %s", rnd, result.ratio, broken(budgets, m) or "fits")
         if not broken(budgets, m):
             final = prune(given, PruneConfig(ratio=result.ratio, criterion=criterion,
+                                             round_to=round_to,
                                              finetune=finetune, progress=bars_enabled()),
                           data=loaded.data)
-            summary = final.summary()
+            summary = {**final.summary(), "round_to": round_to}
             summary["reason"] = "searched to meet " + ", ".join(
                 k for k in ("flash", "ram", "latency_ms") if getattr(budgets, k) is not None)
             return Pruned(final.model, summary)

@@ -215,15 +215,24 @@ def keras_model(opts: BuildOptions, loaded: Loaded) -> Any:
     return loaded.model.model
 
 
+def prune_round_to(opts: BuildOptions) -> int:
+    """The channel multiple pruning keeps: ``--prune-round-to``, else what the conv, depthwise
+    and FC kernels tile best (their handlers' ``channel_multiple``)."""
+    from tinyprune.kernels.base import channel_multiple
+
+    return opts.prune_round_to or channel_multiple()
+
+
 def prune_by_ratio(opts: BuildOptions, loaded: Loaded) -> Pruned:
     """Removes the fraction ``--prune-channels`` of the channels, then fine-tunes."""
     from tinyprune.prune import PruneConfig, prune
 
     assert isinstance(opts.prune_channels, float)
     config = PruneConfig(ratio=opts.prune_channels, criterion=opts.prune_criterion,
+                         round_to=prune_round_to(opts),
                          finetune=finetune_for(opts, loaded.data), progress=bars_enabled())
     result = prune(keras_model(opts, loaded), config, data=loaded.data)
-    return Pruned(result.model, result.summary())
+    return Pruned(result.model, {**result.summary(), "round_to": config.round_to})
 
 
 def sparsify(opts: BuildOptions, loaded: Loaded, model: Any) -> Sparse:

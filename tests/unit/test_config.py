@@ -72,3 +72,15 @@ def test_cli_validation(cli: dict, message: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="config file not found"):
         resolve({}, tmp_path / "nope.toml")
+
+
+def test_prune_round_to_from_the_project_file_and_validated(tmp_path: Path) -> None:
+    cfg = _write(tmp_path, 'model = "m.keras"\nboard = "b"\n[prune]\nchannels = 0.5\n'
+                 'round_to = 8\n')
+    assert resolve({}, cfg).prune_round_to == 8
+    assert resolve({"prune_round_to": 2}, cfg).prune_round_to == 2  # the option wins
+    with pytest.raises(UsageError, match=r"--prune-round-to: expected at least 1 \(1: no "
+                                         r"rounding\), received 0"):
+        resolve({"board": "b", "model": Path("m"), "prune_round_to": 0}, None)
+    with pytest.raises(UsageError, match="round_to: expected int"):
+        resolve({}, _write(tmp_path, 'model = "m"\nboard = "b"\n[prune]\nround_to = "four"\n'))

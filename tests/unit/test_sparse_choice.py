@@ -284,3 +284,33 @@ def test_nearly_dense_weights_never_take_a_sparse_kernel_in_auto(models: dict[st
     assert f"below the {MIN_SPARSE_WEIGHTS:.0%} a sparse format needs" in call.reason
     forced = _call(tflite, PlanOptions(kernels="sparse"))
     assert forced.encoding.startswith("bsr") and forced.est_cycles == forced.sparse_cycles
+
+
+@pytest.mark.parametrize("name", ["fc", "conv", "pw"])
+def test_the_choice_prices_kernels_with_the_fit_of_its_cycle_model(models: dict[str, bytes],
+                                                                   name: str) -> None:
+    """The m7 fit prices the same layer and kernels from its own coefficients (M7: fewer
+    cycles than the table); a model without a fit of its own uses the table's."""
+    from tinyprune.kernels import sparse_cost
+
+    tflite = _sparse(models[name], "1x4", 0.75)
+    table, m7, m4 = (_call(tflite, PlanOptions(cost_model=m)) for m in ("table", "m7", "m4"))
+    assert sparse_cost.FITS["m7"] is not sparse_cost.FITS["table"]
+    assert m7.dense_cycles is not None and table.dense_cycles is not None
+    assert m7.dense_cycles < table.dense_cycles
+    assert m7.sparse_cycles is not None and table.sparse_cycles is not None
+    assert m7.sparse_cycles < table.sparse_cycles
+    assert (m4.dense_cycles, m4.sparse_cycles) == (table.dense_cycles, table.sparse_cycles)
+    assert plan(read_tflite(tflite), dsp=True, options=PlanOptions(cost_model="m7")
+                ).cost_model == "m7"
+
+
+def test_builds_price_kernels_with_the_cycle_model_of_the_board_or_the_option() -> None:
+    from tinyprune.config import Budgets
+    from tinyprune.firmware.boards import load_board
+    from tinyprune.pipeline import plan_options
+
+    f746, f401 = load_board("nucleo_f746"), load_board("nucleo_f401re")
+    assert plan_options(Budgets(), f746).cost_model == "m7"
+    assert plan_options(Budgets(), f401).cost_model == "m4"
+    assert plan_options(Budgets(), f746, "table").cost_model == "table"

@@ -15,6 +15,7 @@ the kinds the plan options allow (:class:`PlanOptions`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -263,6 +264,16 @@ def handlers_for(op: Op) -> list[Registered]:
             + ", ".join(sorted(_PRIMARY))
         )
     return [_PRIMARY[op.opcode], *_VARIANTS.get(op.opcode, [])]
+
+
+def channel_multiple(opcodes: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                 "FULLY_CONNECTED")) -> int:
+    """The channel count multiple the primary kernels of ``opcodes`` tile best (the least common
+    multiple of their handlers' ``channel_multiple``; 1 for a handler that declares none): what
+    structural pruning rounds kept channel counts to unless told otherwise."""
+    _load_all()
+    return math.lcm(1, *(getattr(_PRIMARY[c].handler, "channel_multiple", 1)
+                         for c in opcodes if c in _PRIMARY))
 
 
 def handler_for(op: Op) -> OpHandler:

@@ -526,6 +526,9 @@ class ConvHandler:
     """CONV_2D (groups = 1) -> the first of :data:`CONV_KERNELS` that accepts it."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("CONV_2D",)
+    # output channels run in pairs; C_IN % 4 == 0 keeps a 1x1 window in place and a kxk
+    # window's KH * KW * C_IN a whole number of words (no zero padding multiplied)
+    channel_multiple: ClassVar[int] = 4
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, _ = _inputs(op, graph)
@@ -544,6 +547,7 @@ class DepthwiseConvHandler:
     """DEPTHWISE_CONV_2D (any depth multiplier) -> the first of :data:`DEPTHWISE_KERNELS`."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
+    channel_multiple: ClassVar[int] = 4  # the 3x3 kernel runs four channels per word
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, b = _inputs(op, graph)

@@ -178,6 +178,8 @@ class FullyConnectedHandler:
     """FULLY_CONNECTED with int8 weights, per-tensor or per-channel."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
+    # rows (outputs) in pairs, inputs a word (four values) at a time
+    channel_multiple: ClassVar[int] = 4
 
     def check(self, op: Op, graph: Graph) -> None:
         x, w, b = _inputs(op, graph)

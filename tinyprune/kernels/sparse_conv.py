@@ -32,6 +32,7 @@ from tinyprune.kernels.sparse_encoding import (
 )
 from tinyprune.kernels.sparse_fc import MAX_ZSKIP_IN, zskip
 from tinyprune.kernels.sparse_fc import lower_candidate as lower_fc
+from tinyprune.kernels.sparse_variant import SparseVariant
 
 TEMPLATE = "ops/conv_sparse_s8.c.j2"
 PIXELS = 4
@@ -152,34 +153,28 @@ def _csr(a: ConvArgs) -> SparseConv:
         scratch_portable=k4)
 
 
-class _SparseConvHandler:
-    """What the sparse conv handlers share: the dense handler's checks, estimate, lowering."""
+class _SparseConvHandler(SparseVariant[ConvArgs, SparseConv]):
+    """What the sparse conv handlers share: the dense handler's checks, the formats whose
+    requantization is exact, their lowering."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("CONV_2D",)
-    kind: ClassVar[str] = "sparse"
 
-    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+    def args(self, op: Op, graph: Graph) -> ConvArgs:
+        return conv_args(op, graph)
+
+    def formats(self, a: ConvArgs) -> list[SparseConv]:
         raise NotImplementedError
 
-    def best(self, a: ConvArgs, model: str = "table") -> SparseConv | None:
+    def candidates(self, a: ConvArgs) -> list[SparseConv]:
         if not requant_bound_ok(filter_rows(a), a.bias, a.shift):
-            return None
-        options = [c for c in self.candidates(a) if c.requant_ok]
-        return min(options, key=lambda s: s.cycles(a, model)) if options else None
+            return []
+        return [c for c in self.formats(a) if c.requant_ok]
 
-    def check(self, op: Op, graph: Graph) -> None:
-        ConvHandler().check(op, graph)
+    def primary(self) -> ConvHandler:
+        return ConvHandler()
 
-    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
-        a = conv_args(op, graph)
-        s = self.best(a, options.cost_model)
-        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
-
-    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
-        a = conv_args(op, graph)
-        s = self.best(a, ctx.cost_model)
-        if s is None:
-            raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
+    def lower_format(self, op: Op, ctx: LowerContext, a: ConvArgs, s: SparseConv
+                     ) -> KernelCall:
         return lower_candidate(op, ctx, a, s)
 
 
@@ -229,7 +224,7 @@ class ConvBsrHandler(_SparseConvHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_conv_bsr_s8",)
 
-    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+    def formats(self, a: ConvArgs) -> list[SparseConv]:
         out = [_bsr(a, r) for r in (1, 2, 4) if a.output_shape[3] % r == 0]
         return [c for c in out if c is not None]
 
@@ -239,7 +234,7 @@ class ConvNmHandler(_SparseConvHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_conv_nm_s8",)
 
-    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+    def formats(self, a: ConvArgs) -> list[SparseConv]:
         rows = filter_rows(a)
         return [_nm(a, n) for n in (2, 1) if fits_nm(rows, n)]
 
@@ -249,7 +244,7 @@ class ConvCsrHandler(_SparseConvHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_conv_csr_s8",)
 
-    def candidates(self, a: ConvArgs) -> list[SparseConv]:
+    def formats(self, a: ConvArgs) -> list[SparseConv]:
         return [_csr(a)]
 
 

@@ -63,9 +63,39 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 """Per kernel family, its coefficient per feature (cycles per unit)."""
 
 # Fit: bench/fit_sparse_cost.py, nucleo_f746 (M7 build, -O2, DSP path), m7 cycle model,
-# (not fitted yet). Residuals of every fit are in bench/results/sparse_cost_fit_m7.md.
+# 2026-12-01. Residuals of every fit are in bench/results/sparse_cost_fit_m7.md.
 COEFFICIENTS_M7: dict[str, dict[str, float]] = {
-    "placeholder": {},
+    "conv_bsr_r1": {"blocks": 18.0405, "call": 3867.8297, "out": 0.0, "pixels": 169.371,
+                    "rows": 25.476, "window": 2.2659},
+    "conv_bsr_r2": {"blocks": 17.3812, "call": 5258.2967, "out": 0.0, "pixels": 182.0699,
+                    "rows": 77.7363, "window": 2.2097},
+    "conv_bsr_r4": {"blocks": 17.1077, "call": 3606.6173, "out": 0.0, "pixels": 180.4688,
+                    "rows": 69.2665, "window": 2.441},
+    "conv_csr": {"call": 0.0, "nnz": 9.522, "out": 0.0, "pixels": 212.7356, "rows": 63.1165,
+                 "window": 6.6259},
+    "conv_dense": {"call": 13530.7747, "macs": 1.1439, "out": 0.0, "pixels": 360.2268,
+                   "window": 0.823},
+    "conv_nm1": {"call": 5495.9309, "out": 0.0, "pixels": 217.3038, "rows": 38.988, "units": 8.7411,
+                 "window": 15.9324},
+    "conv_nm2": {"call": 1671.249, "out": 0.0, "pixels": 171.257, "rows": 47.6651, "units": 9.6609,
+                 "window": 10.7909},
+    "dw3x3_dense": {"blocks": 17.9298, "call": 0.0, "groups": 1.9922, "pixels": 1.1955,
+                    "taps": 10.7592},
+    "dw_bsr": {"blocks": 16.151, "call": 0.0, "groups": 70.0789, "pixels": 38.9291,
+               "taps": 16.0622},
+    "dw_dense": {"blocks": 11.3769, "call": 0.2232, "groups": 14.3273, "pixels": 6.126,
+                 "taps": 66.4483},
+    "fc_bsr_r1": {"blocks": 8.0266, "call": 326.7492, "in": 2.4939, "out": 42.9604,
+                  "rows": 326.7492},
+    "fc_bsr_r2": {"blocks": 15.1527, "call": 290.7972, "in": 2.4002, "out": 46.6085,
+                  "rows": 290.7972},
+    "fc_bsr_r4": {"blocks": 24.0006, "call": 280.6601, "in": 2.4511, "out": 45.6501,
+                  "rows": 280.6601},
+    "fc_csr": {"call": 63.5099, "in": 6.9673, "nnz": 5.2165, "out": 76.2826, "rows": 63.5099},
+    "fc_dense": {"call": 239.8978, "in": 1.5251, "macs": 1.281, "out": 23.2803, "rows": 239.8978},
+    "fc_nm1": {"call": 408.7764, "in": 5.6332, "out": 55.1382, "rows": 408.7764, "units": 5.1631},
+    "fc_nm2": {"call": 237.1306, "in": 9.0553, "out": 57.2344, "rows": 237.1306, "units": 4.9899},
+    "fc_zskip": {"call": 26.6037, "in": 13.4388, "nz": 9.4241, "out": 58.6257, "rows": 26.6037},
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels import sparse_cost
-from tinyprune.kernels.base import Estimate, KernelCall, LowerContext, PlanOptions, register_variant
+from tinyprune.kernels.base import KernelCall, LowerContext, register_variant
 from tinyprune.kernels.conv import (
     ConvArgs,
     DepthwiseConvHandler,
@@ -34,6 +34,7 @@ from tinyprune.kernels.conv import (
 from tinyprune.kernels.quant import fast_rounding
 from tinyprune.kernels.sparse_common import const_array, const_bytes, percent
 from tinyprune.kernels.sparse_encoding import BLOCK, DwBsrFilter, encode_dw_bsr
+from tinyprune.kernels.sparse_variant import SparseVariant
 
 TEMPLATE = "ops/depthwise_conv_sparse_s8.c.j2"
 KERNEL = "tp_depthwise_conv_bsr_s8"
@@ -132,34 +133,27 @@ def dense_weight_bytes(a: ConvArgs) -> int:
     return int(kernel.prepare(a).weights.size) if kernel.stream else a.weight_bytes
 
 
-class DepthwiseBsrHandler:
+class DepthwiseBsrHandler(SparseVariant[ConvArgs, SparseDepthwise]):
     """DEPTHWISE_CONV_2D (depth multiplier 1) with 1x4 block-sparse taps."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
-    kind: ClassVar[str] = "sparse"
     kernels: ClassVar[tuple[str, ...]] = (KERNEL,)
+
+    def args(self, op: Op, graph: Graph) -> ConvArgs:
+        return depthwise_args(op, graph)
 
     def candidates(self, a: ConvArgs) -> list[SparseDepthwise]:
         s = candidate(a)
         return [] if s is None else [s]
 
-    def best(self, a: ConvArgs, model: str = "table") -> SparseDepthwise | None:
-        return candidate(a)
+    def primary(self) -> DepthwiseConvHandler:
+        return DepthwiseConvHandler()
 
-    def check(self, op: Op, graph: Graph) -> None:
-        DepthwiseConvHandler().check(op, graph)
+    def refusal(self, a: ConvArgs) -> str:
+        return f"{type(self).__name__} does not accept it ({refusal(a)})"
 
-    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
-        a = depthwise_args(op, graph)
-        s = self.best(a, options.cost_model)
-        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
-
-    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
-        a = depthwise_args(op, graph)
-        s = self.best(a, ctx.cost_model)
-        if s is None:
-            raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it "
-                             f"({refusal(a)})")
+    def lower_format(self, op: Op, ctx: LowerContext, a: ConvArgs, s: SparseDepthwise
+                     ) -> KernelCall:
         return lower_candidate(op, ctx, a, s)
 
 

@@ -28,6 +28,7 @@ from tinyprune.kernels.sparse_encoding import (
     fits_nm,
     nm_kernel_values,
 )
+from tinyprune.kernels.sparse_variant import SparseVariant
 
 TEMPLATE = "ops/fully_connected_sparse_s8.c.j2"
 
@@ -132,35 +133,27 @@ def zskip(rows: np.ndarray, zero_fraction: float) -> SparseFc:
         scratch_dsp=4 * in_f, scratch_portable=4 * in_f)
 
 
-class _SparseFcHandler:
-    """What the sparse FC handlers share: the dense handler's checks, the estimate, lowering."""
+class _SparseFcHandler(SparseVariant[FcArgs, SparseFc]):
+    """What the sparse FC handlers share: the dense handler's checks, the formats (when the
+    requantization bound holds), their lowering."""
 
     opcodes: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
-    kind: ClassVar[str] = "sparse"
 
-    def candidates(self, a: FcArgs) -> list[SparseFc]:
+    def args(self, op: Op, graph: Graph) -> FcArgs:
+        return fc_args(op, graph)
+
+    def formats(self, a: FcArgs) -> list[SparseFc]:
         raise NotImplementedError
 
-    def best(self, a: FcArgs, model: str = "table") -> SparseFc | None:
-        """The cheapest way this kernel runs the layer, or None when it cannot."""
+    def candidates(self, a: FcArgs) -> list[SparseFc]:
         if not requant_bound_ok(a.weights, a.bias, a.shift):
-            return None
-        options = self.candidates(a)
-        return min(options, key=lambda s: s.cycles(a, model)) if options else None
+            return []
+        return self.formats(a)
 
-    def check(self, op: Op, graph: Graph) -> None:
-        FullyConnectedHandler().check(op, graph)
+    def primary(self) -> FullyConnectedHandler:
+        return FullyConnectedHandler()
 
-    def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
-        a = fc_args(op, graph)
-        s = self.best(a, options.cost_model)
-        return None if s is None else Estimate(s.cycles(a, options.cost_model), s.detail)
-
-    def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
-        a = fc_args(op, graph)
-        s = self.best(a, ctx.cost_model)
-        if s is None:
-            raise ValueError(f"layer '{op.name}': {type(self).__name__} does not accept it")
+    def lower_format(self, op: Op, ctx: LowerContext, a: FcArgs, s: SparseFc) -> KernelCall:
         return lower_candidate(op, ctx, a, s)
 
 
@@ -207,7 +200,7 @@ class FcBsrHandler(_SparseFcHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_bsr_s8",)
 
-    def candidates(self, a: FcArgs) -> list[SparseFc]:
+    def formats(self, a: FcArgs) -> list[SparseFc]:
         return [_bsr(a, r) for r in (1, 2, 4) if a.out_features % r == 0]
 
 
@@ -216,7 +209,7 @@ class FcNmHandler(_SparseFcHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_nm_s8",)
 
-    def candidates(self, a: FcArgs) -> list[SparseFc]:
+    def formats(self, a: FcArgs) -> list[SparseFc]:
         return [_nm(a, n) for n in (2, 1) if fits_nm(a.weights, n)]
 
 
@@ -225,7 +218,7 @@ class FcCsrHandler(_SparseFcHandler):
 
     kernels: ClassVar[tuple[str, ...]] = ("tp_fully_connected_csr_s8",)
 
-    def candidates(self, a: FcArgs) -> list[SparseFc]:
+    def formats(self, a: FcArgs) -> list[SparseFc]:
         return [_csr(a)]
 
 
@@ -237,7 +230,7 @@ class FcZeroSkipHandler(_SparseFcHandler):
 
     kind: ClassVar[str] = "activation"
 
-    def candidates(self, a: FcArgs) -> list[SparseFc]:
+    def formats(self, a: FcArgs) -> list[SparseFc]:
         return [zskip(a.weights, 0.0)] if a.in_features <= MAX_ZSKIP_IN else []
 
     def estimate(self, op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate | None:
