@@ -72,18 +72,22 @@ int32_t tp_fully_connected_s8_get_buffer_size(const tp_dims *filter_dims);
 /**
  * FULLY_CONNECTED, per-tensor or per-channel, with the input offset folded into the bias and the
  * weights as a stream of interleaved row groups (built by the code generator,
- * tinyprune/kernels/fully_connected.py fc_stream): per group of four output rows and four
- * inputs, one LDRD of the widened input, two LDRD of the rows' words, eight SXTB16 and eight
- * SMLAD; tp_requantize_fast when every shift is -2 or less. Bit-exact with the two kernels above.
+ * tinyprune/kernels/fully_connected.py fc_stream). On a core with the DSP extension (gcc), a
+ * layer with tp_requantize_fast and the whole int8 range as activation range runs a group loop
+ * in assembly: per group of four output rows the biases in one LDM, per four inputs one LDRD of
+ * the widened input, one LDM of the rows' four words, eight SXTB16 and eight SMLAD (eight such
+ * steps a loop trip), then tp_requantize_fast and SSAT per output with the parameters in
+ * registers. Other layers, and the DSP path built for a host, run the same arithmetic in C.
+ * Bit-exact with the two kernels above.
  *
  * Stream (filter, 4-byte aligned): a header of five int32 words {fast, per_channel, multiplier,
  * shift, rounding} (the last three for a per-tensor layer, else 0; fast = 1 when the rounding
  * words are valid), then per group of four rows (OUT padded to a multiple of 4 with zero rows):
- * the rows' values (each padded with 0 to IN4 = IN rounded up to a multiple of 4) interleaved a
- * word at a time, [IN4 / 4][4 rows][4 values], then the four rows' folded biases
- * (bias + input_offset * sum of the row) and, per channel, their four multipliers, four shifts
- * and four rounding words (tp_requantize_fast in tp_dsp.h). quant_params and bias are not read
- * (may be NULL); fc_params->input_offset is not used (it is in the bias).
+ * the four rows' folded biases (bias + input_offset * sum of the row), the rows' values (each
+ * padded with 0 to IN4 = IN rounded up to a multiple of 4) interleaved a word at a time,
+ * [IN4 / 4][4 rows][4 values], and, per channel, each row's multiplier, shift and rounding word
+ * ([4 rows][3], tp_requantize_fast in tp_dsp.h). quant_params and bias are not read (may be
+ * NULL); fc_params->input_offset is not used (it is in the bias).
  *
  * Scratch: tp_fully_connected_interleaved_s8_get_buffer_size() bytes (2 * IN4, DSP path; 0
  * portable), word aligned.

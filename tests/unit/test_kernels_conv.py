@@ -162,6 +162,12 @@ CASES = [
          "FULLY_CONNECTED", "RELU6", per_channel_dense=False),
     Case("fc_out8_in9", (9,), _dense(8), "FULLY_CONNECTED"),
     Case("fc_out4_in3_per_tensor", (3,), _dense(4), "FULLY_CONNECTED", per_channel_dense=False),
+    # the interleaved stream's remainders: a last group of 1-3 rows, IN % 4 and IN / 4 % 8
+    Case("fc_out1_in5", (5,), _dense(1), "FULLY_CONNECTED", per_channel_dense=False),
+    Case("fc_out2_in70", (70,), _dense(2), "FULLY_CONNECTED"),
+    Case("fc_out3_in10_relu", (10,), _dense(3, activation="relu"), "FULLY_CONNECTED", "RELU"),
+    Case("fc_out5_in64_per_tensor", (64,), _dense(5), "FULLY_CONNECTED", per_channel_dense=False),
+    Case("fc_out12_in70_relu", (70,), _dense(12, activation="relu"), "FULLY_CONNECTED", "RELU"),
 ]
 
 

@@ -95,7 +95,11 @@ def fc_folded_bias(a: FcArgs) -> np.ndarray | None:
 
 def fc_stream(a: FcArgs) -> np.ndarray | None:
     """The filter stream of tp_fully_connected_interleaved_s8 (tp_nn_fc.h), or None when the
-    folded bias leaves int32 (the general kernels run then)."""
+    folded bias leaves int32 (the general kernels run then).
+
+    Per group of four rows: the four folded biases, the rows interleaved a word at a time
+    ``[IN4/4][4 rows][4 values]``, and per channel each row's multiplier, shift and rounding
+    word (``[4 rows][3]``)."""
     folded = fc_folded_bias(a)
     if folded is None:
         return None
@@ -105,15 +109,14 @@ def fc_stream(a: FcArgs) -> np.ndarray | None:
     groups = out4 // 4
     weights = rows.reshape(groups, 4, in4 // 4, 4).transpose(0, 2, 1, 3).reshape(groups, 4 * in4)
     rounding = fast_rounding(a.shift, a.output_offset)
-    per_row = [folded]
+    bias = padded(folded, out4, False).astype("<i4").reshape(groups, 4)
+    parts = [bias.view(np.int8), weights]
     if a.per_channel:
-        per_row += [a.multiplier, a.shift, np.zeros(a.out_features) if rounding is None
-                    else rounding]
-    words = np.zeros((len(per_row), out4), np.int64)
-    for i, v in enumerate(per_row):
-        words[i] = padded(v, out4, i > 0)
-    words = words.reshape(len(per_row), groups, 4).transpose(1, 0, 2).reshape(groups, -1)
-    body = np.concatenate([weights, words.astype("<i4").view(np.int8)], axis=1)
+        quant = np.stack([padded(v, out4, True) for v in (
+            a.multiplier, a.shift, np.zeros(a.out_features) if rounding is None else rounding)],
+            axis=1).astype("<i4").reshape(groups, 12)
+        parts.append(quant.view(np.int8))
+    body = np.concatenate(parts, axis=1)
     tensor = [0, 0, 0] if a.per_channel else [
         int(a.multiplier[0]), int(a.shift[0]), 0 if rounding is None else int(rounding[0])]
     head = np.array([int(rounding is not None), int(a.per_channel), *tensor], "<i4")
