@@ -33,6 +33,7 @@ from tinyprune.kernels.base import (
     Registered,
     handlers_for,
 )
+from tinyprune.kernels.conv import lower_interleaved
 from tinyprune.kernels.fused import fuse_conv_add
 from tinyprune.plan.fusion import Fusion, candidates
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
@@ -258,7 +259,8 @@ def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelC
 def _apply(graph: Graph, planned: list[PlannedOp], f: Fusion, ctx: _Lowering) -> list[PlannedOp]:
     """The ops with the conv of ``f`` removed and its ADD replaced by the fused op."""
     conv, add = planned[f.conv], planned[f.add]
-    call = fuse_conv_add(conv.call, add.call, conv_input=f.conv_input,
+    conv_call = lower_interleaved(conv.op, graph, ctx, conv.call)
+    call = fuse_conv_add(conv_call, add.call, conv_input=f.conv_input,
                          residual=ctx.act(f.residual), add_name=add.op.name, dsp=ctx.dsp)
     op = replace(conv.op, inputs=(*conv.op.inputs, f.residual), outputs=add.op.outputs)
     fused = PlannedOp(op, call, residual=f.residual)
