@@ -46,14 +46,14 @@ FC_SHAPES = [
 ]
 CONV_SHAPES = [
     sl.LayerShape("conv1x1 25x5 64->64", (25, 5, 64), sl.conv(64, 1)),
-    sl.LayerShape("conv1x1 12x12 16->32", (12, 12, 16), sl.conv(32, 1)),
+    sl.LayerShape("conv1x1 12x12 24->32", (12, 12, 24), sl.conv(32, 1)),
     sl.LayerShape("conv1x1 6x6 128->64", (6, 6, 128), sl.conv(64, 1)),
     sl.LayerShape("conv3x3 16x16 32->32", (16, 16, 32), sl.conv(32, 3, padding="same")),
     sl.LayerShape("conv3x3 8x8 64->64", (8, 8, 64), sl.conv(64, 3, padding="same")),
     sl.LayerShape("conv3x3/2 24x24 8->16", (24, 24, 8), sl.conv(16, 3, strides=2, padding="same")),
 ]
 
-THIN_SHAPES = [
+THIN_SHAPES = [  # (the dense family's shapes above keep C_IN out of 4-16 on 1x1)
     sl.LayerShape("thin1x1 48x48 8->8", (48, 48, 8), sl.conv(8, 1)),
     sl.LayerShape("thin1x1 24x24 8->16", (24, 24, 8), sl.conv(16, 1)),
     sl.LayerShape("thin1x1 24x24 16->16", (24, 24, 16), sl.conv(16, 1)),

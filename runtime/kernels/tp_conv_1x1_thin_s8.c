@@ -183,12 +183,14 @@ THIN_PASS_FN(pass8x2_sat, 8, 2, RQ_SAT)
 THIN_PASS_FN(pass8x1_sat, 8, 1, RQ_SAT)
 THIN_PASS_FN(pass12x1_sat, 12, 1, RQ_SAT)
 THIN_PASS_FN(pass16x1_sat, 16, 1, RQ_SAT)
+THIN_PASS_FN(pass16x2_sat, 16, 2, RQ_SAT)
 THIN_PASS_FN(pass4x4_clamp, 4, 4, RQ_CLAMP)
 THIN_PASS_FN(pass4x1_clamp, 4, 1, RQ_CLAMP)
 THIN_PASS_FN(pass8x2_clamp, 8, 2, RQ_CLAMP)
 THIN_PASS_FN(pass8x1_clamp, 8, 1, RQ_CLAMP)
 THIN_PASS_FN(pass12x1_clamp, 12, 1, RQ_CLAMP)
 THIN_PASS_FN(pass16x1_clamp, 16, 1, RQ_CLAMP)
+THIN_PASS_FN(pass16x2_clamp, 16, 2, RQ_CLAMP)
 
 typedef int8_t *(*pass_fn)(pixel_walk *, int32_t, const int8_t *, int32_t, int8_t *, int32_t,
                            int32_t);
@@ -197,14 +199,14 @@ static void thin_run(const tp_conv_params *p, const tp_dims *in_d, const int8_t 
                      const int8_t *stream, const tp_dims *out_d, int8_t *out)
 {
     static const pass_fn wide[2][4] = {
-        {pass4x4_sat, pass8x2_sat, pass12x1_sat, pass16x1_sat},
-        {pass4x4_clamp, pass8x2_clamp, pass12x1_clamp, pass16x1_clamp},
+        {pass4x4_sat, pass8x2_sat, pass12x1_sat, pass16x2_sat},
+        {pass4x4_clamp, pass8x2_clamp, pass12x1_clamp, pass16x2_clamp},
     };
     static const pass_fn one[2][4] = {
         {pass4x1_sat, pass8x1_sat, pass12x1_sat, pass16x1_sat},
         {pass4x1_clamp, pass8x1_clamp, pass12x1_clamp, pass16x1_clamp},
     };
-    static const int8_t per_pass[4] = {4, 2, 1, 1};
+    static const int8_t per_pass[4] = {4, 2, 1, 2};
     const int32_t lo = p->activation.min, hi = p->activation.max, c_out = out_d->c;
     const int mode = lo == -128 && hi == 127 ? RQ_SAT : RQ_CLAMP;
     const int32_t shape = in_d->c / 4 - 1;

@@ -192,7 +192,7 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
  * here like the filter words: per 16 MACs one LDRD (the pair's filter words), one LDR per
  * window, eight SXTB16 and eight SMLAD; acc as tp_dot_s8s16_2x2 (channel-major, column minor).
  */
-/* One group (four values of each row and window) of dot_s8s8_2x2. */
+/* One group (four values of each row and window) of dot_s8s8_2x2_rows. */
 static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, int32_t off,
                                             int32_t s[4])
 {
@@ -209,30 +209,15 @@ static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, i
     s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
 }
 
-static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, const int8_t *xb,
-                                          int32_t groups, int32_t acc[4])
-{
-    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
-    const void *wp = w;
-    const int32_t off = (int32_t)(xb - xa); /* window b at a register offset: no pointer more */
-    for (const int8_t *end = xa + 4 * (groups & ~1); xa != end; xa += 8) {
-        dot_s8s8_group(&wp, xa, off, s);
-        dot_s8s8_group(&wp, xa + 4, off, s);
-    }
-    if (groups & 1) {
-        dot_s8s8_group(&wp, xa, off, s);
-    }
-    acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
-}
-
-/* Two windows read in place from the input: `rows` rows of `groups` words each, `stride` bytes
- * apart (the filter stream runs on unbroken: C_IN % 4 == 0, so n4 = rows * 4 * groups). */
+/* The two windows of the narrow path: `rows` rows of `groups` words each, `stride` bytes apart:
+ * read in place from the input (C_IN % 4 == 0: the filter stream runs on unbroken,
+ * n4 = rows * 4 * groups), or one row of n4 / 4 words (gathered into the scratch). */
 typedef struct {
     int32_t rows, groups, stride;
 } win_rows;
 
-/* dot_s8s8_2x2 over the rows of two in-place windows (window b at the same offset from window a
- * in every row). */
+/* The narrow dot product over the rows of two windows (window b at the same offset from window
+ * a in every row; window b at a register offset: no pointer more). */
 static TP_ALWAYS_INLINE void dot_s8s8_2x2_rows(const int8_t *w, const int8_t *xa,
                                                const int8_t *xb, const win_rows *wr,
                                                int32_t acc[4])
@@ -253,8 +238,8 @@ static TP_ALWAYS_INLINE void dot_s8s8_2x2_rows(const int8_t *w, const int8_t *xa
     acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
-/* Paths of the dot product: widened columns, two staged int8 windows, two in-place windows. */
-enum { DOT_WIDE, DOT_NARROW, DOT_ROWS };
+/* Paths of the dot product: widened columns, or two int8 windows by rows. */
+enum { DOT_WIDE, DOT_ROWS };
 
 /* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
  * windows (xa, xb, the narrow path; their rows in place in the input with wr). */
@@ -264,8 +249,6 @@ static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, 
 {
     if (narrow == DOT_ROWS) {
         dot_s8s8_2x2_rows(stream, xa, xb, wr, acc);
-    } else if (narrow == DOT_NARROW) {
-        dot_s8s8_2x2(stream, xa, xb, n4 >> 2, acc);
     } else {
         tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
     }
@@ -373,16 +356,8 @@ static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32
     matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, NULL, out0, out1, DOT_WIDE);
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((noinline, optimize("no-schedule-insns")))
-#endif
-static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
-                           const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
-{
-    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, NULL, out0, out1, DOT_NARROW);
-}
-
-/* matmul2_narrow on two windows read in place (rows as wr). */
+/* The narrow path's matmul2 on two int8 windows, their rows as wr (in place in the input, or
+ * one row of n4 bytes: gathered into the scratch). */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, optimize("no-schedule-insns")))
 #endif
@@ -466,7 +441,7 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int8_t *stage = (int8_t *)buf;
-    const win_rows wr = rows_of(p, in_d, f_d);
+    const win_rows wr = rows_of(p, in_d, f_d), staged = {1, n4 >> 2, 0};
     const int8_t *x[2] = {stage, stage};
     const int8_t *base[2] = {in, in}; /* a window's batch input and origin (to gather it later) */
     int32_t org[2][2] = {{0, 0}, {0, 0}};
@@ -495,8 +470,8 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
                                                       org[k][1], stage + k * n4, n4);
                             }
                         }
-                        matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
-                                       dst(fused, out, tmp) + c_out);
+                        matmul2_rows(r, stream, c_out, n4, x[0], x[1], &staged,
+                                     dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
                     }
                     fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
@@ -506,13 +481,8 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
         }
     }
     if (filled == 1) {
-        if (direct[0]) {
-            matmul2_rows(r, stream, c_out, n4, x[0], x[0], &wr, dst(fused, out, tmp),
-                         dst(fused, out, tmp));
-        } else {
-            matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp),
-                           dst(fused, out, tmp));
-        }
+        matmul2_rows(r, stream, c_out, n4, x[0], x[0], direct[0] ? &wr : &staged,
+                     dst(fused, out, tmp), dst(fused, out, tmp));
         fuse(fused, r, tmp, out, c_out);
     }
 }
