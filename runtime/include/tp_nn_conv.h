@@ -161,7 +161,7 @@ int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
 /**
  * CONV_2D 1x1 with 4, 8, 12 or 16 input channels (the layers channel pruning leaves thin), any
  * stride, no padding, any C_OUT. DSP path: a pass widens the C_IN values of P pixels into
- * registers (P = 4 for C_IN 4, 2 for 8, else 1) and each output channel loads its pre-widened row
+ * registers (P = 4 for C_IN 4, 2 for 8 and 16, 1 for 12) and each output channel loads its row
  * once and runs C_IN / 2 SMLAD per pixel, then tp_requantize_fast and SSAT (all of int8) or a
  * clamp; no window gather, no scratch. Arguments as tp_conv_s8, with the bias, multipliers and
  * shifts inside the filter stream; quant_params, bias and ctx->buf are not read.

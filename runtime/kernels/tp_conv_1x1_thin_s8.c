@@ -7,9 +7,10 @@
  * channel's row already widened to int16 pairs in SXTB16 order, then its folded bias,
  * multiplier, right shift minus 1 and tp_requantize_fast rounding word, so one pointer walks the
  * layer. DSP path: a pass widens the C_IN values of P pixels into registers (P = 4 for C_IN 4,
- * 2 for 8, 1 for 12 and 16: 8 words at most), then every output channel loads its row once and
- * runs C_IN / 2 SMLAD per pixel, requantizes each result with tp_requantize_fast (SSAT when the
- * activation range is all of int8, else a clamp) and stores it. The last pixels that do not fill
+ * 2 for 8 and 16, 1 for 12; 16 spills the second pixel, still faster than one), then every
+ * output channel loads its row once (LDRD) and runs C_IN / 2 SMLAD per pixel, requantizes each
+ * result with tp_requantize_fast (SSAT when the activation range is all of int8, else a clamp)
+ * and stores it. The last pixels that do not fill
  * a pass run one at a time. No scratch; in place when the output pixel stays within the input
  * pixel (stride 1, C_OUT <= C_IN): a pass reads all its inputs before it stores. Portable path:
  * the same stream, one output at a time.

@@ -192,7 +192,7 @@ static void widen_col(const int8_t *src, int32_t n4, int32_t *col, int32_t j)
  * here like the filter words: per 16 MACs one LDRD (the pair's filter words), one LDR per
  * window, eight SXTB16 and eight SMLAD; acc as tp_dot_s8s16_2x2 (channel-major, column minor).
  */
-/* One group (four values of each row and window) of dot_s8s8_2x2_rows. */
+/* One group (four values of each row and window) of dot_s8s8_2x2. */
 static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, int32_t off,
                                             int32_t s[4])
 {
@@ -209,15 +209,30 @@ static TP_ALWAYS_INLINE void dot_s8s8_group(const void **wp, const int8_t *xa, i
     s[1] = tp_smlad(t, x, s[1]), s[3] = tp_smlad(u, x, s[3]);
 }
 
-/* The two windows of the narrow path: `rows` rows of `groups` words each, `stride` bytes apart:
- * read in place from the input (C_IN % 4 == 0: the filter stream runs on unbroken,
- * n4 = rows * 4 * groups), or one row of n4 / 4 words (gathered into the scratch). */
+static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, const int8_t *xb,
+                                          int32_t groups, int32_t acc[4])
+{
+    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
+    const void *wp = w;
+    const int32_t off = (int32_t)(xb - xa); /* window b at a register offset: no pointer more */
+    for (const int8_t *end = xa + 4 * (groups & ~1); xa != end; xa += 8) {
+        dot_s8s8_group(&wp, xa, off, s);
+        dot_s8s8_group(&wp, xa + 4, off, s);
+    }
+    if (groups & 1) {
+        dot_s8s8_group(&wp, xa, off, s);
+    }
+    acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
+}
+
+/* Two windows read in place from the input: `rows` rows of `groups` words each, `stride` bytes
+ * apart (the filter stream runs on unbroken: C_IN % 4 == 0, so n4 = rows * 4 * groups). */
 typedef struct {
     int32_t rows, groups, stride;
 } win_rows;
 
-/* The narrow dot product over the rows of two windows (window b at the same offset from window
- * a in every row; window b at a register offset: no pointer more). */
+/* dot_s8s8_2x2 over the rows of two in-place windows (window b at the same offset from window a
+ * in every row). */
 static TP_ALWAYS_INLINE void dot_s8s8_2x2_rows(const int8_t *w, const int8_t *xa,
                                                const int8_t *xb, const win_rows *wr,
                                                int32_t acc[4])
@@ -238,8 +253,8 @@ static TP_ALWAYS_INLINE void dot_s8s8_2x2_rows(const int8_t *w, const int8_t *xa
     acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
-/* Paths of the dot product: widened columns, or two int8 windows by rows. */
-enum { DOT_WIDE, DOT_ROWS };
+/* Paths of the dot product: widened columns, two staged int8 windows, two in-place windows. */
+enum { DOT_WIDE, DOT_NARROW, DOT_ROWS };
 
 /* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
  * windows (xa, xb, the narrow path; their rows in place in the input with wr). */
@@ -249,6 +264,8 @@ static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, 
 {
     if (narrow == DOT_ROWS) {
         dot_s8s8_2x2_rows(stream, xa, xb, wr, acc);
+    } else if (narrow == DOT_NARROW) {
+        dot_s8s8_2x2(stream, xa, xb, n4 >> 2, acc);
     } else {
         tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
     }
@@ -356,8 +373,16 @@ static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32
     matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, NULL, out0, out1, DOT_WIDE);
 }
 
-/* The narrow path's matmul2 on two int8 windows, their rows as wr (in place in the input, or
- * one row of n4 bytes: gathered into the scratch). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                           const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
+{
+    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, NULL, out0, out1, DOT_NARROW);
+}
+
+/* matmul2_narrow on two windows read in place (rows as wr). */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, optimize("no-schedule-insns")))
 #endif
@@ -433,15 +458,16 @@ static void widen_rows(const int8_t *src, const win_rows *wr, int32_t *col, int3
 
 /* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place); two windows
  * inside the input are read there (matmul2_rows), no copy. */
-static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
-                                             const tp_dims *in_d, const int8_t *in,
-                                             const tp_dims *f_d, const int8_t *stream,
-                                             const tp_dims *out_d, int8_t *out, void *buf,
-                                             int8_t *tmp, const int fused)
+static TP_ALWAYS_INLINE void conv_run_narrow_rows(const tp_conv_params *p, const requant *r,
+                                                  const tp_dims *in_d, const int8_t *in,
+                                                  const tp_dims *f_d, const int8_t *stream,
+                                                  const tp_dims *out_d, int8_t *out, void *buf,
+                                                  int8_t *tmp, const win_rows *wrp,
+                                                  const int fused, const int use_rows)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int8_t *stage = (int8_t *)buf;
-    const win_rows wr = rows_of(p, in_d, f_d), staged = {1, n4 >> 2, 0};
+    const win_rows wr = *wrp;
     const int8_t *x[2] = {stage, stage};
     const int8_t *base[2] = {in, in}; /* a window's batch input and origin (to gather it later) */
     int32_t org[2][2] = {{0, 0}, {0, 0}};
@@ -453,25 +479,26 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                const int8_t *d = window_in_place(p, in_d, in_b, f_d, &wr, y0, x0);
+                const int8_t *d =
+                    use_rows ? window_in_place(p, in_d, in_b, f_d, &wr, y0, x0) : NULL;
                 direct[filled] = d != NULL;
                 base[filled] = in_b, org[filled][0] = y0, org[filled][1] = x0;
                 x[filled] = d != NULL ? d
                                       : window_s8_call(p, in_d, in_b, f_d, y0, x0,
                                                        stage + filled * n4, n4);
                 if (++filled == 2) {
-                    if (direct[0] && direct[1]) {
+                    if (use_rows && direct[0] && direct[1]) {
                         matmul2_rows(r, stream, c_out, n4, x[0], x[1], &wr, dst(fused, out, tmp),
                                      dst(fused, out, tmp) + c_out);
                     } else {
-                        for (int k = 0; k < 2; ++k) { /* one in place, one gathered: gather both */
+                        for (int k = 0; use_rows && k < 2; ++k) { /* one of each: gather both */
                             if (direct[k]) {
                                 x[k] = window_s8_call(p, in_d, base[k], f_d, org[k][0],
                                                       org[k][1], stage + k * n4, n4);
                             }
                         }
-                        matmul2_rows(r, stream, c_out, n4, x[0], x[1], &staged,
-                                     dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
+                        matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
+                                       dst(fused, out, tmp) + c_out);
                     }
                     fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
@@ -481,22 +508,43 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
         }
     }
     if (filled == 1) {
-        matmul2_rows(r, stream, c_out, n4, x[0], x[0], direct[0] ? &wr : &staged,
-                     dst(fused, out, tmp), dst(fused, out, tmp));
+        if (use_rows && direct[0]) {
+            matmul2_rows(r, stream, c_out, n4, x[0], x[0], &wr, dst(fused, out, tmp),
+                         dst(fused, out, tmp));
+        } else {
+            matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp),
+                           dst(fused, out, tmp));
+        }
         fuse(fused, r, tmp, out, c_out);
     }
 }
 
-static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
-                                           const tp_dims *in_d, const int8_t *in,
-                                           const tp_dims *f_d, const int8_t *stream,
-                                           const tp_dims *out_d, int8_t *out, void *buf,
-                                           int8_t *tmp, const int fused)
+/* The narrow loop with in-place windows when the layer has them, else exactly as without. */
+static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
+                                             const tp_dims *in_d, const int8_t *in,
+                                             const tp_dims *f_d, const int8_t *stream,
+                                             const tp_dims *out_d, int8_t *out, void *buf,
+                                             int8_t *tmp, const int fused)
+{
+    const win_rows wr = rows_of(p, in_d, f_d);
+    if (wr.rows != 0) {
+        conv_run_narrow_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 1);
+    } else {
+        conv_run_narrow_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 0);
+    }
+}
+
+static TP_ALWAYS_INLINE void conv_run_wide_rows(const tp_conv_params *p, const requant *r,
+                                                const tp_dims *in_d, const int8_t *in,
+                                                const tp_dims *f_d, const int8_t *stream,
+                                                const tp_dims *out_d, int8_t *out, void *buf,
+                                                int8_t *tmp, const win_rows *wrp,
+                                                const int fused, const int use_rows)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
     int8_t *stage = (int8_t *)buf + 4 * n4;
-    const win_rows wr = rows_of(p, in_d, f_d);
+    const win_rows wr = *wrp;
     int32_t filled = 0;
     for (int32_t b = 0; b < in_d->n; ++b) {
         const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
@@ -504,8 +552,9 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                const int8_t *d = window_in_place(p, in_d, in_b, f_d, &wr, y0, x0);
-                if (d != NULL) {
+                const int8_t *d =
+                    use_rows ? window_in_place(p, in_d, in_b, f_d, &wr, y0, x0) : NULL;
+                if (use_rows && d != NULL) {
                     widen_rows(d, &wr, col, filled); /* no copy */
                 } else {
                     /* inlined only without fusion: the fused entry's frame is the stack peak */
@@ -529,6 +578,21 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
         }
         matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp));
         fuse(fused, r, tmp, out, c_out);
+    }
+}
+
+/* The wide loop with in-place windows when the layer has them, else exactly as without. */
+static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
+                                           const tp_dims *in_d, const int8_t *in,
+                                           const tp_dims *f_d, const int8_t *stream,
+                                           const tp_dims *out_d, int8_t *out, void *buf,
+                                           int8_t *tmp, const int fused)
+{
+    const win_rows wr = rows_of(p, in_d, f_d);
+    if (wr.rows != 0) {
+        conv_run_wide_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 1);
+    } else {
+        conv_run_wide_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 0);
     }
 }
 

@@ -140,6 +140,30 @@ def test_plan_fuses_both_shortcuts_and_lowers_the_peak(resnet: Graph, dsp: bool,
     assert m.arena_bytes + m.scratch_bytes < apart.arena_bytes + apart.scratch_bytes
 
 
+def test_a_thin_shortcut_is_fused_as_interleaved_and_leaves_no_array_behind(
+        resnet: Graph, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1x1/2 16->32 shortcut alone runs tp_conv_1x1_thin_s8; fused, it is lowered again with
+    tp_conv_interleaved_s8, and neither its thin stream nor any trial array stays in the plan."""
+    def shortcut(ops: list[planner.PlannedOp]) -> planner.PlannedOp:
+        return next(p for p in ops if p.op.opcode == "CONV_2D"
+                    and p.call.params["filter_dims"]["h"] == 1)
+
+    for fuse_shortcut in (False, True):
+        if fuse_shortcut:  # price the plans so that the shortcut's fusion wins
+            monkeypatch.setattr(planner, "_total", lambda g, ops: 0 if shortcut(ops).call.fused
+                                else 1)
+        fused = planner.plan(resnet, dsp=True)
+        s = shortcut(list(fused.code_ops))
+        assert s.call.kernel == ("tp_conv_interleaved_add_s8" if fuse_shortcut
+                                 else "tp_conv_1x1_thin_s8")
+        used = repr([p.call.params for p in fused.code_ops])
+        assert [c.symbol for c in fused.consts if c.symbol not in used] == []
+    monkeypatch.setattr(planner, "_fuse", _unfused)
+    apart = planner.plan(resnet, dsp=True)
+    assert [p.call.kernel for p in apart.code_ops if p.call.params.get("filter_dims", {})
+            .get("h") == 1 and p.op.opcode == "CONV_2D"] == ["tp_conv_1x1_thin_s8"]
+
+
 def test_scratch_in_the_arena_never_overlaps_a_live_buffer(resnet: Graph) -> None:
     planned = planner.plan(resnet, dsp=True)
     m = planned.memory
