@@ -124,11 +124,12 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
 /**
  * CONV_2D, any filter, stride, padding and dilation, with interleaved filter row pairs: the
  * window of each output pixel is gathered as raw int8 (padding as the input zero point; a 1x1
- * window with C_IN % 4 == 0 is read in place) and, on the DSP path, widened to int16 into one of
- * two interleaved columns; each pair of output channels then runs over both columns with three
- * LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in tp_dsp.h), and
- * tp_requantize_fast when the stream's rounding words are valid. Arguments as tp_conv_s8, with
- * bias, multipliers and shifts inside the filter stream.
+ * window with C_IN % 4 == 0 is read in place, and on the DSP path so is a KH x KW window inside
+ * the input with C_IN % 4 == 0 and dilation.w 1, unfused) and, on the DSP path, widened to
+ * int16 into one of two interleaved columns; each pair of output channels then runs over both
+ * columns with three LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in
+ * tp_dsp.h), and tp_requantize_fast when the stream's rounding words are valid. Arguments as
+ * tp_conv_s8, with bias, multipliers and shifts inside the filter stream.
  *
  * Filter stream (built by the generator, tinyprune/kernels/conv.py pair_stream; 4-byte aligned):
  * word 0 is 1 when the rounding words are valid for every channel (tp_requantize_fast in
