@@ -46,12 +46,26 @@ FC_SHAPES = [
 ]
 CONV_SHAPES = [
     sl.LayerShape("conv1x1 25x5 64->64", (25, 5, 64), sl.conv(64, 1)),
-    sl.LayerShape("conv1x1 12x12 16->32", (12, 12, 16), sl.conv(32, 1)),
+    sl.LayerShape("conv1x1 12x12 24->32", (12, 12, 24), sl.conv(32, 1)),
     sl.LayerShape("conv1x1 6x6 128->64", (6, 6, 128), sl.conv(64, 1)),
     sl.LayerShape("conv3x3 16x16 32->32", (16, 16, 32), sl.conv(32, 3, padding="same")),
     sl.LayerShape("conv3x3 8x8 64->64", (8, 8, 64), sl.conv(64, 3, padding="same")),
     sl.LayerShape("conv3x3/2 24x24 8->16", (24, 24, 8), sl.conv(16, 3, strides=2, padding="same")),
 ]
+
+THIN_SHAPES = [  # (the dense family's shapes above keep C_IN out of 4-16 on 1x1)
+    sl.LayerShape("thin1x1 48x48 8->8", (48, 48, 8), sl.conv(8, 1)),
+    sl.LayerShape("thin1x1 24x24 8->16", (24, 24, 8), sl.conv(16, 1)),
+    sl.LayerShape("thin1x1 24x24 16->16", (24, 24, 16), sl.conv(16, 1)),
+    sl.LayerShape("thin1x1/2 32x32 16->16", (32, 32, 16), sl.conv(16, 1, strides=2)),
+    sl.LayerShape("thin1x1 12x12 16->64", (12, 12, 16), sl.conv(64, 1)),
+    sl.LayerShape("thin1x1 16x16 4->8", (16, 16, 4), sl.conv(8, 1)),
+    sl.LayerShape("thin1x1 10x10 12->20", (10, 10, 12), sl.conv(20, 1)),
+]
+"""The layers tp_conv_1x1_thin_s8 runs (family conv_thin: 1x1, 4-16 input channels)."""
+
+DENSE_FAMILIES = ("conv_thin",)
+"""Dense families besides the ``*_dense`` ones (run with kernels="dense")."""
 
 DW_SHAPES = [
     sl.LayerShape("dw3x3 25x5 64 (KWS)", (25, 5, 64), sl.depthwise(3, padding="same")),
@@ -74,6 +88,8 @@ class Run:
 
 
 def _runs(kind: str) -> list[Run]:
+    if kind == "thin":
+        return [Run("conv_thin", "1x4", 0.0)]
     if kind in ("dw3x3", "dw"):
         return [Run(f"{kind}_dense", "1x4", 0.0),
                 *(Run("dw_bsr", "1x4", s) for s in (0.0, 0.5, 0.75, 0.9))]
@@ -113,7 +129,7 @@ def features_of(family: str, tflite: bytes, zero_fraction: float | None) -> dict
                                        s.work_name)
     ca = conv_args(op, graph)
     k4, c_out = sparse_conv.depth4(ca), ca.output_shape[3]
-    if family == "conv_dense":
+    if family in ("conv_dense", "conv_thin"):
         return sparse_cost.conv_features(sparse_conv.pixels(ca), k4, c_out, c_out * k4)
     conv_handlers: list[Any] = [sparse_conv.ConvBsrHandler(), sparse_conv.ConvNmHandler(),
                                 sparse_conv.ConvCsrHandler()]
@@ -141,7 +157,7 @@ def dw_features_of(family: str, op: Any, graph: Any) -> dict[str, float]:
 def measure_run(shape: sl.LayerShape, base: bytes, run: Run, board: str,
                 work: Path, cycle_model: str = sl.CYCLE_MODEL) -> dict[str, Any]:
     tflite = sl.sparsified(base, run.pattern, run.sparsity)
-    dense = run.family.endswith("_dense")
+    dense = run.family.endswith("_dense") or run.family in DENSE_FAMILIES
     kernels = "dense" if dense else ("activation" if run.zero_fraction is not None else "sparse")
     m = sl.measure(tflite, board, work, kernels=kernels, family=None if dense else run.family,
                    zero_fraction=run.zero_fraction, cycle_model=cycle_model)
@@ -268,6 +284,7 @@ def main() -> int:
     wanted = set(filter(None, args.families.split(",")))
     plan: list[tuple[sl.LayerShape, Callable[[str], list[Run]], str]] = [
         *((s, _runs, "fc") for s in FC_SHAPES), *((s, _runs, "conv") for s in CONV_SHAPES),
+        *((s, _runs, "thin") for s in THIN_SHAPES),
         *((s, _runs, "dw3x3" if s.id.startswith("dw3x3") else "dw") for s in DW_SHAPES)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,8 +38,8 @@ from tinyprune.kernels.fully_connected import (
 )
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
-CONV_SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_depthwise_conv_s8.c",
-                "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c",
+CONV_SOURCES = ("tp_conv_s8.c", "tp_conv_interleaved_s8.c", "tp_conv_1x1_thin_s8.c",
+                "tp_depthwise_conv_s8.c", "tp_depthwise_conv_3x3_s8.c", "tp_fully_connected_s8.c",
                 "tp_fully_connected_interleaved_s8.c")
 """The conv, depthwise and fully connected kernels (one library for all of them)."""
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")

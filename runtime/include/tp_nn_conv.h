@@ -124,11 +124,12 @@ int32_t tp_depthwise_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp
 /**
  * CONV_2D, any filter, stride, padding and dilation, with interleaved filter row pairs: the
  * window of each output pixel is gathered as raw int8 (padding as the input zero point; a 1x1
- * window with C_IN % 4 == 0 is read in place) and, on the DSP path, widened to int16 into one of
- * two interleaved columns; each pair of output channels then runs over both columns with three
- * LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in tp_dsp.h), and
- * tp_requantize_fast when the stream's rounding words are valid. Arguments as tp_conv_s8, with
- * bias, multipliers and shifts inside the filter stream.
+ * window with C_IN % 4 == 0 is read in place, and on the DSP path so is a KH x KW window inside
+ * the input with C_IN % 4 == 0 and dilation.w 1, unfused) and, on the DSP path, widened to
+ * int16 into one of two interleaved columns; each pair of output channels then runs over both
+ * columns with three LDRD, four SXTB16 and eight SMLAD per 16 MACs (tp_dot_s8s16_2x2 in
+ * tp_dsp.h), and tp_requantize_fast when the stream's rounding words are valid. Arguments as
+ * tp_conv_s8, with bias, multipliers and shifts inside the filter stream.
  *
  * Filter stream (built by the generator, tinyprune/kernels/conv.py pair_stream; 4-byte aligned):
  * word 0 is 1 when the rounding words are valid for every channel (tp_requantize_fast in
@@ -157,6 +158,37 @@ tp_status tp_conv_interleaved_s8(const tp_context *ctx, const tp_conv_params *co
 /** Scratch bytes tp_conv_interleaved_s8 needs: 5 * n4 (DSP path), n4 (portable path). */
 int32_t tp_conv_interleaved_s8_get_buffer_size(const tp_dims *input_dims,
                                                const tp_dims *filter_dims);
+
+/**
+ * CONV_2D 1x1 with 4, 8, 12 or 16 input channels (the layers channel pruning leaves thin), any
+ * stride, no padding, any C_OUT. DSP path: a pass widens the C_IN values of P pixels into
+ * registers (P = 4 for C_IN 4, 2 for 8 and 16, 1 for 12) and each output channel loads its row
+ * once and runs C_IN / 2 SMLAD per pixel, then tp_requantize_fast and SSAT (all of int8) or a
+ * clamp; no window gather, no scratch. Arguments as tp_conv_s8, with the bias, multipliers and
+ * shifts inside the filter stream; quant_params, bias and ctx->buf are not read.
+ *
+ * Filter stream (tinyprune/kernels/conv.py thin_stream; 4-byte aligned): per output channel o its
+ * row as C_IN / 2 words of two int16, for each group g of four values (w[4g], w[4g+2]) then
+ * (w[4g+1], w[4g+3]) (the halves SXTB16 and SXTB16 ROR 8 take from an input word), then four
+ * int32 words: the folded bias, the multiplier, -shift - 1 and the tp_requantize_fast rounding
+ * word (every channel's shift <= -2; the generator only picks the kernel then).
+ *
+ * In place: output may equal input with stride 1 and C_OUT <= C_IN (a pass reads its pixels
+ * before it stores their outputs, which end at or before them).
+ *
+ * @return TP_OK, or TP_ERR_ARG when the shapes are not the kernel's or output == input is not
+ *         allowed.
+ */
+tp_status tp_conv_1x1_thin_s8(const tp_context *ctx, const tp_conv_params *conv_params,
+                              const tp_per_channel_quant *quant_params,
+                              const tp_dims *input_dims, const int8_t *input,
+                              const tp_dims *filter_dims, const int8_t *filter,
+                              const tp_dims *bias_dims, const int32_t *bias,
+                              const tp_dims *output_dims, int8_t *output);
+
+/** Scratch bytes tp_conv_1x1_thin_s8 needs: 0. */
+int32_t tp_conv_1x1_thin_s8_get_buffer_size(const tp_dims *input_dims,
+                                            const tp_dims *filter_dims);
 
 /**
  * tp_conv_interleaved_s8 with less scratch (its narrow DSP path; the same results): the two

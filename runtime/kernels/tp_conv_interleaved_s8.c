@@ -225,13 +225,46 @@ static TP_ALWAYS_INLINE void dot_s8s8_2x2(const int8_t *w, const int8_t *xa, con
     acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
 }
 
-/* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
- * windows (xa, xb, the narrow path). */
-static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, const int8_t *xa,
-                                      const int8_t *xb, int32_t n4, int32_t acc[4],
-                                      const int narrow)
+/* Two windows read in place from the input: `rows` rows of `groups` words each, `stride` bytes
+ * apart (the filter stream runs on unbroken: C_IN % 4 == 0, so n4 = rows * 4 * groups). */
+typedef struct {
+    int32_t rows, groups, stride;
+} win_rows;
+
+/* dot_s8s8_2x2 over the rows of two in-place windows (window b at the same offset from window a
+ * in every row). */
+static TP_ALWAYS_INLINE void dot_s8s8_2x2_rows(const int8_t *w, const int8_t *xa,
+                                               const int8_t *xb, const win_rows *wr,
+                                               int32_t acc[4])
 {
-    if (narrow) {
+    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
+    const void *wp = w;
+    const int32_t off = (int32_t)(xb - xa), groups = wr->groups, stride = wr->stride;
+    for (int32_t rows = wr->rows; rows > 0; --rows, xa += stride) {
+        const int8_t *x = xa;
+        for (const int8_t *end = x + 4 * (groups & ~1); x != end; x += 8) {
+            dot_s8s8_group(&wp, x, off, s);
+            dot_s8s8_group(&wp, x + 4, off, s);
+        }
+        if (groups & 1) {
+            dot_s8s8_group(&wp, x, off, s);
+        }
+    }
+    acc[0] = s[0], acc[1] = s[1], acc[2] = s[2], acc[3] = s[3];
+}
+
+/* Paths of the dot product: widened columns, two staged int8 windows, two in-place windows. */
+enum { DOT_WIDE, DOT_NARROW, DOT_ROWS };
+
+/* The pair's dot product over the two columns: widened int16 (col, the wide path) or raw int8
+ * windows (xa, xb, the narrow path; their rows in place in the input with wr). */
+static TP_ALWAYS_INLINE void dot_pair(const int8_t *stream, const int32_t *col, const int8_t *xa,
+                                      const int8_t *xb, const win_rows *wr, int32_t n4,
+                                      int32_t acc[4], const int narrow)
+{
+    if (narrow == DOT_ROWS) {
+        dot_s8s8_2x2_rows(stream, xa, xb, wr, acc);
+    } else if (narrow == DOT_NARROW) {
         dot_s8s8_2x2(stream, xa, xb, n4 >> 2, acc);
     } else {
         tp_dot_s8s16_2x2(stream, col, n4 >> 2, acc);
@@ -268,13 +301,14 @@ static TP_ALWAYS_INLINE void requant_pair(const requant *r, const pair_params *p
  */
 static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                                 const int32_t *col, const int8_t *xa, const int8_t *xb,
+                                const win_rows *wr,
                                 int8_t *out0, int8_t *out1, const int mode, const int narrow)
 {
     for (int32_t pairs = c_out >> 1; pairs > 0; --pairs, out0 += 2, out1 += 2) {
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], pp->bias[1], pp->bias[1]};
         int32_t v[4];
-        dot_pair(stream, col, xa, xb, n4, acc, narrow);
+        dot_pair(stream, col, xa, xb, wr, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[1] = (int8_t)v[3], out1[0] = (int8_t)v[1];
         out0[1] = (int8_t)v[2], out0[0] = (int8_t)v[0];
@@ -284,7 +318,7 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
         const pair_params *pp = (const pair_params *)(const void *)(stream + 2 * n4);
         int32_t acc[4] = {pp->bias[0], pp->bias[0], 0, 0};
         int32_t v[4];
-        dot_pair(stream, col, xa, xb, n4, acc, narrow);
+        dot_pair(stream, col, xa, xb, wr, n4, acc, narrow);
         requant_pair(r, pp, acc, v, mode);
         out1[0] = (int8_t)v[1];
         out0[0] = (int8_t)v[0];
@@ -294,15 +328,16 @@ static TP_ALWAYS_INLINE void matmul2_body(const requant *r, const int8_t *stream
 /* The instances of matmul2_body for one path (narrow a constant), one per mode. */
 static TP_ALWAYS_INLINE void matmul2_modes(const requant *r, const int8_t *stream, int32_t c_out,
                                            int32_t n4, const int32_t *col, const int8_t *xa,
-                                           const int8_t *xb, int8_t *out0, int8_t *out1,
+                                           const int8_t *xb, const win_rows *wr, int8_t *out0,
+                                           int8_t *out1,
                                            const int narrow)
 {
     if (!r->fast) {
-        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_GENERAL, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, wr, out0, out1, RQ_GENERAL, narrow);
     } else if (r->lo == -128 && r->hi == 127) {
-        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST_SAT, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, wr, out0, out1, RQ_FAST_SAT, narrow);
     } else {
-        matmul2_body(r, stream, c_out, n4, col, xa, xb, out0, out1, RQ_FAST, narrow);
+        matmul2_body(r, stream, c_out, n4, col, xa, xb, wr, out0, out1, RQ_FAST, narrow);
     }
 }
 
@@ -335,7 +370,7 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                     const int32_t *col, int8_t *out0, int8_t *out1)
 {
-    matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, out0, out1, 0);
+    matmul2_modes(r, stream, c_out, n4, col, NULL, NULL, NULL, out0, out1, DOT_WIDE);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -344,7 +379,18 @@ __attribute__((noinline, optimize("no-schedule-insns")))
 static void matmul2_narrow(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
                            const int8_t *xa, const int8_t *xb, int8_t *out0, int8_t *out1)
 {
-    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, out0, out1, 1);
+    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, NULL, out0, out1, DOT_NARROW);
+}
+
+/* matmul2_narrow on two windows read in place (rows as wr). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns")))
+#endif
+static void matmul2_rows(const requant *r, const int8_t *stream, int32_t c_out, int32_t n4,
+                         const int8_t *xa, const int8_t *xb, const win_rows *wr, int8_t *out0,
+                         int8_t *out1)
+{
+    matmul2_modes(r, stream, c_out, n4, NULL, xa, xb, wr, out0, out1, DOT_ROWS);
 }
 
 /* Where a pass's results go: the output, or the scratch when an ADD is fused (a constant in
@@ -374,16 +420,58 @@ static const int8_t *window_s8_call(const tp_conv_params *p, const tp_dims *in_d
     return window_s8(p, in_d, in, f_d, y0, x0, stage, n4);
 }
 
-/* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place). */
-static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
-                                             const tp_dims *in_d, const int8_t *in,
-                                             const tp_dims *f_d, const int8_t *stream,
-                                             const tp_dims *out_d, int8_t *out, void *buf,
-                                             int8_t *tmp, const int fused)
+/* The layer's window rows as read in place from the input (C_IN % 4 == 0, dilation.w 1, not
+ * 1x1: window_s8 reads a 1x1 window in place already), else rows = 0. */
+static win_rows rows_of(const tp_conv_params *p, const tp_dims *in_d, const tp_dims *f_d)
+{
+    win_rows w = {0, 0, 0};
+    if ((in_d->c & 3) == 0 && p->dilation.w == 1 && !(f_d->h == 1 && f_d->w == 1)) {
+        w.rows = f_d->h;
+        w.groups = f_d->w * in_d->c / 4;
+        w.stride = p->dilation.h * in_d->w * in_d->c;
+    }
+    return w;
+}
+
+/* The window at (y0, x0) in place in the input (its rows as wr: no copy), or NULL when the layer
+ * has no such rows or the window crosses a border (then window_s8 gathers it). */
+static TP_ALWAYS_INLINE const int8_t *window_in_place(const tp_conv_params *p,
+                                                      const tp_dims *in_d, const int8_t *in,
+                                                      const tp_dims *f_d, const win_rows *wr,
+                                                      int32_t y0, int32_t x0)
+{
+    if (wr->rows == 0 || y0 < 0 || y0 + (f_d->h - 1) * p->dilation.h >= in_d->h || x0 < 0 ||
+        x0 + f_d->w > in_d->w) {
+        return NULL;
+    }
+    return in + (y0 * in_d->w + x0) * in_d->c;
+}
+
+/* Widens the rows of an in-place window into column j (as widen_col on the gathered window). */
+static void widen_rows(const int8_t *src, const win_rows *wr, int32_t *col, int32_t j)
+{
+    const int32_t n = 4 * wr->groups;
+    for (int32_t ky = 0; ky < wr->rows; ++ky, src += wr->stride, col += n) {
+        widen_col(src, n, col, j);
+    }
+}
+
+/* The narrow path: two int8 windows in 2 * n4 bytes of scratch (not in place); two windows
+ * inside the input are read there (matmul2_rows), no copy. */
+static TP_ALWAYS_INLINE void conv_run_narrow_rows(const tp_conv_params *p, const requant *r,
+                                                  const tp_dims *in_d, const int8_t *in,
+                                                  const tp_dims *f_d, const int8_t *stream,
+                                                  const tp_dims *out_d, int8_t *out, void *buf,
+                                                  int8_t *tmp, const win_rows *wrp,
+                                                  const int fused, const int use_rows)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int8_t *stage = (int8_t *)buf;
+    const win_rows wr = *wrp;
     const int8_t *x[2] = {stage, stage};
+    const int8_t *base[2] = {in, in}; /* a window's batch input and origin (to gather it later) */
+    int32_t org[2][2] = {{0, 0}, {0, 0}};
+    int direct[2] = {0, 0};
     int32_t filled = 0;
     for (int32_t b = 0; b < in_d->n; ++b) {
         const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
@@ -391,10 +479,27 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                x[filled] = window_s8_call(p, in_d, in_b, f_d, y0, x0, stage + filled * n4, n4);
+                const int8_t *d =
+                    use_rows ? window_in_place(p, in_d, in_b, f_d, &wr, y0, x0) : NULL;
+                direct[filled] = d != NULL;
+                base[filled] = in_b, org[filled][0] = y0, org[filled][1] = x0;
+                x[filled] = d != NULL ? d
+                                      : window_s8_call(p, in_d, in_b, f_d, y0, x0,
+                                                       stage + filled * n4, n4);
                 if (++filled == 2) {
-                    matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
-                                   dst(fused, out, tmp) + c_out);
+                    if (use_rows && direct[0] && direct[1]) {
+                        matmul2_rows(r, stream, c_out, n4, x[0], x[1], &wr, dst(fused, out, tmp),
+                                     dst(fused, out, tmp) + c_out);
+                    } else {
+                        for (int k = 0; use_rows && k < 2; ++k) { /* one of each: gather both */
+                            if (direct[k]) {
+                                x[k] = window_s8_call(p, in_d, base[k], f_d, org[k][0],
+                                                      org[k][1], stage + k * n4, n4);
+                            }
+                        }
+                        matmul2_narrow(r, stream, c_out, n4, x[0], x[1], dst(fused, out, tmp),
+                                       dst(fused, out, tmp) + c_out);
+                    }
                     fuse(fused, r, tmp, out, 2 * c_out);
                     out += 2 * c_out;
                     filled = 0;
@@ -403,20 +508,48 @@ static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requ
         }
     }
     if (filled == 1) {
-        matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp), dst(fused, out, tmp));
+        if (use_rows && direct[0]) {
+            matmul2_rows(r, stream, c_out, n4, x[0], x[0], &wr, dst(fused, out, tmp),
+                         dst(fused, out, tmp));
+        } else {
+            matmul2_narrow(r, stream, c_out, n4, x[0], x[0], dst(fused, out, tmp),
+                           dst(fused, out, tmp));
+        }
         fuse(fused, r, tmp, out, c_out);
     }
 }
 
-static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
-                                           const tp_dims *in_d, const int8_t *in,
-                                           const tp_dims *f_d, const int8_t *stream,
-                                           const tp_dims *out_d, int8_t *out, void *buf,
-                                           int8_t *tmp, const int fused)
+/*
+ * The narrow loop with in-place windows when the layer has them and gains (measured on ResNet-8
+ * pruned, table model: 3x3 16->8 -7%; 16->16 even; fused 8->16 +3%: per pair and row the dot
+ * restarts, which only few channel pairs amortize), else exactly as without. Never fused: the
+ * fused entries' stack frame is the model's stack peak.
+ */
+static TP_ALWAYS_INLINE void conv_run_narrow(const tp_conv_params *p, const requant *r,
+                                             const tp_dims *in_d, const int8_t *in,
+                                             const tp_dims *f_d, const int8_t *stream,
+                                             const tp_dims *out_d, int8_t *out, void *buf,
+                                             int8_t *tmp, const int fused)
+{
+    const win_rows wr = rows_of(p, in_d, f_d);
+    if (!fused && wr.rows != 0 && out_d->c <= 8) {
+        conv_run_narrow_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 1);
+    } else {
+        conv_run_narrow_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 0);
+    }
+}
+
+static TP_ALWAYS_INLINE void conv_run_wide_rows(const tp_conv_params *p, const requant *r,
+                                                const tp_dims *in_d, const int8_t *in,
+                                                const tp_dims *f_d, const int8_t *stream,
+                                                const tp_dims *out_d, int8_t *out, void *buf,
+                                                int8_t *tmp, const win_rows *wrp,
+                                                const int fused, const int use_rows)
 {
     const int32_t n4 = depth4(f_d), c_out = out_d->c;
     int32_t *col = (int32_t *)buf;
     int8_t *stage = (int8_t *)buf + 4 * n4;
+    const win_rows wr = *wrp;
     int32_t filled = 0;
     for (int32_t b = 0; b < in_d->n; ++b) {
         const int8_t *in_b = in + b * in_d->h * in_d->w * in_d->c;
@@ -424,10 +557,17 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
             const int32_t y0 = oy * p->stride.h - p->padding.h;
             for (int32_t ox = 0; ox < out_d->w; ++ox) {
                 const int32_t x0 = ox * p->stride.w - p->padding.w;
-                /* inlined only without fusion: the fused entry's frame is the stack peak */
-                const int8_t *win = fused ? window_s8_call(p, in_d, in_b, f_d, y0, x0, stage, n4)
-                                          : window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4);
-                widen_col(win, n4, col, filled);
+                const int8_t *d =
+                    use_rows ? window_in_place(p, in_d, in_b, f_d, &wr, y0, x0) : NULL;
+                if (use_rows && d != NULL) {
+                    widen_rows(d, &wr, col, filled); /* no copy */
+                } else {
+                    /* inlined only without fusion: the fused entry's frame is the stack peak */
+                    const int8_t *win =
+                        fused ? window_s8_call(p, in_d, in_b, f_d, y0, x0, stage, n4)
+                              : window_s8(p, in_d, in_b, f_d, y0, x0, stage, n4);
+                    widen_col(win, n4, col, filled);
+                }
                 if (++filled == 2) {
                     matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp) + c_out);
                     fuse(fused, r, tmp, out, 2 * c_out);
@@ -443,6 +583,22 @@ static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requan
         }
         matmul2(r, stream, c_out, n4, col, dst(fused, out, tmp), dst(fused, out, tmp));
         fuse(fused, r, tmp, out, c_out);
+    }
+}
+
+/* The wide loop with in-place windows when the layer has them (not fused: the fused entries'
+ * stack frame is the model's stack peak), else exactly as without. */
+static TP_ALWAYS_INLINE void conv_run_wide(const tp_conv_params *p, const requant *r,
+                                           const tp_dims *in_d, const int8_t *in,
+                                           const tp_dims *f_d, const int8_t *stream,
+                                           const tp_dims *out_d, int8_t *out, void *buf,
+                                           int8_t *tmp, const int fused)
+{
+    const win_rows wr = rows_of(p, in_d, f_d);
+    if (!fused && wr.rows != 0) {
+        conv_run_wide_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 1);
+    } else {
+        conv_run_wide_rows(p, r, in_d, in, f_d, stream, out_d, out, buf, tmp, &wr, fused, 0);
     }
 }
 

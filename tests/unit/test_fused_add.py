@@ -19,7 +19,7 @@ from tests_support import small_resnet_tflite
 from tinyprune.ir import fold_constants, read_tflite
 from tinyprune.ir.graph import Graph, Op, Quant, Tensor
 from tinyprune.kernels.base import KernelCall
-from tinyprune.kernels.conv import CONV_KERNELS, ConvArgs
+from tinyprune.kernels.conv import INTERLEAVED, ConvArgs
 from tinyprune.kernels.elementwise import add_params, add_tables
 from tinyprune.kernels.fused import pass_bytes
 from tinyprune.kernels.quant import requantize
@@ -140,6 +140,30 @@ def test_plan_fuses_both_shortcuts_and_lowers_the_peak(resnet: Graph, dsp: bool,
     assert m.arena_bytes + m.scratch_bytes < apart.arena_bytes + apart.scratch_bytes
 
 
+def test_a_thin_shortcut_is_fused_as_interleaved_and_leaves_no_array_behind(
+        resnet: Graph, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1x1/2 16->32 shortcut alone runs tp_conv_1x1_thin_s8; fused, it is lowered again with
+    tp_conv_interleaved_s8, and neither its thin stream nor any trial array stays in the plan."""
+    def shortcut(ops: list[planner.PlannedOp]) -> planner.PlannedOp:
+        return next(p for p in ops if p.op.opcode == "CONV_2D"
+                    and p.call.params["filter_dims"]["h"] == 1)
+
+    for fuse_shortcut in (False, True):
+        if fuse_shortcut:  # price the plans so that the shortcut's fusion wins
+            monkeypatch.setattr(planner, "_total", lambda g, ops: 0 if shortcut(ops).call.fused
+                                else 1)
+        fused = planner.plan(resnet, dsp=True)
+        s = shortcut(list(fused.code_ops))
+        assert s.call.kernel == ("tp_conv_interleaved_add_s8" if fuse_shortcut
+                                 else "tp_conv_1x1_thin_s8")
+        used = repr([p.call.params for p in fused.code_ops])
+        assert [c.symbol for c in fused.consts if c.symbol not in used] == []
+    monkeypatch.setattr(planner, "_fuse", _unfused)
+    apart = planner.plan(resnet, dsp=True)
+    assert [p.call.kernel for p in apart.code_ops if p.call.params.get("filter_dims", {})
+            .get("h") == 1 and p.op.opcode == "CONV_2D"] == ["tp_conv_1x1_thin_s8"]
+
+
 def test_scratch_in_the_arena_never_overlaps_a_live_buffer(resnet: Graph) -> None:
     planned = planner.plan(resnet, dsp=True)
     m = planned.memory
@@ -180,7 +204,7 @@ def _add_reference(conv: np.ndarray, res: np.ndarray, p: dict[str, int], lo: int
 
 def _run_fused(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, res: np.ndarray,
                p: dict[str, int], lo: int, hi: int, size: int, name: str) -> np.ndarray:
-    kernel = CONV_KERNELS[0]
+    kernel = INTERLEAVED
     k = kernel.prepare(a)
     tables = add_tables(p)
     assert tables is not None
@@ -203,7 +227,7 @@ def _run_fused(lib: ctypes.CDLL, a: ConvArgs, x: np.ndarray, res: np.ndarray,
 
 
 FUSED_CASES = ("conv3x3_same_cin3", "conv1x1_cout_odd", "conv1x1", "conv3x3_s2_same_relu6",
-               "conv5x5_same_relu")
+               "conv5x5_same_relu", "conv3x3_c8_same_odd_pixels", "conv3x3_c4_valid_odd_pixels")
 """Odd C_OUT and an odd pixel count (the one-column pass), 1x1 read in place, stride 2, 5x5."""
 
 
@@ -213,7 +237,7 @@ def test_fused_kernel_equals_conv_then_add(name: str, libs: dict[bool, ctypes.CD
     graph = fold_constants(read_tflite(tflite))
     op = _single_op(graph, CASE[name])
     a = _args(graph, op)
-    assert isinstance(a, ConvArgs) and CONV_KERNELS[0].applies(a)
+    assert isinstance(a, ConvArgs) and INTERLEAVED.applies(a)
     y = graph.tensor(op.outputs[0])
     rng = np.random.default_rng(11)
     x = rng.integers(-128, 128, (2, *CASE[name].input_shape), dtype=np.int8)
@@ -228,8 +252,8 @@ def test_fused_kernel_equals_conv_then_add(name: str, libs: dict[bool, ctypes.CD
                      ctypes.byref(in_d), ctypes.byref(f_d), ctypes.byref(out_d))
                  for name in ("tp_conv_interleaved_add_s8", "tp_conv_interleaved_add_narrow_s8")}
         extra = pass_bytes(a.output_shape[3], dsp)
-        assert sizes["tp_conv_interleaved_add_s8"] == CONV_KERNELS[0].scratch(a, dsp) + extra
-        narrow = CONV_KERNELS[0].min_scratch(a, dsp)
+        assert sizes["tp_conv_interleaved_add_s8"] == INTERLEAVED.scratch(a, dsp) + extra
+        narrow = INTERLEAVED.min_scratch(a, dsp)
         assert sizes["tp_conv_interleaved_add_narrow_s8"] == (
             narrow + extra if narrow is not None else sizes["tp_conv_interleaved_add_s8"])
         for name, size in sizes.items():

@@ -91,20 +91,38 @@ def _dense(*args: Any, **kw: Any) -> Callable[[], Any]:
 
 CASES = [
     Case("conv1x1", (6, 6, 8), _conv(12, 1, activation="relu"), "CONV_2D", "RELU",
-         kernel="tp_conv_interleaved_s8"),
-    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_interleaved_s8"),
+         kernel="tp_conv_1x1_thin_s8"),
+    Case("conv1x1_cout_odd", (5, 5, 16), _conv(3, 1), "CONV_2D", kernel="tp_conv_1x1_thin_s8"),
     Case("conv1x1_c6_in_place", (5, 5, 6), _conv(6, 1, activation="relu"), "CONV_2D", "RELU",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_c8_in_place_odd_pixels", (3, 5, 8), _conv(8, 1), "CONV_2D",
-         kernel="tp_conv_interleaved_s8"),
+         kernel="tp_conv_1x1_thin_s8"),
     Case("conv1x1_cin7_odd_pixels", (5, 5, 7), _conv(9, 1, use_bias=False), "CONV_2D",
          kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_s2_cin6", (7, 7, 6), _conv(5, 1, strides=2, activation="relu"), "CONV_2D",
          "RELU", kernel="tp_conv_interleaved_s8"),
     Case("conv1x1_same_s2_cin4", (6, 6, 4), _conv(4, 1, strides=2, padding="same"), "CONV_2D",
-         kernel="tp_conv_interleaved_s8"),
+         kernel="tp_conv_1x1_thin_s8"),
     Case("conv1x1_cout1_cin16_odd_pixels", (3, 5, 16), _conv(1, 1), "CONV_2D",
+         kernel="tp_conv_1x1_thin_s8"),
+    # tp_conv_1x1_thin_s8: every C_IN it takes, pixel counts off its passes (4, 2, 1), stride 2
+    Case("thin1x1_cin4_s2_relu6_odd", (7, 9, 4), _conv(7, 1, strides=2, activation="relu6"),
+         "CONV_2D", "RELU6", kernel="tp_conv_1x1_thin_s8"),
+    Case("thin1x1_cin4_in_place_odd", (3, 3, 4), _conv(3, 1, activation="relu"), "CONV_2D",
+         "RELU", kernel="tp_conv_1x1_thin_s8"),
+    Case("thin1x1_cin8_s2_cout5", (7, 5, 8), _conv(5, 1, strides=(2, 1)), "CONV_2D",
+         kernel="tp_conv_1x1_thin_s8"),
+    Case("thin1x1_cin12_relu_odd", (3, 5, 12), _conv(9, 1, activation="relu"), "CONV_2D",
+         "RELU", kernel="tp_conv_1x1_thin_s8"),
+    Case("thin1x1_cin16_s2_cout20", (6, 6, 16), _conv(20, 1, strides=2, padding="same",
+                                                     use_bias=False), "CONV_2D",
+         kernel="tp_conv_1x1_thin_s8"),
+    # tp_conv_interleaved_s8 reads windows inside the input in place (C_IN % 4 == 0): pairs of
+    # in-place windows, in-place + gathered, and an odd last in-place window
+    Case("conv3x3_c8_same_odd_pixels", (9, 7, 8), _conv(5, 3, padding="same"), "CONV_2D",
          kernel="tp_conv_interleaved_s8"),
+    Case("conv3x3_c4_valid_odd_pixels", (9, 7, 4), _conv(6, 3, activation="relu"), "CONV_2D",
+         "RELU", kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_same_cin3", (7, 7, 3), _conv(5, 3, padding="same"), "CONV_2D",
          kernel="tp_conv_interleaved_s8"),
     Case("conv3x3_s2_same_cin3_first", (9, 9, 3), _conv(8, 3, strides=2, padding="same",
@@ -248,7 +266,8 @@ def _args(graph: Graph, op: Op) -> ConvArgs | FcArgs:
     return depthwise_args(op, graph) if op.opcode == "DEPTHWISE_CONV_2D" else conv_args(op, graph)
 
 
-IN_PLACE = {"conv1x1_cout_odd", "conv1x1_cout1_cin16_odd_pixels", "conv1x1_c6_in_place",
+IN_PLACE = {"thin1x1_cin4_in_place_odd", "thin1x1_cin12_relu_odd",
+            "conv1x1_cout_odd", "conv1x1_cout1_cin16_odd_pixels", "conv1x1_c6_in_place",
             "conv1x1_c8_in_place_odd_pixels", "dw3x3_same_relu", "dw3x3_tiny_image_c12",
             "dw3x3_odd_c4_relu", "dw3x3_odd_c16"}
 """The cases whose layer a kernel can run in place (output over its input): 1x1 stride 1 with
@@ -280,7 +299,8 @@ def test_bit_exact_with_tflm(case: Case, libs: dict[bool, ctypes.CDLL]) -> None:
                        for k in kernels if k.applies(args)}
                 got.update({f"{k.name} in place": kh.run_window(libs[dsp], k, args, x[None],
                                                                 dsp, in_place=True)
-                            for k in kernels if k.applies(args) and k.in_place(args, dsp)})
+                            for k in kernels
+                            if k.applies(args) and k.in_place(args, dsp) is not None})
                 got.update({f"{k.name} narrow": kh.run_window(libs[dsp], k, args, x[None], dsp,
                                                               narrow=True)
                             for k in kernels if k.applies(args) and k.min_scratch(args, dsp)})
@@ -304,7 +324,7 @@ def test_in_place_refused_where_it_would_read_overwritten_input(
 
 
 def test_folded_bias_past_int32_falls_back() -> None:
-    graph = read_tflite(model_bytes(CASE["conv1x1"]))
+    graph = read_tflite(model_bytes(CASE["conv1x1_cin7_odd_pixels"]))
     a = conv_args(graph.ops[0], graph)
     assert choose_kernel(a).name == "tp_conv_interleaved_s8"
     big = np.full(a.output_shape[3], 2**31 - 1, dtype=np.int32)

@@ -287,6 +287,45 @@ def _interleaved_min_scratch(a: ConvArgs, dsp: bool) -> int | None:
     return 2 * _depth4(a) if dsp else None
 
 
+THIN_C_IN = (4, 8, 12, 16)
+"""The input channel counts ``tp_conv_1x1_thin_s8`` takes (its DSP passes keep P pixels x
+C_IN / 2 widened words in registers)."""
+
+
+def _is_thin_1x1(a: ConvArgs) -> bool:
+    """A 1x1 conv, no padding, 4-16 input channels (a multiple of 4), its folded bias in int32
+    and every channel's shift able to take tp_requantize_fast: measured faster than
+    tp_conv_interleaved_s8 on these (bench/results/thin_conv.md)."""
+    return (a.filter_shape[1:3] == (1, 1) and a.padding == (0, 0)
+            and a.input_shape[3] in THIN_C_IN and folded_bias(a) is not None
+            and rounding_words(a) is not None)
+
+
+def thin_stream(a: ConvArgs) -> np.ndarray:
+    """The filter stream of tp_conv_1x1_thin_s8 (tp_nn_conv.h): per output channel its row as
+    int16, each group of four values in SXTB16 order (0, 2, 1, 3), then its folded bias,
+    multiplier, -shift - 1 and rounding word."""
+    c_out, c_in = a.filter_shape[0], a.filter_shape[3]
+    rows = a.weights.reshape(c_out, c_in // 4, 4)[:, :, [0, 2, 1, 3]].reshape(c_out, c_in)
+    folded = folded_bias(a)
+    rounding = rounding_words(a)
+    assert folded is not None and rounding is not None
+    params = np.stack([folded, a.multiplier, -np.asarray(a.shift, np.int64) - 1, rounding],
+                      axis=1).astype("<i4")
+    body = np.concatenate([np.ascontiguousarray(rows, "<i2").view(np.int8),
+                           np.ascontiguousarray(params).view(np.int8)], axis=1)
+    return np.ascontiguousarray(body.reshape(-1))
+
+
+def _prepare_thin_1x1(a: ConvArgs) -> ConvArgs:
+    return replace(a, weights=thin_stream(a), bias=None)
+
+
+def _thin_in_place(a: ConvArgs, dsp: bool) -> int | None:
+    """Stride 1 and C_OUT <= C_IN: a pass reads its pixels before it stores; no scratch."""
+    return 0 if a.stride == (1, 1) and a.output_shape[3] <= a.input_shape[3] else None
+
+
 def _is_dw3x3(a: ConvArgs) -> bool:
     return a.ch_mult == 1 and a.filter_shape[1:3] == (3, 3) and folded_bias(a) is not None
 
@@ -344,6 +383,8 @@ def _dw3x3_in_place(a: ConvArgs, dsp: bool) -> int | None:
 
 
 CONV_KERNELS: tuple[ConvKernel, ...] = (
+    ConvKernel("tp_conv_1x1_thin_s8", ("tp_conv_1x1_thin_s8.c",), _is_thin_1x1,
+               _prepare_thin_1x1, lambda a, dsp: 0, stream=True, in_place=_thin_in_place),
     ConvKernel("tp_conv_interleaved_s8", ("tp_conv_interleaved_s8.c",), _is_interleavable,
                _prepare_interleaved, _interleaved_scratch, stream=True,
                in_place=_interleaved_in_place, min_scratch=_interleaved_min_scratch,
@@ -353,6 +394,9 @@ CONV_KERNELS: tuple[ConvKernel, ...] = (
 )
 """CONV_2D kernels, fastest first (the general tp_conv_s8 accepts every layer, and runs when
 the folded bias would leave int32)."""
+
+INTERLEAVED = next(k for k in CONV_KERNELS if k.name == "tp_conv_interleaved_s8")
+"""The kernel the residual ADD fusion builds on (:func:`lower_interleaved`)."""
 
 DEPTHWISE_KERNELS: tuple[ConvKernel, ...] = (
     ConvKernel("tp_depthwise_conv_3x3_s8", ("tp_depthwise_conv_3x3_s8.c",), _is_dw3x3,
@@ -467,8 +511,9 @@ def _check_window(op: Op, graph: Graph, channels: int, quant_axis: int) -> None:
                         f"{list(y.shape)}")
 
 
-def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str) -> KernelCall:
-    kernel = choose_kernel(tflm_args)
+def _lower(op: Op, ctx: LowerContext, tflm_args: ConvArgs, label: str,
+           kernel: ConvKernel | None = None) -> KernelCall:
+    kernel = kernel or choose_kernel(tflm_args)
     args = kernel.prepare(tflm_args)
     scratch_bytes = kernel.scratch(tflm_args, ctx.dsp)
     hint = op.name
@@ -541,6 +586,20 @@ class ConvHandler:
     def lower(self, op: Op, graph: Graph, ctx: LowerContext) -> KernelCall:
         args = conv_args(op, graph)
         return _lower(op, ctx, args, _label("conv", op, args))
+
+
+def lower_interleaved(op: Op, graph: Graph, ctx: LowerContext, call: KernelCall) -> KernelCall:
+    """``call`` (a CONV_2D lowered by :class:`ConvHandler`) run by tp_conv_interleaved_s8
+    instead: what the residual ADD fusion takes (tinyprune/kernels/fused.py); the estimate and
+    the choice's annotations of ``call`` are kept."""
+    if call.kernel == INTERLEAVED.name:
+        return call
+    args = conv_args(op, graph)
+    new = _lower(op, ctx, args, _label("conv", op, args), INTERLEAVED)
+    return replace(call, kernel=new.kernel, sources=new.sources, params=new.params,
+                   scratch_bytes=new.scratch_bytes, weight_bytes=new.weight_bytes,
+                   in_place_scratch_bytes=new.in_place_scratch_bytes,
+                   min_scratch_bytes=new.min_scratch_bytes, narrow_kernel=new.narrow_kernel)
 
 
 class DepthwiseConvHandler:

@@ -17,6 +17,9 @@ CONV_KERNEL = "tp_conv_interleaved_s8"
 ADD_KERNEL = "tp_add_table_s8"
 FUSED_KERNEL = "tp_conv_interleaved_add_s8"
 FUSED_NARROW_KERNEL = "tp_conv_interleaved_add_narrow_s8"
+FUSABLE_CONV_KERNELS = (CONV_KERNEL, "tp_conv_1x1_thin_s8")
+"""The conv kernels whose layers may be fused: the others are lowered again as CONV_KERNEL
+first (tinyprune/kernels/conv.py lower_interleaved; the planner does it)."""
 
 
 def can_fuse(conv: KernelCall, add: KernelCall) -> bool:

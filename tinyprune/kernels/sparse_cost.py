@@ -42,6 +42,8 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
                  "units": 18.6913, "window": 24.2541},
     "conv_nm2": {"call": 642.6008, "out": 0.0, "pixels": 252.8912, "rows": 89.8684,
                  "units": 20.1614, "window": 15.4927},
+    "conv_thin": {"call": 2099.906, "macs": 1.8553, "out": 11.0792, "pixels": 21.2318,
+                  "window": 1.6886},
     "dw3x3_dense": {"blocks": 24.5541, "call": 1915.2878, "groups": 2.7282, "pixels": 0.9082,
                     "taps": 8.174},
     "dw_bsr": {"blocks": 21.4542, "call": 0.0, "groups": 93.6172, "pixels": 104.1112,
@@ -79,6 +81,8 @@ COEFFICIENTS_M7: dict[str, dict[str, float]] = {
                  "window": 15.9324},
     "conv_nm2": {"call": 1671.249, "out": 0.0, "pixels": 171.257, "rows": 47.6651, "units": 9.6609,
                  "window": 10.7909},
+    "conv_thin": {"call": 4334.6175, "macs": 1.3588, "out": 7.8607, "pixels": 0.0,
+                  "window": 2.7873},
     "dw3x3_dense": {"blocks": 17.9298, "call": 0.0, "groups": 1.9922, "pixels": 1.1955,
                     "taps": 10.7592},
     "dw_bsr": {"blocks": 16.151, "call": 0.0, "groups": 70.0789, "pixels": 38.9291,
@@ -169,12 +173,21 @@ def dw_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> 
     return Estimate(dw_dense_cycles(depthwise_args(op, graph), options.cost_model), "dense")
 
 
+def conv_dense_family(a: ConvArgs) -> str:
+    """The cost family of the dense CONV_2D kernel conv.py picks for the layer."""
+    from tinyprune.kernels.conv import choose_kernel
+
+    return "conv_thin" if choose_kernel(a).name == "tp_conv_1x1_thin_s8" else "conv_dense"
+
+
 def conv_dense_cycles(a: ConvArgs, model: str = "table") -> float:
-    """Estimated cycles of the dense CONV_2D kernel (tp_conv_interleaved_s8) on a layer."""
+    """Estimated cycles of the dense CONV_2D kernel (tp_conv_1x1_thin_s8 on the thin 1x1
+    layers it takes, else tp_conv_interleaved_s8) on a layer."""
     n, oh, ow, c_out = a.output_shape
     _, kh, kw, c_in = a.filter_shape
     k4 = -(-kh * kw * c_in // 4) * 4
-    return cycles("conv_dense", conv_features(n * oh * ow, k4, c_out, c_out * k4), model)
+    return cycles(conv_dense_family(a), conv_features(n * oh * ow, k4, c_out, c_out * k4),
+                  model)
 
 
 def conv_dense_estimate(op: Op, graph: Graph, dsp: bool, options: PlanOptions) -> Estimate:

@@ -6,7 +6,8 @@ into ``r``'s buffer; the conv's output tensor never exists. That is exact, and l
 (the block input, conv1's output and conv2's output are no longer live together), only when:
 
 - the ADD runs ``tp_add_table_s8`` and the producer of the operand ``tp_conv_interleaved_s8``
-  (the kernels the fused one combines), all int8;
+  (the kernels the fused one combines; a conv run by another of ``FUSABLE_CONV_KERNELS`` is
+  lowered again with it), all int8;
 - the conv's output is read by this ADD alone (once) and is not a graph output;
 - the conv output, the residual and the ADD output have the same shape (no broadcast);
 - the residual is an activation that dies at the ADD: not a graph input or output, not read by
@@ -26,7 +27,7 @@ from typing import Protocol
 
 from tinyprune.ir.graph import Graph, Op
 from tinyprune.kernels.base import KernelCall
-from tinyprune.kernels.fused import ADD_KERNEL, CONV_KERNEL
+from tinyprune.kernels.fused import ADD_KERNEL, CONV_KERNEL, FUSABLE_CONV_KERNELS
 
 
 class _Planned(Protocol):
@@ -90,8 +91,8 @@ def refusal(graph: Graph, ops: Sequence[_Planned], add: int, conv_input: int,
     if not (_is_act(graph, t) and _is_act(graph, r)) or t == r:
         return "both operands must be distinct activations"
     conv = _producer(ops, t)
-    if conv is None or ops[conv].op.opcode != "CONV_2D" or ops[conv].call.kernel != CONV_KERNEL \
-            or ops[conv].call.fused:
+    if conv is None or ops[conv].op.opcode != "CONV_2D" \
+            or ops[conv].call.kernel not in FUSABLE_CONV_KERNELS or ops[conv].call.fused:
         return f"operand {conv_input} is not the output of a CONV_2D run by {CONV_KERNEL}"
     shape = _shape_refusal(graph, (t, r, out))
     if shape:

@@ -33,6 +33,7 @@ from tinyprune.kernels.base import (
     Registered,
     handlers_for,
 )
+from tinyprune.kernels.conv import lower_interleaved
 from tinyprune.kernels.fused import fuse_conv_add
 from tinyprune.plan.fusion import Fusion, candidates
 from tinyprune.plan.memory import Buffer, MemoryPlan, lifetimes, place
@@ -96,6 +97,7 @@ class _Lowering:
         self.cost_model = cost_model
         self.consts: dict[str, ConstArray] = {}
         self._by_digest: dict[str, str] = {}
+        self._count = 0  # symbols made (never reused once an array is dropped)
 
     def act(self, tensor_index: int) -> str:
         return f"TP_T{tensor_index}"
@@ -106,10 +108,15 @@ class _Lowering:
         if digest in self._by_digest:
             return self._by_digest[digest]
         base = re.sub(r"[^0-9a-zA-Z_]", "_", hint).strip("_").lower() or "c"
-        symbol = f"tp_c{len(self.consts)}_{base}"[:60]
+        symbol = f"tp_c{self._count}_{base}"[:60]
+        self._count += 1
         self.consts[symbol] = ConstArray(symbol, ctype, arr.reshape(-1))
         self._by_digest[digest] = symbol
         return symbol
+
+    def forget(self, symbol: str) -> None:
+        """A dropped array: an equal one registered later gets a symbol of its own."""
+        self._by_digest = {d: s for d, s in self._by_digest.items() if s != symbol}
 
     @property
     def scratch(self) -> str:
@@ -137,7 +144,10 @@ def plan(graph: Graph, *, dsp: bool, options: PlanOptions | None = None) -> Plan
         choice = choose_kernel(op, graph, dsp, options)
         call = choice.entry.handler.lower(op, graph, ctx)
         planned.append(PlannedOp(op, _annotate(call, choice, op, graph)))
+    unfused, known = planned, set(ctx.consts)
     planned = _fuse(graph, planned, ctx)
+    _drop_unused_consts(ctx, planned, (set(ctx.consts) - known)
+                        | {str(p.call.params.get("filter")) for p in unfused})
     if options.narrow_scratch:
         planned = _narrow(graph, planned)
     memory, planned = _memory_plan(graph, planned)
@@ -258,7 +268,8 @@ def _annotate(call: KernelCall, choice: Choice, op: Op, graph: Graph) -> KernelC
 def _apply(graph: Graph, planned: list[PlannedOp], f: Fusion, ctx: _Lowering) -> list[PlannedOp]:
     """The ops with the conv of ``f`` removed and its ADD replaced by the fused op."""
     conv, add = planned[f.conv], planned[f.add]
-    call = fuse_conv_add(conv.call, add.call, conv_input=f.conv_input,
+    conv_call = lower_interleaved(conv.op, graph, ctx, conv.call)
+    call = fuse_conv_add(conv_call, add.call, conv_input=f.conv_input,
                          residual=ctx.act(f.residual), add_name=add.op.name, dsp=ctx.dsp)
     op = replace(conv.op, inputs=(*conv.op.inputs, f.residual), outputs=add.op.outputs)
     fused = PlannedOp(op, call, residual=f.residual)
@@ -268,6 +279,17 @@ def _apply(graph: Graph, planned: list[PlannedOp], f: Fusion, ctx: _Lowering) ->
 def _total(graph: Graph, planned: list[PlannedOp]) -> int:
     memory, _ = _memory_plan(graph, planned)
     return memory.arena_bytes + memory.scratch_bytes
+
+
+def _drop_unused_consts(ctx: _Lowering, planned: list[PlannedOp], maybe: set[str]) -> None:
+    """Forgets the arrays of ``maybe`` that no call's parameters name any more: the fusion's
+    trial lowerings (a thin conv lowered again as tp_conv_interleaved_s8, kept or not) and the
+    stream such a conv had before it was fused."""
+    used = repr([p.call.params for p in planned])
+    for symbol in maybe & set(ctx.consts):
+        if symbol not in used:
+            del ctx.consts[symbol]
+            ctx.forget(symbol)
 
 
 def _fuse(graph: Graph, planned: list[PlannedOp], ctx: _Lowering) -> list[PlannedOp]:
