@@ -173,8 +173,10 @@ def test_in_place_only_when_the_input_dies_at_the_op(read_y_again: bool) -> None
     assert planned.ops[1].call.in_place_scratch_bytes is not None  # the kernel could
     assert (m.offset_of(3) == m.offset_of(4)) == (not read_y_again)
     assert m.offset_of(0) != m.offset_of(3)  # conv a's input is the graph input
-    if not read_y_again:  # y and z in one buffer: x + y at op 0 is the peak, with conv a's
-        # scratch (5 x n4 = 20 bytes, aligned to 32) inside the arena; its narrow path (8)
-        # would save too little to be taken
+    if not read_y_again:  # y and z in one buffer: x + y at op 0 is the peak, conv a's scratch
+        # (5 x n4 = 20 bytes) beside the arena: conv b (8 -> 8) runs tp_conv_1x1_thin_s8, which
+        # needs none, so no later op shares it; a's narrow path (8) would save too little
         assert planned.ops[0].call.scratch_bytes == 20
-        assert (m.arena_bytes, m.scratch_bytes) == (80 + 288 + 32, 0)
+        assert planned.ops[1].call.kernel == "tp_conv_1x1_thin_s8"
+        assert planned.ops[1].call.scratch_bytes == 0
+        assert (m.arena_bytes, m.scratch_bytes) == (80 + 288, 20)
