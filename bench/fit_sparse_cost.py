@@ -43,6 +43,8 @@ FC_SHAPES = [
     sl.LayerShape("fc 256->64", (256,), sl.dense(64)),
     sl.LayerShape("fc 72->32", (72,), sl.dense(32)),
     sl.LayerShape("fc 128->8", (128,), sl.dense(8)),
+    sl.LayerShape("fc 64->10", (64,), sl.dense(10)),  # ResNet-8's head: a partial row group
+    sl.LayerShape("fc 30->6", (30,), sl.dense(6)),  # partial word and group
 ]
 CONV_SHAPES = [
     sl.LayerShape("conv1x1 25x5 64->64", (25, 5, 64), sl.conv(64, 1)),
@@ -117,8 +119,7 @@ def features_of(family: str, tflite: bytes, zero_fraction: float | None) -> dict
     if op.opcode == "FULLY_CONNECTED":
         a = fc_args(op, graph)
         if family == "fc_dense":
-            return sparse_cost.fc_features(a.rows, a.in_features, a.out_features,
-                                           a.in_features * a.out_features)
+            return sparse_cost.fc_dense_features(a)
         if family == "fc_zskip":
             s = sparse_fc.zskip(a.weights, zero_fraction or 0.0)
         else:

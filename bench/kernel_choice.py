@@ -177,10 +177,20 @@ def render(info: dict[str, str], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return out or "?"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="nucleo_f746")
     ap.add_argument("--rows", default="", help="row ids, comma-separated (default: all)")
+    ap.add_argument("--merge", action="store_true", help="keep the recorded rows not in --rows "
+                    "(the header then names both runs)")
     args = ap.parse_args()
     from machine import machine
 
@@ -202,7 +212,14 @@ def main() -> int:
             r = results[-1]
             print(f"{row.id}: {len(r['changed'])} layers changed, table model "
                   f"{r['table_ratio']:.3f}, m7 model {r['m7_ratio']:.3f}", flush=True)
-    info = machine(board=args.board, emulator="unicorn (DWT CYCCNT)")
+    info = machine(board=args.board, emulator="unicorn (DWT CYCCNT)", commit=_commit())
+    if args.merge:
+        old = json.loads((RESULTS / "kernel_choice.json").read_text())
+        fresh = {r["row"]: r for r in results}
+        results = [fresh.pop(r["row"], r) for r in old["rows"]] + list(fresh.values())
+        info["merged"] = (f"{', '.join(sorted(wanted))} rerun; the other rows from the run of "
+                          f"{old['machine'].get('date', '?')} at "
+                          f"{old['machine'].get('commit', '?')}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernel_choice.json").write_text(json.dumps(
         {"machine": info, "rows": results}, indent=1) + "\n")

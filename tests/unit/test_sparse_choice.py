@@ -314,3 +314,23 @@ def test_builds_price_kernels_with_the_cycle_model_of_the_board_or_the_option() 
     assert plan_options(Budgets(), f746).cost_model == "m7"
     assert plan_options(Budgets(), f401).cost_model == "m4"
     assert plan_options(Budgets(), f746, "table").cost_model == "table"
+
+
+def test_the_dense_fc_is_priced_in_whole_groups_of_four_rows() -> None:
+    """The interleaved FC stream runs four rows at a time over inputs padded to a word: a
+    64 -> 10 layer does 12 rows of 64, a 30 -> 6 one 8 rows of 32."""
+    from tinyprune.kernels import sparse_cost
+    from tinyprune.kernels.fully_connected import FcArgs
+
+    def args(n_in: int, n_out: int) -> FcArgs:
+        return FcArgs(rows=1, in_features=n_in, out_features=n_out, input_offset=0,
+                      output_offset=0, act_min=-128, act_max=127, per_channel=True,
+                      multiplier=np.ones(n_out, np.int32), shift=np.zeros(n_out, np.int32),
+                      weights=np.ones((n_out, n_in), np.int8), bias=None)
+
+    assert sparse_cost.fc_dense_features(args(64, 10))["macs"] == 64 * 12
+    assert sparse_cost.fc_dense_features(args(30, 6))["macs"] == 32 * 8
+    assert sparse_cost.fc_dense_features(args(64, 12))["macs"] == 64 * 12
+    per_output = sparse_cost.COEFFICIENTS["fc_dense"]["out"]  # the two padded rows cost work
+    assert sparse_cost.fc_dense_cycles(args(64, 10)) == pytest.approx(
+        sparse_cost.fc_dense_cycles(args(64, 12)) - 2 * per_output)
