@@ -1,15 +1,15 @@
 """The kernel choice under the Cortex-M7 cost fit against the table fit: what changed, and what
 each choice costs under both cycle models.
 
-The planner prices kernels with the cost fit of the build's cycle model
-(tinyprune/kernels/sparse_cost.py ``FITS``): on an M7 board that is now the ``m7`` fit
-(bench/results/sparse_cost_fit_m7.md), where it used to be the ``table`` fit. Each row here is
-one model, the zoo builder at the MLPerf Tiny shapes with seeded weights, dense or sparsified
-one-shot (L1 of the block, no fine-tuning: cycles do not depend on training), built twice with
-the product path ``tinyprune.api.build`` for the board with its default cycle model (m7): once
-with the kernels priced by the table fit, once by the m7 fit (the default); nothing else
-differs. Each firmware runs under the m7 model (the build's run) and again under the table
-model (the same ELF, unicorn, DWT CYCCNT), so both choices are timed by both models.
+The planner prices kernels with a cost fit (tinyprune/kernels/sparse_cost.py ``FITS``): the
+``table`` fit, or the ``m7`` fit (bench/results/sparse_cost_fit_m7.md) that this bench judges
+(builds use the table fit: ``pipeline.KERNEL_COST_MODEL``, chosen from this record). Each row here
+is one model, the zoo builder at the MLPerf Tiny shapes with seeded weights, dense or sparsified
+one-shot (L1 of the block, no fine-tuning: cycles do not depend on training), built twice with the
+product path ``tinyprune.api.build`` for the board with its default cycle model (m7): once with the
+kernels priced by the table fit (the builds' default), once by the m7 fit; nothing else differs.
+Each firmware runs under the m7 model (the build's run) and again under the table model (the same
+ELF, unicorn, DWT CYCCNT), so both choices are timed by both models.
 Recorded: the layers whose kernel (or weight format) differs, whole-model and per-layer cycles
 of both choices under both models, and the check the issue asks for: under the table model, the
 m7 choice is nowhere slower than the table choice by more than 5% (whole model and each changed
@@ -149,12 +149,14 @@ def render(info: dict[str, str], rows: list[dict[str, Any]]) -> str:
     lines = ["# Kernel choice: the M7 cost fit against the table fit", "",
              *[f"- {k}: {v}" for k, v in info.items()], "",
              "Each model built twice for the board, with its default cycle model (m7): kernels "
-             "priced by the table fit, and by the M7 fit (the default); each firmware timed by "
-             "both cycle models (bench/kernel_choice.py). Ratios are the m7 "
+             "priced by the table fit (the builds' default), and by the M7 fit; each firmware "
+             "timed by both cycle models (bench/kernel_choice.py). Ratios are the m7 "
              "choice over the table choice; below 1 the m7 choice is faster. Every run "
              "bit-exact.", "",
              f"**Nothing slower under the table model by more than 5%: "
-             f"{'yes' if ok else 'NO'}** (whole models and every changed layer).", "",
+             f"{'yes' if ok else 'NO'}** (whole models and every changed layer). Builds price "
+             "kernels with the table fit (`pipeline.KERNEL_COST_MODEL`, set from this record), "
+             "so a build runs the table fit's choice.", "",
              "| model | layers changed | table model: table choice -> m7 choice | ratio "
              "| m7 model: table choice -> m7 choice | ratio |", "|---|--:|--:|--:|--:|--:|"]
     for r in rows:

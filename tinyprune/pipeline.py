@@ -313,15 +313,20 @@ def _float_accuracy(model: Any, data: Dataset) -> float:
     return float(np.mean(pred.reshape(len(x), -1).argmax(axis=1) == np.asarray(y).reshape(-1)))
 
 
+KERNEL_COST_MODEL = "table"
+"""The cost fit every build's kernel choice asks, whatever its cycle model. The M7 fit
+(``sparse_cost.FITS["m7"]``, from one-layer runs) chose worse than the table fit on whole models
+under the M7 model itself, where weights stream from flash or sit in DTCM
+(bench/results/kernel_choice.md): it stays an experiment (``PlanOptions(cost_model="m7")``)."""
+
+
 def plan_options(budgets: Budgets, board: Board, cycle_model: str | None = None) -> PlanOptions:
     """The planner's options for a build with these budgets on ``board``: no narrow-scratch
     kernels (RAM bought with code and cycles) when only flash is limited; kernels priced by the
-    cost fit of the build's cycle model (``cycle_model``, else the board's core default, which
-    is the silicon the firmware is for even when nothing runs it)."""
-    from tinyprune.emulator.cycle_models import DEFAULT_FOR_CORE
-
+    :data:`KERNEL_COST_MODEL` fit (``board`` and ``cycle_model`` do not change it)."""
+    del board, cycle_model  # the measured choice: see KERNEL_COST_MODEL
     return PlanOptions(narrow_scratch=not (budgets.flash is not None and budgets.ram is None),
-                       cost_model=cycle_model or DEFAULT_FOR_CORE.get(board.core, "table"))
+                       cost_model=KERNEL_COST_MODEL)
 
 
 def make_plan(graph: Graph, board: Board, options: PlanOptions | None = None) -> Plan:

@@ -113,7 +113,8 @@ def test_an_externally_sparsified_tflite_builds_with_block_sparse_kernels(tmp_pa
     kernels = [layer["kernel"] for layer in report["layers"]]
     assert kernels.count("tp_conv_bsr_s8") == 3 and "tp_conv_interleaved_s8" not in kernels
     assert "tp_fully_connected_bsr_per_channel_s8" in kernels
-    assert report["kernel_cost_model"] == report["run"]["cycle_model"] == "m7"  # the M7 board's
+    assert report["run"]["cycle_model"] == "m7"  # the M7 board's, which times the run;
+    assert report["kernel_cost_model"] == "table"  # the choice asks the table fit
     assert report["firmware"]["flash_used_bytes"] < _dense_flash(sparse, tmp_path / "dense")
 
 

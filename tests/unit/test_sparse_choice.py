@@ -305,15 +305,16 @@ def test_the_choice_prices_kernels_with_the_fit_of_its_cycle_model(models: dict[
                 ).cost_model == "m7"
 
 
-def test_builds_price_kernels_with_the_cycle_model_of_the_board_or_the_option() -> None:
+def test_builds_price_kernels_with_the_table_fit_on_every_board_and_cycle_model() -> None:
+    """bench/results/kernel_choice.md: the M7 fit chose worse on whole models, even timed by
+    the M7 model, so builds keep the table fit."""
     from tinyprune.config import Budgets
     from tinyprune.firmware.boards import load_board
     from tinyprune.pipeline import plan_options
 
     f746, f401 = load_board("nucleo_f746"), load_board("nucleo_f401re")
-    assert plan_options(Budgets(), f746).cost_model == "m7"
-    assert plan_options(Budgets(), f401).cost_model == "m4"
-    assert plan_options(Budgets(), f746, "table").cost_model == "table"
+    for board, model in ((f746, None), (f746, "m7"), (f401, None), (f746, "table")):
+        assert plan_options(Budgets(), board, model).cost_model == "table"
 
 
 def test_the_dense_fc_is_priced_in_whole_groups_of_four_rows() -> None:

@@ -107,9 +107,9 @@ class PlanOptions:
             min_scratch_bytes``); off for builds that trade RAM for flash (a flash budget and
             no RAM budget, ``pipeline.plan_options``).
         cost_model: the cycle model whose fit the cost model prices kernels with
-            (:data:`tinyprune.kernels.sparse_cost.FITS`): the build's cycle model, the
-            board's core default when none is given (``m7`` on Cortex-M7 boards); a model
-            without a fit of its own (``m4``, ``m0plus``) uses the ``table`` fit.
+            (:data:`tinyprune.kernels.sparse_cost.FITS`): ``table`` in every build
+            (``pipeline.KERNEL_COST_MODEL``, measured in bench/results/kernel_choice.md);
+            ``m7`` for experiments; a model without a fit of its own uses the table's.
     """
 
     kernels: str = "auto"
