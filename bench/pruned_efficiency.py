@@ -61,19 +61,11 @@ def build(path: Path, out: Path, prune: float | None, round_to: int | None
     from tinyprune.config import BuildOptions
 
     opts = BuildOptions(board="nucleo_f746", model=path, out=out, samples=1, random_samples=2,
-                        cycle_model="table", prune_channels=prune)
-    if round_to is not None:
-        opts = _with_round_to(opts, round_to)
+                        cycle_model="table", prune_channels=prune, prune_round_to=round_to)
     r = api.build(opts, progress=lambda msg: None).report
     if not (r["run"]["bit_exact"] and r["run"]["host"]["bit_exact"]):
         raise RuntimeError(f"{path.name} (prune {prune}): not bit-exact")
     return r
-
-
-def _with_round_to(opts: Any, round_to: int) -> Any:
-    from dataclasses import replace
-
-    return replace(opts, prune_round_to=round_to)
 
 
 def summarize(report: dict[str, Any], out: Path) -> dict[str, Any]:

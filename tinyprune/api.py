@@ -171,8 +171,7 @@ def _quantize(ctx: Context, s: State) -> State:
 
 def _plan(ctx: Context, s: State) -> State:
     return replace(s, plan=pipeline.make_plan(_need(s.graph), ctx.board,
-                                              pipeline.plan_options(ctx.opts.budgets, ctx.board,
-                                                                    ctx.opts.cycle_model)))
+                                              pipeline.plan_options(ctx.opts.budgets)))
 
 
 def _codegen(ctx: Context, s: State) -> State:

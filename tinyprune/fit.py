@@ -49,7 +49,7 @@ def measure(model: Any, loaded: Loaded, board: Board, work: Path, latency: bool,
 
     try:
         graph = read_tflite(pipeline.quantize(loaded, model, samples=32))
-        options = pipeline.plan_options(budgets or Budgets(), board, cycle_model)
+        options = pipeline.plan_options(budgets or Budgets())
         planned = pipeline.make_plan(graph, board, options)
         macs = sum(p.call.macs for p in planned.code_ops)
         project = generate(planned, work / "src", model_name="search", source_name="search",
@@ -116,7 +116,7 @@ def _targets(budgets: Budgets, m: Measured, est_flash: int, est_ram: int,
 
 def prune_to_budgets(loaded: Loaded, board: Board, budgets: Budgets, *, criterion: str,
                      finetune: FineTune | None, work: Path, stack_bytes: int,
-                     cycle_model: str | None = None, round_to: int = 4) -> Pruned:
+                     round_to: int, cycle_model: str | None = None) -> Pruned:
     """The least-pruned model whose firmware meets the budgets, with the prune summary.
 
     Raises:

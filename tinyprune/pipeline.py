@@ -320,11 +320,10 @@ under the M7 model itself, where weights stream from flash or sit in DTCM
 (bench/results/kernel_choice.md): it stays an experiment (``PlanOptions(cost_model="m7")``)."""
 
 
-def plan_options(budgets: Budgets, board: Board, cycle_model: str | None = None) -> PlanOptions:
-    """The planner's options for a build with these budgets on ``board``: no narrow-scratch
-    kernels (RAM bought with code and cycles) when only flash is limited; kernels priced by the
-    :data:`KERNEL_COST_MODEL` fit (``board`` and ``cycle_model`` do not change it)."""
-    del board, cycle_model  # the measured choice: see KERNEL_COST_MODEL
+def plan_options(budgets: Budgets) -> PlanOptions:
+    """The planner's options for a build with these budgets: no narrow-scratch kernels (RAM
+    bought with code and cycles) when only flash is limited; kernels priced by the
+    :data:`KERNEL_COST_MODEL` fit, whatever the board and cycle model."""
     return PlanOptions(narrow_scratch=not (budgets.flash is not None and budgets.ram is None),
                        cost_model=KERNEL_COST_MODEL)
 
