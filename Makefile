@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tinyprune-installed
 SYSTAMP := $(VENV)/.system-checked
 
-.PHONY: setup system demo demo-kws test test-fast bench fuzz lint clean
+.PHONY: setup system demo demo-kws test test-full test-fast bench fuzz lint clean
 
 setup: $(STAMP) system
 
@@ -50,6 +50,10 @@ demo-kws: setup
 TEST_JOBS ?= auto
 test: setup
 	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile
+
+# Every row of the grids make test samples (the pruned zoo in both Keras flavors: +5 min).
+test-full: setup
+	TINYPRUNE_TEST_FULL=1 $(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile -m "not e2e"

@@ -11,9 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -123,7 +125,6 @@ def _in_child(fn: Callable[[], np.ndarray]) -> np.ndarray:
     import faulthandler
     import pickle
     import signal
-    import tempfile
 
     with tempfile.TemporaryFile() as result, tempfile.TemporaryFile() as log:
         sys.stdout.flush()
@@ -201,9 +202,40 @@ def host_cc() -> str:
     return cc
 
 
-def host_compile(project: CProject, out: Path, *, dsp: bool = False,
-                 extra_flags: tuple[str, ...] = ()) -> Path:
-    """Compiles the generated model + kernels + host harness with the host C compiler.
+@dataclass
+class HostCompile:
+    """A host compile under way (:func:`start_host_compile`): :meth:`wait` for its executable,
+    :meth:`cancel` to stop it."""
+
+    exe: Path
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def wait(self) -> Path:
+        """The executable, once the compiler has finished; CheckFailed naming its first error."""
+        self.proc.wait()
+        self.log.seek(0)
+        stderr = self.log.read().decode(errors="replace")
+        self.log.close()
+        if self.proc.returncode != 0:
+            lines = stderr.splitlines()
+            first = next((ln for ln in lines if ": error:" in ln),
+                         next((ln for ln in lines if "error" in ln), stderr[:300]))
+            raise CheckFailed(f"host build of the generated code failed: {first.strip()}")
+        return self.exe
+
+    def cancel(self) -> None:
+        """Stops the compiler if it still runs (after a failure elsewhere)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start_host_compile(project: CProject, out: Path, *, dsp: bool = False,
+                       extra_flags: tuple[str, ...] = ()) -> HostCompile:
+    """Starts compiling the generated model + kernels + host harness with the host C compiler
+    (a child process, so that the build can run the reference interpreter meanwhile).
 
     With ``dsp=True`` the kernels' DSP path is compiled with the C emulation of the intrinsics,
     so the SIMD code is checked on the host as well.
@@ -214,11 +246,15 @@ def host_compile(project: CProject, out: Path, *, dsp: bool = False,
            *extra_flags,
            *[f"-I{d}" for d in project.include_dirs], *map(str, project.model_sources),
            *map(str, project.kernel_sources), str(project.host_main), "-o", str(exe), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr[:300])
-        raise CheckFailed(f"host build of the generated code failed: {first.strip()}")
-    return exe
+    log = tempfile.TemporaryFile(dir=out)  # noqa: SIM115 -- closed by wait() or cancel()
+    return HostCompile(exe, subprocess.Popen(cmd, stdout=log, stderr=log), log)
+
+
+def host_compile(project: CProject, out: Path, *, dsp: bool = False,
+                 extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compiles the generated model + kernels + host harness (:func:`start_host_compile`) and
+    waits for it."""
+    return start_host_compile(project, out, dsp=dsp, extra_flags=extra_flags).wait()
 
 
 def host_outputs(exe: Path, inputs: np.ndarray, output_bytes: int, work: Path) -> np.ndarray:
