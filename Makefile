@@ -49,7 +49,7 @@ demo-kws: setup
 # module fixtures (trained models, built firmware) are made once; TEST_JOBS=1 runs it serially.
 TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile --durations=15
 
 # Every row of the grids make test samples (the pruned zoo in both Keras flavors: +5 min).
 test-full: setup
