@@ -88,13 +88,14 @@ def summarize(report: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def mix_only_cycles(dense: dict[str, Any], pruned: dict[str, Any]) -> float:
-    """The pruned model's cycles had every layer type kept its unpruned MACs per cycle (types
-    without MACs, such as pooling, keep their pruned cycles): what the new mix of layer types
-    alone makes of the ratio, with no kernel slower on the thinner layers."""
+    """The pruned model's cycles had every layer kept its unpruned MACs per cycle (layers
+    without MACs, such as pooling, keep their pruned cycles): what the new mix of layers alone
+    makes of the ratio, with no kernel slower on the thinner shapes."""
+    unpruned = {(x["name"], x["op"]): x for x in dense["layers"]}
     total = 0.0
-    for kind, p in pruned["types"].items():
-        d = dense["types"].get(kind)
-        total += p["macs"] / d["macs_per_cycle"] if p["macs"] and d and d["macs"] else p["cycles"]
+    for x in pruned["layers"]:
+        d = unpruned.get((x["name"], x["op"]))
+        total += x["macs"] / d["macs_per_cycle"] if x["macs"] and d and d["macs"] else x["cycles"]
     return total
 
 
@@ -118,9 +119,9 @@ def render(info: dict[str, str], rows: dict[str, dict[str, Any]]) -> str:
             "fraction, and the layers the pruning keeps whole (keep_first: KWS's first conv and "
             "depthwise) not at all: the pruned model's MACs move to the layer types "
             "that run fewer MACs per cycle. The mix-only ratio is what the pruned model would "
-            "reach had every layer type kept its unpruned MACs/cycle (pooling and the other "
+            "reach had every layer kept its unpruned MACs/cycle (pooling and the other "
             "MAC-free ops at their pruned cycles); ratio = mix-only x kernels.", "",
-            "| model | ratio | mix-only | kernels on the thinner layers |", "|---|--:|--:|--:|"]
+            "| model | ratio | mix-only | kernels on the thinner shapes |", "|---|--:|--:|--:|"]
     for name, r in rows.items():
         d, p = r["dense"], r["pruned"]
         ratio = p["macs_per_cycle"] / d["macs_per_cycle"]
