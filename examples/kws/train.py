@@ -103,6 +103,9 @@ def main() -> int:
     if args.reuse and _reusable(args.out, wanted):
         log.info("%s is trained on this data with these settings: kept", args.out)
         return 0
+    from tinyprune.quiet import quiet_third_party
+
+    quiet_third_party()  # no TensorFlow/CUDA log lines, no ~/.keras (as the CLI)
     start = time.monotonic()
     model, accuracy = train(args.data, args.epochs, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
