@@ -1,0 +1,196 @@
+/*
+ * tinyprune: UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations, int8 weights, int16 cell state.
+ * Bit-exact with TFLite Micro's tflite::EvalLstm<int8_t, int8_t, int16_t, int32_t>
+ * (kernels/lstm_eval.h, lstm_eval.cc): the gate FCs of reference_integer_ops::FullyConnected
+ * into int16, saturating int16 adds, reference_integer_ops::Logistic / Tanh on int16 and
+ * MulElementwise; TP_LSTM_* gate order as TFLM computes them (forget, input, cell, update the
+ * cell, output, update the hidden state). Portable C only (no DSP path yet).
+ */
+#include <string.h>
+
+#include "tp_nn_recurrent.h"
+
+/*
+ * sigmoid(i / 24) in 0.16 fixed point, 256 entries: TFLM's sigmoid_table_uint16
+ * (tensorflow/lite/kernels/internal/common.h), the values as TFLM ships them (rounding the
+ * formula in double differs from them in 44 entries, so the table is kept as data).
+ */
+static const uint16_t sigmoid_table[256] = {
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
+    40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369,
+    47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169,
+    53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370,
+    60565, 60753, 60935, 61110, 61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302,
+    62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186, 63279, 63368, 63454, 63536,
+    63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786,
+    64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079,
+    65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474,
+    65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498,
+    65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522,
+    65523, 65523, 65524, 65524, 65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528,
+    65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531,
+    65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65534, 65535,
+};
+
+static int16_t sat16(int32_t x)
+{
+    return (int16_t)TP_CLAMP(x, -32768, 32767);
+}
+
+/* reference_integer_ops::Logistic, int16, input_multiplier 0 and left shift 0 (Q3.12 input). */
+static int16_t sigmoid_q3_12(int16_t x)
+{
+    const int32_t input = (int32_t)x * 3;
+    const uint32_t abs_input = (uint32_t)(input < 0 ? -input : input);
+    const uint32_t uh = abs_input >> 9;
+    uint32_t result;
+    if (uh >= 255) {
+        result = 0x7FFFu << 10;
+    } else {
+        const uint32_t ua = sigmoid_table[uh];
+        const uint32_t ub = sigmoid_table[uh + 1];
+        result = (ua << 9) + (abs_input & 0x1FFu) * (ub - ua);
+    }
+    result = input >= 0 ? result + (1u << 9) : (1u << 25) - result + (1u << 9) - 1u;
+    return (int16_t)(result >> 10);
+}
+
+/* reference_integer_ops::Tanh, int16, with its input multiplier and right shift resolved. */
+static int16_t tanh_int16(int16_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t round = shift > 0 ? (1 << (shift - 1)) : 0;
+    const int32_t input = ((int32_t)x * multiplier + round) >> shift;
+    const uint32_t abs_input = (uint32_t)(input < 0 ? -input : input);
+    const uint32_t uh = abs_input >> 8;
+    int32_t result;
+    if (uh >= 255) {
+        result = 0xFFFF << 8;
+    } else {
+        const uint32_t ua = sigmoid_table[uh];
+        const uint32_t ub = sigmoid_table[uh + 1];
+        result = (int32_t)((ua << 8) + (abs_input & 0xFFu) * (ub - ua));
+    }
+    result = input >= 0 ? result - (1 << 23) + (1 << 7) : -result + (1 << 23) + (1 << 7) - 1;
+    return (int16_t)(result >> 8);
+}
+
+/* reference_integer_ops::FullyConnected, int8 x int8 -> int16 (output offset 0, no bias when
+ * bias is NULL), rows x n inputs to rows x units outputs. */
+static void fc_s16(const int8_t *x, int32_t rows, int32_t n, int32_t offset, const int8_t *w,
+                   const int32_t *bias, int32_t units, tp_per_tensor_quant q, int16_t *out)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *row = x + r * n;
+        for (int32_t s = 0; s < units; ++s) {
+            const int8_t *wr = w + s * n;
+            int32_t acc = 0;
+            for (int32_t i = 0; i < n; ++i) {
+                acc = tp_wrap_mac(acc, wr[i], (int32_t)row[i] + offset);
+            }
+            if (bias != NULL) {
+                acc = tp_wrap_add(acc, bias[s]);
+            }
+            out[r * units + s] = sat16(tp_requantize(acc, q.multiplier, q.shift));
+        }
+    }
+}
+
+/* One gate: both FCs, their saturating sum, the activation (CalculateLstmGate). */
+static void gate(const tp_lstm_params *p, const tp_lstm_weights *w, int32_t g, const tp_lstm_dims *d,
+                 int32_t rows, const int8_t *x, const int8_t *h, int32_t activation_tanh,
+                 int16_t *out, int16_t *buffer)
+{
+    const int32_t n = rows * d->units;
+    fc_s16(x, rows, d->input_size, p->input_offset, w->input_weights[g], w->bias[g], d->units,
+           p->input_fc[g], out);
+    fc_s16(h, rows, d->units, p->hidden_offset, w->recurrent_weights[g], NULL, d->units,
+           p->recurrent_fc[g], buffer);
+    for (int32_t i = 0; i < n; ++i) {
+        const int16_t sum = sat16((int32_t)out[i] + (int32_t)buffer[i]);
+        out[i] = activation_tanh ? tanh_int16(sum, 3, 0) : sigmoid_q3_12(sum);
+    }
+}
+
+/* MulElementwise of two int16 vectors (offsets 0) into int16. */
+static int16_t mul16(int16_t a, int16_t b, tp_per_tensor_quant q)
+{
+    return sat16(tp_requantize((int32_t)a * (int32_t)b, q.multiplier, q.shift));
+}
+
+/* One time step over `rows` batch rows (LstmStep). */
+static void step(const tp_lstm_params *p, const tp_lstm_weights *w, const tp_lstm_dims *d,
+                 int32_t rows, const int8_t *x, int8_t *h, int16_t *c, int8_t *out, int16_t *buf)
+{
+    const int32_t n = rows * d->units;
+    int16_t *forget = buf, *input = buf + n, *cell = buf + 2 * n, *internal = buf + 3 * n;
+    gate(p, w, TP_LSTM_FORGET, d, rows, x, h, 0, forget, internal);
+    gate(p, w, TP_LSTM_INPUT, d, rows, x, h, 0, input, internal);
+    gate(p, w, TP_LSTM_CELL, d, rows, x, h, p->cell_gate_tanh, cell, internal);
+    for (int32_t i = 0; i < n; ++i) {
+        const int16_t kept = mul16(forget[i], c[i], p->forget_mul);
+        const int16_t added = mul16(input[i], cell[i], p->input_mul);
+        int16_t updated = sat16((int32_t)kept + (int32_t)added);
+        if (p->cell_clip_enabled) {
+            updated = (int16_t)TP_CLAMP((int32_t)updated, -p->quantized_cell_clip,
+                                        p->quantized_cell_clip);
+        }
+        c[i] = updated;
+    }
+    int16_t *output_gate = input; /* reused, as TFLM does */
+    gate(p, w, TP_LSTM_OUTPUT, d, rows, x, h, 0, output_gate, internal);
+    for (int32_t i = 0; i < n; ++i) {
+        const int16_t t = tanh_int16(c[i], p->cell_tanh_multiplier, p->cell_tanh_shift);
+        const int32_t v = tp_requantize((int32_t)t * (int32_t)output_gate[i],
+                                        p->output_mul.multiplier, p->output_mul.shift) +
+                          p->hidden_zero_point;
+        h[i] = (int8_t)TP_CLAMP(v, -128, 127);
+    }
+    memcpy(out, h, (size_t)n);
+}
+
+int32_t tp_lstm_s8_get_buffer_size(const tp_lstm_dims *dims)
+{
+    return TP_LSTM_GATES * dims->batch * dims->units * (int32_t)sizeof(int16_t);
+}
+
+tp_status tp_lstm_s8(const tp_context *ctx,
+                     const tp_lstm_params *params,
+                     const tp_lstm_dims *dims,
+                     const int8_t *input,
+                     const tp_lstm_weights *weights,
+                     int8_t *hidden_state,
+                     int16_t *cell_state,
+                     int8_t *output)
+{
+    if (dims->batch < 1 || dims->time_steps < 1 || dims->input_size < 1 || dims->units < 1 ||
+        ctx == NULL || ctx->buf == NULL || ctx->size < tp_lstm_s8_get_buffer_size(dims)) {
+        return TP_ERR_ARG;
+    }
+    const int32_t s = dims->units, in = dims->input_size;
+    int16_t *buf = (int16_t *)ctx->buf;
+    memset(hidden_state, (int8_t)params->hidden_zero_point, (size_t)(dims->batch * s));
+    memset(cell_state, 0, (size_t)(dims->batch * s) * sizeof(int16_t));
+    if (dims->time_major) {
+        for (int32_t t = 0; t < dims->time_steps; ++t) {
+            step(params, weights, dims, dims->batch, input + t * dims->batch * in, hidden_state,
+                 cell_state, output + t * dims->batch * s, buf);
+        }
+        return TP_OK;
+    }
+    for (int32_t b = 0; b < dims->batch; ++b) {
+        for (int32_t t = 0; t < dims->time_steps; ++t) {
+            const int32_t at = b * dims->time_steps + t;
+            step(params, weights, dims, 1, input + at * in, hidden_state + b * s,
+                 cell_state + b * s, output + at * s, buf);
+        }
+    }
+    return TP_OK;
+}
