@@ -55,9 +55,9 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
     end tinyprune. One child per call, all samples in it (a build calls this once): the fork
     costs ~0.1 s in a process with TensorFlow loaded (docs/reader.md). A model with state (an
     LSTM's variable tensors) is reset before each sample: every inference starts from a zero
-    state, as tp_lstm_s8 runs it (TFLM would otherwise carry the state over). Its arena is sized from
-    the graph's tensors (the interpreter's own default, ten times the file size, is too small
-    for small models with large activations).
+    state, as tp_lstm_s8 runs it (TFLM would otherwise carry the state over). Its arena is
+    sized from the graph's tensors (the interpreter's own default, ten times the file size, is
+    too small for small models with large activations).
 
     Returns:
         An array of shape (n, output bytes) of raw output bytes, graph outputs concatenated.

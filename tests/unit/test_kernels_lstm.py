@@ -124,7 +124,7 @@ def test_unsupported_features_are_refused_in_one_line(
 
 
 @pytest.mark.parametrize(("options", "needle"), [
-    ({"fused_activation_function": "RELU"}, "tanh or sigmoid cell activation"),
+    ({"fused_activation_function": "RELU"}, "supports the tanh cell activation"),
     ({"diagonal_recurrent_tensors": True}, "diagonal recurrent weights"),
 ])
 def test_unsupported_options_are_refused(options: dict[str, Any], needle: str,

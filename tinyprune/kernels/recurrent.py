@@ -33,7 +33,9 @@ ABSENT = {"peephole weights": (9, 10, 11), "a projection": (16, 17),
 """Optional inputs TFLM's integer LSTM does not take (its ValidateTensorStatus), by feature."""
 GATE_INPUT_SCALE = 2.0**-12  # Q3.12: the gate FC outputs (TFLM nonlinear_input_scale)
 GATE_OUTPUT_SCALE = 2.0**-15  # Q0.15: sigmoid / tanh outputs (nonlinear_output_scale)
-CELL_ACTIVATIONS = {"TANH": 1, "SIGMOID": 0}
+CELL_ACTIVATIONS = {"TANH": 1}
+"""The cell gate activations the schema can express that TFLM runs (its kernel also takes
+sigmoid, which ActivationFunctionType has no value for)."""
 
 
 def _double_ratio(a: float, b: float, out: float) -> float:
@@ -215,8 +217,8 @@ class LstmHandler:
         a = lstm_args(op, graph)
         activation = str(op.options.get("fused_activation_function", "TANH"))
         if activation not in CELL_ACTIVATIONS:
-            raise fail(op, f"supports a tanh or sigmoid cell activation (as TFLite Micro), "
-                           f"received {activation}")
+            raise fail(op, f"supports the tanh cell activation (as TFLite Micro), received "
+                           f"{activation}")
         _check_types(op, a)
         _check_shapes(op, graph, a)
         lstm_params(op, a)
