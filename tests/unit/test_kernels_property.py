@@ -501,7 +501,9 @@ def _lstm(rng: np.random.Generator) -> bytes:
     lead = (steps, BATCH) if time_major else (BATCH, steps)
 
     def w(name: str, cols: int, s_src: float) -> TensorSpec:
-        (scale,) = filter_scales(rng, s_src, 2.0**-12, 1)
+        # eight multipliers a draw: the extremes of real_multiplier on a quarter of them
+        real = real_multiplier(rng) if rng.random() < 0.25 else float(2.0 ** rng.uniform(-20, 4))
+        scale = _f32(min(max(real * 2.0**-12 / s_src, 1e-38), 3e38))
         return TensorSpec(name, (units, cols), scale=(scale,), zero_point=(0,),
                           data=weights(rng, (units, cols)))
 
@@ -577,7 +579,7 @@ OPS = (
     PropertyOp("resize_bilinear", lambda r: _resize(r, "RESIZE_BILINEAR"), 16),
     PropertyOp("resize_nearest", lambda r: _resize(r, "RESIZE_NEAREST_NEIGHBOR"), 12),
     PropertyOp("transpose_conv", _transpose_conv, 30),
-    PropertyOp("lstm", _lstm, 16),
+    PropertyOp("lstm", _lstm, 20),
 )
 OP = {o.id: o for o in OPS}
 
