@@ -1,7 +1,8 @@
 /*
  * tinyprune: recurrent kernels.
  *
- *   UNIDIRECTIONAL_SEQUENCE_LSTM  tflite::EvalLstm<int8_t, int8_t, int16_t, int32_t> of TFLite
+ *   UNIDIRECTIONAL_SEQUENCE_LSTM  (tp_lstm_s8: portable path, and SMLAD gate FCs behind
+ *       TP_USE_DSP) tflite::EvalLstm<int8_t, int8_t, int16_t, int32_t> of TFLite
  *       Micro (lstm_eval.h, the "8x8_16" integer LSTM the converter emits for a rolled tf_keras
  *       LSTM): int8 input and hidden state, int8 weights (per tensor, zero point 0), int32
  *       biases, int16 cell state with a power-of-two scale, no peephole, projection, layer norm
@@ -70,7 +71,7 @@ typedef struct {
 /**
  * UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations, int16 cell state.
  *
- * ctx->buf holds four int16 gate buffers (tp_lstm_s8_get_buffer_size); hidden_state and
+ * ctx->buf (4-byte aligned) holds the gate buffers (tp_lstm_s8_get_buffer_size); hidden_state and
  * cell_state are the op's state tensors, reset at the start of the call. Returns TP_OK, or
  * TP_ERR_ARG for non-positive sizes or a scratch buffer that is too small.
  */
@@ -83,7 +84,11 @@ tp_status tp_lstm_s8(const tp_context *ctx,
                      int16_t *cell_state,
                      int8_t *output);
 
-/** Scratch bytes tp_lstm_s8 needs: four gate buffers of B * S int16 values. */
+/**
+ * Scratch bytes tp_lstm_s8 needs: four gate buffers of B * S int16 values, and on the DSP path
+ * the step's input and hidden rows widened to int16 pairs (4 bytes per two values of each
+ * complete group of four; B rows when time major, else one).
+ */
 int32_t tp_lstm_s8_get_buffer_size(const tp_lstm_dims *dims);
 
 #ifdef __cplusplus

@@ -4,10 +4,12 @@
  * (kernels/lstm_eval.h, lstm_eval.cc): the gate FCs of reference_integer_ops::FullyConnected
  * into int16, saturating int16 adds, reference_integer_ops::Logistic / Tanh on int16 and
  * MulElementwise; TP_LSTM_* gate order as TFLM computes them (forget, input, cell, update the
- * cell, output, update the hidden state). Portable C only (no DSP path yet).
+ * cell, output, update the hidden state). The DSP path (TP_USE_DSP) computes the gate FCs with
+ * SMLAD on the input and hidden rows widened once per step; both paths give the same bytes.
  */
 #include <string.h>
 
+#include "tp_dsp.h"
 #include "tp_nn_recurrent.h"
 
 /*
@@ -82,19 +84,66 @@ static int16_t tanh_int16(int16_t x, int32_t multiplier, int32_t shift)
     return (int16_t)(result >> 8);
 }
 
+/*
+ * One FC output before requantization: weight row w (n values) times the input row plus offset.
+ * Portable: the plain sum. DSP: two SMLAD per four weights on the row widened once per step
+ * (xw, tp_widen_s8x4_pairs: offset added, int16 pairs), the last n % 4 from in. Every sum is
+ * modulo 2^32 (tp_wrap_mac; SMLAD wraps too), so the order of the terms does not matter.
+ */
+static int32_t dot_row(const int8_t *w, const int8_t *in, const int32_t *xw, int32_t n, int32_t offset)
+{
+    int32_t acc = 0;
+    int32_t k = 0;
+#if TP_USE_DSP
+    for (; k < (n & ~3); k += 4) {
+        const int32_t wa = tp_read_s8x4(w + k);
+        acc = tp_smlad(tp_sxtb16(wa), xw[0], acc);
+        acc = tp_smlad(tp_sxtb16_ror8(wa), xw[1], acc);
+        xw += 2;
+    }
+#else
+    (void)xw;
+#endif
+    for (; k < n; ++k) {
+        acc = tp_wrap_mac(acc, w[k], (int32_t)in[k] + offset);
+    }
+    return acc;
+}
+
+/* Words tp_widen_s8x4_pairs writes for n values (0 on the portable path). */
+static int32_t widened_words(int32_t n)
+{
+#if TP_USE_DSP
+    return 2 * (n >> 2);
+#else
+    (void)n;
+    return 0;
+#endif
+}
+
+/* The rows of x (n values each) widened for dot_row, into dst (widened_words(n) per row). */
+static void widen_rows(const int8_t *x, int32_t rows, int32_t n, int32_t offset, int32_t *dst)
+{
+#if TP_USE_DSP
+    for (int32_t r = 0; r < rows; ++r) {
+        tp_widen_s8x4_pairs(x + r * n, n, offset, dst + r * widened_words(n), 2);
+    }
+#else
+    (void)x, (void)rows, (void)n, (void)offset, (void)dst;
+#endif
+}
+
 /* reference_integer_ops::FullyConnected, int8 x int8 -> int16 (output offset 0, no bias when
  * bias is NULL), rows x n inputs to rows x units outputs. */
-static void fc_s16(const int8_t *x, int32_t rows, int32_t n, int32_t offset, const int8_t *w,
-                   const int32_t *bias, int32_t units, tp_per_tensor_quant q, int16_t *out)
+static void fc_s16(const int8_t *x, const int32_t *xw, int32_t rows, int32_t n, int32_t offset,
+                   const int8_t *w, const int32_t *bias, int32_t units, tp_per_tensor_quant q,
+                   int16_t *out)
 {
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *row = x + r * n;
+        const int32_t *row_w = xw + r * widened_words(n);
         for (int32_t s = 0; s < units; ++s) {
-            const int8_t *wr = w + s * n;
-            int32_t acc = 0;
-            for (int32_t i = 0; i < n; ++i) {
-                acc = tp_wrap_mac(acc, wr[i], (int32_t)row[i] + offset);
-            }
+            int32_t acc = dot_row(w + s * n, row, row_w, n, offset);
             if (bias != NULL) {
                 acc = tp_wrap_add(acc, bias[s]);
             }
@@ -103,16 +152,24 @@ static void fc_s16(const int8_t *x, int32_t rows, int32_t n, int32_t offset, con
     }
 }
 
+/* The step's inputs: x and h, and their widened rows (DSP path). */
+typedef struct {
+    const int8_t *x;
+    const int8_t *h;
+    const int32_t *xw;
+    const int32_t *hw;
+    int32_t rows;
+} step_inputs;
+
 /* One gate: both FCs, their saturating sum, the activation (CalculateLstmGate). */
 static void gate(const tp_lstm_params *p, const tp_lstm_weights *w, int32_t g, const tp_lstm_dims *d,
-                 int32_t rows, const int8_t *x, const int8_t *h, int32_t activation_tanh,
-                 int16_t *out, int16_t *buffer)
+                 const step_inputs *in, int32_t activation_tanh, int16_t *out, int16_t *buffer)
 {
-    const int32_t n = rows * d->units;
-    fc_s16(x, rows, d->input_size, p->input_offset, w->input_weights[g], w->bias[g], d->units,
-           p->input_fc[g], out);
-    fc_s16(h, rows, d->units, p->hidden_offset, w->recurrent_weights[g], NULL, d->units,
-           p->recurrent_fc[g], buffer);
+    const int32_t n = in->rows * d->units;
+    fc_s16(in->x, in->xw, in->rows, d->input_size, p->input_offset, w->input_weights[g],
+           w->bias[g], d->units, p->input_fc[g], out);
+    fc_s16(in->h, in->hw, in->rows, d->units, p->hidden_offset, w->recurrent_weights[g], NULL,
+           d->units, p->recurrent_fc[g], buffer);
     for (int32_t i = 0; i < n; ++i) {
         const int16_t sum = sat16((int32_t)out[i] + (int32_t)buffer[i]);
         out[i] = activation_tanh ? tanh_int16(sum, 3, 0) : sigmoid_q3_12(sum);
@@ -125,15 +182,22 @@ static int16_t mul16(int16_t a, int16_t b, tp_per_tensor_quant q)
     return sat16(tp_requantize((int32_t)a * (int32_t)b, q.multiplier, q.shift));
 }
 
-/* One time step over `rows` batch rows (LstmStep). */
+/* One time step over `rows` batch rows (LstmStep). buf: the four gate buffers, then the
+ * widened x and h rows (DSP path). */
 static void step(const tp_lstm_params *p, const tp_lstm_weights *w, const tp_lstm_dims *d,
                  int32_t rows, const int8_t *x, int8_t *h, int16_t *c, int8_t *out, int16_t *buf)
 {
     const int32_t n = rows * d->units;
+    const int32_t gates = TP_LSTM_GATES * d->batch * d->units;
     int16_t *forget = buf, *input = buf + n, *cell = buf + 2 * n, *internal = buf + 3 * n;
-    gate(p, w, TP_LSTM_FORGET, d, rows, x, h, 0, forget, internal);
-    gate(p, w, TP_LSTM_INPUT, d, rows, x, h, 0, input, internal);
-    gate(p, w, TP_LSTM_CELL, d, rows, x, h, p->cell_gate_tanh, cell, internal);
+    int32_t *xw = (int32_t *)(void *)(buf + gates);
+    int32_t *hw = xw + rows * widened_words(d->input_size);
+    const step_inputs in = { x, h, xw, hw, rows };
+    widen_rows(x, rows, d->input_size, p->input_offset, xw);
+    widen_rows(h, rows, d->units, p->hidden_offset, hw);
+    gate(p, w, TP_LSTM_FORGET, d, &in, 0, forget, internal);
+    gate(p, w, TP_LSTM_INPUT, d, &in, 0, input, internal);
+    gate(p, w, TP_LSTM_CELL, d, &in, p->cell_gate_tanh, cell, internal);
     for (int32_t i = 0; i < n; ++i) {
         const int16_t kept = mul16(forget[i], c[i], p->forget_mul);
         const int16_t added = mul16(input[i], cell[i], p->input_mul);
@@ -145,7 +209,7 @@ static void step(const tp_lstm_params *p, const tp_lstm_weights *w, const tp_lst
         c[i] = updated;
     }
     int16_t *output_gate = input; /* reused, as TFLM does */
-    gate(p, w, TP_LSTM_OUTPUT, d, rows, x, h, 0, output_gate, internal);
+    gate(p, w, TP_LSTM_OUTPUT, d, &in, 0, output_gate, internal);
     for (int32_t i = 0; i < n; ++i) {
         const int16_t t = tanh_int16(c[i], p->cell_tanh_multiplier, p->cell_tanh_shift);
         const int32_t v = tp_requantize((int32_t)t * (int32_t)output_gate[i],
@@ -158,7 +222,10 @@ static void step(const tp_lstm_params *p, const tp_lstm_weights *w, const tp_lst
 
 int32_t tp_lstm_s8_get_buffer_size(const tp_lstm_dims *dims)
 {
-    return TP_LSTM_GATES * dims->batch * dims->units * (int32_t)sizeof(int16_t);
+    const int32_t rows = dims->time_major ? dims->batch : 1;
+    return TP_LSTM_GATES * dims->batch * dims->units * (int32_t)sizeof(int16_t) +
+           rows * (widened_words(dims->input_size) + widened_words(dims->units)) *
+               (int32_t)sizeof(int32_t);
 }
 
 tp_status tp_lstm_s8(const tp_context *ctx,

@@ -204,9 +204,14 @@ def lstm_params(op: Op, a: LstmArgs) -> dict[str, Any]:
     }
 
 
-def lstm_scratch_bytes(batch: int, units: int) -> int:
-    """tp_lstm_s8_get_buffer_size: four int16 gate buffers of batch x units."""
-    return 4 * batch * units * 2
+def lstm_scratch_bytes(a: LstmArgs) -> int:
+    """tp_lstm_s8_get_buffer_size of the DSP path: four int16 gate buffers of batch x units,
+    then the step's input and hidden rows widened to int16 pairs (groups of four values). The
+    portable path needs only the gate buffers; it gets the same (a few bytes more), so one
+    lowering serves both builds."""
+    gates = 4 * a.batch * a.units * 2
+    rows = a.batch if a.time_major else 1
+    return gates + rows * 4 * (2 * (a.x.shape[2] // 4) + 2 * (a.units // 4))
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,7 @@ class LstmHandler:
             assert t.data is not None
             return ctx.const(hint, np.ascontiguousarray(t.data).reshape(-1), ctype)
 
-        scratch = lstm_scratch_bytes(a.batch, a.units)
+        scratch = lstm_scratch_bytes(a)
         params.update(
             label=f"lstm {label_shape(a.x.shape)} -> {label_shape(a.out.shape)}",
             batch=a.batch, time_steps=a.time_steps, input_size=a.x.shape[2], units=a.units,
