@@ -116,9 +116,9 @@ def _activation_name(fn: Any) -> str:
 
 def _lstm_crash(layer: Any) -> str | None:
     """The non-default setting of a rolled tf_keras LSTM that crashes the converter, or None
-    (measured with TF 2.21: use_bias=False, activation='relu' and
-    recurrent_activation='hard_sigmoid' each end in a segmentation fault; recurrent dropout
-    leaves the fused LSTM path, which ends the same way for GRU)."""
+    (measured with TF 2.21 and a fixed batch: use_bias=False, activation='relu',
+    recurrent_activation='hard_sigmoid' and recurrent_dropout=0.2 each end in a segmentation
+    fault; dropout=0.2 converts)."""
     if not getattr(layer, "use_bias", True):
         return "use_bias=False"
     for attr, default in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):

@@ -135,10 +135,23 @@ def test_unsupported_options_are_refused(options: dict[str, Any], needle: str,
         handler_for(bad).check(bad, graph)
 
 
+def test_a_state_that_is_not_a_variable_tensor_is_refused(
+        lowered: dict[str, Lowered | Exception]) -> None:
+    graph, op = _lstm_op(lowered["lstm_last"])
+    cell = graph.tensor(op.inputs[19])
+    tensors = list(graph.tensors)
+    tensors[cell.index] = dataclasses.replace(cell, is_variable=False)
+    with pytest.raises(UnsupportedError, match="expects its hidden and cell state to be variable"):
+        handler_for(op).check(op, dataclasses.replace(graph, tensors=tuple(tensors)))
+
+
 def test_cell_state_helpers_follow_tflm() -> None:
     assert cell_scale_power(2.0**-15) == -15 and cell_scale_power(2.0**-11) == -11
     assert cell_tanh_scaling(-15) == (3, 3)  # (x * 3 + 4) >> 3
     assert cell_tanh_scaling(-12) == (3, 0) and cell_tanh_scaling(-10) == (12, 0)
+    for power in (-44, 3):  # TFLM's shifts would leave int32 (undefined in C)
+        with pytest.raises(ValueError, match="cell state scale: expected 2"):
+            cell_tanh_scaling(power)
     assert quantized_cell_clip(10.0, 2.0**-15) == 32767  # clamped
     assert quantized_cell_clip(0.5, 2.0**-15) == 16384
     assert quantized_cell_clip(1e-4 * 1.5, 2.0**-15) == 4  # truncated (4.9152)

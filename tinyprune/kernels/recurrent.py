@@ -51,9 +51,17 @@ def cell_scale_power(scale: float) -> int:
     return int(math.copysign(math.floor(abs(float(log2)) + 0.5), float(log2)))
 
 
+CELL_POWERS = (-43, 2)
+"""Cell state scales 2^p whose tanh input scaling TFLM computes in range: a left shift of at
+most 14 (3 << 14 times an int16 stays in int32), a right shift of at most 31."""
+
+
 def cell_tanh_scaling(power: int) -> tuple[int, int]:
     """(multiplier, right shift) of tanh(cell): TFLM lstm_internal::Tanh, then the
     power-of-two case of reference_integer_ops::Tanh resolved."""
+    if not CELL_POWERS[0] <= power <= CELL_POWERS[1]:
+        raise ValueError(f"cell state scale: expected 2^{CELL_POWERS[0]} .. 2^{CELL_POWERS[1]} "
+                         f"(the converter gives 2^-15), received about 2^{power}")
     shift = 15 + power - 3
     if shift < 0:
         return 3, -shift
@@ -101,6 +109,12 @@ def _required(op: Op, graph: Graph, pos: int, what: str) -> Tensor:
 
 
 def _check_types(op: Op, a: LstmArgs) -> None:
+    for t in (a.hidden, a.cell):
+        if not t.is_variable or t.is_const:
+            raise fail(op, f"expects its hidden and cell state to be variable tensors without "
+                           f"data (as TFLite Micro does), received '{t.name}'")
+    if a.x.is_const:
+        raise fail(op, f"expects a computed input, received the constant '{a.x.name}'")
     for t, dtype in ((a.x, "int8"), (a.out, "int8"), (a.hidden, "int8"), (a.cell, "int16")):
         if t.dtype != dtype or t.quant is None or t.quant.per_channel:
             raise fail(op, f"expects int8 input, output and hidden state and an int16 cell "
@@ -184,7 +198,10 @@ def lstm_params(op: Op, a: LstmArgs) -> dict[str, Any]:
     cell_scale = a.cell.scale
     clip = float(op.options.get("cell_clip", 0.0))
     activation = str(op.options.get("fused_activation_function", "TANH"))
-    tanh_multiplier, tanh_shift = cell_tanh_scaling(cell_scale_power(cell_scale))
+    try:
+        tanh_multiplier, tanh_shift = cell_tanh_scaling(cell_scale_power(cell_scale))
+    except ValueError as exc:
+        raise fail(op, f"{exc}; check the quantization of the LSTM") from None
     return {
         "input_offset": -a.x.zero_point,
         "hidden_offset": -a.hidden.zero_point,
