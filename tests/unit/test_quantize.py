@@ -153,6 +153,7 @@ def test_rolled_recurrent_layers_are_refused_before_the_converter_runs(
     ({"use_bias": False}, 1, "with use_bias=False, on which TensorFlow 2.21's converter crashes"),
     ({"activation": "relu"}, 1, "with activation='relu', on which"),
     ({"recurrent_activation": "hard_sigmoid"}, 1, "with recurrent_activation='hard_sigmoid'"),
+    ({"recurrent_dropout": 0.2}, 1, "with recurrent_dropout=0.2, on which"),
     ({"stateful": True}, 1, "is a stateful LSTM (stateful=True)"),
 ])
 def test_tf_keras_lstm_settings_the_converter_cannot_take_are_refused(
