@@ -133,6 +133,39 @@ static void widen_rows(const int8_t *x, int32_t rows, int32_t n, int32_t offset,
 #endif
 }
 
+#if TP_USE_DSP
+/* dot_row of two weight rows at once (one load of each input word for both). */
+static void dot_rows2(const int8_t *w0, const int8_t *w1, const int8_t *in, const int32_t *xw,
+                      int32_t n, int32_t offset, int32_t acc[2])
+{
+    int32_t a0 = 0, a1 = 0;
+    int32_t k = 0;
+    for (; k < (n & ~3); k += 4) {
+        const int32_t wa = tp_read_s8x4(w0 + k), wb = tp_read_s8x4(w1 + k);
+        const int32_t xe = xw[0], xo = xw[1];
+        a0 = tp_smlad(tp_sxtb16(wa), xe, a0);
+        a1 = tp_smlad(tp_sxtb16(wb), xe, a1);
+        a0 = tp_smlad(tp_sxtb16_ror8(wa), xo, a0);
+        a1 = tp_smlad(tp_sxtb16_ror8(wb), xo, a1);
+        xw += 2;
+    }
+    for (; k < n; ++k) {
+        a0 = tp_wrap_mac(a0, w0[k], (int32_t)in[k] + offset);
+        a1 = tp_wrap_mac(a1, w1[k], (int32_t)in[k] + offset);
+    }
+    acc[0] = a0, acc[1] = a1;
+}
+#endif
+
+/* acc (the raw dot product of row s) plus the bias, requantized to int16. */
+static int16_t fc_out(int32_t acc, const int32_t *bias, int32_t s, tp_per_tensor_quant q)
+{
+    if (bias != NULL) {
+        acc = tp_wrap_add(acc, bias[s]);
+    }
+    return sat16(tp_requantize(acc, q.multiplier, q.shift));
+}
+
 /* reference_integer_ops::FullyConnected, int8 x int8 -> int16 (output offset 0, no bias when
  * bias is NULL), rows x n inputs to rows x units outputs. */
 static void fc_s16(const int8_t *x, const int32_t *xw, int32_t rows, int32_t n, int32_t offset,
@@ -142,12 +175,18 @@ static void fc_s16(const int8_t *x, const int32_t *xw, int32_t rows, int32_t n, 
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *row = x + r * n;
         const int32_t *row_w = xw + r * widened_words(n);
-        for (int32_t s = 0; s < units; ++s) {
-            int32_t acc = dot_row(w + s * n, row, row_w, n, offset);
-            if (bias != NULL) {
-                acc = tp_wrap_add(acc, bias[s]);
-            }
-            out[r * units + s] = sat16(tp_requantize(acc, q.multiplier, q.shift));
+        int16_t *o = out + r * units;
+        int32_t s = 0;
+#if TP_USE_DSP
+        for (; s + 1 < units; s += 2) {
+            int32_t acc[2];
+            dot_rows2(w + s * n, w + (s + 1) * n, row, row_w, n, offset, acc);
+            o[s] = fc_out(acc[0], bias, s, q);
+            o[s + 1] = fc_out(acc[1], bias, s + 1, q);
+        }
+#endif
+        for (; s < units; ++s) {
+            o[s] = fc_out(dot_row(w + s * n, row, row_w, n, offset), bias, s, q);
         }
     }
 }
