@@ -95,9 +95,12 @@ def _sequence_lstm(layer: Any) -> str | None:
                 "emits FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD per step), or use a "
                 "tf_keras LSTM with a fixed batch (UNIDIRECTIONAL_SEQUENCE_LSTM)")
     shape = getattr(layer, "input_shape", None)
-    if not shape or shape[0] is None:
-        return ("is a rolled tf_keras LSTM without a fixed batch (a TensorList loop the int8 "
-                "converter cannot lower); give the model Input(..., batch_size=1)")
+    batch = shape[0] if shape else None
+    if batch != 1:
+        why = ("a TensorList loop the int8 converter cannot lower" if batch is None else
+               "tinyprune calibrates and runs one sequence per inference")
+        return (f"is a rolled tf_keras LSTM without a fixed batch of 1 (received batch "
+                f"{batch}: {why}); give the model Input(..., batch_size=1)")
     if getattr(layer, "stateful", False):
         return ("is a stateful LSTM (stateful=True): tinyprune runs every inference from a "
                 "zero state, so the state would not carry over; build it with stateful=False")

@@ -149,7 +149,10 @@ def test_rolled_recurrent_layers_are_refused_before_the_converter_runs(
 
 
 @pytest.mark.parametrize(("kwargs", "batch", "needle"), [
-    ({}, None, "is a rolled tf_keras LSTM without a fixed batch"),
+    ({}, None, "is a rolled tf_keras LSTM without a fixed batch of 1 (received batch None: a "
+               "TensorList loop"),
+    ({}, 2, "without a fixed batch of 1 (received batch 2: tinyprune calibrates and runs one "
+            "sequence per inference); give the model Input(..., batch_size=1)"),
     ({"use_bias": False}, 1, "with use_bias=False, on which TensorFlow 2.21's converter crashes"),
     ({"activation": "relu"}, 1, "with activation='relu', on which"),
     ({"recurrent_activation": "hard_sigmoid"}, 1, "with recurrent_activation='hard_sigmoid'"),
