@@ -172,22 +172,6 @@ def test_tf_keras_lstm_settings_the_converter_cannot_take_are_refused(
     assert info.value.exit_code == 2 and "\n" not in message
 
 
-def test_rolled_tf_keras_lstm_converts_to_the_sequence_op() -> None:
-    """A rolled tf_keras LSTM with a fixed batch: one int8 UNIDIRECTIONAL_SEQUENCE_LSTM with an
-    int8 hidden and an int16 cell state (variable tensors)."""
-    from tinyprune.ir import read_tflite
-
-    lib = keras_module("tf_keras")
-    inputs = lib.Input((5, 3), batch_size=1)
-    model = lib.Model(inputs, lib.layers.Dense(3)(lib.layers.LSTM(4, name="rnn")(inputs)))
-    graph = read_tflite(quantize(wrap_model(model, "m.h5"), None, samples=4))
-    op = next(o for o in graph.ops if o.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM")
-    hidden, cell = graph.tensor(op.inputs[18]), graph.tensor(op.inputs[19])
-    assert (hidden.dtype, cell.dtype, hidden.is_variable, cell.is_variable) == (
-        "int8", "int16", True, True)
-    assert graph.tensor(op.inputs[0]).dtype == "int8" and op.options["cell_clip"] == 10.0
-
-
 def test_tflite_passes_through(tmp_path: Path, tf_keras_int8: bytes) -> None:
     path = tmp_path / "m.tflite"
     path.write_bytes(tf_keras_int8)
