@@ -280,6 +280,7 @@ def test_rolled_tf_keras_lstm_builds_bit_exact(tmp_path: Path) -> None:
     assert r["run"]["host"]["bit_exact"]
     lstm = [x for x in r["layers"] if x["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     assert [x["kernel"] for x in lstm] == ["tp_lstm_s8"] and lstm[0]["macs"] == 8 * 4 * 8 * 12
+    assert lstm[0]["name"] == "rnn"  # named after its Keras layer (ir/names.py)
 
 
 def test_model_too_big_for_board(tmp_path: Path, capsys) -> None:
