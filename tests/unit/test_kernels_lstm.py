@@ -17,8 +17,8 @@ import pytest
 from op_harness import Case, Lowered, check_case, compile_cases, inputs, ours
 from op_harness import lower_all as _lower_all
 
-from tinyprune.errors import UnsupportedError
-from tinyprune.ir import Graph
+from tinyprune.errors import UnsupportedError, UsageError
+from tinyprune.ir import Graph, read_tflite
 from tinyprune.kernels.base import handler_for
 from tinyprune.kernels.recurrent import cell_scale_power, cell_tanh_scaling, quantized_cell_clip
 from tinyprune.verify import reference_outputs
@@ -143,6 +143,35 @@ def test_a_state_that_is_not_a_variable_tensor_is_refused(
     tensors[cell.index] = dataclasses.replace(cell, is_variable=False)
     with pytest.raises(UnsupportedError, match="expects its hidden and cell state to be variable"):
         handler_for(op).check(op, dataclasses.replace(graph, tensors=tuple(tensors)))
+
+
+@pytest.mark.parametrize("where", ["graph output", "read by another op"])
+def test_a_state_that_leaves_the_lstm_is_refused_by_the_reader(
+        where: str, lowered: dict[str, Lowered | Exception]) -> None:
+    """The firmware starts every inference from a zero state, which is only the model's meaning
+    when the state never leaves its LSTM."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    lw = lowered["lstm_last"]
+    assert isinstance(lw, Lowered)
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(lw.tflite, 0))
+    sub = model.subgraphs[0]
+    lstm = next(o for o in sub.operators if len(o.inputs) == 24)
+    hidden = int(lstm.inputs[18])
+    if where == "graph output":
+        sub.outputs = [*sub.outputs, hidden]
+    else:
+        other = next(o for o in sub.operators if len(o.inputs) != 24)
+        other.inputs = [hidden, *list(other.inputs)[1:]]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(UsageError) as info:
+        read_tflite(bytes(builder.Output()))
+    message = str(info.value)
+    assert f"tensor {hidden}" in message and "is_variable" in message, message
+    assert "the state of an UNIDIRECTIONAL_SEQUENCE_LSTM, used by it alone" in message
 
 
 def test_cell_state_helpers_follow_tflm() -> None:
