@@ -309,6 +309,7 @@ def lower_graph(fn: str, tflite: bytes, graph: Graph, env: jinja2.Environment) -
         if not t.is_const:
             slots[t.index] = len(slots)
     ctx = HostCtx(fn, slots)
+    ctx.scratch = f"{fn}_scratch"  # a static buffer, sized below for the calls that take one
     calls, body = [], []
     for op in graph.ops:
         handler = handler_for(op)
@@ -320,9 +321,11 @@ def lower_graph(fn: str, tflite: bytes, graph: Graph, env: jinja2.Environment) -
             continue
         body.append(env.get_template(call.template).render(**call.params))
         body.append("    if (status != TP_OK) {\n        return (int)status;\n    }")
+    words = (max((c.scratch_bytes for c in calls), default=0) + 3) // 4
     code = "\n".join(
         [
             *ctx.consts,
+            *([f"static int32_t {ctx.scratch}[{words}];"] if words else []),
             f"int {fn}(void **T)",
             "{",
             "    tp_status status = TP_OK;",

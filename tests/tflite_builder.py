@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-_DTYPES = {"int8": (9, np.int8), "int32": (2, np.int32), "float32": (0, np.float32)}
-_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+_DTYPES = {"int8": (9, np.int8), "int16": (7, np.int16), "int32": (2, np.int32),
+           "float32": (0, np.float32)}
+_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
 _PADDING = {"SAME": 0, "VALID": 1}
 
 # opcode -> (BuiltinOptions member, options class name); None: the op has no options table
@@ -65,6 +66,8 @@ _OPTIONS: dict[str, tuple[str, str] | None] = {
     "RESIZE_NEAREST_NEIGHBOR": ("ResizeNearestNeighborOptions",
                                 "ResizeNearestNeighborOptionsT"),
     "TRANSPOSE_CONV": ("TransposeConvOptions", "TransposeConvOptionsT"),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("UnidirectionalSequenceLSTMOptions",
+                                     "UnidirectionalSequenceLSTMOptionsT"),
 }
 
 
@@ -79,6 +82,7 @@ class TensorSpec:
     zero_point: tuple[int, ...] | None = None
     axis: int = 0
     data: np.ndarray | None = None
+    variable: bool = False  # an op's state (not a graph input)
 
 
 def _schema() -> Any:
@@ -133,6 +137,7 @@ def single_op(opcode: str, inputs: Sequence[TensorSpec | None], outputs: Sequenc
             b.data = np.frombuffer(raw.tobytes(), dtype=np.uint8)
             buffers.append(b)
             t.buffer = len(buffers) - 1
+        t.isVariable = spec.variable
         tensors.append(t)
         index[id(spec)] = len(tensors) - 1
         return len(tensors) - 1
@@ -146,7 +151,8 @@ def single_op(opcode: str, inputs: Sequence[TensorSpec | None], outputs: Sequenc
     code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
     sub = s.SubGraphT()
     sub.tensors, sub.operators = tensors, [op]
-    sub.inputs = [index[id(spec)] for spec in inputs if spec is not None and spec.data is None]
+    sub.inputs = [index[id(spec)] for spec in inputs
+                  if spec is not None and spec.data is None and not spec.variable]
     sub.outputs = list(op.outputs)
     model = s.ModelT()
     model.version, model.operatorCodes, model.subgraphs = 3, [code], [sub]

@@ -279,7 +279,8 @@ def read_graph(tflite: bytes, model: Any) -> Graph:
     """The IR of the int8 model, its layers named after the Keras layers when there are any."""
     graph = read_tflite(tflite)
     if model is not None:
-        graph = keras_layer_names(graph, [layer.name for layer in model.layers])
+        graph = keras_layer_names(graph, [layer.name for layer in model.layers],
+                                  [type(layer).__name__ for layer in model.layers])
     return graph
 
 

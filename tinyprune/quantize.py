@@ -24,7 +24,7 @@ import numpy as np
 
 from tinyprune.data import Dataset, random_inputs
 from tinyprune.errors import UnsupportedError, UsageError
-from tinyprune.models._backend import tf
+from tinyprune.models._backend import flavor_of, tf
 from tinyprune.models.load import LoadedModel, wrap_model
 from tinyprune.models.stats import iter_layers
 
@@ -86,25 +86,76 @@ _RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN"})
 _CONV_RECURRENT = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 
 
+def _sequence_lstm(layer: Any) -> str | None:
+    """None when a rolled recurrent layer converts to an int8 UNIDIRECTIONAL_SEQUENCE_LSTM (a
+    tf_keras LSTM with a fixed batch and biases, TF 2.21), else why it does not."""
+    if type(layer).__name__ != "LSTM" or flavor_of(layer) != "tf_keras":
+        return ("is a recurrent layer that is not unrolled; build it with "
+                "unroll=True and a fixed sequence length (the converter then "
+                "emits FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD per step), or use a "
+                "tf_keras LSTM with a fixed batch (UNIDIRECTIONAL_SEQUENCE_LSTM)")
+    shape = getattr(layer, "input_shape", None)
+    batch = shape[0] if shape else None
+    if batch != 1:
+        why = ("a TensorList loop the int8 converter cannot lower" if batch is None else
+               "tinyprune calibrates and runs one sequence per inference")
+        return (f"is a rolled tf_keras LSTM without a fixed batch of 1 (received batch "
+                f"{batch}: {why}); give the model Input(..., batch_size=1)")
+    if getattr(layer, "stateful", False):
+        return ("is a stateful LSTM (stateful=True): tinyprune runs every inference from a "
+                "zero state, so the state would not carry over; build it with stateful=False")
+    crash = _lstm_crash(layer)
+    if crash is not None:
+        return (f"is a rolled tf_keras LSTM with {crash}, on which TensorFlow 2.21's converter "
+                "crashes (a segmentation fault); use the defaults (activation='tanh', "
+                "recurrent_activation='sigmoid', use_bias=True, recurrent_dropout=0), or build "
+                "it with unroll=True")
+    return None
+
+
+def _activation_name(fn: Any) -> str:
+    return str(getattr(fn, "__name__", fn))
+
+
+def _lstm_crash(layer: Any) -> str | None:
+    """The non-default setting of a rolled tf_keras LSTM that crashes the converter, or None
+    (measured with TF 2.21 and a fixed batch: use_bias=False, activation='relu',
+    recurrent_activation='hard_sigmoid' and recurrent_dropout=0.2 each end in a segmentation
+    fault; dropout=0.2 converts)."""
+    if not getattr(layer, "use_bias", True):
+        return "use_bias=False"
+    for attr, default in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
+        name = _activation_name(getattr(layer, attr, default))
+        if name != default:
+            return f"{attr}='{name}'"
+    if float(getattr(layer, "recurrent_dropout", 0.0) or 0.0) > 0:
+        return f"recurrent_dropout={layer.recurrent_dropout}"
+    return None
+
+
 def _rolled_recurrent(model: Any) -> tuple[Any, str] | None:
     """The first recurrent layer the int8 converter cannot take, and why. A recurrent layer
-    converts to int8 builtins only unrolled (``unroll=True``: FULLY_CONNECTED, LOGISTIC, TANH,
-    MUL, ADD per step). Rolled, it becomes a TensorList loop (an error without a fixed batch),
-    a stateful UNIDIRECTIONAL_SEQUENCE_LSTM (variable tensors, which tinyprune does not run),
-    or, TensorFlow 2.21 with a fixed batch (Keras 3 LSTM/GRU/SimpleRNN, tf_keras GRU), a
-    segmentation fault inside the converter, which no error handling can catch: so it is
-    refused before the converter runs."""
+    converts to int8 builtins unrolled (``unroll=True``: FULLY_CONNECTED, LOGISTIC, TANH,
+    MUL, ADD per step), and a rolled tf_keras LSTM with a fixed batch to a stateful
+    UNIDIRECTIONAL_SEQUENCE_LSTM (tinyprune/kernels/recurrent.py). Other rolled layers become
+    a TensorList loop (an error without a fixed batch) or, TensorFlow 2.21 with a fixed batch
+    (Keras 3 LSTM/GRU/SimpleRNN, tf_keras GRU, a tf_keras LSTM without biases), a segmentation
+    fault inside the converter, which no error handling can catch: so they are refused before
+    the converter runs. A Bidirectional wrapper is refused whatever it holds."""
     for layer in iter_layers(model):
         kind = type(layer).__name__
         if kind in _CONV_RECURRENT:
             return layer, "has no int8 TFLite builtin form (no unrolled variant)"
-        cells = [layer.forward_layer, layer.backward_layer] if kind == "Bidirectional" else [
-            layer]
+        bidirectional = kind == "Bidirectional"
+        cells = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
         for cell in cells:
             if type(cell).__name__ in _RECURRENT and not getattr(cell, "unroll", False):
-                return layer, ("is a recurrent layer that is not unrolled; build it with "
-                               "unroll=True and a fixed sequence length (the converter then "
-                               "emits FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD per step)")
+                why = _sequence_lstm(cell) if not bidirectional else (
+                    "is a recurrent layer that is not unrolled; build it with unroll=True and "
+                    "a fixed sequence length (the converter then emits FULLY_CONNECTED, "
+                    "LOGISTIC, TANH, MUL and ADD per step)")
+                if why is not None:
+                    return layer, why
     return None
 
 

@@ -55,9 +55,11 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
     The interpreter runs in a forked child process (where the OS can fork): its kernels abort
     the process on parameters they do not accept, and a model the reader let through must not
     end tinyprune. One child per call, all samples in it (a build calls this once): the fork
-    costs ~0.1 s in a process with TensorFlow loaded (docs/reader.md). Its arena is sized from
-    the graph's tensors (the interpreter's own default, ten times the file size, is too small
-    for small models with large activations).
+    costs ~0.1 s in a process with TensorFlow loaded (docs/reader.md). A model with state (an
+    LSTM's variable tensors) is reset before each sample: every inference starts from a zero
+    state, as tp_lstm_s8 runs it (TFLM would otherwise carry the state over). Its arena is
+    sized from the graph's tensors (the interpreter's own default, ten times the file size, is
+    too small for small models with large activations).
 
     Returns:
         An array of shape (n, output bytes) of raw output bytes, graph outputs concatenated.
@@ -81,7 +83,10 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
             said = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
             raise _Refused(said[:300]) from None
         rows = []
+        stateful = any(t.is_variable for t in graph.tensors)
         for raw in inputs:
+            if stateful:  # every sample from a zero state, as the firmware runs it
+                interp.reset()
             offset = 0
             for k, ti in enumerate(graph.inputs):
                 t = graph.tensor(ti)

@@ -21,5 +21,6 @@
 #include "tp_nn_transform.h"
 #include "tp_nn_transpose_conv.h"
 #include "tp_nn_sparse.h"
+#include "tp_nn_recurrent.h"
 
 #endif /* TP_NN_H */

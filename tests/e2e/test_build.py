@@ -261,6 +261,28 @@ def test_lstm_is_refused_naming_the_layer(tmp_path: Path, capsys) -> None:
     assert rc == 2 and "rnn" in err and "LSTM" in err
 
 
+def test_rolled_tf_keras_lstm_builds_bit_exact(tmp_path: Path) -> None:
+    """A rolled tf_keras LSTM (fixed batch of 1) becomes UNIDIRECTIONAL_SEQUENCE_LSTM and runs
+    on tp_lstm_s8, bit-exact with TFLM on the emulated board (each sample from a zero state)."""
+    import tf_keras as k
+
+    from tinyprune.models.load import save_model
+
+    k.utils.set_random_seed(3)
+    inp = k.Input((8, 4), batch_size=1)
+    m = k.Model(inp, k.layers.Dense(3)(k.layers.LSTM(8, name="rnn")(inp)))
+    path = save_model(m, tmp_path / "lstm.h5")
+    out = tmp_path / "out"
+    assert build("--board", "nucleo_f746", "--model", str(path), "--out", str(out),
+                 "--samples", "4") == 0
+    r = report_of(out)
+    assert r["run"]["bit_exact"] and r["run"]["samples"] == 4 and r["run"]["mismatches"] == []
+    assert r["run"]["host"]["bit_exact"]
+    lstm = [x for x in r["layers"] if x["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    assert [x["kernel"] for x in lstm] == ["tp_lstm_s8"] and lstm[0]["macs"] == 8 * 4 * 8 * 12
+    assert lstm[0]["name"] == "rnn"  # named after its Keras layer (ir/names.py)
+
+
 def test_model_too_big_for_board(tmp_path: Path, capsys) -> None:
     import keras
 

@@ -52,9 +52,9 @@ GRAPH_SOURCES = ("tp_add_s8.c", "tp_add_table_s8.c", "tp_mul_s8.c", "tp_max_pool
                  "tp_sub_s8.c", "tp_maximum_s8.c", "tp_minimum_s8.c",
                  "tp_squared_difference_s8.c", "tp_prelu_s8.c", "tp_strided_slice_s8.c",
                  "tp_split_s8.c", "tp_resize_bilinear_s8.c", "tp_resize_nearest_s8.c",
-                 "tp_transpose_conv_s8.c")
+                 "tp_transpose_conv_s8.c", "tp_lstm_s8.c")
 GRAPH_HEADERS = ("tp_nn_pool.h", "tp_nn_elementwise.h", "tp_nn_activation.h", "tp_nn_tensor.h",
-                 "tp_nn_transform.h", "tp_nn_transpose_conv.h")
+                 "tp_nn_transform.h", "tp_nn_transpose_conv.h", "tp_nn_recurrent.h")
 
 
 # ---- parameter generators ------------------------------------------------------------------
@@ -488,6 +488,40 @@ def _transpose_conv(rng: np.random.Generator) -> bytes:
                       "fusedActivationFunction": str(rng.choice(["NONE", "RELU"]))})
 
 
+def _lstm(rng: np.random.Generator) -> bytes:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM over the batch (or time major), int16 cell state of a
+    power-of-two scale (mostly) and drawn gate multipliers (the weight scales)."""
+    steps, n_in, units = (int(rng.integers(1, 6)), int(rng.integers(1, 7)),
+                          int(rng.integers(1, 9)))
+    time_major = bool(rng.random() < 0.3)
+    s_in, s_h = act_scale(rng), act_scale(rng)
+    zp_h = zero_point(rng)
+    s_cell = (2.0 ** -int(rng.integers(8, 16)) if rng.random() < 0.85
+              else _f32(2.0 ** rng.uniform(-15, -8)))
+    lead = (steps, BATCH) if time_major else (BATCH, steps)
+
+    def w(name: str, cols: int, s_src: float) -> TensorSpec:
+        # eight multipliers a draw: the extremes of real_multiplier on a quarter of them
+        real = real_multiplier(rng) if rng.random() < 0.25 else float(2.0 ** rng.uniform(-20, 4))
+        scale = _f32(min(max(real * 2.0**-12 / s_src, 1e-38), 3e38))
+        return TensorSpec(name, (units, cols), scale=(scale,), zero_point=(0,),
+                          data=weights(rng, (units, cols)))
+
+    gates = ("i", "f", "c", "o")
+    ins: list[TensorSpec | None] = [act("x", (*lead, n_in), s_in, zero_point(rng))]
+    ins += [w(f"w{g}", n_in, s_in) for g in gates] + [w(f"r{g}", units, s_h) for g in gates]
+    ins += [None] * 3 + [TensorSpec(f"b{g}", (units,), "int32", data=biases(rng, units))
+                         for g in gates] + [None] * 2
+    ins += [TensorSpec("h", (BATCH, units), scale=(s_h,), zero_point=(zp_h,), variable=True),
+            TensorSpec("cell", (BATCH, units), "int16", scale=(s_cell,), zero_point=(0,),
+                       variable=True)] + [None] * 4
+    clip = float(rng.choice([0.0, 10.0, float(rng.uniform(0.01, 3.0))]))
+    return single_op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins,
+                     [act("y", (*lead, units), s_h, zp_h)],
+                     {"fusedActivationFunction": "TANH",
+                      "cellClip": clip, "timeMajor": time_major})
+
+
 @dataclass(frozen=True)
 class PropertyOp:
     """One table row: ``draws`` models from ``generate``; ``direct`` calls the conv/FC kernels
@@ -545,6 +579,7 @@ OPS = (
     PropertyOp("resize_bilinear", lambda r: _resize(r, "RESIZE_BILINEAR"), 16),
     PropertyOp("resize_nearest", lambda r: _resize(r, "RESIZE_NEAREST_NEIGHBOR"), 12),
     PropertyOp("transpose_conv", _transpose_conv, 30),
+    PropertyOp("lstm", _lstm, 20),
 )
 OP = {o.id: o for o in OPS}
 

@@ -86,6 +86,18 @@ def test_unmatched_inner_op_keeps_its_name() -> None:
     assert [op.name for op in named.ops] == ["op0", "fc"]
 
 
+def test_a_sequence_lstm_takes_its_lstm_layer() -> None:
+    """The converter names the op after itself; the model's LSTM layers name them in order."""
+    ops = [("UNIDIRECTIONAL_SEQUENCE_LSTM", "tfl.unidirectional_sequence_lstm", "?"),
+           ("UNIDIRECTIONAL_SEQUENCE_LSTM", "tfl.unidirectional_sequence_lstm1", "?"),
+           ("FULLY_CONNECTED", "model/fc/MatMul", "?")]
+    names, types = ["input_1", "rnn_a", "rnn_b", "fc"], ["InputLayer", "LSTM", "LSTM", "Dense"]
+    named = keras_layer_names(_graph(ops), names, types)
+    assert [op.name for op in named.ops] == ["rnn_a", "rnn_b", "fc"]
+    one_layer = keras_layer_names(_graph(ops), names[:2] + names[3:], types[:2] + types[3:])
+    assert [op.name for op in one_layer.ops][:2] == ["op0", "op1"]  # counts differ: unnamed
+
+
 def test_reader_reexports_the_function() -> None:
     from tinyprune.ir import reader
 

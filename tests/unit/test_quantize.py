@@ -130,7 +130,8 @@ def test_a_layer_the_converter_fails_on_is_refused_with_its_name_and_the_support
     ("keras3", "LSTM", None),  # a TensorList loop: a converter error
     ("keras3", "GRU", 1),  # a segmentation fault in TF 2.21's converter, were it called
     ("keras3", "SimpleRNN", 1),  # the same
-    ("tf_keras", "LSTM", 1),  # a stateful UNIDIRECTIONAL_SEQUENCE_LSTM
+    ("keras3", "LSTM", 1),  # the same
+    ("tf_keras", "GRU", 1),  # the same
     ("keras3", "Bidirectional", 1),  # a rolled LSTM inside
 ])
 def test_rolled_recurrent_layers_are_refused_before_the_converter_runs(
@@ -145,6 +146,30 @@ def test_rolled_recurrent_layers_are_refused_before_the_converter_runs(
     with pytest.raises(UnsupportedError, match=rf"^model 'm.keras': layer 'rnn' \({layer}\) is "
                        r"a recurrent layer that is not unrolled; build it with unroll=True"):
         quantize(wrap_model(model, "m.keras"), None, samples=2)
+
+
+@pytest.mark.parametrize(("kwargs", "batch", "needle"), [
+    ({}, None, "is a rolled tf_keras LSTM without a fixed batch of 1 (received batch None: a "
+               "TensorList loop"),
+    ({}, 2, "without a fixed batch of 1 (received batch 2: tinyprune calibrates and runs one "
+            "sequence per inference); give the model Input(..., batch_size=1)"),
+    ({"use_bias": False}, 1, "with use_bias=False, on which TensorFlow 2.21's converter crashes"),
+    ({"activation": "relu"}, 1, "with activation='relu', on which"),
+    ({"recurrent_activation": "hard_sigmoid"}, 1, "with recurrent_activation='hard_sigmoid'"),
+    ({"recurrent_dropout": 0.2}, 1, "with recurrent_dropout=0.2, on which"),
+    ({"stateful": True}, 1, "is a stateful LSTM (stateful=True)"),
+])
+def test_tf_keras_lstm_settings_the_converter_cannot_take_are_refused(
+        kwargs: dict, batch: int | None, needle: str) -> None:
+    lib = keras_module("tf_keras")
+    inputs = lib.Input((5, 3), batch_size=batch)
+    model = lib.Model(inputs, lib.layers.Dense(3)(lib.layers.LSTM(4, name="rnn", **kwargs)(
+        inputs)))
+    with pytest.raises(UnsupportedError) as info:
+        quantize(wrap_model(model, "m.h5"), None, samples=2)
+    message = str(info.value)
+    assert message.startswith("model 'm.h5': layer 'rnn' (LSTM) ") and needle in message, message
+    assert info.value.exit_code == 2 and "\n" not in message
 
 
 def test_tflite_passes_through(tmp_path: Path, tf_keras_int8: bytes) -> None:

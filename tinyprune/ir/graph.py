@@ -37,7 +37,10 @@ class Quant:
 
 @dataclass(frozen=True, eq=False)
 class Tensor:
-    """A tensor of the graph. ``data`` is set for constants (weights, biases, shapes), else None."""
+    """A tensor of the graph. ``data`` is set for constants (weights, biases, shapes), else None.
+    ``is_variable``: an op's state (the hidden and cell state of an LSTM), which the op reads
+    before it writes it; an op's intermediate (TFLite ``intermediates``, read by no kernel
+    tinyprune has) may have a zero dimension and no bytes."""
 
     index: int
     name: str
@@ -45,6 +48,7 @@ class Tensor:
     dtype: str
     quant: Quant | None = None
     data: np.ndarray | None = None
+    is_variable: bool = False
 
     @property
     def is_const(self) -> bool:

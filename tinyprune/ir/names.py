@@ -47,18 +47,41 @@ def _suffixed(scopes: list[list[str]], order: dict[str, int]) -> bool:
     return stripped > exact
 
 
-def keras_layer_names(graph: Graph, layer_names: Sequence[str]) -> Graph:
+WHOLE_LAYER_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM"}
+"""Ops that are one whole Keras layer and that the converter names after themselves
+(``tfl.unidirectional_sequence_lstm``, no layer scope), by the layer type they come from."""
+
+
+def _whole_layers(graph: Graph, layer_names: Sequence[str],
+                  layer_types: Sequence[str]) -> dict[int, str]:
+    """op index -> layer name for the ops of :data:`WHOLE_LAYER_OPS`: the k-th such op takes the
+    k-th layer of its type, when the model has as many of those layers as the graph such ops."""
+    named: dict[int, str] = {}
+    for opcode, kind in WHOLE_LAYER_OPS.items():
+        ops = [op.index for op in graph.ops if op.opcode == opcode]
+        layers = [n for n, t in zip(layer_names, layer_types, strict=False) if t == kind]
+        if ops and len(ops) == len(layers):
+            named.update(zip(ops, layers, strict=True))
+    return named
+
+
+def keras_layer_names(graph: Graph, layer_names: Sequence[str],
+                      layer_types: Sequence[str] = ()) -> Graph:
     """Renames ops after the Keras layers they came from.
 
     Args:
         graph: the graph read from the converted ``.tflite``.
         layer_names: ``[layer.name for layer in model.layers]`` of the Keras model converted.
+        layer_types: their class names (``type(layer).__name__``), for the ops of
+            :data:`WHOLE_LAYER_OPS`; empty: those ops are matched by scope only.
 
     Returns:
         The graph with each op named after its layer; an op producing a graph output with no
         match (e.g. the softmax of ``Dense(activation="softmax")``) takes the model's last layer
-        name, any other op without a match keeps its name.
+        name, an op of :data:`WHOLE_LAYER_OPS` its layer of that type, any other op without a
+        match keeps its name.
     """
+    whole = _whole_layers(graph, layer_names, layer_types)
     order = {name: i for i, name in enumerate(layer_names)}
     scopes = [_scopes(graph.tensors[op.outputs[0]].name) if op.outputs else []
               for op in graph.ops]
@@ -70,6 +93,8 @@ def keras_layer_names(graph: Graph, layer_names: Sequence[str]) -> Graph:
         found = (stripped or exact) if suffixed else (exact or stripped)
         if found:
             name = min(found, key=order.__getitem__)
+        elif op.index in whole:
+            name = whole[op.index]
         elif op.outputs and op.outputs[0] in graph.outputs and layer_names:
             name = layer_names[-1]
         else:

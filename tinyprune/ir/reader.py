@@ -152,7 +152,7 @@ def _unpack(buf: bytes, schema: Any, where: v.Where) -> Any:
     v.check_string_bytes(names, len(buf), where)
     for i, t in enumerate(tensors):
         v.check_tensor_flags(t.Sparsity() is not None, int(t.VariantTensorsLength()),
-                             bool(t.IsVariable()), int(t.ExternalBuffer()),
+                             int(t.ExternalBuffer()),
                              v.tensor_what(i, _text(t.Name()) or f"tensor{i}"), where)
     for i, o in enumerate(_items(sub, "Operators")):
         v.check_raw_options(int(o.BuiltinOptionsType()), int(o.BuiltinOptions2Type()),
@@ -165,8 +165,9 @@ def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> G
     buffers = model.buffers or []
     built: list[Tensor] = []
     total = 0
+    unread = _intermediates_only(sub)
     for i, t in enumerate(sub.tensors or []):
-        built.append(_tensor(i, t, buffers, schema, where))
+        built.append(_tensor(i, t, buffers, schema, where, empty_ok=i in unread))
         total += built[-1].nbytes
         v.check_total(total, where)  # before the next tensor copies its data
     tensors = tuple(built)
@@ -174,8 +175,11 @@ def _to_graph(model: Any, schema: Any, where: v.Where, source: Path | None) -> G
     ops = tuple(_op(i, o, codes, tensors, schema, where)
                 for i, o in enumerate(sub.operators or []))
     inputs, outputs = _ints(sub.inputs), _ints(sub.outputs)
-    flows = [v.Flow(t.name, t.is_const) for t in tensors]
+    flows = [v.Flow(t.name, t.is_const, t.is_variable) for t in tensors]
     v.check_graph_io(inputs, outputs, flows, where)
+    v.check_variables([(t.index, t.name) for t in tensors if t.is_variable],
+                      [(v.op_what(op.index, op.name, op.opcode), op.opcode, op.inputs,
+                        op.outputs) for op in ops], (*inputs, *outputs), where)
     v.check_dataflow([(v.op_what(op.index, op.name, op.opcode), op.inputs, op.outputs)
                       for op in ops], inputs, outputs, flows, where)
     return Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs, source=source)
@@ -209,18 +213,35 @@ def _opcode_name(index: int, code: Any, schema: Any, where: v.Where) -> str:
     return name
 
 
-def _tensor(index: int, t: Any, buffers: list[Any], schema: Any, where: v.Where) -> Tensor:
+def _intermediates_only(sub: Any) -> set[int]:
+    """Tensors that are some op's ``intermediates`` (the quantization statistics of an LSTM's
+    gates, which TFLite Micro's kernels do not read) and no op's input or output: the converter
+    gives them an empty shape ([0]), which the reader accepts for them alone."""
+    inter: set[int] = set()
+    used: set[int] = set()
+    for o in sub.operators or []:
+        inter.update(_ints(getattr(o, "intermediates", None)))
+        used.update(_ints(o.inputs))
+        used.update(_ints(o.outputs))
+    return inter - used
+
+
+def _tensor(index: int, t: Any, buffers: list[Any], schema: Any, where: v.Where,
+            empty_ok: bool = False) -> Tensor:
     name = _text(t.name) or f"tensor{index}"
     what = v.tensor_what(index, name)
     dtype = _enum_names(schema.TensorType).get(int(t.type), f"type {t.type}").lower()
     v.check_dtype(dtype, tuple(NP_DTYPES), what, where)
     shape = _ints(t.shape)
+    if empty_ok and 0 in shape and all(d >= 0 for d in shape) and len(shape) <= v.MAX_RANK:
+        return Tensor(index=index, name=name, shape=shape, dtype=dtype)
     nbytes = v.check_shape(shape, DTYPE_BYTES[dtype], what, where)
     checked = v.check_quant(t.quantization, dtype, shape, what, where)
     quant = None if checked is None else Quant(scale=checked[0], zero_point=checked[1],
                                                axis=checked[2])
     data = _data(t, buffers, dtype, shape, nbytes, what, where)
-    return Tensor(index=index, name=name, shape=shape, dtype=dtype, quant=quant, data=data)
+    return Tensor(index=index, name=name, shape=shape, dtype=dtype, quant=quant, data=data,
+                  is_variable=bool(t.isVariable))
 
 
 def _data(t: Any, buffers: list[Any], dtype: str, shape: tuple[int, ...], nbytes: int,

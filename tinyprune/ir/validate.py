@@ -166,22 +166,44 @@ def check_total(total: int, where: Where) -> None:
                           f"{total:,}", BOUND_FIX)
 
 
-def check_tensor_flags(sparse: bool, variants: int, variable: bool, external: int, what: str,
+def check_tensor_flags(sparse: bool, variants: int, external: int, what: str,
                        where: Where) -> None:
     """Features tinyprune and the reference interpreter do not handle in a dense int8 model
-    (checked on the raw tables, before their contents are unpacked)."""
+    (checked on the raw tables, before their contents are unpacked; variable tensors are
+    checked against the ops that use them, :func:`check_variables`)."""
     if variants:
         raise where.error(what, "variant_tensors", "none", variants,
                           "tinyprune takes full-integer int8 models")
     if sparse:
         raise where.error(what, "sparsity", "a dense tensor", "TFLite sparse storage",
                           "convert without sparse weight storage")
-    if variable:
-        raise where.error(what, "is_variable", "false", "true (a stateful variable tensor)",
-                          "stateful models are not supported")
     if external:
         raise where.error(what, "external_buffer", "data inside the flatbuffer",
                           f"external buffer {external}", FIX)
+
+
+STATE_INPUTS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({18, 19})}
+"""Input positions that hold an op's state (variable tensors): the only place a variable
+tensor may appear. The op's kernel starts every inference from a zero state."""
+
+
+def check_variables(variables: Sequence[tuple[int, str]],
+                    ops: Sequence[tuple[str, str, Sequence[int], Sequence[int]]],
+                    graph_io: Sequence[int], where: Where) -> None:
+    """Each variable tensor (index, name) is the state input of exactly one op of
+    :data:`STATE_INPUTS` (ops as (what, opcode, inputs, outputs)), used by no other op and not
+    a graph input or output: tinyprune runs each inference from a zero state, which is only
+    the model's meaning when the state never leaves the op."""
+    for index, name in variables:
+        uses = [(what, code, pos) for what, code, ins, outs in ops
+                for pos, t in [*enumerate(ins), *((-1, o) for o in outs)] if t == index]
+        ok = (index not in graph_io and len(uses) == 1
+              and uses[0][2] in STATE_INPUTS.get(uses[0][1], ()))
+        if not ok:
+            raise where.error(tensor_what(index, name), "is_variable",
+                              "false (or the state of an UNIDIRECTIONAL_SEQUENCE_LSTM, used by "
+                              "it alone)", "true (a stateful variable tensor)",
+                              "stateful models are not supported")
 
 
 def _count(values: Any) -> int:
@@ -366,6 +388,10 @@ OP_RULES: dict[str, OpRule] = {
                       outputs=(1, MAX_OP_INPUTS)),
     "UNPACK": OpRule((1, 1), options="UnpackOptions", options_required=True,
                      outputs=(1, MAX_OP_INPUTS)),
+    # input, 4 + 4 weights, 3 peephole, 4 biases, 2 projection, 2 states, 4 layer norm
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": OpRule(
+        (24, 24), frozenset({1, 5, 9, 10, 11, 12, 16, 17, 20, 21, 22, 23}), (3,), (3,),
+        options="UnidirectionalSequenceLSTMOptions", options_required=True),
 }
 """Per-op rules for every op tinyprune lowers or folds; other ops are refused by the planner
 (after the generic checks here), with the list of supported ones."""
@@ -426,10 +452,12 @@ def check_options(rule: OpRule, options_type: str | None, what: str, where: Wher
 
 @dataclass(frozen=True)
 class Flow:
-    """What the dataflow check needs of a tensor: its name and whether it is a constant."""
+    """What the dataflow check needs of a tensor: its name, whether it is a constant and
+    whether it is an op's state (a variable tensor: ready before any op runs)."""
 
     name: str
     const: bool
+    variable: bool = False
 
 
 def check_graph_io(inputs: Sequence[int], outputs: Sequence[int], tensors: Sequence[Flow],
@@ -454,7 +482,7 @@ def check_dataflow(ops: Sequence[tuple[str, Sequence[int], Sequence[int]]],
     """Ops in execution order: each input is a constant, a graph input or computed by an
     earlier op; each output is computed once, is not a constant and not a graph input; every
     graph output is computed."""
-    ready = set(graph_inputs) | {i for i, t in enumerate(tensors) if t.const}
+    ready = set(graph_inputs) | {i for i, t in enumerate(tensors) if t.const or t.variable}
     computed: set[int] = set()
     for what, inputs, outputs in ops:
         for pos, t in enumerate(inputs):
