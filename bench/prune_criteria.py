@@ -508,6 +508,9 @@ def main() -> int:
     model_path, data_path = args.model or preset.model, args.data or preset.data
     comp_ft = (preset.compensated_finetune if args.compensated_finetune is None
                else args.compensated_finetune)
+    from tinyprune.quiet import quiet_third_party
+
+    quiet_third_party()  # before TensorFlow loads: no CUDA-stub or absl lines
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()

@@ -436,6 +436,9 @@ def write(out: Path, info: dict[str, Any], runs: dict[str, Any], settings: Setti
 
 def main(argv: list[str] | None = None) -> int:
     settings, out, resume, merge = parse(argv)
+    from tinyprune.quiet import quiet_third_party
+
+    quiet_third_party()  # before TensorFlow loads: no CUDA-stub or absl lines
     start = time.monotonic()
     data, shape, classes = load_data(ROOT / settings.data if not Path(settings.data).is_absolute()
                                      else Path(settings.data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,26 +47,40 @@ class BackboneRow:
     flavor: str = "keras3"
     prune: float | None = None
     emulator: str = "unicorn"
+    boards: tuple[str, ...] = ("nucleo_f746",)
+    """Tried in order: a build the first refuses as too big goes to the next (the last board's
+    refusal must be the one-line "does not fit" a user can act on)."""
 
 
 def check_backbone_build(row: BackboneRow, tmp_path: Path) -> None:
-    """Save ``row``'s model, build it for nucleo_f746 (2 samples + 2 random inputs, no data)
-    and check it bit-exact on the host (portable and DSP) and on the board when it runs there;
-    pruned rows lose over half their parameters with no barrier."""
+    """Save ``row``'s model, build it for the first of ``row.boards`` it fits (2 samples + 2
+    random inputs, no data) and check it bit-exact on the host (portable and DSP) and on the
+    board when it runs there; pruned rows lose over half their parameters with no barrier. A
+    model no board holds must be refused with the one-line "does not fit" and its numbers."""
     from zoo import BACKBONES
 
     from tinyprune.api import build
     from tinyprune.config import BuildOptions
+    from tinyprune.errors import DoesNotFit
     from tinyprune.models._backend import keras_module
     from tinyprune.models.load import save_model
 
     suffix = ".keras" if row.flavor == "keras3" else ".h5"
     model = BACKBONES[row.model](keras_module(row.flavor))
     path = save_model(model, tmp_path / f"{row.model}{suffix}")
-    opts = BuildOptions(board="nucleo_f746", model=path, out=tmp_path / "out",
-                        prune_channels=row.prune, samples=2, random_samples=2,
-                        emulator=row.emulator)
-    report = build(opts, progress=lambda _: None).report
+    for board in row.boards:
+        opts = BuildOptions(board=board, model=path, out=tmp_path / board,
+                            prune_channels=row.prune, samples=2, random_samples=2,
+                            emulator=row.emulator)
+        try:
+            report = build(opts, progress=lambda _: None).report
+            break
+        except DoesNotFit as exc:
+            message = str(exc)
+            assert "\n" not in message and f"board {board}" in message, message
+            assert re.search(r"needs \d+ bytes, available \d+ bytes", message), message
+            if board == row.boards[-1]:
+                return  # refused by the largest board, with the numbers: the expected result
     run, info = report["run"], report["model"]
     assert run["host"]["bit_exact"] and run["host"]["dsp_path_bit_exact"] is True, run["host"]
     if row.emulator != "none":

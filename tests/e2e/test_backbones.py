@@ -18,11 +18,13 @@ code memory when the nucleo refuses it) and records flash, RAM, bit-exactness an
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from tests_support import BackboneRow, check_backbone_build
+from zoo import BACKBONES
 
 from tinyprune.api import build
 from tinyprune.config import BuildOptions
@@ -53,7 +55,22 @@ bench/backbones.py's). The whole matrix (every backbone dense and pruned, on the
 the nucleo tried first) is ``bench/backbones.py``, recorded in ``bench/results/backbones.md``."""
 
 
-@pytest.mark.parametrize("row", ZOO)
+LARGEST_BOARDS = ("nucleo_f746", "mps2_an500")
+"""1 MiB of flash, then 4 MiB of code memory (as bench/backbones.py)."""
+
+FULL_ZOO = [
+    pytest.param(BackboneRow(name, prune=prune, boards=LARGEST_BOARDS),
+                 id=f"{name}-{'pruned50' if prune else 'dense'}-largest-board")
+    for name in sorted(BACKBONES) if name not in ("conv_autoencoder", "upsampling_net")
+    for prune in (None, 0.5)
+] if os.environ.get("TINYPRUNE_TEST_FULL") == "1" else []
+"""``make test-full`` (``TINYPRUNE_TEST_FULL=1``) adds every keras.applications backbone dense
+and pruned, each on the first board it fits or refused by the largest with its numbers: about
+25 minutes of one worker on a loaded 2-core machine (bench/results/backbones.md has the times),
+too long for ``make test``."""
+
+
+@pytest.mark.parametrize("row", ZOO + FULL_ZOO)
 def test_backbone_builds_bit_exact(row: BackboneRow, tmp_path: Path) -> None:
     check_backbone_build(row, tmp_path)
 
