@@ -24,7 +24,7 @@ def _act(name: str, shape: tuple[int, ...], scale: float, zp: int = 0) -> Tensor
 
 
 def _conv(s_in: float, s_out: float, opcode: str = "CONV_2D", bias: bool = True,
-          act: str = "NONE") -> bytes:
+          act: str = "NONE", depth_multiplier: int = 1) -> bytes:
     depthwise = opcode == "DEPTHWISE_CONV_2D"
     wshape = (1, 1, 1, 2) if depthwise else (2, 1, 1, 2)
     w = TensorSpec("w", wshape, scale=(0.5, 0.25), zero_point=(0, 0), axis=3 if depthwise else 0,
@@ -33,7 +33,7 @@ def _conv(s_in: float, s_out: float, opcode: str = "CONV_2D", bias: bool = True,
                    data=np.array([1, -1], np.int32)) if bias else None
     opts = {"padding": "VALID", "strideW": 1, "strideH": 1, "fusedActivationFunction": act}
     if depthwise:
-        opts["depthMultiplier"] = 1
+        opts["depthMultiplier"] = depth_multiplier
     return single_op(opcode, [_act("x", (1, 2, 2, 2), s_in), w, b],
                      [_act("y", (1, 2, 2, 2), s_out)], opts)
 
@@ -90,6 +90,13 @@ REFUSALS = (
             ("DEPTHWISE_CONV_2D", "input scale 1e+29 ('x')", "below 2^31")),
     Refusal("depthwise_without_bias", lambda: _conv(0.5, 0.1, "DEPTHWISE_CONV_2D", bias=False),
             ("DEPTHWISE_CONV_2D", "expected a bias tensor, received none")),
+    # make fuzz (seed 2028, vww_96_int8 mutant 388): with 0 TFLM writes no output at all
+    Refusal("depthwise_multiplier_0",
+            lambda: _conv(0.5, 0.1, "DEPTHWISE_CONV_2D", depth_multiplier=0),
+            ("DEPTHWISE_CONV_2D", "depth_multiplier: expected 1 from the shapes, received 0")),
+    Refusal("depthwise_multiplier_2_for_1",
+            lambda: _conv(0.5, 0.1, "DEPTHWISE_CONV_2D", depth_multiplier=2),
+            ("DEPTHWISE_CONV_2D", "depth_multiplier: expected 1 from the shapes, received 2")),
     Refusal("conv_relu6_range_beyond_int32", lambda: _conv(1e-12, 1e-12, act="RELU6"),
             ("output 'y'", "fused activation RELU6", "expected an output scale above",
              "received 1e-12")),

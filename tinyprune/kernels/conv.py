@@ -618,10 +618,14 @@ class DepthwiseConvHandler:
             if w.shape[0] != 1 or w.shape[3] % x.shape[3] != 0:
                 raise _fail(op, f"expected a filter [1, KH, KW, C_IN * multiplier], received "
                                 f"{list(w.shape)} for {x.shape[3]} input channels")
+            # TFLM loops over the option's multiplier, not the shapes': with 0 (or options
+            # missing, which reads as 0) it writes no output at all (found by make fuzz)
             mult = int(op.options.get("depth_multiplier", 0) or 0)
-            if mult and mult != w.shape[3] // x.shape[3]:
+            if mult != w.shape[3] // x.shape[3]:
                 raise _fail(op, f"depth_multiplier: expected {w.shape[3] // x.shape[3]} from the "
-                                f"shapes, received {mult}")
+                                f"shapes, received {mult} (the TFLite Micro reference computes "
+                                f"with the option); re-export the model with the TFLite "
+                                f"converter")
         _check_window(op, graph, channels=w.shape[3], quant_axis=3)
         check_shifts(op, x, w, graph.tensor(op.outputs[0]), depthwise_args(op, graph).shift)
 
