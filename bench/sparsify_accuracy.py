@@ -424,6 +424,15 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path, bool, list[Path]]:
     return settings, a.out, a.resume, a.merge
 
 
+SEED_KEYS = frozenset({"seeds", "models", "extra_seeds", "extra_models"})
+"""Settings a resumed or merged run may change: which seeds and models it adds."""
+
+
+def different_settings(earlier: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The settings (other than :data:`SEED_KEYS`) in which an earlier run's differ."""
+    return [k for k in wanted if k not in SEED_KEYS and earlier.get(k) != wanted[k]]
+
+
 def write(out: Path, info: dict[str, Any], runs: dict[str, Any], settings: Settings) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     text = markdown(info, runs, settings)
@@ -446,8 +455,16 @@ def main(argv: list[str] | None = None) -> int:
     earlier = 0.0  # seconds spent by the resumed or merged runs
     sources = ([out.with_suffix(".json")] if resume and out.with_suffix(".json").is_file()
                else []) + list(merge)
+    wanted = json.loads(json.dumps(asdict(settings)))  # tuples as lists, as on disk
     for source in sources:
         done = json.loads(source.read_text())
+        differ = different_settings(done.get("settings", {}), wanted)
+        if differ:
+            key = differ[0]
+            raise SystemExit(f"error: {source}: its runs have {key} = "
+                             f"{done.get('settings', {}).get(key)!r}, this run {wanted[key]!r}; "
+                             f"pass the same settings (only the seeds and models may differ) or "
+                             f"write elsewhere with --out")
         earlier += float(done.get("seconds", 0.0))
         for name, seeds in done.get("runs", {}).items():
             runs.setdefault(name, {}).update(seeds)
