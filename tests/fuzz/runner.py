@@ -43,7 +43,9 @@ from .mutate import Mutant, mutant
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "mlperf_tiny"
 BASES = {p.stem: p for p in sorted(FIXTURES.glob("*.tflite"))}
-BAD = ("internal", "memory", "crash", "hang", "bad_c")
+BAD = ("internal", "memory", "crash", "hang", "bad_c", "mismatch")
+"""Outcomes that are bugs: a built mutant not bit-exact on the host is one too (a reader rule
+missing or a kernel wrong)."""
 MEMORY_LIMIT = 3 << 30  # address space of a worker; the reader bounds a model far below this
 
 
