@@ -57,3 +57,15 @@ class ToolMissing(TinypruneError):
     """Exit 3: a required external tool is missing; the message says how to install it."""
 
     exit_code = 3
+
+
+def first_compiler_error(stderr: str) -> str:
+    """The line of a C compiler's or linker's output that says what failed: the first
+    ``error:`` line, else the first undefined reference, else any line naming an error, else the
+    first line (one line, for a message)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for marker in (" error: ", "undefined reference", "error"):
+        for line in lines:
+            if marker in line:
+                return line
+    return lines[0] if lines else "(no message)"

@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from tinyprune.codegen import CProject
-from tinyprune.errors import CheckFailed, ToolMissing, UsageError
+from tinyprune.errors import CheckFailed, ToolMissing, UsageError, first_compiler_error
 from tinyprune.ir.graph import Graph
 
 _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
@@ -83,7 +83,7 @@ def reference_outputs(tflite: bytes, graph: Graph, inputs: np.ndarray) -> np.nda
             said = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
             raise _Refused(said[:300]) from None
         rows = []
-        stateful = any(t.is_variable for t in graph.tensors)
+        stateful = graph.stateful
         for raw in inputs:
             if stateful:  # every sample from a zero state, as the firmware runs it
                 interp.reset()
@@ -223,10 +223,8 @@ class HostCompile:
         stderr = self.log.read().decode(errors="replace")
         self.log.close()
         if self.proc.returncode != 0:
-            lines = stderr.splitlines()
-            first = next((ln for ln in lines if ": error:" in ln),
-                         next((ln for ln in lines if "error" in ln), stderr[:300]))
-            raise CheckFailed(f"host build of the generated code failed: {first.strip()}")
+            raise CheckFailed("host build of the generated code failed: "
+                              f"{first_compiler_error(stderr)}")
         return self.exe
 
     def cancel(self) -> None:

@@ -21,7 +21,13 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 import tinyprune
-from tinyprune.errors import CheckFailed, DoesNotFit, ToolMissing, UsageError
+from tinyprune.errors import (
+    CheckFailed,
+    DoesNotFit,
+    ToolMissing,
+    UsageError,
+    first_compiler_error,
+)
 from tinyprune.firmware.boards import Board
 from tinyprune.firmware.boot2 import seal_boot2
 from tinyprune.firmware.paths import data_dir, runtime_dir, template_environment
@@ -227,15 +233,6 @@ def _compile_flags(
     return flags
 
 
-def _first_error(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for marker in (" error: ", "undefined reference", "error"):
-        for line in lines:
-            if marker in line:
-                return line
-    return lines[0] if lines else "(no message)"
-
-
 def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     log.debug("running %s", " ".join(cmd))
     return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
@@ -255,7 +252,7 @@ def _compile_all(
         results = list(pool.map(compile_one, zip(sources, objects, strict=True)))
     for src, result in zip(sources, results, strict=True):
         if result.returncode != 0:
-            raise CheckFailed(f"compiling {src.name} failed: {_first_error(result.stderr)}")
+            raise CheckFailed(f"compiling {src.name} failed: {first_compiler_error(result.stderr)}")
     return objects
 
 
@@ -278,9 +275,9 @@ def _link_error(board: Board, stderr: str) -> CheckFailed:
         region, available = _region_of(board, match.group(1))
         return DoesNotFit(
             f"firmware does not fit board {board.name}: {region} is {available} bytes "
-            f"({_first_error(stderr)})", region, available
+            f"({first_compiler_error(stderr)})", region, available
         )
-    return CheckFailed(f"linking failed: {_first_error(stderr)}")
+    return CheckFailed(f"linking failed: {first_compiler_error(stderr)}")
 
 
 def _link(
@@ -428,7 +425,7 @@ def build_firmware(
     for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
         result = _run([OBJCOPY, "-O", fmt, elf.name, elf.with_suffix(suffix).name], out)
         if result.returncode != 0:
-            raise CheckFailed(f"objcopy failed: {_first_error(result.stderr)}")
+            raise CheckFailed(f"objcopy failed: {first_compiler_error(result.stderr)}")
     flash, samples, ram = _sizes(board, elf)
     tcm = _section_sizes(elf, (ITCM_TEXT, DTCM_RODATA))
     log.info("built %s: flash %d B (+%d B samples), RAM %d B", elf.name, flash, samples, ram)

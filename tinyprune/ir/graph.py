@@ -104,6 +104,12 @@ class Graph:
     def tensor(self, index: int) -> Tensor:
         return self.tensors[index]
 
+    @property
+    def stateful(self) -> bool:
+        """The model keeps state between invokes (variable tensors: an LSTM's hidden and cell
+        state), which TFLM carries over unless reset."""
+        return any(t.is_variable for t in self.tensors)
+
     def op_inputs(self, op: Op) -> list[Tensor | None]:
         return [self.tensors[i] if i >= 0 else None for i in op.inputs]
 

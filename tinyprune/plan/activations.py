@@ -65,7 +65,7 @@ def measure_zero_fractions(tflite: bytes, graph: Graph, inputs: np.ndarray,
     details = interp.get_input_details()
     counts = dict.fromkeys(wanted, 0)
     sizes = dict.fromkeys(wanted, 0)
-    stateful = any(t.is_variable for t in graph.tensors)
+    stateful = graph.stateful
     for raw in np.asarray(inputs, np.uint8):
         if stateful:  # each sample from a zero state, as the firmware runs it
             interp.reset_all_variables()
