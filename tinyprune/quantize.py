@@ -86,14 +86,17 @@ _RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN"})
 _CONV_RECURRENT = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 
 
+_NOT_UNROLLED = ("is a recurrent layer that is not unrolled; build it with unroll=True and a "
+                 "fixed sequence length (the converter then emits FULLY_CONNECTED, LOGISTIC, "
+                 "TANH, MUL and ADD per step)")
+
+
 def _sequence_lstm(layer: Any) -> str | None:
     """None when a rolled recurrent layer converts to an int8 UNIDIRECTIONAL_SEQUENCE_LSTM (a
     tf_keras LSTM with a fixed batch and biases, TF 2.21), else why it does not."""
     if type(layer).__name__ != "LSTM" or flavor_of(layer) != "tf_keras":
-        return ("is a recurrent layer that is not unrolled; build it with "
-                "unroll=True and a fixed sequence length (the converter then "
-                "emits FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD per step), or use a "
-                "tf_keras LSTM with a fixed batch (UNIDIRECTIONAL_SEQUENCE_LSTM)")
+        return (f"{_NOT_UNROLLED}, or use a tf_keras LSTM with a fixed batch "
+                "(UNIDIRECTIONAL_SEQUENCE_LSTM)")
     shape = getattr(layer, "input_shape", None)
     batch = shape[0] if shape else None
     if batch != 1:
@@ -150,10 +153,7 @@ def _rolled_recurrent(model: Any) -> tuple[Any, str] | None:
         cells = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
         for cell in cells:
             if type(cell).__name__ in _RECURRENT and not getattr(cell, "unroll", False):
-                why = _sequence_lstm(cell) if not bidirectional else (
-                    "is a recurrent layer that is not unrolled; build it with unroll=True and "
-                    "a fixed sequence length (the converter then emits FULLY_CONNECTED, "
-                    "LOGISTIC, TANH, MUL and ADD per step)")
+                why = _NOT_UNROLLED if bidirectional else _sequence_lstm(cell)
                 if why is not None:
                     return layer, why
     return None
