@@ -61,7 +61,7 @@ def c_values(values: np.ndarray, per_line: int = 16) -> str:
     if flat.dtype.kind == "f":
         items = [f"{float(v)!r}f" if np.isfinite(v) else "0.0f" for v in flat]
     else:
-        items = [str(int(v)) for v in flat.tolist()]
+        items = list(map(str, flat.tolist()))
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     return ",\n".join("    " + line for line in lines)
 

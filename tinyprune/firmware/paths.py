@@ -42,9 +42,11 @@ def boards_dir() -> Path:
     return data_dir() / "boards"
 
 
+@lru_cache(maxsize=1)
 def template_environment() -> jinja2.Environment:
     """The Jinja environment of every generated file: ``StrictUndefined`` (a missing value is an
-    error, never an empty string), no autoescape, block whitespace trimmed."""
+    error, never an empty string), no autoescape, block whitespace trimmed. One per process, so
+    each template is compiled once (Jinja checks the file's time stamp on each use)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -133,36 +133,46 @@ def encode_bsr(dense: np.ndarray, group: int = 1, index: str = "cols") -> BsrMat
     if index not in ("cols", "steps"):
         raise ValueError(f"index: expected 'cols' or 'steps', received {index!r}")
     mask = block_mask(dense, group)
-    padded = pad_depth(dense).reshape(rows // group, group, -1, BLOCK)
-    cols_per_group = [np.flatnonzero(m) for m in mask]
     if index == "steps":
-        cols_per_group = [_with_fillers(c) for c in cols_per_group]
-    counts = np.array([len(c) for c in cols_per_group], np.int64)
-    blocks = np.concatenate(
-        [padded[g][:, c].transpose(1, 0, 2) for g, c in enumerate(cols_per_group)]
-        or [np.zeros((0, group, BLOCK), np.int8)]).astype(np.int8).reshape(-1, group, BLOCK)
+        mask = _with_fillers(mask)
+    padded = pad_depth(dense).reshape(rows // group, group, -1, BLOCK)
+    group_of, cols = np.nonzero(mask)  # row-major: group by group, columns ascending
+    blocks = padded[group_of, :, cols]  # [stored blocks, R, 4]
+    counts = mask.sum(axis=1).astype(np.int64)
     if index == "cols":
-        flat = np.concatenate(cols_per_group) if cols_per_group else np.zeros(0, np.int64)
-        positions = flat.astype(narrowest_uint(max(padded.shape[2] - 1, 0)))
+        positions = cols.astype(narrowest_uint(max(padded.shape[2] - 1, 0)))
     else:
-        steps = [np.diff(c, prepend=0) * STEP_BYTES for c in cols_per_group]
-        positions = (np.concatenate(steps) if steps else np.zeros(0)).astype(np.uint8)
+        positions = (_steps(group_of, cols) * STEP_BYTES).astype(np.uint8)
     return BsrMatrix(rows=rows, depth=depth, group=group, index=index,
                      counts=counts.astype(narrowest_uint(int(counts.max(initial=0)))),
-                     positions=positions, blocks=np.ascontiguousarray(blocks))
+                     positions=positions, blocks=np.ascontiguousarray(blocks, dtype=np.int8))
 
 
-def _with_fillers(cols: np.ndarray) -> np.ndarray:
-    """Block columns with filler columns added so no step is longer than MAX_STEP_BLOCKS."""
-    out: list[int] = []
-    prev = 0
-    for c in (int(v) for v in cols):
-        while c - prev > MAX_STEP_BLOCKS:
-            prev += MAX_STEP_BLOCKS
-            out.append(prev)
-        out.append(c)
-        prev = c
-    return np.array(out, np.int64)
+def _steps(group_of: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Blocks from the previous stored block of the same group (from column 0 for a group's
+    first), for the ``(group, column)`` pairs of a mask in row-major order."""
+    steps = np.diff(cols, prepend=0)
+    first = np.diff(group_of, prepend=-1) != 0
+    steps[first] = cols[first]
+    return steps
+
+
+def _with_fillers(mask: np.ndarray) -> np.ndarray:
+    """The block mask with filler blocks added so no step (from column 0 to a group's first
+    block, or between two of its blocks) is longer than MAX_STEP_BLOCKS."""
+    group_of, cols = np.nonzero(mask)
+    long_gaps = np.unique(group_of[_steps(group_of, cols) > MAX_STEP_BLOCKS])
+    if not long_gaps.size:
+        return mask
+    out = mask.copy()
+    for g in long_gaps.tolist():
+        prev = 0
+        for c in np.flatnonzero(mask[g]).tolist():
+            while c - prev > MAX_STEP_BLOCKS:
+                prev += MAX_STEP_BLOCKS
+                out[g, prev] = True
+            prev = c
+    return out
 
 
 def bsr_columns(m: BsrMatrix) -> list[np.ndarray]:
