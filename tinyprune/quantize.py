@@ -206,13 +206,33 @@ def _representative(inputs: np.ndarray) -> Callable[[], Iterator[list[np.ndarray
 
 def _converter(model: Any, inputs: np.ndarray) -> Any:
     lite = tf().lite
-    converter = lite.TFLiteConverter.from_keras_model(model)
+    converter = _traced(model) or lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [lite.Optimize.DEFAULT]
     converter.representative_dataset = _representative(inputs)
     converter.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf().int8
     converter.inference_output_type = tf().int8
     return converter
+
+
+def _traced(model: Any) -> Any | None:
+    """A converter of one traced inference call of a single-input, single-output Keras 3 model.
+
+    ``from_keras_model`` exports a Keras 3 model as a SavedModel first (every endpoint traced,
+    then written out and read back): 23 of the 26 s of converting MobileNetV3Small, 1.8 of the
+    2.3 s of a small CNN. Tracing ``model(x, training=False)`` once over the model's own input
+    spec gives the converter the same graph: the same ops, weights and quantization parameters
+    (compared tensor by tensor on the backbone zoo); only the names of the graph's input, output
+    and constant tensors differ (``x``, ``Identity``), which the reader does not take for layer
+    names. None for other models (tf_keras models are traced by ``from_keras_model`` already;
+    several inputs or outputs keep the SavedModel's signature order).
+    """
+    if flavor_of(model) != "keras3" or len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    spec = model.inputs[0]
+    signature = tf().TensorSpec(tuple(spec.shape), spec.dtype, name="x")
+    call = tf().function(lambda x: model(x, training=False)).get_concrete_function(signature)
+    return tf().lite.TFLiteConverter.from_concrete_functions([call])
 
 
 def _culprit(model: Any, message: str) -> Any | None:

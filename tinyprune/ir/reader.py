@@ -304,7 +304,9 @@ def layer_name(tensor_name: str, fallback: str) -> str:
         return parts[1]
     if len(parts) == 2:
         return parts[0] if parts[1][:1].isupper() else parts[1]
-    return parts[0] if parts and ":" not in parts[0] else fallback
+    if not parts or ":" in parts[0] or re.fullmatch(r"Identity(_\d+)?", parts[0]):
+        return fallback  # a graph output or signature tensor (``Identity``, ``...:0``)
+    return parts[0]
 
 
 # Moved to tinyprune/ir/names.py; re-exported for existing callers.
