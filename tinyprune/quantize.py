@@ -231,7 +231,9 @@ def _traced(model: Any) -> Any | None:
         return None
     spec = model.inputs[0]
     signature = tf().TensorSpec(tuple(spec.shape), spec.dtype, name="x")
-    call = tf().function(lambda x: model(x, training=False)).get_concrete_function(signature)
+    # autograph off, as Keras's own SavedModel export traces its endpoints
+    call = tf().function(lambda x: model(x, training=False),
+                         autograph=False).get_concrete_function(signature)
     return tf().lite.TFLiteConverter.from_concrete_functions([call])
 
 

@@ -241,3 +241,34 @@ def test_conversion_retried_while_the_converter_leaves_a_split_in_float(
     # a float op of another kind (no int8 form) is not converted again
     assert convert_full_int8(lambda: calls.append(1) or float_tflite, "m.keras") == float_tflite
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "squeeze_excite"])
+def test_traced_conversion_gives_the_savedmodel_conversions_model(name: str) -> None:
+    """A Keras 3 model converts from one traced call (quantize._traced) to the model that
+    ``from_keras_model`` (a SavedModel export) gives: the same ops, shapes, weights and
+    quantization parameters, tensor by tensor; only tensor names may differ."""
+    import zoo
+
+    from tinyprune.models._backend import tf
+    from tinyprune.quantize import _converter, _traced
+
+    model = {**zoo.ARCHITECTURES, **zoo.COUPLINGS}[name](keras_module("keras3"))
+    assert _traced(model) is not None  # the traced path, not the from_keras_model fallback
+    inputs = np.random.default_rng(0).standard_normal(
+        (4, *model.inputs[0].shape[1:])).astype(np.float32)
+    traced = read_tflite(bytes(_converter(model, inputs).convert()))
+    exported = tf().lite.TFLiteConverter.from_keras_model(model)
+    for field in ("optimizations", "representative_dataset", "inference_input_type",
+                  "inference_output_type"):
+        setattr(exported, field, getattr(_converter(model, inputs), field))
+    exported.target_spec.supported_ops = [tf().lite.OpsSet.TFLITE_BUILTINS_INT8]
+    saved = read_tflite(bytes(exported.convert()))
+    assert [(o.opcode, o.inputs, o.outputs) for o in traced.ops] == \
+        [(o.opcode, o.inputs, o.outputs) for o in saved.ops]
+    assert [op.name for op in traced.ops] == [op.name for op in saved.ops]  # the layer names
+    for a, b in zip(traced.tensors, saved.tensors, strict=True):
+        assert (a.shape, a.dtype, a.quant) == (b.shape, b.dtype, b.quant), (a.name, b.name)
+        assert (a.data is None) == (b.data is None), (a.name, b.name)
+        if a.data is not None:
+            assert np.array_equal(a.data, b.data), (a.name, b.name)

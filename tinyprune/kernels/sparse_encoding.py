@@ -262,30 +262,33 @@ def encode_nm(dense: np.ndarray, n: int) -> NmMatrix:
     padded = np.zeros((rows, units * width), np.int8)
     padded[:, :depth] = dense
     flat = padded.reshape(rows, units, width)
-    slot_of = {s: c for c, s in enumerate(_unit_slots(n))}
-    values = np.zeros((rows, units, 2), np.int8)
-    codes = np.zeros((rows, units), np.uint8)
-    for r in range(rows):
-        for u in range(units):
-            slot = _choose_slot(flat[r, u], n)
-            codes[r, u] = slot_of[slot]
-            values[r, u] = flat[r, u, list(slot)]
+    bits = (flat != 0).reshape(rows, units, -1, BLOCK) @ (1 << np.arange(BLOCK))  # [r, u, halves]
+    if n == 2:
+        codes = _PAIR_CODE[bits[..., 0]]
+        slots = np.array(PAIRS_2_4)[codes]
+    else:  # code q * 4 + p keeps value p of the first half and value q of the second
+        first, second = _FIRST_SET[bits[..., 0]], _FIRST_SET[bits[..., 1]]
+        codes = (second * BLOCK + first).astype(np.uint8)
+        slots = np.stack([first, second + BLOCK], axis=-1)
+    values = np.take_along_axis(flat, slots, axis=2).astype(np.int8)
+    codes = codes.astype(np.uint8)
     packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
     return NmMatrix(rows=rows, depth=depth, n=n, values=values, codes=packed)
 
 
-def _choose_slot(unit: np.ndarray, n: int) -> tuple[int, int]:
-    """The two positions to keep: the non-zeros, completed with zero positions (a valid code)."""
-    nz = [int(i) for i in np.flatnonzero(unit)]
-    if n == 2:
-        for pair in PAIRS_2_4:
-            if set(nz) <= set(pair):
-                return pair
-    else:
-        first = next((i for i in nz if i < BLOCK), 0)
-        second = next((i for i in nz if i >= BLOCK), BLOCK)
-        return first, second
-    raise AssertionError("unreachable: the group was checked")
+def _pair_codes() -> np.ndarray:
+    """4-bit non-zero mask of a 2:4 group -> the first code whose pair holds its non-zeros."""
+    table = np.zeros(1 << BLOCK, np.uint8)
+    for mask in range(1 << BLOCK):
+        nz = {i for i in range(BLOCK) if mask >> i & 1}
+        table[mask] = next((c for c, pair in enumerate(PAIRS_2_4) if nz <= set(pair)), 0)
+    return table
+
+
+_PAIR_CODE = _pair_codes()
+_FIRST_SET = np.array([next((i for i in range(BLOCK) if m >> i & 1), 0)
+                       for m in range(1 << BLOCK)], np.int64)
+"""4-bit mask -> its lowest set position (0 for none): a 1:4 group's kept value."""
 
 
 def nm_kernel_values(m: NmMatrix) -> np.ndarray:
