@@ -170,8 +170,15 @@ def _quantize(ctx: Context, s: State) -> State:
 
 
 def _plan(ctx: Context, s: State) -> State:
-    return replace(s, plan=pipeline.make_plan(_need(s.graph), ctx.board,
-                                              pipeline.plan_options(ctx.opts.budgets)))
+    planned = pipeline.make_plan(_need(s.graph), ctx.board,
+                                 pipeline.plan_options(ctx.opts.budgets))
+    flash = ctx.board.flash.length
+    if planned.weight_bytes > flash:  # const weights go to flash: no code or link can fit it
+        raise _with_next_step(DoesNotFit(
+            f"firmware does not fit board {ctx.board.name}: FLASH needs {planned.weight_bytes} "
+            f"bytes, available {flash} bytes (the weights alone, before any code)",
+            "FLASH", flash), ctx, s)
+    return replace(s, plan=planned)
 
 
 def _codegen(ctx: Context, s: State) -> State:
@@ -215,7 +222,7 @@ def _with_next_step(exc: CheckFailed, ctx: Context, s: State) -> CheckFailed:
         hint = f"prune it until it fits: --prune-channels auto {flag}"
     else:
         hint = f"set a smaller {flag.split()[0]} or choose a board with more {region}"
-    samples = _need(s.checks).firmware_rows.nbytes
+    samples = s.checks.firmware_rows.nbytes if s.checks is not None else 0
     if not ram and samples >= 4096:
         hint += f"; or compile fewer inputs in (they take {samples:,} bytes: lower --samples)"
     return DoesNotFit(f"{text}; {hint}", exc.region, exc.available)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -295,6 +296,25 @@ def test_model_too_big_for_board(tmp_path: Path, capsys) -> None:
     assert "FLASH" in err.upper() and "524288" in err.replace(",", "")
     assert "--prune-channels auto --flash-budget 512K" in err  # the next step
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_weights_bigger_than_flash_are_refused_before_code_is_generated(
+        tmp_path: Path, capsys) -> None:
+    """The official AD autoencoder's weights (270 KB) alone exceed nucleo_l432kc's 256 KiB of
+    flash: refused right after the plan, with the numbers and the next step, before any C is
+    generated or compiled."""
+    model = Path(__file__).parents[1] / "fixtures" / "mlperf_tiny" / "ad01_int8.tflite"
+    out = tmp_path / "o"
+    rc = main(["build", "--board", "nucleo_l432kc", "--model", str(model), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    line = [ln for ln in err.splitlines() if ln.startswith("tinyprune: ")]
+    assert len(line) == 1, err
+    needs = re.search(r"FLASH needs (\d+) bytes, available 262144 bytes \(the weights alone, "
+                      r"before any code\); choose a board with more flash", line[0])
+    assert needs and int(needs.group(1)) > 262144, line[0]
+    assert "[6/10] codegen" not in err and "[5/10] plan done" not in err, err
+    assert not (out / "report.json").exists() and not (out / "src").exists()
 
 
 def _path_without(tmp_path: Path, prefix: str) -> str:
