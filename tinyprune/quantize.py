@@ -227,9 +227,11 @@ def _traced(model: Any) -> Any | None:
     names. None for other models (tf_keras models are traced by ``from_keras_model`` already;
     several inputs or outputs keep the SavedModel's signature order).
     """
-    if flavor_of(model) != "keras3" or len(model.inputs) != 1 or len(model.outputs) != 1:
-        return None
-    spec = model.inputs[0]
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if flavor_of(model) != "keras3" or not inputs or len(inputs) != 1 or not outputs or \
+            len(outputs) != 1:
+        return None  # (a subclassed model has neither inputs nor outputs)
+    spec = inputs[0]
     signature = tf().TensorSpec(tuple(spec.shape), spec.dtype, name="x")
     # autograph off, as Keras's own SavedModel export traces its endpoints
     call = tf().function(lambda x: model(x, training=False),

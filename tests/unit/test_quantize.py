@@ -272,3 +272,28 @@ def test_traced_conversion_gives_the_savedmodel_conversions_model(name: str) -> 
         assert (a.data is None) == (b.data is None), (a.name, b.name)
         if a.data is not None:
             assert np.array_equal(a.data, b.data), (a.name, b.name)
+
+
+def test_models_without_one_functional_input_and_output_take_the_savedmodel_path() -> None:
+    """quantize._traced only takes single-input, single-output Keras 3 functional models."""
+    from tinyprune.quantize import _traced
+
+    k = keras_module("keras3")
+
+    class Subclassed(k.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = k.layers.Dense(3)
+
+        def call(self, x: object) -> object:
+            return self.dense(x)
+
+    sub = Subclassed()
+    sub(k.ops.zeros((1, 4)))
+    a, b = k.Input((4,)), k.Input((4,))
+    two = k.Model([a, b], k.layers.Dense(2)(k.layers.Add()([a, b])))
+    x = k.Input((4,))
+    y = k.layers.Dense(2)(x)
+    split = k.Model(x, [y, k.layers.ReLU()(y)])
+    assert [_traced(m) for m in (sub, two, split)] == [None, None, None]
+    assert _traced(wrap_model(ZOO["digits"]("tf_keras", seed=2)).model) is None
