@@ -68,6 +68,9 @@ def test_random_garbage_after_header_never_crashes(flatten_model_tflite: bytes) 
         ("sequential_1/conv2d_1/Relu;sequential_1/conv2d_1/BiasAdd", "conv2d_1"),
         ("model/fc/MatMul", "fc"),
         ("StatefulPartitionedCall_1:0", "fallback"),
+        ("Identity", "fallback"),  # a traced function's output (quantize._traced)
+        ("Identity_2", "fallback"),
+        ("identity_block", "identity_block"),  # a layer's own name stays
         ("conv1/BiasAdd", "conv1"),
     ],
 )

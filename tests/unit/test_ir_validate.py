@@ -153,7 +153,7 @@ CASES: dict[str, tuple[Callable[[Any], None], tuple[str, ...]]] = {
                    ("(CONV_2D)", "input 1 shape", "4 dimensions", "[64, 40]")),
     "element-wise output of another shape": (
         lambda m: _set(_t(m, 34), shape=[65536, 12]),
-        ("op 12 'Identity' (SOFTMAX)", "output 0 shape", "[1, 12] (the input's shape)",
+        ("op 12 'op12_softmax' (SOFTMAX)", "output 0 shape", "[1, 12] (the input's shape)",
          "received [65536, 12]")),
     "StableHLO options": (
         lambda m: _set(_op(m, 0), builtinOptions2Type=1,
