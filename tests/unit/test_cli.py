@@ -240,3 +240,22 @@ def test_labels_are_checked_against_the_models_classes(tmp_path: Path, capsys) -
     err = capsys.readouterr().err
     assert "y_train holds label 12 (sample 5)" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_entry_leaves_at_once_after_ctrl_c_and_exits_with_mains_code_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli.entry (the console script and ``python -m``): 130 -> os._exit(130) after flushing,
+    so nothing in the interpreter's shutdown can turn it into a death by SIGINT; any other
+    code -> sys.exit(code)."""
+    from tinyprune import cli
+
+    left: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", left.append)
+    monkeypatch.setattr(cli, "main", lambda: 130)
+    with pytest.raises(SystemExit):  # only because the stand-in for os._exit returns
+        cli.entry()
+    assert left == [130]
+    monkeypatch.setattr(cli, "main", lambda: 2)
+    with pytest.raises(SystemExit) as exc:
+        cli.entry()
+    assert exc.value.code == 2 and left == [130]
