@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tinyprune import fit, pipeline
 from tinyprune.config import BuildOptions, validate
 from tinyprune.errors import CheckFailed, DoesNotFit, TinypruneError, ToolMissing
+from tinyprune.firmware.build import does_not_fit
 from tinyprune.outputs import REPORTS, output_folder
 from tinyprune.progress import Progress, Steps
 
@@ -172,12 +173,9 @@ def _quantize(ctx: Context, s: State) -> State:
 def _plan(ctx: Context, s: State) -> State:
     planned = pipeline.make_plan(_need(s.graph), ctx.board,
                                  pipeline.plan_options(ctx.opts.budgets))
-    flash = ctx.board.flash.length
-    if planned.weight_bytes > flash:  # const weights go to flash: no code or link can fit it
-        raise _with_next_step(DoesNotFit(
-            f"firmware does not fit board {ctx.board.name}: FLASH needs {planned.weight_bytes} "
-            f"bytes, available {flash} bytes (the weights alone, before any code)",
-            "FLASH", flash), ctx, s)
+    if planned.weight_bytes > ctx.board.flash.length:  # const weights go to flash: no link fits
+        raise _with_next_step(does_not_fit(ctx.board, "FLASH", planned.weight_bytes,
+                                           " (the weights alone, before any code)"), ctx, s)
     return replace(s, plan=planned)
 
 

@@ -873,9 +873,9 @@ def entry() -> None:
     """The ``tinyprune`` console script and ``python -m tinyprune.cli``: :func:`main`, then exit
     with its code. After Ctrl-C (130) the output was already cleaned up by the unwinding; the
     process then leaves at once (streams flushed, ``os._exit``) instead of finalizing the
-    interpreter: measured twice, in make test, a build interrupted during the host check printed
-    its one line and then died by SIGINT in the interpreter's shutdown (exit status -2, which a
-    shell also shows as 130)."""
+    interpreter. Seen twice under load (once in make test): a build interrupted during the host
+    check printed its one line and then died by SIGINT (exit status -2, which a shell also shows
+    as 130); the cause was not found, this only keeps the interpreter's shutdown out of it."""
     code = main()
     if code == 130:
         for stream in (sys.stdout, sys.stderr):

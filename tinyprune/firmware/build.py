@@ -261,15 +261,19 @@ def _region_of(board: Board, name: str) -> tuple[str, int]:
     return name.upper(), region.length
 
 
+def does_not_fit(board: Board, region: str, used: int, why: str = "") -> DoesNotFit:
+    """``firmware does not fit board B: REGION needs N bytes, available M bytes`` (+ ``why``)."""
+    region, available = _region_of(board, region)
+    return DoesNotFit(f"firmware does not fit board {board.name}: {region} needs {used} bytes, "
+                      f"available {available} bytes{why}", region, available)
+
+
 def _link_error(board: Board, stderr: str) -> CheckFailed:
     match = _OVERFLOW_RE.search(stderr)
     if match:
         region, available = _region_of(board, match.group(1))
         used = available + int(match.group(2))
-        return DoesNotFit(
-            f"firmware does not fit board {board.name}: {region} needs {used} bytes, "
-            f"available {available} bytes", region, available
-        )
+        return does_not_fit(board, region, used)
     match = _NOFIT_RE.search(stderr)
     if match:
         region, available = _region_of(board, match.group(1))
